@@ -1,0 +1,809 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tcpscope kernel side: TCP socket tracepoints and a TC classifier that
+ * write fixed-size events (tcpscope.h) into one BPF ring buffer.
+ *
+ * Design rules:
+ *  - CO-RE everywhere (BPF_CORE_READ); no kernel-version checks.
+ *  - Configuration is `volatile const`, rewritten by the loader before load.
+ *  - Filters run here so that filtered-out traffic costs a map lookup.
+ *  - The consumer is not woken per event: it drains on a timer, and is woken
+ *    only when the ring holds more than wakeup_bytes.
+ *  - Every failed reservation is counted per event kind (drops map).
+ *  - Socket owners are captured in process context only and kept in an LRU
+ *    map keyed by socket cookie; the entry is deleted when the socket is
+ *    destroyed.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "tcpscope.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+#define IPPROTO_TCP_NUM 6
+#define TC_ACT_UNSPEC (-1)
+#define TCPHDR_FIN 0x01
+#define TCPHDR_SYN 0x02
+#define TCPOPT_BUF 52 /* 40 bytes of options plus room for the widest option read */
+
+/* Configuration, set by the Go loader before load. */
+volatile const __u32 filter_netns = 0;       /* socket events: only this netns inode; 0 = all */
+volatile const __u8 filter_ports = 0;        /* 1: only ports in ports_filter */
+volatile const __u8 filter_hosts = 0;        /* 1: only addresses in hosts_filter */
+volatile const __u32 emit_mask = 0xffffffff; /* bit (1 << event_kind) enables that kind */
+volatile const __u64 wakeup_bytes = 1 << 20; /* wake the reader past this many queued bytes */
+volatile const __u8 send_reset_has_reason = 1; /* tcp_send_reset carries enum sk_rst_reason */
+
+/* For bpf2go -type: these types are otherwise reached only through pointers. */
+const struct packet_event *unused_packet_event __attribute__((unused));
+const struct sock_event *unused_sock_event __attribute__((unused));
+const enum event_kind *unused_event_kind __attribute__((unused));
+const enum packet_dir *unused_packet_dir __attribute__((unused));
+const enum reset_dir *unused_reset_dir __attribute__((unused));
+const enum tcp_option_bit *unused_tcp_option_bit __attribute__((unused));
+const enum sock_event_flag *unused_sock_event_flag __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* overridden by --ring-size */
+} events SEC(".maps");
+
+/* drops counts failed ring-buffer reservations, per CPU, per event kind. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EVENT_KIND_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+/* owners maps socket cookie -> owning process. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct owner);
+} owners SEC(".maps");
+
+/* listeners maps (netns, port) of a listening socket -> its owner. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct listener_key);
+	__type(value, struct owner);
+} listeners SEC(".maps");
+
+/* ports_filter holds the ports of --port (host byte order). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u16);
+	__type(value, __u8);
+} ports_filter SEC(".maps");
+
+/* hosts_filter holds the addresses and CIDRs of --host. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 64);
+	__type(key, struct host_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} hosts_filter SEC(".maps");
+
+/* ifaces holds per-interface parse settings, keyed by ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct iface_cfg);
+} ifaces SEC(".maps");
+
+static __always_inline bool kind_enabled(__u32 kind)
+{
+	return emit_mask & (1U << kind);
+}
+
+static __always_inline void count_drop(__u32 kind)
+{
+	__u64 *n = bpf_map_lookup_elem(&drops, &kind);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline void *reserve(__u32 size, __u32 kind)
+{
+	void *ev = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!ev)
+		count_drop(kind);
+	return ev;
+}
+
+/* submit queues an event without waking the reader unless the ring is
+ * filling up: per-event wakeups dominate the cost of tracing. */
+static __always_inline void submit(void *ev)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(ev, flags);
+}
+
+static __always_inline bool port_passes(__u16 a, __u16 b)
+{
+	if (!filter_ports)
+		return true;
+	return bpf_map_lookup_elem(&ports_filter, &a) || bpf_map_lookup_elem(&ports_filter, &b);
+}
+
+static __always_inline bool addr_in_hosts(__u8 family, const __u8 *addr)
+{
+	struct host_key key = {};
+
+	if (family == AF_INET) {
+		key.prefixlen = 128;
+		key.addr[10] = 0xff;
+		key.addr[11] = 0xff;
+		__builtin_memcpy(&key.addr[12], addr, 4);
+	} else {
+		key.prefixlen = 128;
+		__builtin_memcpy(key.addr, addr, 16);
+	}
+	return bpf_map_lookup_elem(&hosts_filter, &key) != NULL;
+}
+
+static __always_inline bool hosts_pass(__u8 family, const __u8 *a, const __u8 *b)
+{
+	if (!filter_hosts)
+		return true;
+	return addr_in_hosts(family, a) || addr_in_hosts(family, b);
+}
+
+/* ---------------------------------------------------------------------
+ * Socket side
+ * ------------------------------------------------------------------- */
+
+static __always_inline bool is_tcp_sock(const struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	if (family != AF_INET && family != AF_INET6)
+		return false;
+	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP_NUM;
+}
+
+static __always_inline __u32 sock_netns(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* sk_is_full is sk_fullsock(): TIME_WAIT and request sockets share only
+ * struct sock_common with a full socket. */
+static __always_inline bool sk_is_full(const struct sock *sk)
+{
+	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+
+	return state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
+}
+
+/* fill_sock_addrs reads family, addresses and ports from a socket. The local
+ * port comes from inet_sport for full sockets: skc_num is already 0 when a
+ * socket moves to CLOSE. */
+static __always_inline void fill_sock_addrs(struct sock_event *ev, const struct sock *sk)
+{
+	ev->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	/* BPF_CORE_READ_INTO would size the copy by *dst (one byte): give sizes. */
+	if (ev->family == AF_INET) {
+		bpf_core_read(ev->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(ev->raddr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(ev->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(ev->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	if (sk_is_full(sk))
+		ev->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	else
+		ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	ev->netns = sock_netns(sk);
+	ev->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	ev->flags |= SOCK_HAS_STATE;
+}
+
+static __always_inline bool sock_event_passes(const struct sock_event *ev)
+{
+	if (filter_netns && ev->netns != filter_netns)
+		return false;
+	return port_passes(ev->lport, ev->rport) && hosts_pass(ev->family, ev->laddr, ev->raddr);
+}
+
+static __always_inline void current_owner(struct owner *o)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 ug = bpf_get_current_uid_gid();
+
+	o->pid = (__u32)id;
+	o->tgid = id >> 32;
+	o->uid = (__u32)ug;
+	o->_pad = 0;
+	o->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
+
+/* record_owner stores the current task as the owner of a socket. Call it
+ * only in process context. */
+static __always_inline void record_owner(__u64 cookie)
+{
+	struct owner o;
+
+	current_owner(&o);
+	bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
+}
+
+static __always_inline void attach_owner(struct sock_event *ev)
+{
+	struct owner *o;
+
+	if (!ev->cookie)
+		return;
+	o = bpf_map_lookup_elem(&owners, &ev->cookie);
+	if (!o)
+		return;
+	ev->owner = *o;
+	ev->flags |= SOCK_HAS_OWNER;
+}
+
+/* new_sock_event reserves and zeroes a sock_event, or returns NULL (and
+ * counts a drop) when the ring buffer is full. */
+static __always_inline struct sock_event *new_sock_event(__u32 kind)
+{
+	struct sock_event *ev = reserve(sizeof(*ev), kind);
+
+	if (!ev)
+		return NULL;
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->kind = kind;
+	ev->ts_ns = bpf_ktime_get_ns();
+	return ev;
+}
+
+/* track_owner keeps the owners and listeners maps current. State
+ * transitions into SYN_SENT (connect), LISTEN (listen), FIN_WAIT1 and
+ * LAST_ACK (close/shutdown) only ever happen in the owner's process
+ * context; a child socket (LISTEN -> SYN_RECV, in softirq) inherits the
+ * owner of its listener. */
+static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int oldstate, int newstate)
+{
+	struct listener_key lk = {};
+
+	switch (newstate) {
+	case TCP_SYN_SENT:
+	case TCP_FIN_WAIT1:
+	case TCP_LAST_ACK:
+		record_owner(cookie);
+		return;
+	case TCP_LISTEN: {
+		struct owner o;
+
+		current_owner(&o);
+		bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
+		lk.netns = sock_netns(sk);
+		lk.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+		bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY);
+		return;
+	}
+	case TCP_SYN_RECV:
+		if (oldstate == TCP_LISTEN) {
+			struct owner *o;
+
+			lk.netns = sock_netns(sk);
+			lk.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+			o = bpf_map_lookup_elem(&listeners, &lk);
+			if (o)
+				bpf_map_update_elem(&owners, &cookie, o, BPF_ANY);
+		}
+		return;
+	case TCP_CLOSE:
+		if (oldstate == TCP_LISTEN) {
+			lk.netns = sock_netns(sk);
+			lk.port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+			bpf_map_delete_elem(&listeners, &lk);
+		}
+		return;
+	}
+}
+
+/* on_set_state: tp_btf/inet_sock_set_state (kernel >= 5.5 for tp_btf,
+ * tracepoint >= 4.16). Every TCP state transition of every socket, v4 and
+ * v6, in every network namespace. Keeps socket owners current and emits
+ * EVENT_STATE. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
+{
+	struct sock_event *ev;
+	__u64 cookie;
+
+	if (!is_tcp_sock(sk))
+		return 0;
+	cookie = bpf_get_socket_cookie((void *)sk);
+	track_owner(sk, cookie, oldstate, newstate);
+	if (!kind_enabled(EVENT_STATE))
+		return 0;
+
+	ev = new_sock_event(EVENT_STATE);
+	if (!ev)
+		return 0;
+	ev->cookie = cookie;
+	fill_sock_addrs(ev, sk);
+	ev->old_state = oldstate;
+	ev->state = newstate;
+	if (!sock_event_passes(ev)) {
+		bpf_ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
+	attach_owner(ev);
+	submit(ev);
+	return 0;
+}
+
+/* on_destroy_sock: tp_btf/tcp_destroy_sock (kernel >= 5.12). The last event
+ * of every full TCP socket: drops its owner entry. */
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(on_destroy_sock, struct sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+
+	bpf_map_delete_elem(&owners, &cookie);
+	return 0;
+}
+
+/* refresh_owner records the current task as owner when it differs: send and
+ * receive run in the process that uses the socket (this catches accept() in
+ * another process and passed file descriptors). */
+static __always_inline void refresh_owner(struct sock *sk)
+{
+	struct owner *o;
+	__u64 cookie;
+	__u32 tgid;
+
+	if (!is_tcp_sock(sk))
+		return;
+	cookie = bpf_get_socket_cookie(sk);
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	o = bpf_map_lookup_elem(&owners, &cookie);
+	if (o && o->tgid == tgid)
+		return;
+	record_owner(cookie);
+}
+
+/* on_send_length: tp_btf/sock_send_length (kernel >= 6.4), process context
+ * of every sendmsg. Optional: dropped before load when absent. */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(on_send_length, struct sock *sk, int ret, int flags)
+{
+	refresh_owner(sk);
+	return 0;
+}
+
+/* on_recv_length: tp_btf/sock_recv_length (kernel >= 6.4), process context
+ * of every recvmsg. Optional: dropped before load when absent. */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(on_recv_length, struct sock *sk, int ret, int flags)
+{
+	refresh_owner(sk);
+	return 0;
+}
+
+/* on_retransmit: tp_btf/tcp_retransmit_skb (kernel >= 4.16). The kernel
+ * retransmitted a segment; seq and length come from the skb control block.
+ * The 6.17 `err` argument is not read, so one program fits every kernel. */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(on_retransmit, const struct sock *sk, const struct sk_buff *skb)
+{
+	struct sock_event *ev;
+	struct tcp_skb_cb *tcb;
+	__u32 seq, end_seq;
+	__u16 tflags;
+
+	if (!kind_enabled(EVENT_RETRANSMIT) || !sk || !skb || !is_tcp_sock(sk))
+		return 0;
+	ev = new_sock_event(EVENT_RETRANSMIT);
+	if (!ev)
+		return 0;
+	ev->cookie = bpf_get_socket_cookie((void *)sk);
+	fill_sock_addrs(ev, sk);
+	if (!sock_event_passes(ev)) {
+		bpf_ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
+	tcb = (struct tcp_skb_cb *)__builtin_preserve_access_index(&skb->cb);
+	seq = BPF_CORE_READ(tcb, seq);
+	end_seq = BPF_CORE_READ(tcb, end_seq);
+	tflags = BPF_CORE_READ(tcb, tcp_flags);
+	ev->seq = seq;
+	ev->len = end_seq - seq;
+	if (tflags & (TCPHDR_SYN | TCPHDR_FIN))
+		ev->len -= ((tflags & TCPHDR_SYN) ? 1 : 0) + ((tflags & TCPHDR_FIN) ? 1 : 0);
+	ev->tcp_flags = tflags;
+	attach_owner(ev);
+	submit(ev);
+	return 0;
+}
+
+/* fill_skb_addrs takes addresses from the headers of the segment that
+ * provoked a reset: the reset goes back to its source, so the segment's
+ * destination is the local end. */
+static __always_inline bool fill_skb_addrs(struct sock_event *ev, const struct sk_buff *skb)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 th = BPF_CORE_READ(skb, transport_header);
+	struct tcphdr tcp;
+	__u8 version;
+
+	if (bpf_probe_read_kernel(&version, 1, head + nh))
+		return false;
+	version >>= 4;
+	if (version == 4) {
+		struct iphdr ip;
+
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return false;
+		ev->family = AF_INET;
+		__builtin_memcpy(ev->laddr, &ip.daddr, 4);
+		__builtin_memcpy(ev->raddr, &ip.saddr, 4);
+	} else if (version == 6) {
+		struct ipv6hdr ip6;
+
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return false;
+		ev->family = AF_INET6;
+		__builtin_memcpy(ev->laddr, &ip6.daddr, 16);
+		__builtin_memcpy(ev->raddr, &ip6.saddr, 16);
+	} else {
+		return false;
+	}
+	if (bpf_probe_read_kernel(&tcp, sizeof(tcp), head + th))
+		return false;
+	ev->lport = bpf_ntohs(tcp.dest);
+	ev->rport = bpf_ntohs(tcp.source);
+	ev->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	return true;
+}
+
+/* on_send_reset: tp_btf/tcp_send_reset (kernel >= 5.5; the sk_rst_reason
+ * argument exists since 6.10 and is read only when the loader found it in
+ * kernel BTF). sk is NULL when no socket matched (connection refused) and
+ * skb is NULL for active resets (abort, SO_LINGER 0): either may be absent. */
+SEC("tp_btf/tcp_send_reset")
+int on_send_reset(__u64 *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx[0];
+	const struct sk_buff *skb = (const struct sk_buff *)ctx[1];
+	struct sock_event *ev;
+
+	if (!kind_enabled(EVENT_RESET))
+		return 0;
+	if (sk && !is_tcp_sock(sk))
+		return 0;
+	ev = new_sock_event(EVENT_RESET);
+	if (!ev)
+		return 0;
+	ev->reset_dir = RESET_SENT;
+	if (sk && sk_is_full(sk)) {
+		ev->cookie = bpf_get_socket_cookie((void *)sk);
+		fill_sock_addrs(ev, sk);
+	} else if (skb) {
+		if (!fill_skb_addrs(ev, skb))
+			goto discard;
+		if (sk) {
+			ev->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+			ev->flags |= SOCK_HAS_STATE;
+			ev->cookie = bpf_get_socket_cookie((void *)sk);
+		}
+	} else if (sk) {
+		ev->cookie = bpf_get_socket_cookie((void *)sk);
+		fill_sock_addrs(ev, sk);
+	} else {
+		goto discard;
+	}
+	if (!sock_event_passes(ev))
+		goto discard;
+	if (send_reset_has_reason) {
+		ev->reason = (__u32)ctx[2];
+		ev->flags |= SOCK_HAS_REASON;
+	}
+	attach_owner(ev);
+	submit(ev);
+	return 0;
+discard:
+	bpf_ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+/* on_receive_reset: tp_btf/tcp_receive_reset (kernel >= 5.5). A valid RST
+ * arrived for a full socket. */
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(on_receive_reset, struct sock *sk)
+{
+	struct sock_event *ev;
+
+	if (!kind_enabled(EVENT_RESET) || !sk || !is_tcp_sock(sk))
+		return 0;
+	ev = new_sock_event(EVENT_RESET);
+	if (!ev)
+		return 0;
+	ev->reset_dir = RESET_RECEIVED;
+	ev->cookie = bpf_get_socket_cookie(sk);
+	fill_sock_addrs(ev, sk);
+	if (!sock_event_passes(ev)) {
+		bpf_ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
+	attach_owner(ev);
+	submit(ev);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Packet side
+ * ------------------------------------------------------------------- */
+
+/* parse_tcp_options fills MSS, window scale, SACK-permitted, SACK and
+ * timestamps from the option bytes. */
+static __always_inline void parse_tcp_options(struct __sk_buff *skb, __u32 off, __u32 optlen,
+					      struct packet_event *ev)
+{
+	__u8 opts[TCPOPT_BUF] = {};
+	__u32 i = 0;
+
+	if (optlen == 0 || optlen > 40)
+		return;
+	if (bpf_skb_load_bytes(skb, off, opts, optlen))
+		return;
+
+	for (int n = 0; n < 40; n++) {
+		__u8 kind, len;
+
+		if (i >= optlen || i > 39)
+			break;
+		kind = opts[i];
+		if (kind == 0) /* end of option list */
+			break;
+		if (kind == 1) { /* NOP */
+			i++;
+			continue;
+		}
+		len = opts[i + 1];
+		if (len < 2 || i + len > optlen)
+			break;
+		switch (kind) {
+		case 2: /* MSS */
+			if (len == 4) {
+				ev->mss = ((__u16)opts[i + 2] << 8) | opts[i + 3];
+				ev->options |= OPT_MSS;
+			}
+			break;
+		case 3: /* window scale */
+			if (len == 3) {
+				ev->wscale = opts[i + 2];
+				ev->options |= OPT_WSCALE;
+			}
+			break;
+		case 4: /* SACK permitted */
+			ev->options |= OPT_SACK_OK;
+			break;
+		case 5: /* SACK blocks */
+			ev->sack_blocks = (len - 2) / 8;
+			ev->options |= OPT_SACK;
+			break;
+		case 8: /* timestamps */
+			if (len == 10) {
+				ev->ts_val = ((__u32)opts[i + 2] << 24) | ((__u32)opts[i + 3] << 16) |
+					     ((__u32)opts[i + 4] << 8) | opts[i + 5];
+				ev->ts_ecr = ((__u32)opts[i + 6] << 24) | ((__u32)opts[i + 7] << 16) |
+					     ((__u32)opts[i + 8] << 8) | opts[i + 9];
+				ev->options |= OPT_TIMESTAMP;
+			}
+			break;
+		}
+		i += len;
+	}
+}
+
+struct parsed_l3 {
+	__u32 l4_off;
+	__u32 ip_payload; /* L4 bytes according to the IP header; 0 when unknown */
+	__u8 family;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+static __always_inline bool parse_ipv4(struct __sk_buff *skb, __u32 off, struct parsed_l3 *l3)
+{
+	struct iphdr ip;
+	__u32 ihl;
+
+	if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
+		return false;
+	if (ip.protocol != IPPROTO_TCP_NUM)
+		return false;
+	if (bpf_ntohs(ip.frag_off) & 0x1fff) /* not the first fragment */
+		return false;
+	ihl = ip.ihl * 4;
+	if (ihl < sizeof(ip))
+		return false;
+	l3->family = AF_INET;
+	__builtin_memcpy(l3->saddr, &ip.saddr, 4);
+	__builtin_memcpy(l3->daddr, &ip.daddr, 4);
+	l3->l4_off = off + ihl;
+	/* Total length is 0 in GSO super-packets larger than 64 KiB. */
+	if (bpf_ntohs(ip.tot_len) > ihl)
+		l3->ip_payload = bpf_ntohs(ip.tot_len) - ihl;
+	return true;
+}
+
+static __always_inline bool parse_ipv6(struct __sk_buff *skb, __u32 off, struct parsed_l3 *l3)
+{
+	struct ipv6hdr ip6;
+	__u32 ext = 0;
+	__u8 next;
+
+	if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
+		return false;
+	next = ip6.nexthdr;
+	off += sizeof(ip6);
+	for (int n = 0; n < 6 && next != IPPROTO_TCP_NUM; n++) {
+		__u8 hdr[2];
+
+		switch (next) {
+		case 0:  /* hop-by-hop */
+		case 43: /* routing */
+		case 60: /* destination options */
+			if (bpf_skb_load_bytes(skb, off, hdr, 2))
+				return false;
+			next = hdr[0];
+			off += (hdr[1] + 1) * 8;
+			ext += (hdr[1] + 1) * 8;
+			break;
+		case 44: { /* fragment */
+			__u8 frag[4];
+
+			if (bpf_skb_load_bytes(skb, off, frag, 4))
+				return false;
+			if (((frag[2] << 8) | frag[3]) & 0xfff8) /* not the first fragment */
+				return false;
+			next = frag[0];
+			off += 8;
+			ext += 8;
+			break;
+		}
+		default:
+			return false;
+		}
+	}
+	if (next != IPPROTO_TCP_NUM)
+		return false;
+	l3->family = AF_INET6;
+	__builtin_memcpy(l3->saddr, &ip6.saddr, 16);
+	__builtin_memcpy(l3->daddr, &ip6.daddr, 16);
+	l3->l4_off = off;
+	if (bpf_ntohs(ip6.payload_len) > ext)
+		l3->ip_payload = bpf_ntohs(ip6.payload_len) - ext;
+	return true;
+}
+
+/* handle_packet parses Ethernet (with up to two VLAN tags) or raw IP,
+ * IPv4/IPv6 and the TCP header, and emits one packet_event. The payload
+ * length is skb->len based (GSO super-packets carry IP length 0), capped by
+ * the IP header's length when it has one (Ethernet padding). */
+static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
+{
+	struct parsed_l3 l3 = {};
+	struct packet_event *ev;
+	struct iface_cfg *cfg;
+	struct tcphdr tcp;
+	__u32 ifindex = skb->ifindex;
+	__u32 off = ETH_HLEN, doff, hdr_end, len;
+	__u16 proto;
+
+	cfg = bpf_map_lookup_elem(&ifaces, &ifindex);
+	if (cfg && cfg->l2_len == 0) {
+		__u8 version;
+
+		off = 0;
+		if (bpf_skb_load_bytes(skb, 0, &version, 1))
+			return TC_ACT_UNSPEC;
+		proto = (version >> 4) == 6 ? ETH_P_IPV6 : ETH_P_IP;
+	} else {
+		__be16 ethertype;
+
+		if (bpf_skb_load_bytes(skb, 12, &ethertype, 2))
+			return TC_ACT_UNSPEC;
+		proto = bpf_ntohs(ethertype);
+		for (int n = 0; n < 2 && (proto == ETH_P_8021Q || proto == ETH_P_8021AD); n++) {
+			if (bpf_skb_load_bytes(skb, off + 2, &ethertype, 2))
+				return TC_ACT_UNSPEC;
+			proto = bpf_ntohs(ethertype);
+			off += 4;
+		}
+	}
+
+	if (proto == ETH_P_IP) {
+		if (!parse_ipv4(skb, off, &l3))
+			return TC_ACT_UNSPEC;
+	} else if (proto == ETH_P_IPV6) {
+		if (!parse_ipv6(skb, off, &l3))
+			return TC_ACT_UNSPEC;
+	} else {
+		return TC_ACT_UNSPEC;
+	}
+
+	if (bpf_skb_load_bytes(skb, l3.l4_off, &tcp, sizeof(tcp)))
+		return TC_ACT_UNSPEC;
+	if (!port_passes(bpf_ntohs(tcp.source), bpf_ntohs(tcp.dest)) ||
+	    !hosts_pass(l3.family, l3.saddr, l3.daddr))
+		return TC_ACT_UNSPEC;
+
+	doff = tcp.doff * 4;
+	if (doff < sizeof(tcp))
+		return TC_ACT_UNSPEC;
+	hdr_end = l3.l4_off + doff;
+	len = skb->len > hdr_end ? skb->len - hdr_end : 0;
+	if (l3.ip_payload) {
+		__u32 by_ip = l3.ip_payload > doff ? l3.ip_payload - doff : 0;
+
+		if (by_ip < len)
+			len = by_ip;
+	}
+
+	ev = reserve(sizeof(*ev), EVENT_PACKET);
+	if (!ev)
+		return TC_ACT_UNSPEC;
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->kind = EVENT_PACKET;
+	ev->family = l3.family;
+	ev->dir = dir;
+	ev->ifindex = ifindex;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->cookie = bpf_get_socket_cookie(skb);
+	__builtin_memcpy(ev->saddr, l3.saddr, 16);
+	__builtin_memcpy(ev->daddr, l3.daddr, 16);
+	ev->sport = bpf_ntohs(tcp.source);
+	ev->dport = bpf_ntohs(tcp.dest);
+	ev->seq = bpf_ntohl(tcp.seq);
+	ev->ack = bpf_ntohl(tcp.ack_seq);
+	ev->tcp_flags = ((__u8 *)&tcp)[13];
+	ev->window = bpf_ntohs(tcp.window);
+	ev->len = len;
+	parse_tcp_options(skb, l3.l4_off + sizeof(tcp), doff - sizeof(tcp), ev);
+	submit(ev);
+	return TC_ACT_UNSPEC;
+}
+
+/* tc_ingress: TC classifier for ingress (TCX on kernel >= 6.6, clsact +
+ * cls_bpf before). Reports TCP headers of received packets; never drops. */
+SEC("tc")
+int tc_ingress(struct __sk_buff *skb)
+{
+	return handle_packet(skb, DIR_INGRESS);
+}
+
+/* tc_egress: TC classifier for egress, as tc_ingress. On loopback only this
+ * direction is attached, so each packet is reported once. */
+SEC("tc")
+int tc_egress(struct __sk_buff *skb)
+{
+	return handle_packet(skb, DIR_EGRESS);
+}

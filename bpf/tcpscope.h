@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * tcpscope event ABI: the one definition of every record the kernel side
+ * writes to the ring buffer and of every map key/value Go fills in.
+ * Go types are generated from this file by bpf2go (-type); never mirror
+ * these structs by hand. Every event struct starts with `__u8 kind` so the
+ * reader can dispatch on the first byte. Layouts are explicit (no implicit
+ * padding) and sizes are multiples of 8.
+ */
+#ifndef TCPSCOPE_H
+#define TCPSCOPE_H
+
+/* event_kind is the first byte of every ring-buffer record and the index of
+ * the per-kind reservation-failure counter. */
+enum event_kind {
+	EVENT_PACKET = 1,     /* struct packet_event */
+	EVENT_STATE = 2,      /* struct sock_event: TCP state transition */
+	EVENT_RETRANSMIT = 3, /* struct sock_event: kernel retransmitted a segment */
+	EVENT_RESET = 4,      /* struct sock_event: RST sent or received */
+	EVENT_KIND_MAX = 5,
+};
+
+/* packet_dir says on which TC hook a packet was seen. */
+enum packet_dir {
+	DIR_INGRESS = 0,
+	DIR_EGRESS = 1,
+};
+
+/* reset_dir says whether this host sent or received a reset. */
+enum reset_dir {
+	RESET_SENT = 0,
+	RESET_RECEIVED = 1,
+};
+
+/* tcp_option_bit marks which TCP options a packet carried. */
+enum tcp_option_bit {
+	OPT_MSS = 1 << 0,
+	OPT_WSCALE = 1 << 1,
+	OPT_SACK_OK = 1 << 2,
+	OPT_TIMESTAMP = 1 << 3,
+	OPT_SACK = 1 << 4,
+};
+
+/* sock_event_flag is a bit set in sock_event.flags. */
+enum sock_event_flag {
+	SOCK_HAS_OWNER = 1 << 0,  /* owner holds the socket's owning process */
+	SOCK_HAS_STATE = 1 << 1,  /* state holds the socket's TCP state */
+	SOCK_HAS_REASON = 1 << 2, /* reason holds an enum sk_rst_reason value */
+};
+
+/* owner is the process that owns a socket, captured in process context
+ * (connect, listen, send, receive, close), never at softirq time. */
+struct owner {
+	__u32 pid;       /* thread id of the task that last acted on the socket */
+	__u32 tgid;      /* process id (what ps calls PID) */
+	__u32 uid;
+	__u32 _pad;
+	__u64 cgroup_id; /* cgroup v2 id */
+	char comm[16];
+};
+
+/* packet_event is one TCP header seen by the TC classifier. No payload. */
+struct packet_event {
+	__u8 kind;      /* EVENT_PACKET */
+	__u8 family;    /* AF_INET or AF_INET6 */
+	__u8 dir;       /* enum packet_dir */
+	__u8 tcp_flags; /* header byte 13: FIN SYN RST PSH ACK URG ECE CWR */
+	__u32 ifindex;
+	__u64 ts_ns;    /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u8 saddr[16]; /* IPv4 uses the first 4 bytes */
+	__u8 daddr[16];
+	__u16 sport;    /* host byte order */
+	__u16 dport;
+	__u32 seq;
+	__u32 ack;
+	__u32 len;      /* TCP payload bytes */
+	__u16 window;   /* raw header value, not scaled */
+	__u16 options;  /* enum tcp_option_bit */
+	__u16 mss;
+	__u8 wscale;
+	__u8 sack_blocks;
+	__u32 ts_val;
+	__u32 ts_ecr;
+	/* Cookie of skb->sk, 0 without one. On egress the sending socket; on
+	 * veth ingress the sender's socket in the peer namespace. Used only to
+	 * tie a connecting socket's SYN to its SYN_SENT event. */
+	__u64 cookie;
+};
+
+/* sock_event is a socket-level event: state change, retransmit or reset. */
+struct sock_event {
+	__u8 kind;      /* EVENT_STATE, EVENT_RETRANSMIT or EVENT_RESET */
+	__u8 family;
+	__u8 old_state; /* EVENT_STATE: state before the transition */
+	__u8 state;     /* new state (EVENT_STATE) or current state */
+	__u32 netns;    /* network namespace inode */
+	__u64 ts_ns;
+	__u64 cookie;   /* socket cookie, 0 when no socket was involved */
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;    /* host byte order */
+	__u16 rport;
+	__u32 seq;      /* EVENT_RETRANSMIT: first sequence number */
+	__u32 len;      /* EVENT_RETRANSMIT: payload bytes */
+	__u32 reason;   /* EVENT_RESET: enum sk_rst_reason when SOCK_HAS_REASON */
+	__u8 reset_dir; /* EVENT_RESET: enum reset_dir */
+	__u8 tcp_flags; /* EVENT_RETRANSMIT: flags of the retransmitted segment */
+	__u8 flags;     /* enum sock_event_flag */
+	__u8 _pad[5];
+	struct owner owner;
+};
+
+/* listener_key finds the owner of a listening socket, so that a child
+ * socket created in softirq context inherits the process that listens. */
+struct listener_key {
+	__u32 netns;
+	__u16 port;
+	__u16 _pad;
+};
+
+/* host_key is an LPM-trie key: IPv4 is stored v4-mapped (::ffff:a.b.c.d). */
+struct host_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* iface_cfg describes how to parse packets of one interface. */
+struct iface_cfg {
+	__u8 l2_len; /* 14 for Ethernet-like devices (lo included), 0 for raw IP */
+	__u8 _pad[3];
+};
+
+#endif /* TCPSCOPE_H */

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitError = 1 // the tracer failed (load, attach, I/O)
+	exitUsage = 2 // bad command line; nothing was loaded or attached
+)
+
+// usageError is bad user input; it exits with status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ue usageError
+	var ce *tracer.ConfigError
+	if errors.As(err, &ue) || errors.As(err, &ce) {
+		return exitUsage
+	}
+	return exitError
+}
+
+// oneLine keeps an error message on one line of stderr.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+// newRootCmd builds the tcpscope command tree. Plain `tcpscope` runs
+// `tcpscope trace` with the same flags.
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	traceCmd := newTraceCmd(stdout, stderr)
+	root := &cobra.Command{
+		Use:   "tcpscope",
+		Short: "Trace TCP connections with eBPF: handshakes, data, closes, resets",
+		Long: "tcpscope traces TCP in the kernel: state changes, retransmits and resets from\n" +
+			"tracepoints, and every TCP header from a TC classifier, correlated per connection.\n" +
+			"Without a subcommand it runs `tcpscope trace`.",
+		Args:          noArgs,
+		RunE:          traceCmd.RunE,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.Flags().AddFlagSet(traceCmd.Flags())
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(traceCmd, newVersionCmd(stdout))
+	return root
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{errors.New("unexpected argument " + `"` + args[0] + `"` + " for " + `"` + cmd.CommandPath() + `"`)}
+	}
+	return nil
+}

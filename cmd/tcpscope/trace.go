@@ -1,0 +1,196 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/tcpscope/tcpscope/output"
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+// traceOptions holds the flags of `tcpscope trace`.
+type traceOptions struct {
+	interfaces    []string
+	output        string
+	write         string
+	count         int
+	ports         []string
+	hosts         []string
+	netns         string
+	events        []string
+	ringSize      string
+	flushInterval time.Duration
+	debug         bool
+}
+
+func newTraceCmd(stdout, stderr io.Writer) *cobra.Command {
+	opts := &traceOptions{}
+	cmd := &cobra.Command{
+		Use:   "trace",
+		Short: "Trace TCP connections (the default command)",
+		Example: "  tcpscope trace -i eth0 --port 443\n" +
+			"  tcpscope trace -o json -w conns.jsonl --host 10.0.0.0/8\n" +
+			"  tcpscope trace --netns myns --events state,reset",
+		Args:          noArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runTrace(cmd, opts, stdout, stderr)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVarP(&opts.interfaces, "interface", "i", nil, "capture packets on this interface (repeatable; default: every interface that is up)")
+	f.StringVarP(&opts.output, "output", "o", "", "output format: json or text (default: text on a terminal, json otherwise)")
+	f.StringVarP(&opts.write, "write", "w", "", "write records to FILE instead of stdout")
+	f.IntVarP(&opts.count, "count", "c", 0, "stop after N records (0: until interrupted)")
+	f.StringSliceVar(&opts.ports, "port", nil, "only connections with this port at either end (repeatable)")
+	f.StringSliceVar(&opts.hosts, "host", nil, "only connections with this IP or CIDR at either end (repeatable)")
+	f.StringVar(&opts.netns, "netns", "", "only this network namespace (name, path or inode); interfaces are taken from it")
+	f.StringSliceVar(&opts.events, "events", []string{"packet", "state", "retransmit", "reset"}, "event types to trace")
+	f.StringVar(&opts.ringSize, "ring-size", "8M", "BPF ring buffer size (power of two; K, M, G suffixes)")
+	f.DurationVar(&opts.flushInterval, "flush-interval", tracer.DefaultFlushInterval, "how often queued events are read and output is flushed")
+	f.BoolVar(&opts.debug, "debug", false, "debug logging, with the full verifier log if a program is rejected")
+	return cmd
+}
+
+// buildConfig turns flags into a tracer configuration. Every error is a
+// usage error; nothing is loaded yet.
+func (o *traceOptions) buildConfig(logger *slog.Logger) (tracer.Config, error) {
+	cfg := tracer.Config{
+		Interfaces:    o.interfaces,
+		FlushInterval: o.flushInterval,
+		Logger:        logger,
+		Debug:         o.debug,
+	}
+	if o.count < 0 {
+		return cfg, usageError{fmt.Errorf("bad --count %d: want 0 or more", o.count)}
+	}
+	for _, p := range o.ports {
+		port, err := tracer.ParsePort(p)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Ports = append(cfg.Ports, port)
+	}
+	for _, h := range o.hosts {
+		prefix, err := tracer.ParseHost(h)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Hosts = append(cfg.Hosts, prefix)
+	}
+	events, err := tracer.ParseEvents(o.events)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Events = events
+	size, err := tracer.ParseSize(o.ringSize)
+	if err != nil {
+		return cfg, usageError{fmt.Errorf("bad --ring-size %q: want a size such as 8M", o.ringSize)}
+	}
+	cfg.RingSize = size
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// outputFormat picks the format: --output, else text on a terminal.
+func (o *traceOptions) outputFormat(stdout io.Writer) (output.Format, error) {
+	if o.output != "" {
+		f, err := output.ParseFormat(o.output)
+		if err != nil {
+			return "", usageError{err}
+		}
+		return f, nil
+	}
+	if o.write == "" || o.write == "-" {
+		if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			return output.FormatText, nil
+		}
+	}
+	return output.FormatJSON, nil
+}
+
+func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) error {
+	level := slog.LevelInfo
+	if o.debug {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg, err := o.buildConfig(logger)
+	if err != nil {
+		return err
+	}
+	format, err := o.outputFormat(stdout)
+	if err != nil {
+		return err
+	}
+	if o.netns != "" {
+		ns, err := tracer.OpenNetns(o.netns)
+		if err != nil {
+			return usageError{fmt.Errorf("bad --netns: %w", err)}
+		}
+		defer ns.Close()
+		cfg.Netns = ns
+	}
+
+	out := stdout
+	if o.write != "" && o.write != "-" {
+		f, err := os.OpenFile(o.write, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return usageError{fmt.Errorf("open --write file: %w", err)}
+		}
+		defer f.Close()
+		out = f
+	}
+
+	t, err := tracer.Open(cfg)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+
+	var sink tracer.Sink = output.NewWriter(out, format)
+	if o.count > 0 {
+		sink = &countingSink{Sink: sink, left: o.count}
+	}
+	err = t.Run(cmd.Context(), sink)
+	if errors.Is(err, syscall.EPIPE) {
+		// The reader of our output went away: a normal way to stop.
+		err = nil
+	}
+	if cerr := t.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
+}
+
+// countingSink stops tracing after a number of records.
+type countingSink struct {
+	tracer.Sink
+	left int
+}
+
+func (s *countingSink) Write(r *tracer.Record) error {
+	if s.left <= 0 {
+		return tracer.ErrStop
+	}
+	if err := s.Sink.Write(r); err != nil {
+		return err
+	}
+	s.left--
+	if s.left == 0 {
+		return tracer.ErrStop
+	}
+	return nil
+}

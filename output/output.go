@@ -1,0 +1,366 @@
+// Package output formats tracer records as JSON lines or as text that
+// reads like tcpdump -S -n.
+package output
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+// Format is an output format.
+type Format string
+
+// Output formats.
+const (
+	FormatJSON Format = "json"
+	FormatText Format = "text"
+)
+
+// ParseFormat parses an --output value.
+func ParseFormat(s string) (Format, error) {
+	switch Format(s) {
+	case FormatJSON, FormatText:
+		return Format(s), nil
+	}
+	return "", fmt.Errorf("unknown output format %q (want json or text)", s)
+}
+
+// TimeLayout is the timestamp format of both outputs: RFC 3339, UTC, with
+// all nine digits of nanoseconds.
+const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// Writer writes records in one format to a buffered io.Writer. It
+// implements tracer.Sink. One line per record, no blank lines.
+type Writer struct {
+	w      *bufio.Writer
+	format Format
+	line   []byte
+}
+
+// NewWriter returns a Writer of format f on w.
+func NewWriter(w io.Writer, f Format) *Writer {
+	return &Writer{w: bufio.NewWriterSize(w, 64<<10), format: f, line: make([]byte, 0, 512)}
+}
+
+// Write formats one record and buffers it.
+func (w *Writer) Write(r *tracer.Record) error {
+	if w.format == FormatText {
+		w.line = AppendText(w.line[:0], r)
+	} else {
+		w.line = AppendJSON(w.line[:0], r)
+	}
+	w.line = append(w.line, '\n')
+	_, err := w.w.Write(w.line)
+	return err
+}
+
+// Flush writes out buffered records.
+func (w *Writer) Flush() error { return w.w.Flush() }
+
+func appendTime(dst []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(dst, TimeLayout)
+}
+
+// appendAddrPort appends "10.0.0.1:80" or "[fd00::1]:80".
+func appendAddrPort(dst []byte, ap netip.AddrPort) []byte {
+	return ap.AppendTo(dst)
+}
+
+// appendTcpdumpEndpoint appends "10.0.0.1.80" or "fd00::1.80" as tcpdump -n does.
+func appendTcpdumpEndpoint(dst []byte, ap netip.AddrPort) []byte {
+	dst = ap.Addr().AppendTo(dst)
+	dst = append(dst, '.')
+	return strconv.AppendUint(dst, uint64(ap.Port()), 10)
+}
+
+// ------------------------------------------------------------------ JSON
+
+type jsonObj struct{ b []byte }
+
+func (o *jsonObj) key(k string) {
+	if len(o.b) > 0 && o.b[len(o.b)-1] != '{' {
+		o.b = append(o.b, ',')
+	}
+	o.b = append(o.b, '"')
+	o.b = append(o.b, k...)
+	o.b = append(o.b, '"', ':')
+}
+
+func (o *jsonObj) str(k, v string) {
+	o.key(k)
+	o.b = appendJSONString(o.b, []byte(v))
+}
+
+func (o *jsonObj) uint(k string, v uint64) {
+	o.key(k)
+	o.b = strconv.AppendUint(o.b, v, 10)
+}
+
+func (o *jsonObj) addr(k string, ap netip.AddrPort) {
+	o.key(k)
+	o.b = append(o.b, '"')
+	o.b = appendAddrPort(o.b, ap)
+	o.b = append(o.b, '"')
+}
+
+// AppendJSON appends r as one JSON object (no newline). The field order is
+// fixed; see docs/schema.md.
+func AppendJSON(dst []byte, r *tracer.Record) []byte {
+	o := jsonObj{b: append(dst, '{')}
+	o.key("ts")
+	o.b = append(o.b, '"')
+	o.b = appendTime(o.b, r.Time)
+	o.b = append(o.b, '"')
+	o.str("type", r.Type.String())
+	o.uint("conn", r.Conn)
+	o.uint("netns", uint64(r.Netns))
+	switch r.Type {
+	case tracer.TypePacket:
+		o.key("ifname")
+		o.b = appendJSONString(o.b, AppendEscaped(nil, []byte(r.Ifname)))
+		o.str("dir", r.Dir.String())
+		o.addr("src", r.Src)
+		o.addr("dst", r.Dst)
+		o.key("flags")
+		o.b = append(o.b, '"')
+		o.b = tracer.AppendFlags(o.b, r.Flags)
+		o.b = append(o.b, '"')
+		o.uint("seq", uint64(r.Seq))
+		if r.HasAck() {
+			o.uint("ack", uint64(r.Ack))
+		}
+		o.uint("win", uint64(r.Win))
+		o.uint("len", uint64(r.Len))
+		if r.Options.Present != 0 {
+			o.key("options")
+			o.b = appendJSONOptions(o.b, &r.Options)
+		}
+	case tracer.TypeState:
+		o.addr("local", r.Local)
+		o.addr("remote", r.Remote)
+		o.str("old", r.OldState.String())
+		o.str("new", r.State.String())
+		appendJSONSocket(&o, r)
+	case tracer.TypeRetransmit:
+		o.addr("local", r.Local)
+		o.addr("remote", r.Remote)
+		o.str("state", r.State.String())
+		o.uint("seq", uint64(r.Seq))
+		o.uint("len", uint64(r.Len))
+		o.key("flags")
+		o.b = append(o.b, '"')
+		o.b = tracer.AppendFlags(o.b, r.Flags)
+		o.b = append(o.b, '"')
+		appendJSONSocket(&o, r)
+	case tracer.TypeReset:
+		o.addr("local", r.Local)
+		o.addr("remote", r.Remote)
+		o.str("dir", r.ResetDir.String())
+		if r.Reason != "" {
+			o.str("reason", r.Reason)
+		}
+		if r.HasState {
+			o.str("state", r.State.String())
+		}
+		appendJSONSocket(&o, r)
+	case tracer.TypeLost:
+		o.uint("count", r.LostCount)
+		o.str("kind", r.LostKind)
+	}
+	return append(o.b, '}')
+}
+
+// appendJSONSocket appends the owner and cookie of a socket event; absent
+// when the kernel could not tell.
+func appendJSONSocket(o *jsonObj, r *tracer.Record) {
+	if r.Owner.Known {
+		o.uint("pid", uint64(r.Owner.PID))
+		o.uint("tid", uint64(r.Owner.TID))
+		o.uint("uid", uint64(r.Owner.UID))
+		o.uint("cgroup_id", r.Owner.CgroupID)
+		o.key("comm")
+		o.b = appendJSONString(o.b, AppendEscaped(nil, r.Owner.CommBytes()))
+	}
+	if r.Cookie != 0 {
+		o.uint("cookie", r.Cookie)
+	}
+}
+
+func appendJSONOptions(dst []byte, opt *tracer.TCPOptions) []byte {
+	o := jsonObj{b: append(dst, '{')}
+	if opt.Present&tracer.OptMSS != 0 {
+		o.uint("mss", uint64(opt.MSS))
+	}
+	if opt.Present&tracer.OptWScale != 0 {
+		o.uint("wscale", uint64(opt.WScale))
+	}
+	if opt.Present&tracer.OptSackOK != 0 {
+		o.key("sack_ok")
+		o.b = append(o.b, "true"...)
+	}
+	if opt.Present&tracer.OptTimestamp != 0 {
+		o.uint("ts_val", uint64(opt.TSVal))
+		o.uint("ts_ecr", uint64(opt.TSEcr))
+	}
+	if opt.Present&tracer.OptSack != 0 {
+		o.uint("sack_blocks", uint64(opt.SackBlocks))
+	}
+	return append(o.b, '}')
+}
+
+// ------------------------------------------------------------------ text
+
+// AppendText appends r as one human-readable line (no newline). Packets
+// read like tcpdump -S -n; socket events like
+// "10.0.0.1:5555 10.0.0.2:80 SYN_SENT -> ESTABLISHED pid 123 (curl)".
+func AppendText(dst []byte, r *tracer.Record) []byte {
+	dst = appendTime(dst, r.Time)
+	if r.Type != tracer.TypeLost {
+		dst = append(dst, " conn "...)
+		dst = strconv.AppendUint(dst, r.Conn, 10)
+	}
+	dst = append(dst, ' ')
+	switch r.Type {
+	case tracer.TypePacket:
+		dst = AppendEscaped(dst, []byte(r.Ifname))
+		dst = append(dst, ' ')
+		dst = append(dst, r.Dir.String()...)
+		if r.Src.Addr().Is4() {
+			dst = append(dst, " IP "...)
+		} else {
+			dst = append(dst, " IP6 "...)
+		}
+		dst = appendTcpdumpEndpoint(dst, r.Src)
+		dst = append(dst, " > "...)
+		dst = appendTcpdumpEndpoint(dst, r.Dst)
+		dst = append(dst, ": Flags ["...)
+		dst = tracer.AppendFlags(dst, r.Flags)
+		dst = append(dst, ']')
+		// tcpdump prints seq only when the segment occupies sequence space.
+		if r.Len > 0 || r.Flags&(tracer.FlagSYN|tracer.FlagFIN|tracer.FlagRST) != 0 {
+			dst = append(dst, ", seq "...)
+			dst = strconv.AppendUint(dst, uint64(r.Seq), 10)
+			if r.Len > 0 {
+				dst = append(dst, ':')
+				dst = strconv.AppendUint(dst, uint64(r.Seq+r.Len), 10)
+			}
+		}
+		if r.HasAck() {
+			dst = append(dst, ", ack "...)
+			dst = strconv.AppendUint(dst, uint64(r.Ack), 10)
+		}
+		dst = append(dst, ", win "...)
+		dst = strconv.AppendUint(dst, uint64(r.Win), 10)
+		if r.Options.Present != 0 {
+			dst = append(dst, ", options ["...)
+			dst = appendTextOptions(dst, &r.Options)
+			dst = append(dst, ']')
+		}
+		dst = append(dst, ", length "...)
+		dst = strconv.AppendUint(dst, uint64(r.Len), 10)
+	case tracer.TypeState:
+		dst = append(dst, "state "...)
+		dst = appendTextEndpoints(dst, r)
+		dst = append(dst, r.OldState.String()...)
+		dst = append(dst, " -> "...)
+		dst = append(dst, r.State.String()...)
+		dst = appendTextOwner(dst, r)
+	case tracer.TypeRetransmit:
+		dst = append(dst, "retransmit "...)
+		dst = appendTextEndpoints(dst, r)
+		dst = append(dst, r.State.String()...)
+		dst = append(dst, " Flags ["...)
+		dst = tracer.AppendFlags(dst, r.Flags)
+		dst = append(dst, "], seq "...)
+		dst = strconv.AppendUint(dst, uint64(r.Seq), 10)
+		dst = append(dst, ", length "...)
+		dst = strconv.AppendUint(dst, uint64(r.Len), 10)
+		dst = appendTextOwner(dst, r)
+	case tracer.TypeReset:
+		dst = append(dst, "reset "...)
+		dst = append(dst, r.ResetDir.String()...)
+		dst = append(dst, ' ')
+		dst = appendTextEndpoints(dst, r)
+		if r.HasState {
+			dst = append(dst, r.State.String()...)
+		} else {
+			dst = append(dst, "no-socket"...)
+		}
+		if r.Reason != "" {
+			dst = append(dst, " reason "...)
+			dst = append(dst, r.Reason...)
+		}
+		dst = appendTextOwner(dst, r)
+	case tracer.TypeLost:
+		dst = append(dst, "lost "...)
+		dst = strconv.AppendUint(dst, r.LostCount, 10)
+		dst = append(dst, ' ')
+		dst = append(dst, r.LostKind...)
+		if r.LostKind == "malformed" {
+			dst = append(dst, " records (could not be decoded)"...)
+		} else {
+			dst = append(dst, " events (ring buffer full: raise --ring-size or narrow filters)"...)
+		}
+	}
+	return dst
+}
+
+func appendTextEndpoints(dst []byte, r *tracer.Record) []byte {
+	dst = appendAddrPort(dst, r.Local)
+	dst = append(dst, ' ')
+	dst = appendAddrPort(dst, r.Remote)
+	return append(dst, ' ')
+}
+
+func appendTextOwner(dst []byte, r *tracer.Record) []byte {
+	if !r.Owner.Known {
+		return dst
+	}
+	dst = append(dst, " pid "...)
+	dst = strconv.AppendUint(dst, uint64(r.Owner.PID), 10)
+	dst = append(dst, " ("...)
+	dst = AppendEscaped(dst, r.Owner.CommBytes())
+	return append(dst, ')')
+}
+
+func appendTextOptions(dst []byte, opt *tracer.TCPOptions) []byte {
+	start := len(dst)
+	sep := func() {
+		if len(dst) > start {
+			dst = append(dst, ',')
+		}
+	}
+	if opt.Present&tracer.OptMSS != 0 {
+		sep()
+		dst = append(dst, "mss "...)
+		dst = strconv.AppendUint(dst, uint64(opt.MSS), 10)
+	}
+	if opt.Present&tracer.OptSackOK != 0 {
+		sep()
+		dst = append(dst, "sackOK"...)
+	}
+	if opt.Present&tracer.OptTimestamp != 0 {
+		sep()
+		dst = append(dst, "TS val "...)
+		dst = strconv.AppendUint(dst, uint64(opt.TSVal), 10)
+		dst = append(dst, " ecr "...)
+		dst = strconv.AppendUint(dst, uint64(opt.TSEcr), 10)
+	}
+	if opt.Present&tracer.OptWScale != 0 {
+		sep()
+		dst = append(dst, "wscale "...)
+		dst = strconv.AppendUint(dst, uint64(opt.WScale), 10)
+	}
+	if opt.Present&tracer.OptSack != 0 {
+		sep()
+		dst = append(dst, "sack "...)
+		dst = strconv.AppendUint(dst, uint64(opt.SackBlocks), 10)
+	}
+	return dst
+}

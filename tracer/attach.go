@@ -1,0 +1,106 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// iface is an interface chosen for packet capture.
+type iface struct {
+	index    int
+	name     string
+	loopback bool
+	l2Len    uint8
+}
+
+// resolveInterfaces finds the named interfaces (or, with none named, every
+// interface that is up) inside netns. Unknown names are a ConfigError.
+func resolveInterfaces(netns *Netns, names []string) ([]iface, error) {
+	var out []iface
+	err := netns.do(func() error {
+		if len(names) == 0 {
+			all, err := net.Interfaces()
+			if err != nil {
+				return fmt.Errorf("list interfaces: %w", err)
+			}
+			for _, ni := range all {
+				if ni.Flags&net.FlagUp != 0 {
+					out = append(out, ifaceFrom(ni))
+				}
+			}
+			if len(out) == 0 {
+				return &ConfigError{Msg: "no interface is up"}
+			}
+			return nil
+		}
+		seen := map[string]bool{}
+		for _, name := range names {
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			ni, err := net.InterfaceByName(name)
+			if err != nil {
+				return &ConfigError{Msg: fmt.Sprintf("unknown interface %q in network namespace %s", name, netns.Path)}
+			}
+			out = append(out, ifaceFrom(*ni))
+		}
+		return nil
+	})
+	return out, err
+}
+
+func ifaceFrom(ni net.Interface) iface {
+	i := iface{index: ni.Index, name: ni.Name, loopback: ni.Flags&net.FlagLoopback != 0}
+	// Loopback and Ethernet-like devices carry a 14-byte L2 header at TC;
+	// tun, WireGuard and IP tunnels start with the IP header.
+	if i.loopback || len(ni.HardwareAddr) == 6 {
+		i.l2Len = 14
+	}
+	return i
+}
+
+func ifaceNames(ifs []iface) string {
+	names := make([]string, len(ifs))
+	for i, f := range ifs {
+		names[i] = f.name
+	}
+	return strings.Join(names, ",")
+}
+
+// attachTC attaches the classifiers to one interface with TCX. On loopback
+// every packet passes egress and then ingress, so only egress is attached
+// and each packet is reported once.
+func attachTC(ingress, egress *ebpf.Program, ifc iface) ([]link.Link, error) {
+	var links []link.Link
+	hooks := []struct {
+		prog   *ebpf.Program
+		attach ebpf.AttachType
+		dir    string
+	}{
+		{ingress, ebpf.AttachTCXIngress, "ingress"},
+		{egress, ebpf.AttachTCXEgress, "egress"},
+	}
+	for _, h := range hooks {
+		if ifc.loopback && h.attach == ebpf.AttachTCXIngress {
+			continue
+		}
+		l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.index, Program: h.prog, Attach: h.attach})
+		if err != nil {
+			for _, l := range links {
+				l.Close()
+			}
+			if errors.Is(err, ebpf.ErrNotSupported) {
+				err = fmt.Errorf("%w (TCX needs Linux >= 6.6)", err)
+			}
+			return nil, fmt.Errorf("attach tcx %s to %s: %w", h.dir, ifc.name, err)
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}

@@ -1,0 +1,184 @@
+package tracer
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for Config.
+const (
+	DefaultRingSize      = 8 << 20
+	DefaultFlushInterval = 100 * time.Millisecond
+	minRingSize          = 4096
+	maxRingSize          = 1 << 30
+	maxPorts             = 64
+	maxHosts             = 64
+)
+
+// ConfigError is invalid user input, found before anything is loaded or
+// attached. The CLI turns it into exit status 2.
+type ConfigError struct{ Msg string }
+
+func (e *ConfigError) Error() string { return e.Msg }
+
+// EventSet selects record types; bit (1 << RecordType).
+type EventSet uint32
+
+// AllEvents enables every event type.
+const AllEvents = EventSet(1<<TypePacket | 1<<TypeState | 1<<TypeRetransmit | 1<<TypeReset)
+
+// Has reports whether t is in the set.
+func (s EventSet) Has(t RecordType) bool { return s&(1<<t) != 0 }
+
+// String lists the set as --events takes it.
+func (s EventSet) String() string {
+	var names []string
+	for _, t := range []RecordType{TypePacket, TypeState, TypeRetransmit, TypeReset} {
+		if s.Has(t) {
+			names = append(names, t.String())
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// ParseEvents parses a comma-separated --events list.
+func ParseEvents(list []string) (EventSet, error) {
+	var s EventSet
+	for _, item := range list {
+		for _, name := range strings.Split(item, ",") {
+			name = strings.TrimSpace(name)
+			switch name {
+			case "packet", "packets":
+				s |= 1 << TypePacket
+			case "state", "states":
+				s |= 1 << TypeState
+			case "retransmit", "retransmits":
+				s |= 1 << TypeRetransmit
+			case "reset", "resets":
+				s |= 1 << TypeReset
+			case "all":
+				s |= AllEvents
+			default:
+				return 0, &ConfigError{Msg: fmt.Sprintf("unknown event type %q (want packet, state, retransmit, reset)", name)}
+			}
+		}
+	}
+	if s == 0 {
+		return 0, &ConfigError{Msg: "no event types selected"}
+	}
+	return s, nil
+}
+
+// ParseHost parses a --host value: an IP address or a CIDR.
+func ParseHost(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, &ConfigError{Msg: fmt.Sprintf("bad --host %q: not an IP address or CIDR", s)}
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, &ConfigError{Msg: fmt.Sprintf("bad --host %q: not an IP address or CIDR", s)}
+	}
+	a = a.WithZone("")
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ParsePort parses a --port value.
+func ParsePort(s string) (uint16, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
+	if err != nil || n == 0 {
+		return 0, &ConfigError{Msg: fmt.Sprintf("bad --port %q: want a number from 1 to 65535", s)}
+	}
+	return uint16(n), nil
+}
+
+// ParseSize parses a byte size with an optional K, M or G suffix (powers of
+// 1024): "8M", "65536".
+func ParseSize(s string) (int, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
+	mult := 1
+	switch {
+	case strings.HasSuffix(t, "K"):
+		mult, t = 1<<10, t[:len(t)-1]
+	case strings.HasSuffix(t, "M"):
+		mult, t = 1<<20, t[:len(t)-1]
+	case strings.HasSuffix(t, "G"):
+		mult, t = 1<<30, t[:len(t)-1]
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n <= 0 || n > maxRingSize/mult {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}
+
+// Config is everything the tracer needs to start.
+type Config struct {
+	// Interfaces to capture packets on; empty means every interface of
+	// the namespace that is up.
+	Interfaces []string
+	// Netns, when set, narrows socket events to this namespace and takes
+	// the interfaces from it. Nil: socket events from every namespace,
+	// interfaces from the tracer's own namespace.
+	Netns *Netns
+	// Ports and Hosts filter in the kernel: a record passes when either
+	// endpoint matches one port (if any) and one host (if any).
+	Ports []uint16
+	Hosts []netip.Prefix
+	// Events selects record types; 0 means all.
+	Events EventSet
+	// RingSize is the BPF ring buffer size in bytes: a power of two, at
+	// least one page.
+	RingSize int
+	// FlushInterval is how often the ring buffer is drained and the sink
+	// flushed (the kernel does not wake the reader per event).
+	FlushInterval time.Duration
+	// MaxConns caps the correlator's connection table.
+	MaxConns int
+	// Logger receives diagnostics; nil means slog.Default().
+	Logger *slog.Logger
+	// Debug logs the full verifier log when a program is rejected.
+	Debug bool
+}
+
+// Validate checks the configuration and fills defaults. It loads nothing.
+func (c *Config) Validate() error {
+	if c.Events == 0 {
+		c.Events = AllEvents
+	}
+	if c.RingSize == 0 {
+		c.RingSize = DefaultRingSize
+	}
+	pageSize := os.Getpagesize()
+	if c.RingSize < pageSize || c.RingSize > maxRingSize || c.RingSize&(c.RingSize-1) != 0 || c.RingSize < minRingSize {
+		return &ConfigError{Msg: fmt.Sprintf("bad --ring-size %d: want a power of two from %d to %d bytes", c.RingSize, max(pageSize, minRingSize), maxRingSize)}
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.FlushInterval < time.Millisecond || c.FlushInterval > 10*time.Second {
+		return &ConfigError{Msg: fmt.Sprintf("bad --flush-interval %s: want 1ms to 10s", c.FlushInterval)}
+	}
+	if len(c.Ports) > maxPorts {
+		return &ConfigError{Msg: fmt.Sprintf("too many --port values: %d, at most %d", len(c.Ports), maxPorts)}
+	}
+	if len(c.Hosts) > maxHosts {
+		return &ConfigError{Msg: fmt.Sprintf("too many --host values: %d, at most %d", len(c.Hosts), maxHosts)}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"unsafe"
+)
+
+const (
+	afInet  = 2
+	afInet6 = 10
+
+	packetEventSize = int(unsafe.Sizeof(tcpscopePacketEvent{}))
+	sockEventSize   = int(unsafe.Sizeof(tcpscopeSockEvent{}))
+)
+
+// errShortRecord is returned for a ring-buffer record smaller than its kind.
+var errShortRecord = errors.New("short record")
+
+// ifaceInfo is what the decoder knows about an attached interface.
+type ifaceInfo struct {
+	name  string
+	netns uint32
+}
+
+// decoder turns raw ring-buffer records into Records. It keeps no
+// reference to the raw bytes after decode returns.
+type decoder struct {
+	clock   *monoClock
+	ifaces  map[uint32]ifaceInfo
+	reasons map[uint32]string // enum sk_rst_reason value -> name
+}
+
+// decode fills r from one raw record. r is overwritten entirely.
+func (d *decoder) decode(raw []byte, r *Record) error {
+	if len(raw) == 0 {
+		return errShortRecord
+	}
+	*r = Record{}
+	switch kind := tcpscopeEventKind(raw[0]); kind {
+	case tcpscopeEventKindEVENT_PACKET:
+		if len(raw) < packetEventSize {
+			return fmt.Errorf("packet event of %d bytes, want %d: %w", len(raw), packetEventSize, errShortRecord)
+		}
+		d.decodePacket((*tcpscopePacketEvent)(unsafe.Pointer(&raw[0])), r)
+	case tcpscopeEventKindEVENT_STATE, tcpscopeEventKindEVENT_RETRANSMIT, tcpscopeEventKindEVENT_RESET:
+		if len(raw) < sockEventSize {
+			return fmt.Errorf("socket event of %d bytes, want %d: %w", len(raw), sockEventSize, errShortRecord)
+		}
+		d.decodeSock((*tcpscopeSockEvent)(unsafe.Pointer(&raw[0])), r)
+	default:
+		return fmt.Errorf("unknown event kind %d", kind)
+	}
+	return nil
+}
+
+func addrFrom(family uint8, b *[16]byte) netip.Addr {
+	if family == afInet {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	// A v4-mapped address is an IPv4 peer of an AF_INET6 socket: show it
+	// as IPv4 so that it matches the packets on the wire.
+	return netip.AddrFrom16(*b).Unmap()
+}
+
+func (d *decoder) decodePacket(ev *tcpscopePacketEvent, r *Record) {
+	r.Type = TypePacket
+	r.Time = d.clock.wall(ev.TsNs)
+	r.Cookie = ev.Cookie
+	r.Ifindex = ev.Ifindex
+	if info, ok := d.ifaces[ev.Ifindex]; ok {
+		r.Ifname = info.name
+		r.Netns = info.netns
+	}
+	if ev.Dir == uint8(tcpscopePacketDirDIR_EGRESS) {
+		r.Dir = DirOut
+	} else {
+		r.Dir = DirIn
+	}
+	r.Src = netip.AddrPortFrom(addrFrom(ev.Family, &ev.Saddr), ev.Sport)
+	r.Dst = netip.AddrPortFrom(addrFrom(ev.Family, &ev.Daddr), ev.Dport)
+	r.Flags = ev.TcpFlags
+	r.Seq = ev.Seq
+	r.Ack = ev.Ack
+	r.Win = ev.Window
+	r.Len = ev.Len
+	r.Options = TCPOptions{
+		Present:    ev.Options,
+		MSS:        ev.Mss,
+		WScale:     ev.Wscale,
+		SackBlocks: ev.SackBlocks,
+		TSVal:      ev.TsVal,
+		TSEcr:      ev.TsEcr,
+	}
+}
+
+func (d *decoder) decodeSock(ev *tcpscopeSockEvent, r *Record) {
+	switch tcpscopeEventKind(ev.Kind) {
+	case tcpscopeEventKindEVENT_STATE:
+		r.Type = TypeState
+	case tcpscopeEventKindEVENT_RETRANSMIT:
+		r.Type = TypeRetransmit
+	default:
+		r.Type = TypeReset
+	}
+	r.Time = d.clock.wall(ev.TsNs)
+	r.Netns = ev.Netns
+	r.Cookie = ev.Cookie
+	r.Local = netip.AddrPortFrom(addrFrom(ev.Family, &ev.Laddr), ev.Lport)
+	r.Remote = netip.AddrPortFrom(addrFrom(ev.Family, &ev.Raddr), ev.Rport)
+	r.HasState = ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_STATE) != 0
+	r.State = TCPState(ev.State)
+	r.OldState = TCPState(ev.OldState)
+	r.Seq = ev.Seq
+	r.Len = ev.Len
+	r.Flags = ev.TcpFlags
+	if ev.ResetDir == uint8(tcpscopeResetDirRESET_RECEIVED) {
+		r.ResetDir = ResetReceived
+	}
+	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_REASON) != 0 {
+		r.Reason = d.reasonName(ev.Reason)
+	}
+	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_OWNER) != 0 {
+		o := &ev.Owner
+		r.Owner = Owner{
+			Known:    true,
+			PID:      o.Tgid,
+			TID:      o.Pid,
+			UID:      o.Uid,
+			CgroupID: o.CgroupId,
+		}
+		for i, c := range o.Comm {
+			r.Owner.Comm[i] = byte(c)
+		}
+	}
+}
+
+// reasonName names an enum sk_rst_reason value from kernel BTF.
+func (d *decoder) reasonName(v uint32) string {
+	if name, ok := d.reasons[v]; ok {
+		return name
+	}
+	return fmt.Sprintf("REASON_%d", v)
+}

@@ -1,0 +1,142 @@
+package tracer
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Netns is a network namespace the tracer works in.
+type Netns struct {
+	// Inode identifies the namespace, as in `ls -i /proc/PID/ns/net`.
+	Inode uint32
+	// Path is the file it was opened from.
+	Path string
+	file *os.File // nil for the tracer's own namespace
+}
+
+// Close releases the namespace file.
+func (n *Netns) Close() error {
+	if n == nil || n.file == nil {
+		return nil
+	}
+	return n.file.Close()
+}
+
+func netnsInode(path string) (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return uint32(st.Ino), nil
+}
+
+// OwnNetns returns the tracer's own network namespace.
+func OwnNetns() (*Netns, error) {
+	ino, err := netnsInode("/proc/self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("read own network namespace: %w", err)
+	}
+	return &Netns{Inode: ino, Path: "/proc/self/ns/net"}, nil
+}
+
+// OpenNetns resolves a --netns argument: a name from `ip netns`
+// (/run/netns/NAME), a path to a namespace file, or an inode number.
+func OpenNetns(arg string) (*Netns, error) {
+	var path string
+	switch {
+	case arg == "":
+		return nil, fmt.Errorf("empty network namespace")
+	case strings.Contains(arg, "/"):
+		path = arg
+	case isDigits(arg):
+		ino, err := strconv.ParseUint(arg, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("network namespace inode %q: %w", arg, err)
+		}
+		p, err := findNetnsByInode(uint32(ino))
+		if err != nil {
+			return nil, err
+		}
+		path = p
+	default:
+		path = filepath.Join("/run/netns", arg)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace %q: %w", arg, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat network namespace %q: %w", arg, err)
+	}
+	// A namespace file lives on nsfs; setns would reject anything else.
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
+		f.Close()
+		return nil, fmt.Errorf("%q is not a network namespace file", arg)
+	}
+	return &Netns{Inode: uint32(st.Ino), Path: path, file: f}, nil
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// findNetnsByInode looks for a file of the namespace with this inode in
+// /run/netns and in the namespaces of running processes.
+func findNetnsByInode(ino uint32) (string, error) {
+	candidates, _ := filepath.Glob("/run/netns/*")
+	procs, _ := filepath.Glob("/proc/[0-9]*/ns/net")
+	for _, p := range append(candidates, procs...) {
+		if got, err := netnsInode(p); err == nil && got == ino {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no network namespace with inode %d (not in /run/netns, no process in it)", ino)
+}
+
+// do runs fn with the calling goroutine's thread inside the namespace.
+// fn runs on a dedicated, locked OS thread; if switching back fails the
+// thread is discarded, never reused in the wrong namespace.
+func (n *Netns) do(fn func() error) error {
+	if n == nil || n.file == nil {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := unix.Setns(int(n.file.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter network namespace %s: %w", n.Path, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Leave the thread locked: it exits with this goroutine.
+			errc <- fmt.Errorf("leave network namespace %s: %w", n.Path, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}

@@ -1,0 +1,84 @@
+package tracer
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf/btf"
+)
+
+// kernelBTFPath is where the running kernel exposes its BTF.
+const kernelBTFPath = "/sys/kernel/btf/vmlinux"
+
+// tracepointProgram ties a BPF program to the BTF tracepoint it attaches to
+// and to the feature a user loses when the kernel lacks that tracepoint.
+type tracepointProgram struct {
+	program    string
+	tracepoint string
+	required   bool
+	feature    string
+}
+
+// tracepointPrograms lists every socket-side program. A required program
+// that cannot load is an error; an optional one is dropped from the
+// collection before load and its feature reported as unavailable.
+var tracepointPrograms = []tracepointProgram{
+	{tcpscopeProgOnSetState, "inet_sock_set_state", true, "state events"},
+	{tcpscopeProgOnDestroySock, "tcp_destroy_sock", false, "prompt owner cleanup (LRU eviction only)"},
+	{tcpscopeProgOnSendLength, "sock_send_length", false, "owner refresh on send"},
+	{tcpscopeProgOnRecvLength, "sock_recv_length", false, "owner refresh on receive"},
+	{tcpscopeProgOnRetransmit, "tcp_retransmit_skb", false, "retransmit events"},
+	{tcpscopeProgOnSendReset, "tcp_send_reset", false, "sent reset events"},
+	{tcpscopeProgOnReceiveReset, "tcp_receive_reset", false, "received reset events"},
+}
+
+// kernelInfo is what the loader learned from kernel BTF.
+type kernelInfo struct {
+	spec *btf.Spec
+	// resetReasons names enum sk_rst_reason values (nil before ~6.10).
+	resetReasons map[uint32]string
+}
+
+func loadKernelInfo() (*kernelInfo, error) {
+	if _, err := os.Stat(kernelBTFPath); err != nil {
+		return nil, fmt.Errorf("kernel BTF not found at %s: tcpscope needs a kernel built with CONFIG_DEBUG_INFO_BTF=y: %w", kernelBTFPath, err)
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("load kernel BTF: %w", err)
+	}
+	return &kernelInfo{spec: spec, resetReasons: enumNames(spec, "sk_rst_reason", "SK_RST_REASON_")}, nil
+}
+
+// tracepointArgs returns the number of arguments a BTF tracepoint passes to
+// a tp_btf program (the leading context pointer not counted), or false when
+// the kernel has no such tracepoint.
+func (k *kernelInfo) tracepointArgs(name string) (int, bool) {
+	var td *btf.Typedef
+	if err := k.spec.TypeByName("btf_trace_"+name, &td); err != nil {
+		return 0, false
+	}
+	ptr, ok := td.Type.(*btf.Pointer)
+	if !ok {
+		return 0, false
+	}
+	proto, ok := ptr.Target.(*btf.FuncProto)
+	if !ok || len(proto.Params) == 0 {
+		return 0, false
+	}
+	return len(proto.Params) - 1, true
+}
+
+// enumNames maps the values of a kernel enum to their names without prefix.
+func enumNames(spec *btf.Spec, enum, prefix string) map[uint32]string {
+	var e *btf.Enum
+	if err := spec.TypeByName(enum, &e); err != nil {
+		return nil
+	}
+	names := make(map[uint32]string, len(e.Values))
+	for _, v := range e.Values {
+		names[uint32(v.Value)] = strings.TrimPrefix(v.Name, prefix)
+	}
+	return names
+}

@@ -1,0 +1,442 @@
+// Package tracer loads the tcpscope BPF programs, attaches them to TCP
+// tracepoints and to TC on network interfaces, reads the ring buffer and
+// turns kernel events into correlated Records.
+package tracer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// ErrStop may be returned by Sink.Write to end Run without error (for
+// example after --count records).
+var ErrStop = errors.New("stop tracing")
+
+// Sink receives records from Run, one at a time, from one goroutine.
+type Sink interface {
+	// Write handles one record. The record is reused after Write returns.
+	Write(r *Record) error
+	// Flush pushes buffered output; called after every drain and at exit.
+	Flush() error
+}
+
+// Tracer owns the loaded BPF objects and their links.
+type Tracer struct {
+	cfg         Config
+	log         *slog.Logger
+	coll        *ebpf.Collection
+	links       []link.Link
+	tcLinks     []link.Link
+	reader      *ringbuf.Reader
+	dec         decoder
+	corr        *correlator
+	netns       *Netns
+	ifaces      []iface
+	unavailable []string
+	lostSeen    [tcpscopeEventKindEVENT_KIND_MAX]uint64
+	malformed   uint64
+	closed      bool
+}
+
+// Open validates cfg, loads the BPF programs and attaches them. On error
+// nothing stays loaded or attached.
+func Open(cfg Config) (_ *Tracer, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Tracer{cfg: cfg, log: cfg.Logger, netns: cfg.Netns}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	if t.netns == nil {
+		if t.netns, err = OwnNetns(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Events.Has(TypePacket) {
+		if t.ifaces, err = resolveInterfaces(t.netns, cfg.Interfaces); err != nil {
+			return nil, err
+		}
+	} else if len(cfg.Interfaces) > 0 {
+		return nil, &ConfigError{Msg: "--interface given but packet events are not selected (--events)"}
+	}
+
+	kinfo, err := loadKernelInfo()
+	if err != nil {
+		return nil, err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		// BPF memory is memcg-accounted on current kernels; only old ones need this.
+		t.log.Debug("raise RLIMIT_MEMLOCK", "err", err)
+	}
+	spec, err := loadTcpscope()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF object: %w", err)
+	}
+	if err := t.configure(spec, kinfo); err != nil {
+		return nil, err
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
+	if err != nil {
+		return nil, t.loadError(err)
+	}
+	t.coll = coll
+	if err := t.fillMaps(); err != nil {
+		return nil, err
+	}
+	t.dec = decoder{clock: newMonoClock(), ifaces: map[uint32]ifaceInfo{}, reasons: kinfo.resetReasons}
+	for _, ifc := range t.ifaces {
+		t.dec.ifaces[uint32(ifc.index)] = ifaceInfo{name: ifc.name, netns: t.netns.Inode}
+	}
+	t.corr = newCorrelator(cfg.MaxConns)
+	if t.reader, err = ringbuf.NewReader(coll.Maps[tcpscopeMapEvents]); err != nil {
+		return nil, fmt.Errorf("open ring buffer reader: %w", err)
+	}
+	if err := t.attach(); err != nil {
+		return nil, err
+	}
+	t.log.Info("tracing started",
+		"interfaces", ifaceNames(t.ifaces),
+		"netns", t.netnsScope(),
+		"events", cfg.Events.String(),
+		"ring_size", cfg.RingSize)
+	for _, f := range t.unavailable {
+		t.log.Warn("feature unavailable on this kernel", "feature", f)
+	}
+	return t, nil
+}
+
+func (t *Tracer) netnsScope() string {
+	if t.cfg.Netns == nil {
+		return "all"
+	}
+	return fmt.Sprint(t.cfg.Netns.Inode)
+}
+
+// Unavailable lists features this kernel cannot give.
+func (t *Tracer) Unavailable() []string { return t.unavailable }
+
+// configure sets load-time constants, sizes maps and drops programs that
+// this kernel or this configuration does not need.
+func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
+	cfg := t.cfg
+	spec.Maps[tcpscopeMapEvents].MaxEntries = uint32(cfg.RingSize)
+
+	var emit uint32
+	for _, k := range []struct {
+		typ  RecordType
+		kind tcpscopeEventKind
+	}{
+		{TypePacket, tcpscopeEventKindEVENT_PACKET},
+		{TypeState, tcpscopeEventKindEVENT_STATE},
+		{TypeRetransmit, tcpscopeEventKindEVENT_RETRANSMIT},
+		{TypeReset, tcpscopeEventKindEVENT_RESET},
+	} {
+		if cfg.Events.Has(k.typ) {
+			emit |= 1 << k.kind
+		}
+	}
+	var filterNetns uint32
+	if cfg.Netns != nil {
+		filterNetns = cfg.Netns.Inode
+	}
+	resetArgs, _ := kinfo.tracepointArgs("tcp_send_reset")
+	consts := map[string]any{
+		tcpscopeVarFilterNetns:        filterNetns,
+		tcpscopeVarFilterPorts:        boolByte(len(cfg.Ports) > 0),
+		tcpscopeVarFilterHosts:        boolByte(len(cfg.Hosts) > 0),
+		tcpscopeVarEmitMask:           emit,
+		tcpscopeVarWakeupBytes:        uint64(cfg.RingSize / 4),
+		tcpscopeVarSendResetHasReason: boolByte(resetArgs >= 3),
+	}
+	for name, v := range consts {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	if resetArgs < 3 {
+		t.unavailable = append(t.unavailable, "reset reasons (tcp_send_reset has no reason argument)")
+	}
+
+	for _, p := range tracepointPrograms {
+		if _, ok := kinfo.tracepointArgs(p.tracepoint); ok {
+			continue
+		}
+		if p.required {
+			return fmt.Errorf("kernel has no %s tracepoint: tcpscope needs Linux >= 5.5 with BTF", p.tracepoint)
+		}
+		delete(spec.Programs, p.program)
+		t.unavailable = append(t.unavailable, p.feature)
+	}
+	if !cfg.Events.Has(TypePacket) {
+		delete(spec.Programs, tcpscopeProgTcIngress)
+		delete(spec.Programs, tcpscopeProgTcEgress)
+	}
+	return nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// loadError explains why loading failed.
+func (t *Tracer) loadError(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		if t.cfg.Debug {
+			t.log.Error("verifier log", "log", fmt.Sprintf("%+v", ve))
+		}
+		return fmt.Errorf("load BPF programs: the kernel verifier rejected a program (rerun with --debug for the full log): %w", err)
+	}
+	if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("load BPF programs: %w: tcpscope needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN", err)
+	}
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		return fmt.Errorf("load BPF programs: %w: kernel too old (tcpscope needs Linux >= 5.8 for the BPF ring buffer and BTF tracepoints)", err)
+	}
+	return fmt.Errorf("load BPF programs: %w", err)
+}
+
+// fillMaps writes filters and interface settings before anything attaches.
+func (t *Tracer) fillMaps() error {
+	one := uint8(1)
+	for _, p := range t.cfg.Ports {
+		if err := t.coll.Maps[tcpscopeMapPortsFilter].Put(p, one); err != nil {
+			return fmt.Errorf("set port filter %d: %w", p, err)
+		}
+	}
+	for _, h := range t.cfg.Hosts {
+		key := tcpscopeHostKey{Prefixlen: uint32(h.Bits()), Addr: h.Addr().As16()}
+		if h.Addr().Is4() {
+			key.Prefixlen += 96
+		}
+		if err := t.coll.Maps[tcpscopeMapHostsFilter].Put(key, one); err != nil {
+			return fmt.Errorf("set host filter %s: %w", h, err)
+		}
+	}
+	for _, ifc := range t.ifaces {
+		if err := t.coll.Maps[tcpscopeMapIfaces].Put(uint32(ifc.index), tcpscopeIfaceCfg{L2Len: ifc.l2Len}); err != nil {
+			return fmt.Errorf("configure interface %s: %w", ifc.name, err)
+		}
+	}
+	return nil
+}
+
+func (t *Tracer) attach() error {
+	for _, p := range tracepointPrograms {
+		prog := t.coll.Programs[p.program]
+		if prog == nil {
+			continue
+		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		if err != nil {
+			if p.required {
+				return fmt.Errorf("attach tracepoint %s: %w", p.tracepoint, err)
+			}
+			t.log.Warn("attach tracepoint", "tracepoint", p.tracepoint, "err", err)
+			t.unavailable = append(t.unavailable, p.feature)
+			continue
+		}
+		t.links = append(t.links, l)
+	}
+	if !t.cfg.Events.Has(TypePacket) {
+		return nil
+	}
+	ingress, egress := t.coll.Programs[tcpscopeProgTcIngress], t.coll.Programs[tcpscopeProgTcEgress]
+	return t.netns.do(func() error {
+		for _, ifc := range t.ifaces {
+			links, err := attachTC(ingress, egress, ifc)
+			if err != nil {
+				return err
+			}
+			t.tcLinks = append(t.tcLinks, links...)
+		}
+		return nil
+	})
+}
+
+// Close detaches everything and frees the BPF objects. It is safe to call
+// more than once.
+func (t *Tracer) Close() error {
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	var errs []error
+	errs = append(errs, t.detach())
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
+	}
+	if t.coll != nil {
+		t.coll.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// detach closes every link so that no new events are produced.
+func (t *Tracer) detach() error {
+	var errs []error
+	for _, l := range append(t.tcLinks, t.links...) {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach: %w", err))
+		}
+	}
+	t.tcLinks, t.links = nil, nil
+	return errors.Join(errs...)
+}
+
+// Run drains the ring buffer into sink until ctx is done or the sink
+// returns ErrStop. At the end it detaches, drains what is still queued and
+// flushes the sink, so nothing the kernel queued is left unread.
+func (t *Tracer) Run(ctx context.Context, sink Sink) error {
+	var (
+		raw       ringbuf.Record
+		rec       Record
+		lastSweep = time.Now()
+	)
+	handle := func() error {
+		if err := t.dec.decode(raw.RawSample, &rec); err != nil {
+			t.malformed++
+			t.log.Debug("malformed record", "err", err)
+			return nil
+		}
+		return t.corr.process(&rec, sink.Write)
+	}
+	tick := func() error {
+		t.dec.clock.sync()
+		if err := t.reportLost(sink, &rec); err != nil {
+			return err
+		}
+		if err := t.corr.expire(time.Now(), sink.Write); err != nil {
+			return err
+		}
+		if now := time.Now(); now.Sub(lastSweep) > 10*time.Second {
+			t.corr.sweep(now)
+			lastSweep = now
+		}
+		return sink.Flush()
+	}
+
+	var runErr error
+	for runErr == nil && ctx.Err() == nil {
+		t.reader.SetDeadline(time.Now().Add(t.cfg.FlushInterval))
+		err := t.reader.ReadInto(&raw)
+		switch {
+		case err == nil:
+			runErr = handle()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			runErr = tick()
+		default:
+			runErr = fmt.Errorf("read ring buffer: %w", err)
+		}
+	}
+	if errors.Is(runErr, ErrStop) {
+		return t.finish(sink, &rec, nil)
+	}
+	if runErr != nil {
+		t.detach()
+		return runErr
+	}
+
+	// Stop producing, then read everything that is still queued.
+	if err := t.detach(); err != nil {
+		t.log.Warn("detach", "err", err)
+	}
+	if err := t.reader.Flush(); err != nil {
+		return fmt.Errorf("flush ring buffer: %w", err)
+	}
+	for {
+		t.reader.SetDeadline(time.Now().Add(t.cfg.FlushInterval))
+		err := t.reader.ReadInto(&raw)
+		if err != nil {
+			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			return t.finish(sink, &rec, fmt.Errorf("read ring buffer: %w", err))
+		}
+		if err := handle(); err != nil {
+			if errors.Is(err, ErrStop) {
+				break
+			}
+			return t.finish(sink, &rec, err)
+		}
+	}
+	return t.finish(sink, &rec, nil)
+}
+
+// finish detaches, reports final losses and flushes.
+func (t *Tracer) finish(sink Sink, rec *Record, err error) error {
+	t.detach()
+	if err == nil {
+		err = t.corr.expire(time.Time{}, sink.Write)
+	}
+	if err == nil {
+		if lerr := t.reportLost(sink, rec); lerr != nil && !errors.Is(lerr, ErrStop) {
+			err = lerr
+		}
+	}
+	if ferr := sink.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+var lostKindNames = [tcpscopeEventKindEVENT_KIND_MAX]string{
+	tcpscopeEventKindEVENT_PACKET:     "packet",
+	tcpscopeEventKindEVENT_STATE:      "state",
+	tcpscopeEventKindEVENT_RETRANSMIT: "retransmit",
+	tcpscopeEventKindEVENT_RESET:      "reset",
+}
+
+// reportLost emits one lost record per event kind whose kernel drop
+// counter grew since the last report, and one for malformed records.
+func (t *Tracer) reportLost(sink Sink, rec *Record) error {
+	drops := t.coll.Maps[tcpscopeMapDrops]
+	var perCPU []uint64
+	for kind := tcpscopeEventKindEVENT_PACKET; kind < tcpscopeEventKindEVENT_KIND_MAX; kind++ {
+		if err := drops.Lookup(uint32(kind), &perCPU); err != nil {
+			return fmt.Errorf("read drop counters: %w", err)
+		}
+		var total uint64
+		for _, n := range perCPU {
+			total += n
+		}
+		if total == t.lostSeen[kind] {
+			continue
+		}
+		delta := total - t.lostSeen[kind]
+		t.lostSeen[kind] = total
+		t.log.Warn("ring buffer full, events lost; raise --ring-size or narrow filters", "kind", lostKindNames[kind], "count", delta)
+		*rec = Record{Type: TypeLost, Time: time.Now(), LostCount: delta, LostKind: lostKindNames[kind]}
+		if err := sink.Write(rec); err != nil {
+			return err
+		}
+	}
+	if t.malformed > 0 {
+		*rec = Record{Type: TypeLost, Time: time.Now(), LostCount: t.malformed, LostKind: "malformed"}
+		t.malformed = 0
+		if err := sink.Write(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
