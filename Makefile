@@ -1,0 +1,69 @@
+# tcpscope: eBPF TCP connection tracer.
+# `make help` lists the targets. The BPF objects in tracer/ are generated
+# with the pinned clang-19 and committed; building needs only Go.
+
+GO      ?= go
+CLANG   ?= clang-19
+BIN     := bin/tcpscope
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X main.version=$(VERSION)
+ARGS    ?=
+# Debian packages the tests need (tcpdump is the oracle; ip makes namespaces).
+TEST_PKGS := tcpdump iproute2
+# Debian packages `make generate` needs.
+GEN_PKGS  := clang-19 llvm-19 libbpf-dev bpftool
+
+GENERATED := tracer/tcpscope_bpfel.go tracer/tcpscope_bpfel.o
+
+.DEFAULT_GOAL := help
+.PHONY: help build run test test-unit test-e2e bench generate vmlinux check-generate vet deps-test deps-gen clean
+
+help: ## list targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-z0-9-]+:.*## /{printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/tcpscope
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tcpscope
+
+run: build ## build and trace this host (as root); pass flags with ARGS="..."
+	./$(BIN) trace $(ARGS)
+
+test: deps-test ## the whole suite: unit tests and, as root, end-to-end tests
+	TCPSCOPE_E2E=1 $(GO) test -count=1 ./...
+
+test-unit: ## unit tests only (no root needed)
+	$(GO) test -count=1 ./cmd/... ./tracer/... ./output/...
+
+test-e2e: deps-test ## end-to-end tests only (root)
+	TCPSCOPE_E2E=1 $(GO) test -count=1 -v ./test/...
+
+bench: ## decoder, correlator and formatter benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./tracer/... ./output/...
+
+generate: deps-gen ## regenerate the BPF objects from bpf/ (bpf2go + clang-19)
+	cd tracer && BPF2GO_CC=$(CLANG) $(GO) generate ./...
+
+vmlinux: deps-gen ## regenerate bpf/vmlinux.h from this kernel's BTF
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
+
+check-generate: generate ## regenerate and fail if the committed objects differ
+	@git diff --exit-code --stat -- $(GENERATED) || { echo "generated BPF objects are stale: run make generate and commit"; exit 1; }
+
+vet: ## go vet
+	$(GO) vet ./...
+
+deps-test: ## install the test tools if missing (Debian, root)
+	@missing=""; command -v tcpdump >/dev/null || missing="$$missing tcpdump"; \
+	 command -v ip >/dev/null || missing="$$missing iproute2"; \
+	 if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+deps-gen: ## install clang-19, llvm-19, libbpf headers and bpftool if missing
+	@missing=""; command -v $(CLANG) >/dev/null || missing="$$missing clang-19"; \
+	 command -v llvm-strip-19 >/dev/null || missing="$$missing llvm-19"; \
+	 [ -f /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
+	 command -v bpftool >/dev/null || missing="$$missing bpftool"; \
+	 if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+clean: ## remove build output
+	rm -rf bin

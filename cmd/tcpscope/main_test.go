@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func execute(args ...string) (stdout, stderr string, err error) {
+	var out, errb bytes.Buffer
+	cmd := newRootCmd(&out, &errb)
+	cmd.SetArgs(args)
+	err = cmd.ExecuteContext(context.Background())
+	return out.String(), errb.String(), err
+}
+
+// TestBadInputIsUsageError: every bad input fails before anything is
+// loaded, with exit status 2 and a message that fits on one line.
+func TestBadInputIsUsageError(t *testing.T) {
+	cases := map[string][]string{
+		"port out of range":  {"--port", "70000"},
+		"port zero":          {"trace", "--port", "0"},
+		"port not a number":  {"--port", "http"},
+		"bad cidr":           {"--host", "10.0.0.0/33"},
+		"bad host":           {"--host", "example.com"},
+		"unknown format":     {"-o", "xml"},
+		"unknown event":      {"--events", "packet,bogus"},
+		"ring not pow2":      {"--ring-size", "3M"},
+		"ring garbage":       {"--ring-size", "lots"},
+		"unknown interface":  {"-i", "nosuchif0"},
+		"unknown netns":      {"--netns", "tcpscope-no-such-netns"},
+		"netns not a ns":     {"--netns", "/etc/hostname"},
+		"negative count":     {"-c", "-1"},
+		"unknown flag":       {"--frobnicate"},
+		"stray argument":     {"trace", "eth0"},
+		"unknown subcommand": {"bogus"},
+		"flush too fast":     {"--flush-interval", "1us"},
+		"interface w/o pkts": {"--events", "state", "-i", "lo"},
+	}
+	for name, args := range cases {
+		t.Run(name, func(t *testing.T) {
+			stdout, _, err := execute(args...)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if code := exitCode(err); code != exitUsage {
+				t.Errorf("exit status %d, want %d (err: %v)", code, exitUsage, err)
+			}
+			msg := oneLine(err.Error())
+			if msg == "" || strings.Contains(msg, "\n") {
+				t.Errorf("message %q is not one line", msg)
+			}
+			if stdout != "" {
+				t.Errorf("stdout carries data only, got %q", stdout)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	stdout, _, err := execute("version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(stdout, "tcpscope ") || strings.Count(stdout, "\n") != 1 {
+		t.Errorf("version output %q", stdout)
+	}
+}
+
+// TestRootRunsTrace: plain tcpscope takes every trace flag.
+func TestRootRunsTrace(t *testing.T) {
+	root := newRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
+	trace, _, err := root.Find([]string{"trace"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trace.Flags().VisitAll(func(f *pflag.Flag) {
+		if root.Flags().Lookup(f.Name) == nil {
+			t.Errorf("root lacks trace flag --%s", f.Name)
+		}
+	})
+	if root.RunE == nil {
+		t.Error("root has no RunE")
+	}
+}
+
+func TestOutputFormatDefault(t *testing.T) {
+	o := &traceOptions{}
+	if f, err := o.outputFormat(&bytes.Buffer{}); err != nil || f != "json" {
+		t.Errorf("non-terminal default %q, %v; want json", f, err)
+	}
+	o.output = "text"
+	if f, _ := o.outputFormat(&bytes.Buffer{}); f != "text" {
+		t.Errorf("-o text gave %q", f)
+	}
+}
+
+func TestOneLine(t *testing.T) {
+	if got := oneLine("load:\n  verifier\tsaid no\n"); got != "load: verifier said no" {
+		t.Errorf("oneLine = %q", got)
+	}
+}

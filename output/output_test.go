@@ -1,0 +1,273 @@
+package output
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var t0 = time.Date(2026, 11, 21, 12, 0, 0, 123456789, time.UTC)
+
+func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+func owner(pid uint32, comm string) tracer.Owner {
+	o := tracer.Owner{Known: true, PID: pid, TID: pid + 1, UID: 1000, CgroupID: 4242}
+	copy(o.Comm[:], comm)
+	return o
+}
+
+// sampleRecords covers every record type and the optional fields.
+func sampleRecords() []tracer.Record {
+	return []tracer.Record{
+		{Time: t0, Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirOut,
+			Src: ap("10.0.0.1:5555"), Dst: ap("10.0.0.2:80"), Flags: tracer.FlagSYN, Seq: 1000, Win: 64240,
+			Options: tracer.TCPOptions{Present: tracer.OptMSS | tracer.OptSackOK | tracer.OptTimestamp | tracer.OptWScale,
+				MSS: 1460, WScale: 7, TSVal: 11, TSEcr: 0}},
+		{Time: t0.Add(time.Microsecond), Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirIn,
+			Src: ap("10.0.0.2:80"), Dst: ap("10.0.0.1:5555"), Flags: tracer.FlagSYN | tracer.FlagACK, Seq: 5000, Ack: 1001, Win: 65160,
+			Options: tracer.TCPOptions{Present: tracer.OptMSS, MSS: 1460}},
+		{Time: t0.Add(2 * time.Microsecond), Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirOut,
+			Src: ap("10.0.0.1:5555"), Dst: ap("10.0.0.2:80"), Flags: tracer.FlagACK, Seq: 1001, Ack: 5001, Win: 502},
+		{Time: t0.Add(3 * time.Microsecond), Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirOut,
+			Src: ap("10.0.0.1:5555"), Dst: ap("10.0.0.2:80"), Flags: tracer.FlagPSH | tracer.FlagACK, Seq: 1001, Ack: 5001, Win: 502, Len: 1448,
+			Options: tracer.TCPOptions{Present: tracer.OptTimestamp | tracer.OptSack, TSVal: 12, TSEcr: 99, SackBlocks: 2}},
+		{Time: t0.Add(4 * time.Microsecond), Type: tracer.TypePacket, Conn: 2, Netns: 4026531840, Ifname: "lo", Dir: tracer.DirOut,
+			Src: ap("[fd00::1]:80"), Dst: ap("[fd00::2]:40000"), Flags: tracer.FlagFIN | tracer.FlagPSH | tracer.FlagACK, Seq: 7, Ack: 9, Win: 0, Len: 5},
+		{Time: t0.Add(5 * time.Microsecond), Type: tracer.TypePacket, Conn: 3, Netns: 1, Ifname: "eth0", Dir: tracer.DirIn,
+			Src: ap("10.0.0.9:1"), Dst: ap("10.0.0.1:2"), Flags: tracer.FlagRST},
+		{Time: t0.Add(6 * time.Microsecond), Type: tracer.TypeState, Conn: 1, Netns: 4026531840, Cookie: 77,
+			Local: ap("10.0.0.1:5555"), Remote: ap("10.0.0.2:80"), OldState: tracer.StateSynSent, State: tracer.StateEstablished, HasState: true,
+			Owner: owner(123, "curl")},
+		{Time: t0.Add(7 * time.Microsecond), Type: tracer.TypeState, Conn: 1, Netns: 4026531840,
+			Local: ap("[fd00::1]:80"), Remote: ap("[fd00::2]:40000"), OldState: tracer.StateFinWait2, State: tracer.StateClose, HasState: true},
+		{Time: t0.Add(8 * time.Microsecond), Type: tracer.TypeRetransmit, Conn: 1, Netns: 4026531840, Cookie: 77,
+			Local: ap("10.0.0.1:5555"), Remote: ap("10.0.0.2:80"), State: tracer.StateEstablished, HasState: true,
+			Seq: 1001, Len: 1448, Flags: tracer.FlagPSH | tracer.FlagACK, Owner: owner(123, "curl")},
+		{Time: t0.Add(9 * time.Microsecond), Type: tracer.TypeReset, Conn: 4, Netns: 4026531840,
+			Local: ap("10.0.0.2:81"), Remote: ap("10.0.0.1:5556"), ResetDir: tracer.ResetSent, Reason: "NO_SOCKET"},
+		{Time: t0.Add(10 * time.Microsecond), Type: tracer.TypeReset, Conn: 4, Netns: 4026531840, Cookie: 78,
+			Local: ap("10.0.0.1:5556"), Remote: ap("10.0.0.2:81"), ResetDir: tracer.ResetReceived, State: tracer.StateSynSent, HasState: true,
+			Owner: owner(123, "curl")},
+		{Time: t0.Add(11 * time.Microsecond), Type: tracer.TypeLost, LostCount: 12, LostKind: "packet"},
+	}
+}
+
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (run go test ./output -update to create it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from golden file\ngot:\n%s\nwant:\n%s", name, got, want)
+	}
+}
+
+func render(t *testing.T, f Format) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := NewWriter(&buf, f)
+	for _, r := range sampleRecords() {
+		if err := w.Write(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestJSONGolden(t *testing.T) { checkGolden(t, "records.jsonl", render(t, FormatJSON)) }
+
+func TestTextGolden(t *testing.T) { checkGolden(t, "records.txt", render(t, FormatText)) }
+
+// TestJSONContract checks every line is one valid JSON object carrying the
+// fields every record must have, and no blank lines.
+func TestJSONContract(t *testing.T) {
+	out := render(t, FormatJSON)
+	if !bytes.HasSuffix(out, []byte("\n")) {
+		t.Fatal("output does not end with a newline")
+	}
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(lines) != len(sampleRecords()) {
+		t.Fatalf("%d lines for %d records", len(lines), len(sampleRecords()))
+	}
+	required := map[string][]string{
+		"packet":     {"ifname", "dir", "src", "dst", "flags", "seq", "win", "len"},
+		"state":      {"local", "remote", "old", "new"},
+		"retransmit": {"local", "remote", "state", "seq", "len", "pid", "comm"},
+		"reset":      {"local", "remote", "dir"},
+		"lost":       {"count", "kind"},
+	}
+	for i, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %d is not JSON: %v: %s", i+1, err, line)
+		}
+		for _, k := range []string{"ts", "type", "conn", "netns"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("line %d lacks %q: %s", i+1, k, line)
+			}
+		}
+		typ, _ := m["type"].(string)
+		for _, k := range required[typ] {
+			if _, ok := m[k]; !ok {
+				t.Errorf("line %d (%s) lacks %q: %s", i+1, typ, k, line)
+			}
+		}
+		ts, _ := m["ts"].(string)
+		if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
+			t.Errorf("line %d: ts %q is not RFC 3339: %v", i+1, ts, err)
+		}
+	}
+}
+
+// TestAckOnlyWithACKFlag: `ack` is present exactly when the ACK flag is.
+func TestAckOnlyWithACKFlag(t *testing.T) {
+	for _, r := range sampleRecords() {
+		if r.Type != tracer.TypePacket {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(AppendJSON(nil, &r), &m); err != nil {
+			t.Fatal(err)
+		}
+		_, has := m["ack"]
+		if has != (r.Flags&tracer.FlagACK != 0) {
+			t.Errorf("flags %s: ack present = %v", tracer.FlagString(r.Flags), has)
+		}
+	}
+}
+
+// TestHostileComm: no process name can break a line, forge a record or
+// produce invalid JSON/UTF-8, in either format.
+func TestHostileComm(t *testing.T) {
+	hostile := []string{
+		"a\nb",
+		"x\"},{\"type\":\"lost",
+		"evil\r\x1b[2J",
+		"back\\slash",
+		"\xff\xfe\x80bad",
+		"caf\xc3",       // truncated UTF-8
+		"\u202etxt.exe", // right-to-left override
+		"tab\there",
+		"nul\x00after",
+	}
+	for _, comm := range hostile {
+		r := tracer.Record{Time: t0, Type: tracer.TypeState, Local: ap("10.0.0.1:1"), Remote: ap("10.0.0.2:2"),
+			OldState: tracer.StateClose, State: tracer.StateSynSent, HasState: true, Owner: owner(1, comm)}
+		js := AppendJSON(nil, &r)
+		txt := AppendText(nil, &r)
+		for _, out := range [][]byte{js, txt} {
+			if bytes.ContainsAny(out, "\n\r\x1b\x00\t") {
+				t.Errorf("comm %q: control character in output %q", comm, out)
+			}
+			if bytes.Contains(out, []byte("\u202e")) {
+				t.Errorf("comm %q: bidi override in output %q", comm, out)
+			}
+		}
+		var m map[string]any
+		if err := json.Unmarshal(js, &m); err != nil {
+			t.Fatalf("comm %q: invalid JSON %s: %v", comm, js, err)
+		}
+		if m["type"] != "state" || len(m) != 13 {
+			t.Errorf("comm %q: record was altered: %s", comm, js)
+		}
+		// The JSON value is exactly the escaped form the text shows.
+		want := string(AppendEscaped(nil, r.Owner.CommBytes()))
+		if m["comm"] != want {
+			t.Errorf("comm %q: JSON comm %q, want %q", comm, m["comm"], want)
+		}
+		if !bytes.Contains(txt, []byte("("+want+")")) {
+			t.Errorf("comm %q: text %q lacks (%s)", comm, txt, want)
+		}
+	}
+}
+
+func TestAppendEscaped(t *testing.T) {
+	cases := map[string]string{
+		"curl":         "curl",
+		"a b":          "a b",
+		"a\nb":         `a\x0ab`,
+		`back\slash`:   `back\\slash`,
+		`\x0a`:         `\\x0a`, // a literal backslash-x cannot pass for an escape
+		"\xff":         `\xff`,
+		"café":         "café",
+		"caf\xc3":      `caf\xc3`,
+		"\u202e":       `\xe2\x80\xae`,
+		"\x7f":         `\x7f`,
+		"日本":           "日本",
+		"quote\"mark":  "quote\"mark",
+		"\x00":         `\x00`,
+		"end\u2028end": `end\xe2\x80\xa8end`,
+	}
+	for in, want := range cases {
+		if got := string(AppendEscaped(nil, []byte(in))); got != want {
+			t.Errorf("AppendEscaped(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseFormat(t *testing.T) {
+	for _, ok := range []string{"json", "text"} {
+		if _, err := ParseFormat(ok); err != nil {
+			t.Errorf("ParseFormat(%q): %v", ok, err)
+		}
+	}
+	if _, err := ParseFormat("xml"); err == nil {
+		t.Error("ParseFormat(xml) accepted")
+	}
+}
+
+func BenchmarkAppendJSONPacket(b *testing.B) {
+	r := sampleRecords()[3]
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendJSON(buf[:0], &r)
+	}
+}
+
+func BenchmarkAppendJSONState(b *testing.B) {
+	r := sampleRecords()[6]
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendJSON(buf[:0], &r)
+	}
+}
+
+func BenchmarkAppendTextPacket(b *testing.B) {
+	r := sampleRecords()[3]
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendText(buf[:0], &r)
+	}
+}
+
+func TestAppendTimeMatchesLayout(t *testing.T) {
+	for _, tm := range []time.Time{t0, time.Unix(0, 0), time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600)), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)} {
+		want := tm.UTC().Format(TimeLayout)
+		if got := string(appendTime(nil, tm)); got != want {
+			t.Errorf("appendTime(%v) = %s, want %s", tm, got, want)
+		}
+	}
+}

@@ -1,0 +1,236 @@
+// Command peer is the TCP client and server of the tcpscope end-to-end
+// tests. The tests build it twice, under two names, so that the server and
+// the client have different comms, and run each copy as its own process
+// (inside a network namespace with `ip netns exec`).
+//
+// Usage:
+//
+//	peer serve-echo ADDR        accept one connection, echo until EOF (or a reset), close
+//	peer serve-sink ADDR        accept one connection, read until EOF, report the byte count, close
+//	peer connect-echo ADDR LOCAL MSG    send MSG, read it back, close (the client closes first)
+//	peer connect-bulk ADDR LOCAL N      send N bytes, close
+//	peer connect-refused ADDR LOCAL     connect, expect "connection refused"
+//	peer connect-abort ADDR LOCAL MSG   send MSG, read it back, then SO_LINGER 0 and close (RST)
+//
+// ADDR and LOCAL are host:port ("10.0.0.1:80", "[fd00::1]:80"); LOCAL is
+// the client's own address and fixed port, so the test knows the 4-tuple
+// before the connection exists.
+//
+// Every mode prints one line per milestone on stdout; the test waits for
+// them instead of sleeping. A server prints "listening ADDR" once it
+// accepts connections. Every mode exits 0 on the expected outcome and 1
+// (with a message on stderr) otherwise. Every blocking call has a deadline.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// deadline bounds every blocking call of a peer.
+const deadline = 15 * time.Second
+
+func main() {
+	if len(os.Args) < 3 {
+		fail(errors.New("usage: peer MODE ADDR [LOCAL] [ARG]"))
+	}
+	mode, addr, rest := os.Args[1], os.Args[2], os.Args[3:]
+	var err error
+	switch mode {
+	case "serve-echo":
+		err = serveEcho(addr)
+	case "serve-sink":
+		err = serveSink(addr)
+	case "connect-echo":
+		err = withArgs(rest, 2, func() error { return connectEcho(addr, rest[0], rest[1], false) })
+	case "connect-abort":
+		err = withArgs(rest, 2, func() error { return connectEcho(addr, rest[0], rest[1], true) })
+	case "connect-bulk":
+		err = withArgs(rest, 2, func() error { return connectBulk(addr, rest[0], rest[1]) })
+	case "connect-refused":
+		err = withArgs(rest, 1, func() error { return connectRefused(addr, rest[0]) })
+	default:
+		err = fmt.Errorf("unknown mode %q", mode)
+	}
+	if err != nil {
+		fail(err)
+	}
+}
+
+func withArgs(args []string, n int, fn func() error) error {
+	if len(args) != n {
+		return fmt.Errorf("want %d arguments after ADDR, got %d", n, len(args))
+	}
+	return fn()
+}
+
+func fail(err error) {
+	fmt.Fprintf(os.Stderr, "peer %s: %v\n", os.Args[0], err)
+	os.Exit(1)
+}
+
+// say prints one milestone line on stdout, unbuffered.
+func say(format string, args ...any) {
+	fmt.Printf(format+"\n", args...)
+}
+
+// acceptOne listens on addr, announces it, accepts one connection and
+// closes the listener.
+func acceptOne(addr string) (*net.TCPConn, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	say("listening %s", ln.Addr())
+	if err := ln.(*net.TCPListener).SetDeadline(time.Now().Add(deadline)); err != nil {
+		return nil, err
+	}
+	c, err := ln.Accept()
+	if err != nil {
+		return nil, fmt.Errorf("accept: %w", err)
+	}
+	say("accepted %s %s", c.LocalAddr(), c.RemoteAddr())
+	tc := c.(*net.TCPConn)
+	return tc, tc.SetDeadline(time.Now().Add(deadline))
+}
+
+// serveEcho echoes one connection until EOF, then closes it. A reset by
+// the peer also ends it (the abort scenario) and is reported as "reset".
+func serveEcho(addr string) error {
+	c, err := acceptOne(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	n, err := io.Copy(c, c)
+	switch {
+	case errors.Is(err, syscall.ECONNRESET):
+		say("reset after %d bytes", n)
+	case err != nil:
+		return fmt.Errorf("echo: %w", err)
+	default:
+		say("eof after %d bytes", n)
+	}
+	if err := c.Close(); err != nil {
+		return err
+	}
+	say("closed")
+	return nil
+}
+
+// serveSink reads one connection until EOF and reports the byte count.
+func serveSink(addr string) error {
+	c, err := acceptOne(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	n, err := io.Copy(io.Discard, c)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	say("received %d", n)
+	if err := c.Close(); err != nil {
+		return err
+	}
+	say("closed")
+	return nil
+}
+
+// dial connects from the fixed local address to addr.
+func dial(addr, local string) (*net.TCPConn, error) {
+	laddr, err := net.ResolveTCPAddr("tcp", local)
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{LocalAddr: laddr, Timeout: deadline}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := c.(*net.TCPConn)
+	say("connected %s %s", c.LocalAddr(), c.RemoteAddr())
+	return tc, tc.SetDeadline(time.Now().Add(deadline))
+}
+
+// connectEcho sends msg, reads it back and closes; with abort it sets
+// SO_LINGER 0 first so that close sends a reset instead of a FIN.
+func connectEcho(addr, local, msg string, abort bool) error {
+	c, err := dial(addr, local)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, msg); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return fmt.Errorf("read echo: %w", err)
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("echo %q, want %q", buf, msg)
+	}
+	say("echoed %d", len(buf))
+	if abort {
+		if err := c.SetLinger(0); err != nil {
+			return err
+		}
+	}
+	if err := c.Close(); err != nil {
+		return err
+	}
+	if abort {
+		say("aborted")
+	} else {
+		say("closed")
+	}
+	return nil
+}
+
+// connectBulk sends n bytes and closes.
+func connectBulk(addr, local, count string) error {
+	n, err := strconv.Atoi(count)
+	if err != nil || n < 0 {
+		return fmt.Errorf("bad byte count %q", count)
+	}
+	c, err := dial(addr, local)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, n)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	w, err := c.Write(buf)
+	if err != nil {
+		return fmt.Errorf("write after %d bytes: %w", w, err)
+	}
+	if err := c.Close(); err != nil {
+		return err
+	}
+	say("sent %d", w)
+	return nil
+}
+
+// connectRefused expects the connection to be refused.
+func connectRefused(addr, local string) error {
+	c, err := dial(addr, local)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("connect to %s succeeded, want connection refused", addr)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("connect: %w, want connection refused", err)
+	}
+	say("refused")
+	return nil
+}

@@ -1,0 +1,200 @@
+package tracer
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+var base = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+func pkt(ms int, src, dst string, flags uint8, seq uint32, cookie uint64) Record {
+	return Record{Type: TypePacket, Time: base.Add(time.Duration(ms) * time.Millisecond), Netns: 1,
+		Src: ap(src), Dst: ap(dst), Flags: flags, Seq: seq, Cookie: cookie}
+}
+
+func state(ms int, local, remote string, old, new TCPState, cookie uint64, netns uint32) Record {
+	return Record{Type: TypeState, Time: base.Add(time.Duration(ms) * time.Millisecond), Netns: netns,
+		Local: ap(local), Remote: ap(remote), OldState: old, State: new, HasState: true, Cookie: cookie}
+}
+
+// run feeds records through a correlator and returns what it emitted.
+func run(t *testing.T, c *correlator, in []Record) []Record {
+	t.Helper()
+	var out []Record
+	emit := func(r *Record) error { out = append(out, *r); return nil }
+	for i := range in {
+		r := in[i]
+		if err := c.process(&r, emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.expire(time.Time{}, emit); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestOneConnForBothEnds: a loopback connection seen as packets and as both
+// sockets' state changes gets one conn id, and the SYN_SENT record held for
+// its port comes out before the SYN, with the port filled in.
+func TestOneConnForBothEnds(t *testing.T) {
+	const cli, srv = "127.0.0.1:40000", "127.0.0.1:8080"
+	in := []Record{
+		state(0, "127.0.0.1:0", srv, StateClose, StateSynSent, 11, 1),
+		pkt(1, cli, srv, FlagSYN, 100, 11),
+		pkt(2, srv, cli, FlagSYN|FlagACK, 900, 0),
+		state(3, cli, srv, StateSynSent, StateEstablished, 11, 1),
+		pkt(4, cli, srv, FlagACK, 101, 11),
+		state(5, srv, cli, StateListen, StateSynRecv, 22, 1),
+		state(6, srv, cli, StateSynRecv, StateEstablished, 22, 1),
+		state(7, cli, srv, StateEstablished, StateFinWait1, 11, 1),
+		state(8, srv, cli, StateLastAck, StateClose, 22, 1),
+	}
+	out := run(t, newCorrelator(0), in)
+	if len(out) != len(in) {
+		t.Fatalf("%d records out, %d in", len(out), len(in))
+	}
+	for _, r := range out {
+		if r.Conn != out[0].Conn || r.Conn == 0 {
+			t.Errorf("record %v %s: conn %d, want %d", r.Type, r.State, r.Conn, out[0].Conn)
+		}
+	}
+	if out[0].Type != TypeState || out[0].Local != ap(cli) {
+		t.Errorf("first record %v local %s: want the SYN_SENT with local %s", out[0].Type, out[0].Local, cli)
+	}
+	if out[1].Type != TypePacket {
+		t.Errorf("second record is %v, want the SYN", out[1].Type)
+	}
+}
+
+// TestReusedTupleGetsNewConn: a new SYN with another ISN (or a new connect)
+// on the same 4-tuple is a new connection; a retransmitted SYN is not.
+func TestReusedTupleGetsNewConn(t *testing.T) {
+	const a, b = "10.0.0.1:40000", "10.0.0.2:80"
+	out := run(t, newCorrelator(0), []Record{
+		pkt(0, a, b, FlagSYN, 100, 0),
+		pkt(1000, a, b, FlagSYN, 100, 0), // retransmitted SYN
+		pkt(1001, b, a, FlagSYN|FlagACK, 5, 0),
+		pkt(1002, a, b, FlagFIN|FlagACK, 101, 0),
+		pkt(5000, a, b, FlagSYN, 777, 0), // new connection, same tuple
+		state(5001, a, b, StateSynSent, StateEstablished, 0, 9),
+		state(6000, a, b, StateClose, StateSynSent, 0, 9), // yet another connect
+	})
+	conns := []uint64{}
+	for _, r := range out {
+		conns = append(conns, r.Conn)
+	}
+	want := []uint64{1, 1, 1, 1, 2, 2, 3}
+	for i := range want {
+		if conns[i] != want[i] {
+			t.Fatalf("conns %v, want %v", conns, want)
+		}
+	}
+}
+
+// TestNetnsInKeyOnlyForLoopback: 127.0.0.1 in two namespaces are two
+// connections; routable addresses in two namespaces are the two ends of one.
+func TestNetnsInKeyOnlyForLoopback(t *testing.T) {
+	out := run(t, newCorrelator(0), []Record{
+		state(0, "127.0.0.1:5000", "127.0.0.1:80", StateSynSent, StateEstablished, 1, 100),
+		state(1, "127.0.0.1:5000", "127.0.0.1:80", StateSynSent, StateEstablished, 2, 200),
+		state(2, "10.0.0.1:5000", "10.0.0.2:80", StateSynSent, StateEstablished, 3, 100),
+		state(3, "10.0.0.2:80", "10.0.0.1:5000", StateSynRecv, StateEstablished, 4, 200),
+	})
+	if out[0].Conn == out[1].Conn {
+		t.Error("loopback connections in different namespaces share a conn")
+	}
+	if out[2].Conn != out[3].Conn {
+		t.Error("the two ends of a connection between namespaces have different conns")
+	}
+}
+
+// TestRefusedConnection: the client's states, its SYN, the RST and both
+// reset events (the sent one without a socket) share one conn.
+func TestRefusedConnection(t *testing.T) {
+	const cli, srv = "10.0.0.1:40000", "10.0.0.2:81"
+	out := run(t, newCorrelator(0), []Record{
+		state(0, "10.0.0.1:0", srv, StateClose, StateSynSent, 7, 1),
+		pkt(1, cli, srv, FlagSYN, 100, 7),
+		{Type: TypeReset, Time: base, Local: ap(srv), Remote: ap(cli), ResetDir: ResetSent, Reason: "NO_SOCKET"},
+		pkt(2, srv, cli, FlagRST|FlagACK, 0, 0),
+		{Type: TypeReset, Time: base, Local: ap(cli), Remote: ap(srv), ResetDir: ResetReceived, Cookie: 7, HasState: true, State: StateSynSent},
+		state(3, cli, srv, StateSynSent, StateClose, 7, 1),
+	})
+	for _, r := range out {
+		if r.Conn != out[0].Conn {
+			t.Fatalf("refused connection split over conns: %+v", out)
+		}
+	}
+	if out[0].Local != ap(cli) {
+		t.Errorf("SYN_SENT local %s, want %s", out[0].Local, cli)
+	}
+}
+
+// TestHeldRecordExpires: a SYN_SENT whose port never shows up is released
+// by expire, port 0, and is not lost.
+func TestHeldRecordExpires(t *testing.T) {
+	c := newCorrelator(0)
+	var out []Record
+	emit := func(r *Record) error { out = append(out, *r); return nil }
+	r := state(0, "10.0.0.1:0", "10.0.0.2:80", StateClose, StateSynSent, 5, 1)
+	if err := c.process(&r, emit); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 0 {
+		t.Fatal("SYN_SENT without port was not held")
+	}
+	if err := c.expire(base.Add(pendingTimeout/2), emit); err != nil || len(out) != 0 {
+		t.Fatalf("released too early: %v %d", err, len(out))
+	}
+	if err := c.expire(base.Add(2*pendingTimeout), emit); err != nil || len(out) != 1 || out[0].Conn == 0 {
+		t.Fatalf("not released after the timeout: %v %+v", err, out)
+	}
+}
+
+func TestLostHasNoConn(t *testing.T) {
+	out := run(t, newCorrelator(0), []Record{{Type: TypeLost, LostCount: 3, LostKind: "packet"}})
+	if out[0].Conn != 0 {
+		t.Errorf("lost record conn %d", out[0].Conn)
+	}
+}
+
+// TestTableIsBounded: the table never exceeds its cap; the least recently
+// seen entries go first.
+func TestTableIsBounded(t *testing.T) {
+	c := newCorrelator(100)
+	var in []Record
+	for i := range 1000 {
+		in = append(in, pkt(i, netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(1000+i)).String(), "10.0.0.2:80", FlagACK, 1, 0))
+	}
+	run(t, c, in)
+	if len(c.conns) > 100 {
+		t.Errorf("table holds %d entries, cap 100", len(c.conns))
+	}
+	if c.evicted == 0 {
+		t.Error("no evictions counted")
+	}
+	newest := makeConnKey(ap("10.0.0.1:1999"), ap("10.0.0.2:80"), 0)
+	if c.conns[newest] == nil {
+		t.Error("the most recent connection was evicted")
+	}
+}
+
+func TestSweepForgetsClosedAfterLinger(t *testing.T) {
+	c := newCorrelator(0)
+	run(t, c, []Record{
+		state(0, "10.0.0.1:1", "10.0.0.2:2", StateLastAck, StateClose, 1, 1),
+		state(0, "10.0.0.1:3", "10.0.0.2:4", StateSynSent, StateEstablished, 2, 1),
+	})
+	c.sweep(base.Add(closedLinger + time.Second))
+	if len(c.conns) != 1 {
+		t.Errorf("%d entries after sweep, want only the open one", len(c.conns))
+	}
+	c.sweep(base.Add(idleLinger + time.Second))
+	if len(c.conns) != 0 {
+		t.Errorf("%d entries after idle sweep", len(c.conns))
+	}
+}

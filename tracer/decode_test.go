@@ -1,0 +1,167 @@
+package tracer
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"unsafe"
+)
+
+// rawBytes returns the in-memory bytes of a generated event struct, exactly
+// as the kernel writes them to the ring buffer.
+func rawBytes[T any](v *T) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))
+}
+
+func testDecoder() *decoder {
+	return &decoder{
+		clock:   &monoClock{},
+		ifaces:  map[uint32]ifaceInfo{7: {name: "veth0", netns: 4026531840}},
+		reasons: map[uint32]string{1: "NO_SOCKET", 13: "TCP_STATE"},
+	}
+}
+
+func TestDecodePacketIPv4(t *testing.T) {
+	ev := tcpscopePacketEvent{
+		Kind: uint8(tcpscopeEventKindEVENT_PACKET), Family: afInet, Dir: uint8(tcpscopePacketDirDIR_EGRESS),
+		TcpFlags: FlagSYN | FlagACK, Ifindex: 7, TsNs: 1_000_000_123,
+		Sport: 5555, Dport: 80, Seq: 4000000000, Ack: 17, Len: 0, Window: 65535,
+		Options: uint16(tcpscopeTcpOptionBitOPT_MSS | tcpscopeTcpOptionBitOPT_WSCALE), Mss: 1460, Wscale: 7,
+		Cookie: 99,
+	}
+	copy(ev.Saddr[:], []byte{10, 0, 0, 1})
+	copy(ev.Daddr[:], []byte{10, 0, 0, 2})
+	var r Record
+	if err := testDecoder().decode(rawBytes(&ev), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Type != TypePacket || r.Dir != DirOut || r.Ifname != "veth0" || r.Netns != 4026531840 {
+		t.Errorf("header fields: %+v", r)
+	}
+	if r.Src != netip.MustParseAddrPort("10.0.0.1:5555") || r.Dst != netip.MustParseAddrPort("10.0.0.2:80") {
+		t.Errorf("endpoints %s > %s", r.Src, r.Dst)
+	}
+	if r.Seq != 4000000000 || r.Ack != 17 || r.Win != 65535 || FlagString(r.Flags) != "S." || r.Cookie != 99 {
+		t.Errorf("tcp fields: %+v", r)
+	}
+	if r.Options.Present != OptMSS|OptWScale || r.Options.MSS != 1460 || r.Options.WScale != 7 {
+		t.Errorf("options: %+v", r.Options)
+	}
+	if r.Time.UnixNano() != 1_000_000_123 {
+		t.Errorf("time %d", r.Time.UnixNano())
+	}
+}
+
+func TestDecodeSockEventIPv6AndMapped(t *testing.T) {
+	ev := tcpscopeSockEvent{
+		Kind: uint8(tcpscopeEventKindEVENT_RESET), Family: afInet6, State: uint8(StateEstablished),
+		Netns: 42, Cookie: 5, Lport: 80, Rport: 40000, Reason: 13, ResetDir: uint8(tcpscopeResetDirRESET_RECEIVED),
+		Flags: uint8(tcpscopeSockEventFlagSOCK_HAS_STATE | tcpscopeSockEventFlagSOCK_HAS_REASON | tcpscopeSockEventFlagSOCK_HAS_OWNER),
+	}
+	ev.Laddr = netip.MustParseAddr("fd00::1").As16()
+	ev.Raddr = netip.MustParseAddr("::ffff:10.0.0.2").As16()
+	ev.Owner.Pid, ev.Owner.Tgid, ev.Owner.Uid, ev.Owner.CgroupId = 11, 10, 1000, 77
+	for i, c := range "nginx" {
+		ev.Owner.Comm[i] = int8(c)
+	}
+	var r Record
+	if err := testDecoder().decode(rawBytes(&ev), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Type != TypeReset || r.ResetDir != ResetReceived || r.Reason != "TCP_STATE" || !r.HasState || r.State != StateEstablished {
+		t.Errorf("reset fields: %+v", r)
+	}
+	if r.Local.String() != "[fd00::1]:80" || r.Remote.String() != "10.0.0.2:40000" {
+		t.Errorf("endpoints %s %s (v4-mapped must show as IPv4)", r.Local, r.Remote)
+	}
+	if !r.Owner.Known || r.Owner.PID != 10 || r.Owner.TID != 11 || string(r.Owner.CommBytes()) != "nginx" || r.Owner.CgroupID != 77 {
+		t.Errorf("owner: %+v", r.Owner)
+	}
+}
+
+func TestDecodeAbsentFieldsStayAbsent(t *testing.T) {
+	ev := tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_RESET), Family: afInet, Reason: 1}
+	var r Record
+	if err := testDecoder().decode(rawBytes(&ev), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Owner.Known || r.HasState || r.Reason != "" {
+		t.Errorf("fields without their flag must stay absent: %+v", r)
+	}
+}
+
+func TestDecodeUnknownReasonIsNumbered(t *testing.T) {
+	ev := tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_RESET), Family: afInet, Reason: 250,
+		Flags: uint8(tcpscopeSockEventFlagSOCK_HAS_REASON)}
+	var r Record
+	if err := testDecoder().decode(rawBytes(&ev), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Reason != "REASON_250" {
+		t.Errorf("reason %q", r.Reason)
+	}
+}
+
+func TestDecodeRejectsShortAndUnknown(t *testing.T) {
+	d := testDecoder()
+	var r Record
+	pkt := tcpscopePacketEvent{Kind: uint8(tcpscopeEventKindEVENT_PACKET)}
+	sock := tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_STATE)}
+	for name, raw := range map[string][]byte{
+		"empty":        nil,
+		"short packet": rawBytes(&pkt)[:packetEventSize-1],
+		"short sock":   rawBytes(&sock)[:sockEventSize-8],
+		"unknown kind": {200, 0, 0, 0, 0, 0, 0, 0},
+	} {
+		if err := d.decode(raw, &r); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+	}
+	if err := d.decode(rawBytes(&pkt)[:10], &r); !errors.Is(err, errShortRecord) {
+		t.Errorf("short packet: %v, want errShortRecord", err)
+	}
+}
+
+// TestABISizes pins the event sizes: a change to bpf/tcpscope.h must be
+// deliberate (the records are an ABI between kernel and Go).
+func TestABISizes(t *testing.T) {
+	if packetEventSize != 88 || sockEventSize != 120 {
+		t.Errorf("packet_event %d bytes, sock_event %d bytes; want 88 and 120", packetEventSize, sockEventSize)
+	}
+	if packetEventSize%8 != 0 || sockEventSize%8 != 0 {
+		t.Error("event sizes must be multiples of 8")
+	}
+}
+
+func BenchmarkDecodePacket(b *testing.B) {
+	ev := tcpscopePacketEvent{Kind: uint8(tcpscopeEventKindEVENT_PACKET), Family: afInet, Ifindex: 7, Sport: 1, Dport: 2}
+	raw := rawBytes(&ev)
+	d := testDecoder()
+	var r Record
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := d.decode(raw, &r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeAndCorrelatePacket(b *testing.B) {
+	ev := tcpscopePacketEvent{Kind: uint8(tcpscopeEventKindEVENT_PACKET), Family: afInet, Ifindex: 7, Sport: 1, Dport: 2, TcpFlags: FlagACK}
+	copy(ev.Saddr[:], []byte{10, 0, 0, 1})
+	copy(ev.Daddr[:], []byte{10, 0, 0, 2})
+	raw := rawBytes(&ev)
+	d := testDecoder()
+	c := newCorrelator(0)
+	var r Record
+	discard := func(*Record) error { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := d.decode(raw, &r); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.process(&r, discard); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
