@@ -73,6 +73,9 @@ func Open(cfg Config) (_ *Tracer, err error) {
 		return nil, &ConfigError{Msg: "--interface given but packet events are not selected (--events)"}
 	}
 
+	if err := checkPrivileges(cfg.Events.Has(TypePacket)); err != nil {
+		return nil, err
+	}
 	kinfo, err := loadKernelInfo()
 	if err != nil {
 		return nil, err

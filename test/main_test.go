@@ -1,0 +1,107 @@
+// Package e2e holds the privileged end-to-end tests of tcpscope: the real
+// binary traces real TCP connections between real processes, in network
+// namespaces the tests create, and its output is checked against tcpdump.
+//
+// The tests need root (BPF, network namespaces, tcpdump) and the `ip` and
+// `tcpdump` commands. Without them every test skips, unless TCPSCOPE_E2E=1
+// is set: then every test fails, so that CI cannot pass by skipping.
+//
+//	sudo go test ./test/ -v -count=1
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// Names of the peer binary copies. They differ so that the comm of a
+// server socket event can be told from that of a client one.
+const (
+	serverComm = "tsrv"
+	clientComm = "tcli"
+)
+
+// bins are the binaries built by TestMain.
+var bins struct {
+	tcpscope, server, client string
+}
+
+// notReady says why the tests cannot run here ("" when they can).
+// buildErr is a failure to build the binaries: always a test failure.
+var notReady, buildErr string
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	if reason := missingPrerequisite(); reason != "" {
+		notReady = reason
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "tcpscope-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := buildBinaries(dir); err != nil {
+		buildErr = err.Error()
+	}
+	return m.Run()
+}
+
+// missingPrerequisite returns why this machine cannot run the tests, or "".
+func missingPrerequisite() string {
+	if os.Geteuid() != 0 {
+		return fmt.Sprintf("end-to-end tests need root (euid is %d)", os.Geteuid())
+	}
+	for _, tool := range []string{"ip", "tcpdump"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Sprintf("end-to-end tests need %q on PATH: %v", tool, err)
+		}
+	}
+	return ""
+}
+
+// buildBinaries builds tcpscope and the peer into dir; the peer twice,
+// under the server's and the client's names.
+func buildBinaries(dir string) error {
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		gobin = "go"
+	}
+	bins.tcpscope = filepath.Join(dir, "tcpscope")
+	bins.server = filepath.Join(dir, serverComm)
+	bins.client = filepath.Join(dir, clientComm)
+	builds := []struct{ out, pkg string }{
+		{bins.tcpscope, "github.com/tcpscope/tcpscope/cmd/tcpscope"},
+		{bins.server, "github.com/tcpscope/tcpscope/test/peer"},
+		{bins.client, "github.com/tcpscope/tcpscope/test/peer"},
+	}
+	for _, b := range builds {
+		out, err := exec.Command(gobin, "build", "-o", b.out, b.pkg).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// requireE2E skips t when the machine cannot run end-to-end tests, or
+// fails it when TCPSCOPE_E2E=1 demands that they run. It fails t when the
+// binaries did not build.
+func requireE2E(t *testing.T) {
+	t.Helper()
+	if notReady != "" {
+		if os.Getenv("TCPSCOPE_E2E") == "1" {
+			t.Fatalf("TCPSCOPE_E2E=1 but %s", notReady)
+		}
+		t.Skipf("skipping: %s (set TCPSCOPE_E2E=1 to make this a failure)", notReady)
+	}
+	if buildErr != "" {
+		t.Fatal(buildErr)
+	}
+}
