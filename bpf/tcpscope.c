@@ -174,58 +174,90 @@ static __always_inline bool hosts_pass(__u8 family, const __u8 *a, const __u8 *b
  * Socket side
  * ------------------------------------------------------------------- */
 
+/*
+ * In tp_btf programs the socket and skb arguments are BTF pointers: fields
+ * are read with direct, CO-RE-relocated loads (vmlinux.h marks every struct
+ * preserve_access_index), far cheaper than one bpf_probe_read_kernel per
+ * field. Only fields outside struct sock (inet_sport) need a probe read.
+ */
+
 static __always_inline bool is_tcp_sock(const struct sock *sk)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 
 	if (family != AF_INET && family != AF_INET6)
 		return false;
-	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP_NUM;
+	return sk->sk_protocol == IPPROTO_TCP_NUM;
 }
 
 static __always_inline __u32 sock_netns(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return sk->__sk_common.skc_net.net->ns.inum;
 }
 
 /* sk_is_full is sk_fullsock(): TIME_WAIT and request sockets share only
  * struct sock_common with a full socket. */
 static __always_inline bool sk_is_full(const struct sock *sk)
 {
-	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	__u8 state = sk->__sk_common.skc_state;
 
 	return state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
 }
 
-/* fill_sock_addrs reads family, addresses and ports from a socket. The local
+/* sock_id is what filters look at and every sock_event carries. */
+struct sock_id {
+	__u32 netns;
+	__u16 lport;
+	__u16 rport;
+	__u8 family;
+	__u8 state;
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+/* read_sock_id reads family, addresses, ports, netns and state. The local
  * port comes from inet_sport for full sockets: skc_num is already 0 when a
  * socket moves to CLOSE. */
-static __always_inline void fill_sock_addrs(struct sock_event *ev, const struct sock *sk)
+static __always_inline void read_sock_id(struct sock_id *id, const struct sock *sk)
 {
-	ev->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	/* BPF_CORE_READ_INTO would size the copy by *dst (one byte): give sizes. */
-	if (ev->family == AF_INET) {
-		bpf_core_read(ev->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(ev->raddr, 4, &sk->__sk_common.skc_daddr);
+	const struct sock_common *skc = &sk->__sk_common;
+
+	id->family = skc->skc_family;
+	if (id->family == AF_INET) {
+		__builtin_memcpy(id->laddr, &skc->skc_rcv_saddr, 4);
+		__builtin_memcpy(id->raddr, &skc->skc_daddr, 4);
 	} else {
-		bpf_core_read(ev->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(ev->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+		__builtin_memcpy(id->laddr, &skc->skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(id->raddr, &skc->skc_v6_daddr, 16);
 	}
 	if (sk_is_full(sk))
-		ev->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+		id->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	else
-		ev->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	ev->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	ev->netns = sock_netns(sk);
-	ev->state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	ev->flags |= SOCK_HAS_STATE;
+		id->lport = skc->skc_num;
+	id->rport = bpf_ntohs(skc->skc_dport);
+	id->netns = sock_netns(sk);
+	id->state = skc->skc_state;
 }
 
-static __always_inline bool sock_event_passes(const struct sock_event *ev)
+static __always_inline bool sock_id_passes(const struct sock_id *id)
 {
-	if (filter_netns && ev->netns != filter_netns)
+	if (filter_netns && id->netns != filter_netns)
 		return false;
-	return port_passes(ev->lport, ev->rport) && hosts_pass(ev->family, ev->laddr, ev->raddr);
+	return port_passes(id->lport, id->rport) && hosts_pass(id->family, id->laddr, id->raddr);
+}
+
+static __always_inline void put_sock_id(struct sock_event *ev, const struct sock_id *id, bool has_state)
+{
+	ev->family = id->family;
+	ev->netns = id->netns;
+	ev->lport = id->lport;
+	ev->rport = id->rport;
+	__builtin_memcpy(ev->laddr, id->laddr, 16);
+	__builtin_memcpy(ev->raddr, id->raddr, 16);
+	if (has_state) {
+		ev->state = id->state;
+		ev->flags |= SOCK_HAS_STATE;
+	}
 }
 
 static __always_inline void current_owner(struct owner *o)
@@ -299,7 +331,7 @@ static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int
 		current_owner(&o);
 		bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
 		lk.netns = sock_netns(sk);
-		lk.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+		lk.port = sk->__sk_common.skc_num;
 		bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY);
 		return;
 	}
@@ -308,7 +340,7 @@ static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int
 			struct owner *o;
 
 			lk.netns = sock_netns(sk);
-			lk.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+			lk.port = sk->__sk_common.skc_num;
 			o = bpf_map_lookup_elem(&listeners, &lk);
 			if (o)
 				bpf_map_update_elem(&owners, &cookie, o, BPF_ANY);
@@ -332,6 +364,7 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
 {
 	struct sock_event *ev;
+	struct sock_id id;
 	__u64 cookie;
 
 	if (!is_tcp_sock(sk))
@@ -340,18 +373,18 @@ int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
 	track_owner(sk, cookie, oldstate, newstate);
 	if (!kind_enabled(EVENT_STATE))
 		return 0;
+	read_sock_id(&id, sk);
+	if (!sock_id_passes(&id))
+		return 0;
 
 	ev = new_sock_event(EVENT_STATE);
 	if (!ev)
 		return 0;
 	ev->cookie = cookie;
-	fill_sock_addrs(ev, sk);
+	put_sock_id(ev, &id, false);
 	ev->old_state = oldstate;
 	ev->state = newstate;
-	if (!sock_event_passes(ev)) {
-		bpf_ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
-		return 0;
-	}
+	ev->flags |= SOCK_HAS_STATE;
 	attach_owner(ev);
 	submit(ev);
 	return 0;
@@ -413,20 +446,20 @@ int BPF_PROG(on_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
 	struct sock_event *ev;
 	struct tcp_skb_cb *tcb;
+	struct sock_id id;
 	__u32 seq, end_seq;
 	__u16 tflags;
 
 	if (!kind_enabled(EVENT_RETRANSMIT) || !sk || !skb || !is_tcp_sock(sk))
 		return 0;
+	read_sock_id(&id, sk);
+	if (!sock_id_passes(&id))
+		return 0;
 	ev = new_sock_event(EVENT_RETRANSMIT);
 	if (!ev)
 		return 0;
 	ev->cookie = bpf_get_socket_cookie((void *)sk);
-	fill_sock_addrs(ev, sk);
-	if (!sock_event_passes(ev)) {
-		bpf_ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
-		return 0;
-	}
+	put_sock_id(ev, &id, true);
 	tcb = (struct tcp_skb_cb *)__builtin_preserve_access_index(&skb->cb);
 	seq = BPF_CORE_READ(tcb, seq);
 	end_seq = BPF_CORE_READ(tcb, end_seq);
@@ -441,14 +474,14 @@ int BPF_PROG(on_retransmit, const struct sock *sk, const struct sk_buff *skb)
 	return 0;
 }
 
-/* fill_skb_addrs takes addresses from the headers of the segment that
- * provoked a reset: the reset goes back to its source, so the segment's
- * destination is the local end. */
-static __always_inline bool fill_skb_addrs(struct sock_event *ev, const struct sk_buff *skb)
+/* read_skb_id takes addresses from the headers of the segment that provoked
+ * a reset: the reset goes back to its source, so the segment's destination
+ * is the local end. The skb's data is not BTF memory: probe reads. */
+static __always_inline bool read_skb_id(struct sock_id *id, const struct sk_buff *skb)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__u16 th = BPF_CORE_READ(skb, transport_header);
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
+	__u16 th = skb->transport_header;
 	struct tcphdr tcp;
 	__u8 version;
 
@@ -460,75 +493,78 @@ static __always_inline bool fill_skb_addrs(struct sock_event *ev, const struct s
 
 		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
 			return false;
-		ev->family = AF_INET;
-		__builtin_memcpy(ev->laddr, &ip.daddr, 4);
-		__builtin_memcpy(ev->raddr, &ip.saddr, 4);
+		id->family = AF_INET;
+		__builtin_memcpy(id->laddr, &ip.daddr, 4);
+		__builtin_memcpy(id->raddr, &ip.saddr, 4);
 	} else if (version == 6) {
 		struct ipv6hdr ip6;
 
 		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
 			return false;
-		ev->family = AF_INET6;
-		__builtin_memcpy(ev->laddr, &ip6.daddr, 16);
-		__builtin_memcpy(ev->raddr, &ip6.saddr, 16);
+		id->family = AF_INET6;
+		__builtin_memcpy(id->laddr, &ip6.daddr, 16);
+		__builtin_memcpy(id->raddr, &ip6.saddr, 16);
 	} else {
 		return false;
 	}
 	if (bpf_probe_read_kernel(&tcp, sizeof(tcp), head + th))
 		return false;
-	ev->lport = bpf_ntohs(tcp.dest);
-	ev->rport = bpf_ntohs(tcp.source);
-	ev->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	id->lport = bpf_ntohs(tcp.dest);
+	id->rport = bpf_ntohs(tcp.source);
+	id->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
 	return true;
 }
 
 /* on_send_reset: tp_btf/tcp_send_reset (kernel >= 5.5; the sk_rst_reason
  * argument exists since 6.10 and is read only when the loader found it in
  * kernel BTF). sk is NULL when no socket matched (connection refused) and
- * skb is NULL for active resets (abort, SO_LINGER 0): either may be absent. */
+ * skb is NULL for active resets (abort, SO_LINGER 0): either may be absent.
+ * A TIME_WAIT or request socket has only sock_common: its addresses come
+ * from the skb when there is one. */
 SEC("tp_btf/tcp_send_reset")
 int on_send_reset(__u64 *ctx)
 {
 	const struct sock *sk = (const struct sock *)ctx[0];
 	const struct sk_buff *skb = (const struct sk_buff *)ctx[1];
+	struct sock_id id = {};
 	struct sock_event *ev;
+	bool has_state = false;
+	__u64 cookie = 0;
 
 	if (!kind_enabled(EVENT_RESET))
 		return 0;
 	if (sk && !is_tcp_sock(sk))
 		return 0;
+	if (sk && (sk_is_full(sk) || !skb)) {
+		read_sock_id(&id, sk);
+		has_state = true;
+	} else if (skb) {
+		if (!read_skb_id(&id, skb))
+			return 0;
+		if (sk) {
+			id.state = sk->__sk_common.skc_state;
+			has_state = true;
+		}
+	} else {
+		return 0;
+	}
+	if (!sock_id_passes(&id))
+		return 0;
+	if (sk)
+		cookie = bpf_get_socket_cookie((void *)sk);
+
 	ev = new_sock_event(EVENT_RESET);
 	if (!ev)
 		return 0;
 	ev->reset_dir = RESET_SENT;
-	if (sk && sk_is_full(sk)) {
-		ev->cookie = bpf_get_socket_cookie((void *)sk);
-		fill_sock_addrs(ev, sk);
-	} else if (skb) {
-		if (!fill_skb_addrs(ev, skb))
-			goto discard;
-		if (sk) {
-			ev->state = BPF_CORE_READ(sk, __sk_common.skc_state);
-			ev->flags |= SOCK_HAS_STATE;
-			ev->cookie = bpf_get_socket_cookie((void *)sk);
-		}
-	} else if (sk) {
-		ev->cookie = bpf_get_socket_cookie((void *)sk);
-		fill_sock_addrs(ev, sk);
-	} else {
-		goto discard;
-	}
-	if (!sock_event_passes(ev))
-		goto discard;
+	ev->cookie = cookie;
+	put_sock_id(ev, &id, has_state);
 	if (send_reset_has_reason) {
 		ev->reason = (__u32)ctx[2];
 		ev->flags |= SOCK_HAS_REASON;
 	}
 	attach_owner(ev);
 	submit(ev);
-	return 0;
-discard:
-	bpf_ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
 	return 0;
 }
 
@@ -538,19 +574,19 @@ SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(on_receive_reset, struct sock *sk)
 {
 	struct sock_event *ev;
+	struct sock_id id;
 
 	if (!kind_enabled(EVENT_RESET) || !sk || !is_tcp_sock(sk))
+		return 0;
+	read_sock_id(&id, sk);
+	if (!sock_id_passes(&id))
 		return 0;
 	ev = new_sock_event(EVENT_RESET);
 	if (!ev)
 		return 0;
 	ev->reset_dir = RESET_RECEIVED;
 	ev->cookie = bpf_get_socket_cookie(sk);
-	fill_sock_addrs(ev, sk);
-	if (!sock_event_passes(ev)) {
-		bpf_ringbuf_discard(ev, BPF_RB_NO_WAKEUP);
-		return 0;
-	}
+	put_sock_id(ev, &id, true);
 	attach_owner(ev);
 	submit(ev);
 	return 0;
