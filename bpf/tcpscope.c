@@ -32,6 +32,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define ETH_P_8021AD 0x88A8
 #define IPPROTO_TCP_NUM 6
 #define TC_ACT_UNSPEC (-1)
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
 #define TCPHDR_FIN 0x01
 #define TCPHDR_SYN 0x02
 #define TCPOPT_BUF 52 /* 40 bytes of options plus room for the widest option read */
@@ -43,6 +45,7 @@ volatile const __u8 filter_hosts = 0;        /* 1: only addresses in hosts_filte
 volatile const __u32 emit_mask = 0xffffffff; /* bit (1 << event_kind) enables that kind */
 volatile const __u64 wakeup_bytes = 1 << 20; /* wake the reader past this many queued bytes */
 volatile const __u8 send_reset_has_reason = 1; /* tcp_send_reset carries enum sk_rst_reason */
+volatile const __u8 retransmit_has_err = 1;    /* tcp_retransmit_skb carries err (>= 6.17) */
 
 /* For bpf2go -type: these types are otherwise reached only through pointers. */
 const struct packet_event *unused_packet_event __attribute__((unused));
@@ -98,6 +101,26 @@ struct {
 	__type(value, __u8);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } hosts_filter SEC(".maps");
+
+/* syn_key is a connection's 4-tuple as its SYN carries it (IPv4 in the
+ * first 4 bytes of each address). Kernel-internal: Go never reads it. */
+struct syn_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+};
+
+/* lo_syn_cookies ties a SYN on loopback to the socket that sent it: skb->sk
+ * is set on lo egress but NULL on lo ingress, where packets are reported.
+ * tc_lo_egress adds an entry per SYN, tc_ingress consumes it; LRU bounds
+ * the entries of SYNs that never reach ingress. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct syn_key);
+	__type(value, __u64);
+} lo_syn_cookies SEC(".maps");
 
 /* ifaces holds per-interface parse settings, keyed by ifindex. */
 struct {
@@ -440,10 +463,14 @@ int BPF_PROG(on_recv_length, struct sock *sk, int ret, int flags)
 
 /* on_retransmit: tp_btf/tcp_retransmit_skb (kernel >= 4.16). The kernel
  * retransmitted a segment; seq and length come from the skb control block.
- * The 6.17 `err` argument is not read, so one program fits every kernel. */
+ * Since 6.17 the tracepoint also fires for attempts that failed (err != 0,
+ * e.g. the original still in a host queue): those sent nothing and are
+ * skipped, as older kernels never reported them. */
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(on_retransmit, const struct sock *sk, const struct sk_buff *skb)
+int on_retransmit(__u64 *ctx)
 {
+	const struct sock *sk = (const struct sock *)ctx[0];
+	const struct sk_buff *skb = (const struct sk_buff *)ctx[1];
 	struct sock_event *ev;
 	struct tcp_skb_cb *tcb;
 	struct sock_id id;
@@ -451,6 +478,8 @@ int BPF_PROG(on_retransmit, const struct sock *sk, const struct sk_buff *skb)
 	__u16 tflags;
 
 	if (!kind_enabled(EVENT_RETRANSMIT) || !sk || !skb || !is_tcp_sock(sk))
+		return 0;
+	if (retransmit_has_err && (int)ctx[2] != 0)
 		return 0;
 	read_sock_id(&id, sk);
 	if (!sock_id_passes(&id))
@@ -740,6 +769,25 @@ static __always_inline bool parse_ipv6(struct __sk_buff *skb, __u32 off, struct 
 	return true;
 }
 
+/* take_lo_syn_cookie returns (and forgets) the cookie tc_lo_egress saw
+ * for this SYN, or 0. */
+static __always_inline __u64 take_lo_syn_cookie(const struct parsed_l3 *l3, const struct tcphdr *tcp)
+{
+	struct syn_key key = {};
+	__u64 *v, cookie;
+
+	__builtin_memcpy(key.saddr, l3->saddr, 16);
+	__builtin_memcpy(key.daddr, l3->daddr, 16);
+	key.sport = bpf_ntohs(tcp->source);
+	key.dport = bpf_ntohs(tcp->dest);
+	v = bpf_map_lookup_elem(&lo_syn_cookies, &key);
+	if (!v)
+		return 0;
+	cookie = *v;
+	bpf_map_delete_elem(&lo_syn_cookies, &key);
+	return cookie;
+}
+
 /* handle_packet parses Ethernet (with up to two VLAN tags) or raw IP,
  * IPv4/IPv6 and the TCP header, and emits one packet_event. The payload
  * length is skb->len based (GSO super-packets carry IP length 0), capped by
@@ -821,6 +869,8 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 	ev->seq = bpf_ntohl(tcp.seq);
 	ev->ack = bpf_ntohl(tcp.ack_seq);
 	ev->tcp_flags = ((__u8 *)&tcp)[13];
+	if (!ev->cookie && (ev->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		ev->cookie = take_lo_syn_cookie(&l3, &tcp);
 	ev->window = bpf_ntohs(tcp.window);
 	ev->len = len;
 	parse_tcp_options(skb, l3.l4_off + sizeof(tcp), doff - sizeof(tcp), ev);
@@ -829,17 +879,66 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 }
 
 /* tc_ingress: TC classifier for ingress (TCX on kernel >= 6.6, clsact +
- * cls_bpf before). Reports TCP headers of received packets; never drops. */
+ * cls_bpf before). Reports TCP headers of received packets; never drops.
+ * On loopback it is the only reporting hook: each packet passes egress and
+ * ingress there, and ingress sees GSO packets after they are split, as
+ * tcpdump does. */
 SEC("tc")
 int tc_ingress(struct __sk_buff *skb)
 {
 	return handle_packet(skb, DIR_INGRESS);
 }
 
-/* tc_egress: TC classifier for egress, as tc_ingress. On loopback only this
- * direction is attached, so each packet is reported once. */
+/* tc_egress: TC classifier for egress, as tc_ingress. Not attached to
+ * loopback, where every packet also passes ingress. */
 SEC("tc")
 int tc_egress(struct __sk_buff *skb)
 {
 	return handle_packet(skb, DIR_EGRESS);
+}
+
+/* tc_lo_egress: TC classifier for loopback egress (kernel >= 5.1 for
+ * skb->sk). Reports nothing: it remembers the cookie of the socket sending
+ * each SYN, which lo ingress cannot see, so that the SYN is tied to its
+ * socket's SYN_SENT event. Costs two loads for every other packet. */
+SEC("tc")
+int tc_lo_egress(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct syn_key key = {};
+	__u64 cookie;
+
+	if (!sk || sk->state != BPF_TCP_SYN_SENT)
+		return TC_ACT_UNSPEC;
+	if (sk->family == AF_INET) {
+		__u32 a = sk->src_ip4, b = sk->dst_ip4;
+
+		__builtin_memcpy(key.saddr, &a, 4);
+		__builtin_memcpy(key.daddr, &b, 4);
+	} else if (sk->family == AF_INET6) {
+		__u32 s0 = sk->src_ip6[0], s1 = sk->src_ip6[1], s2 = sk->src_ip6[2], s3 = sk->src_ip6[3];
+		__u32 d0 = sk->dst_ip6[0], d1 = sk->dst_ip6[1], d2 = sk->dst_ip6[2], d3 = sk->dst_ip6[3];
+
+		if (s0 == 0 && s1 == 0 && s2 == bpf_htonl(0xffff)) {
+			/* v4-mapped: the wire carries IPv4 */
+			__builtin_memcpy(key.saddr, &s3, 4);
+			__builtin_memcpy(key.daddr, &d3, 4);
+		} else {
+			__builtin_memcpy(&key.saddr[0], &s0, 4);
+			__builtin_memcpy(&key.saddr[4], &s1, 4);
+			__builtin_memcpy(&key.saddr[8], &s2, 4);
+			__builtin_memcpy(&key.saddr[12], &s3, 4);
+			__builtin_memcpy(&key.daddr[0], &d0, 4);
+			__builtin_memcpy(&key.daddr[4], &d1, 4);
+			__builtin_memcpy(&key.daddr[8], &d2, 4);
+			__builtin_memcpy(&key.daddr[12], &d3, 4);
+		}
+	} else {
+		return TC_ACT_UNSPEC;
+	}
+	key.sport = sk->src_port;
+	key.dport = bpf_ntohs(sk->dst_port);
+	cookie = bpf_get_socket_cookie(skb);
+	bpf_map_update_elem(&lo_syn_cookies, &key, &cookie, BPF_ANY);
+	return TC_ACT_UNSPEC;
 }

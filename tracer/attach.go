@@ -73,23 +73,33 @@ func ifaceNames(ifs []iface) string {
 	return strings.Join(names, ",")
 }
 
+// tcPrograms are the classifiers attached to interfaces.
+type tcPrograms struct {
+	ingress, egress *ebpf.Program
+	// loEgress replaces egress on loopback: it reports nothing and only
+	// remembers which socket sent each SYN (see bpf/tcpscope.c).
+	loEgress *ebpf.Program
+}
+
 // attachTC attaches the classifiers to one interface with TCX. On loopback
-// every packet passes egress and then ingress, so only egress is attached
-// and each packet is reported once.
-func attachTC(ingress, egress *ebpf.Program, ifc iface) ([]link.Link, error) {
+// every packet passes egress and then ingress: packets are reported at
+// ingress only (after GSO segmentation, as tcpdump sees them), so each is
+// reported once.
+func attachTC(progs tcPrograms, ifc iface) ([]link.Link, error) {
 	var links []link.Link
+	egress := progs.egress
+	if ifc.loopback {
+		egress = progs.loEgress
+	}
 	hooks := []struct {
 		prog   *ebpf.Program
 		attach ebpf.AttachType
 		dir    string
 	}{
-		{ingress, ebpf.AttachTCXIngress, "ingress"},
+		{progs.ingress, ebpf.AttachTCXIngress, "ingress"},
 		{egress, ebpf.AttachTCXEgress, "egress"},
 	}
 	for _, h := range hooks {
-		if ifc.loopback && h.attach == ebpf.AttachTCXIngress {
-			continue
-		}
 		l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.index, Program: h.prog, Attach: h.attach})
 		if err != nil {
 			for _, l := range links {

@@ -42,8 +42,9 @@ func makeConnKey(x, y netip.AddrPort, netns uint32) connKey {
 type connEntry struct {
 	id       uint64
 	lastSeen time.Time
-	synSeen  bool   // a SYN_SENT transition or a SYN was seen
-	isn      uint32 // sequence number of the opening SYN, when synISN
+	synSeen  bool      // a SYN_SENT transition or a SYN was seen
+	synTime  time.Time // when the first of them happened
+	isn      uint32    // sequence number of the opening SYN, when synISN
 	synISN   bool
 	closed   bool // some socket of this connection reached CLOSE
 }
@@ -154,7 +155,10 @@ func (c *correlator) startsNew(e *connEntry, r *Record) bool {
 		}
 	case TypeState:
 		if r.State == StateSynSent && r.OldState == StateClose {
-			return e.synSeen
+			// A connect after this connection's SYN is a new connection.
+			// One before it is this connection's own SYN_SENT, released
+			// late because its SYN could not be tied to it by cookie.
+			return e.synSeen && !r.Time.Before(e.synTime)
 		}
 		if r.State == StateListen {
 			return e.closed
@@ -167,19 +171,26 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 	switch r.Type {
 	case TypePacket:
 		if r.Flags&(FlagSYN|FlagACK) == FlagSYN {
-			e.synSeen = true
+			e.markSyn(r.Time)
 			if !e.synISN {
 				e.isn, e.synISN = r.Seq, true
 			}
 		}
 	case TypeState:
 		if r.State == StateSynSent {
-			e.synSeen = true
+			e.markSyn(r.Time)
 		}
 		if r.State == StateClose {
 			e.closed = true
 		}
 	}
+}
+
+func (e *connEntry) markSyn(t time.Time) {
+	if !e.synSeen || t.Before(e.synTime) {
+		e.synTime = t
+	}
+	e.synSeen = true
 }
 
 func (c *correlator) insert(key connKey) *connEntry {

@@ -198,3 +198,21 @@ func TestSweepForgetsClosedAfterLinger(t *testing.T) {
 		t.Errorf("%d entries after idle sweep", len(c.conns))
 	}
 }
+
+// TestLateSynSentJoinsItsConnection: when the SYN cannot be tied to its
+// socket by cookie, the held SYN_SENT is released by the socket's next
+// event, after the SYN: it must join that connection, not open a new one.
+func TestLateSynSentJoinsItsConnection(t *testing.T) {
+	const cli, srv = "127.0.0.1:40000", "127.0.0.1:8080"
+	out := run(t, newCorrelator(0), []Record{
+		state(0, "127.0.0.1:0", srv, StateClose, StateSynSent, 11, 1),
+		pkt(1, cli, srv, FlagSYN, 100, 0), // no cookie
+		pkt(2, srv, cli, FlagSYN|FlagACK, 900, 0),
+		state(3, cli, srv, StateSynSent, StateEstablished, 11, 1),
+	})
+	for _, r := range out {
+		if r.Conn != out[0].Conn {
+			t.Fatalf("split into several conns: %+v", out)
+		}
+	}
+}

@@ -122,6 +122,14 @@ const (
 	tcpscopeSockEventFlagSOCK_HAS_REASON tcpscopeSockEventFlag = 4
 )
 
+type tcpscopeSynKey struct {
+	_     structs.HostLayout
+	Saddr [16]uint8
+	Daddr [16]uint8
+	Sport uint16
+	Dport uint16
+}
+
 type tcpscopeTcpOptionBit uint32
 
 const (
@@ -141,6 +149,7 @@ const (
 	tcpscopeMapHostsFilter         = "hosts_filter"
 	tcpscopeMapIfaces              = "ifaces"
 	tcpscopeMapListeners           = "listeners"
+	tcpscopeMapLoSynCookies        = "lo_syn_cookies"
 	tcpscopeMapOwners              = "owners"
 	tcpscopeMapPortsFilter         = "ports_filter"
 	tcpscopeProgOnDestroySock      = "on_destroy_sock"
@@ -152,10 +161,12 @@ const (
 	tcpscopeProgOnSetState         = "on_set_state"
 	tcpscopeProgTcEgress           = "tc_egress"
 	tcpscopeProgTcIngress          = "tc_ingress"
+	tcpscopeProgTcLoEgress         = "tc_lo_egress"
 	tcpscopeVarEmitMask            = "emit_mask"
 	tcpscopeVarFilterHosts         = "filter_hosts"
 	tcpscopeVarFilterNetns         = "filter_netns"
 	tcpscopeVarFilterPorts         = "filter_ports"
+	tcpscopeVarRetransmitHasErr    = "retransmit_has_err"
 	tcpscopeVarSendResetHasReason  = "send_reset_has_reason"
 	tcpscopeVarUnusedEventKind     = "unused_event_kind"
 	tcpscopeVarUnusedPacketDir     = "unused_packet_dir"
@@ -218,19 +229,21 @@ type tcpscopeProgramSpecs struct {
 	OnSetState     *ebpf.ProgramSpec `ebpf:"on_set_state"`
 	TcEgress       *ebpf.ProgramSpec `ebpf:"tc_egress"`
 	TcIngress      *ebpf.ProgramSpec `ebpf:"tc_ingress"`
+	TcLoEgress     *ebpf.ProgramSpec `ebpf:"tc_lo_egress"`
 }
 
 // tcpscopeMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpscopeMapSpecs struct {
-	Drops       *ebpf.MapSpec `ebpf:"drops"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	HostsFilter *ebpf.MapSpec `ebpf:"hosts_filter"`
-	Ifaces      *ebpf.MapSpec `ebpf:"ifaces"`
-	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
-	Owners      *ebpf.MapSpec `ebpf:"owners"`
-	PortsFilter *ebpf.MapSpec `ebpf:"ports_filter"`
+	Drops        *ebpf.MapSpec `ebpf:"drops"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	HostsFilter  *ebpf.MapSpec `ebpf:"hosts_filter"`
+	Ifaces       *ebpf.MapSpec `ebpf:"ifaces"`
+	Listeners    *ebpf.MapSpec `ebpf:"listeners"`
+	LoSynCookies *ebpf.MapSpec `ebpf:"lo_syn_cookies"`
+	Owners       *ebpf.MapSpec `ebpf:"owners"`
+	PortsFilter  *ebpf.MapSpec `ebpf:"ports_filter"`
 }
 
 // tcpscopeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -241,6 +254,7 @@ type tcpscopeVariableSpecs struct {
 	FilterHosts         *ebpf.VariableSpec `ebpf:"filter_hosts"`
 	FilterNetns         *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPorts         *ebpf.VariableSpec `ebpf:"filter_ports"`
+	RetransmitHasErr    *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
 	SendResetHasReason  *ebpf.VariableSpec `ebpf:"send_reset_has_reason"`
 	UnusedEventKind     *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedPacketDir     *ebpf.VariableSpec `ebpf:"unused_packet_dir"`
@@ -272,13 +286,14 @@ func (o *tcpscopeObjects) Close() error {
 //
 // It can be passed to loadTcpscopeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpscopeMaps struct {
-	Drops       *ebpf.Map `ebpf:"drops"`
-	Events      *ebpf.Map `ebpf:"events"`
-	HostsFilter *ebpf.Map `ebpf:"hosts_filter"`
-	Ifaces      *ebpf.Map `ebpf:"ifaces"`
-	Listeners   *ebpf.Map `ebpf:"listeners"`
-	Owners      *ebpf.Map `ebpf:"owners"`
-	PortsFilter *ebpf.Map `ebpf:"ports_filter"`
+	Drops        *ebpf.Map `ebpf:"drops"`
+	Events       *ebpf.Map `ebpf:"events"`
+	HostsFilter  *ebpf.Map `ebpf:"hosts_filter"`
+	Ifaces       *ebpf.Map `ebpf:"ifaces"`
+	Listeners    *ebpf.Map `ebpf:"listeners"`
+	LoSynCookies *ebpf.Map `ebpf:"lo_syn_cookies"`
+	Owners       *ebpf.Map `ebpf:"owners"`
+	PortsFilter  *ebpf.Map `ebpf:"ports_filter"`
 }
 
 func (m *tcpscopeMaps) Close() error {
@@ -288,6 +303,7 @@ func (m *tcpscopeMaps) Close() error {
 		m.HostsFilter,
 		m.Ifaces,
 		m.Listeners,
+		m.LoSynCookies,
 		m.Owners,
 		m.PortsFilter,
 	)
@@ -301,6 +317,7 @@ type tcpscopeVariables struct {
 	FilterHosts         *ebpf.Variable `ebpf:"filter_hosts"`
 	FilterNetns         *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPorts         *ebpf.Variable `ebpf:"filter_ports"`
+	RetransmitHasErr    *ebpf.Variable `ebpf:"retransmit_has_err"`
 	SendResetHasReason  *ebpf.Variable `ebpf:"send_reset_has_reason"`
 	UnusedEventKind     *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedPacketDir     *ebpf.Variable `ebpf:"unused_packet_dir"`
@@ -325,6 +342,7 @@ type tcpscopePrograms struct {
 	OnSetState     *ebpf.Program `ebpf:"on_set_state"`
 	TcEgress       *ebpf.Program `ebpf:"tc_egress"`
 	TcIngress      *ebpf.Program `ebpf:"tc_ingress"`
+	TcLoEgress     *ebpf.Program `ebpf:"tc_lo_egress"`
 }
 
 func (p *tcpscopePrograms) Close() error {
@@ -338,6 +356,7 @@ func (p *tcpscopePrograms) Close() error {
 		p.OnSetState,
 		p.TcEgress,
 		p.TcIngress,
+		p.TcLoEgress,
 	)
 }
 

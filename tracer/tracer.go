@@ -156,6 +156,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 		filterNetns = cfg.Netns.Inode
 	}
 	resetArgs, _ := kinfo.tracepointArgs("tcp_send_reset")
+	retransmitArgs, _ := kinfo.tracepointArgs("tcp_retransmit_skb")
 	consts := map[string]any{
 		tcpscopeVarFilterNetns:        filterNetns,
 		tcpscopeVarFilterPorts:        boolByte(len(cfg.Ports) > 0),
@@ -163,6 +164,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 		tcpscopeVarEmitMask:           emit,
 		tcpscopeVarWakeupBytes:        uint64(cfg.RingSize / 4),
 		tcpscopeVarSendResetHasReason: boolByte(resetArgs >= 3),
+		tcpscopeVarRetransmitHasErr:   boolByte(retransmitArgs >= 3),
 	}
 	for name, v := range consts {
 		vs, ok := spec.Variables[name]
@@ -190,6 +192,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 	if !cfg.Events.Has(TypePacket) {
 		delete(spec.Programs, tcpscopeProgTcIngress)
 		delete(spec.Programs, tcpscopeProgTcEgress)
+		delete(spec.Programs, tcpscopeProgTcLoEgress)
 	}
 	return nil
 }
@@ -264,10 +267,14 @@ func (t *Tracer) attach() error {
 	if !t.cfg.Events.Has(TypePacket) {
 		return nil
 	}
-	ingress, egress := t.coll.Programs[tcpscopeProgTcIngress], t.coll.Programs[tcpscopeProgTcEgress]
+	progs := tcPrograms{
+		ingress:  t.coll.Programs[tcpscopeProgTcIngress],
+		egress:   t.coll.Programs[tcpscopeProgTcEgress],
+		loEgress: t.coll.Programs[tcpscopeProgTcLoEgress],
+	}
 	return t.netns.do(func() error {
 		for _, ifc := range t.ifaces {
-			links, err := attachTC(ingress, egress, ifc)
+			links, err := attachTC(progs, ifc)
 			if err != nil {
 				return err
 			}
@@ -339,6 +346,10 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		return sink.Flush()
 	}
 
+	// Wake a blocked read as soon as ctx is done, not at the next deadline.
+	stopWake := context.AfterFunc(ctx, func() { t.reader.Flush() })
+	defer stopWake()
+
 	var runErr error
 	for runErr == nil && ctx.Err() == nil {
 		t.reader.SetDeadline(time.Now().Add(t.cfg.FlushInterval))
@@ -346,7 +357,7 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		switch {
 		case err == nil:
 			runErr = handle()
-		case errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
 			runErr = tick()
 		default:
 			runErr = fmt.Errorf("read ring buffer: %w", err)
