@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -264,9 +266,9 @@ const (
 // IPv6 address at each end: A has 10.200.X.1 and fd00:200:X::1, B has .2
 // and ::2.
 type vethPair struct {
-	a, b         *netns
-	a4, b4       netip.Addr
-	a6, b6       netip.Addr
+	a, b   *netns
+	a4, b4 netip.Addr
+	a6, b6 netip.Addr
 }
 
 // newVethPair creates namespaces A and B (tagged with tag) and the veth
@@ -281,16 +283,28 @@ func newVethPair(ctx context.Context, t *testing.T, tag string, x int) *vethPair
 		a6: netip.MustParseAddr(fmt.Sprintf("fd00:200:%d::1", x)),
 		b6: netip.MustParseAddr(fmt.Sprintf("fd00:200:%d::2", x)),
 	}
-	runCmd(ctx, t, "ip", "link", "add", vethA, "netns", v.a.name, "type", "veth", "peer", "name", vethB, "netns", v.b.name)
-	for _, end := range []struct {
-		ns     *netns
-		ifname string
-		ip4    netip.Addr
-		ip6    netip.Addr
-	}{{v.a, vethA, v.a4, v.a6}, {v.b, vethB, v.b4, v.b6}} {
-		runCmd(ctx, t, "ip", "-n", end.ns.name, "addr", "add", end.ip4.String()+"/24", "dev", end.ifname)
-		runCmd(ctx, t, "ip", "-n", end.ns.name, "addr", "add", end.ip6.String()+"/64", "dev", end.ifname, "nodad")
-		runCmd(ctx, t, "ip", "-n", end.ns.name, "link", "set", end.ifname, "up")
+	macA, macB := fmt.Sprintf("02:00:00:00:%02x:01", x), fmt.Sprintf("02:00:00:00:%02x:02", x)
+	runCmd(ctx, t, "ip", "link", "add", vethA, "address", macA, "netns", v.a.name, "type", "veth",
+		"peer", "name", vethB, "address", macB, "netns", v.b.name)
+	ends := []struct {
+		ns       *netns
+		ifname   string
+		ip4, ip6 netip.Addr
+	}{{v.a, vethA, v.a4, v.a6}, {v.b, vethB, v.b4, v.b6}}
+	for i, end := range ends {
+		peer, peerMAC := ends[1-i], macB
+		if i == 1 {
+			peerMAC = macA
+		}
+		ip := func(args ...string) { runCmd(ctx, t, append([]string{"ip", "-n", end.ns.name}, args...)...) }
+		ip("addr", "add", end.ip4.String()+"/24", "dev", end.ifname)
+		ip("addr", "add", end.ip6.String()+"/64", "dev", end.ifname, "nodad")
+		ip("link", "set", end.ifname, "up")
+		// Static neighbours: no ARP or neighbour discovery can hold the
+		// first SYN back (a fresh IPv6 peer may miss the first
+		// solicitation, and the SYN then waits a second in the queue).
+		ip("neigh", "replace", peer.ip4.String(), "lladdr", peerMAC, "dev", end.ifname, "nud", "permanent")
+		ip("neigh", "replace", peer.ip6.String(), "lladdr", peerMAC, "dev", end.ifname, "nud", "permanent")
 	}
 	return v
 }
@@ -410,12 +424,47 @@ func stopTcpdump(ctx context.Context, t *testing.T, p *proc) []*tdPacket {
 	if err := p.stop(ctx, syscall.SIGINT); err != nil {
 		t.Fatalf("tcpdump after SIGINT: %v\n%s", err, p.output())
 	}
-	if !strings.Contains(p.stderr.String(), " 0 packets dropped by kernel") {
-		t.Fatalf("tcpdump dropped packets, cannot be used as the oracle:\n%s", p.stderr.String())
+	stats := p.stderr.String()
+	if !regexp.MustCompile(`(?m)^0 packets dropped by kernel$`).MatchString(stats) {
+		t.Fatalf("tcpdump dropped packets, cannot be used as the oracle:\n%s", stats)
 	}
 	pkts, err := parseTcpdump(p.stdout.String())
 	if err != nil {
 		t.Fatalf("tcpdump output: %v", err)
 	}
+	if want := fmt.Sprintf("%d packets captured", len(pkts)); !regexp.MustCompile(`(?m)^` + want + `$`).MatchString(stats) {
+		t.Fatalf("tcpdump printed %d packets, but its statistics do not say %q:\n%s", len(pkts), want, stats)
+	}
 	return pkts
+}
+
+// kernelCounter reads one SNMP counter of namespace ns: file is
+// "/proc/net/snmp" or "/proc/net/netstat", group "Tcp" or "TcpExt".
+func kernelCounter(ctx context.Context, t *testing.T, ns *netns, file, group, name string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, stopTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name, "cat", file).Output()
+	if err != nil {
+		t.Fatalf("read %s in %s: %v", file, ns.name, err)
+	}
+	// Each group is a line of names followed by a line of values.
+	lines := strings.Split(string(out), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != group+":" || len(values) != len(names) || values[0] != group+":" {
+			continue
+		}
+		for j, n := range names {
+			if n == name {
+				v, err := strconv.ParseInt(values[j], 10, 64)
+				if err != nil {
+					t.Fatalf("counter %s %s: %v", group, name, err)
+				}
+				return v
+			}
+		}
+	}
+	t.Fatalf("no counter %s %s in %s", group, name, file)
+	return 0
 }

@@ -65,6 +65,7 @@ type record struct {
 	// Parsed forms, filled by parseRecords.
 	line                    int
 	raw                     string
+	time                    time.Time
 	src, dst, local, remote netip.AddrPort
 }
 
@@ -110,7 +111,8 @@ func parseRecords(data []byte) ([]*record, error) {
 // validate checks the fields every record of r's type must have, and
 // parses the addresses.
 func (r *record) validate() error {
-	if _, err := time.Parse(time.RFC3339Nano, r.TS); err != nil {
+	var err error
+	if r.time, err = time.Parse(time.RFC3339Nano, r.TS); err != nil {
 		return fmt.Errorf("bad ts %q: %v", r.TS, err)
 	}
 	if r.Conn == nil {

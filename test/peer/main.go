@@ -14,7 +14,8 @@
 //
 // ADDR and LOCAL are host:port ("10.0.0.1:80", "[fd00::1]:80"); LOCAL is
 // the client's own address and fixed port, so the test knows the 4-tuple
-// before the connection exists.
+// before the connection exists, or "-" to let the kernel pick an ephemeral
+// port at connect time (the client prints "connected LOCAL REMOTE").
 //
 // Every mode prints one line per milestone on stdout; the test waits for
 // them instead of sleeping. A server prints "listening ADDR" once it
@@ -144,13 +145,17 @@ func serveSink(addr string) error {
 	return nil
 }
 
-// dial connects from the fixed local address to addr.
+// dial connects from the fixed local address to addr; with local "-" the
+// kernel picks the address and port at connect time.
 func dial(addr, local string) (*net.TCPConn, error) {
-	laddr, err := net.ResolveTCPAddr("tcp", local)
-	if err != nil {
-		return nil, err
+	d := net.Dialer{Timeout: deadline}
+	if local != "-" {
+		laddr, err := net.ResolveTCPAddr("tcp", local)
+		if err != nil {
+			return nil, err
+		}
+		d.LocalAddr = laddr
 	}
-	d := net.Dialer{LocalAddr: laddr, Timeout: deadline}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
