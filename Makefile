@@ -8,10 +8,6 @@ BIN     := bin/tcpscope
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 ARGS    ?=
-# Debian packages the tests need (tcpdump is the oracle; ip makes namespaces).
-TEST_PKGS := tcpdump iproute2
-# Debian packages `make generate` needs.
-GEN_PKGS  := clang-19 llvm-19 libbpf-dev bpftool
 
 GENERATED := tracer/tcpscope_bpfel.go tracer/tcpscope_bpfel.o
 
@@ -54,6 +50,7 @@ vet: ## go vet
 deps-test: ## install the test tools if missing (Debian, root)
 	@missing=""; command -v tcpdump >/dev/null || missing="$$missing tcpdump"; \
 	 command -v ip >/dev/null || missing="$$missing iproute2"; \
+	 command -v nft >/dev/null || missing="$$missing nftables"; \
 	 if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 

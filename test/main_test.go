@@ -58,7 +58,7 @@ func missingPrerequisite() string {
 	if os.Geteuid() != 0 {
 		return fmt.Sprintf("end-to-end tests need root (euid is %d)", os.Geteuid())
 	}
-	for _, tool := range []string{"ip", "tcpdump"} {
+	for _, tool := range []string{"ip", "tcpdump", "nft"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Sprintf("end-to-end tests need %q on PATH: %v", tool, err)
 		}
