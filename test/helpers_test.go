@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +19,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpscope/tcpscope/tracer"
 )
 
 // Time limits. Every wait of the tests is bounded by one of them.
@@ -309,48 +310,16 @@ func newVethPair(ctx context.Context, t *testing.T, tag string, x int) *vethPair
 	return v
 }
 
-// inNetns runs fn on an OS thread that has entered the namespace. If the
-// thread cannot go back to its own namespace it is thrown away, never
-// reused.
-func inNetns(ns *netns, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/run/netns/" + ns.name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter %s: %w", ns.name, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("leave %s: %w", ns.name, err) // thread stays locked and dies
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // tcxPrograms returns the ids of the BPF programs attached with TCX to the
 // ingress and the egress of interface ifname in ns.
 func tcxPrograms(t *testing.T, ns *netns, ifname string) (ingress, egress []ebpf.ProgramID) {
 	t.Helper()
-	err := inNetns(ns, func() error {
+	handle, err := tracer.OpenNetns("/run/netns/" + ns.name)
+	if err != nil {
+		t.Fatalf("open namespace %s: %v", ns.name, err)
+	}
+	defer handle.Close()
+	err = handle.Do(func() error {
 		ifc, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err

@@ -22,7 +22,7 @@ type iface struct {
 // interface that is up) inside netns. Unknown names are a ConfigError.
 func resolveInterfaces(netns *Netns, names []string) ([]iface, error) {
 	var out []iface
-	err := netns.do(func() error {
+	err := netns.Do(func() error {
 		if len(names) == 0 {
 			all, err := net.Interfaces()
 			if err != nil {

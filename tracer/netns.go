@@ -107,10 +107,10 @@ func findNetnsByInode(ino uint32) (string, error) {
 	return "", fmt.Errorf("no network namespace with inode %d (not in /run/netns, no process in it)", ino)
 }
 
-// do runs fn with the calling goroutine's thread inside the namespace.
-// fn runs on a dedicated, locked OS thread; if switching back fails the
-// thread is discarded, never reused in the wrong namespace.
-func (n *Netns) do(fn func() error) error {
+// Do runs fn inside the namespace, on a dedicated, locked OS thread; if
+// switching back fails the thread is discarded, never reused in the wrong
+// namespace. For the tracer's own namespace fn runs directly.
+func (n *Netns) Do(fn func() error) error {
 	if n == nil || n.file == nil {
 		return fn()
 	}

@@ -272,7 +272,7 @@ func (t *Tracer) attach() error {
 		egress:   t.coll.Programs[tcpscopeProgTcEgress],
 		loEgress: t.coll.Programs[tcpscopeProgTcLoEgress],
 	}
-	return t.netns.do(func() error {
+	return t.netns.Do(func() error {
 		for _, ifc := range t.ifaces {
 			links, err := attachTC(progs, ifc)
 			if err != nil {
