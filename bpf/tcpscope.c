@@ -32,10 +32,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define ETH_P_8021AD 0x88A8
 #define IPPROTO_TCP_NUM 6
 #define TC_ACT_UNSPEC (-1)
-#define TCP_FLAG_SYN 0x02
-#define TCP_FLAG_ACK 0x10
 #define TCPHDR_FIN 0x01
 #define TCPHDR_SYN 0x02
+#define TCPHDR_ACK 0x10
 #define TCPOPT_BUF 52 /* 40 bytes of options plus room for the widest option read */
 
 /* Configuration, set by the Go loader before load. */
@@ -77,12 +76,29 @@ struct {
 	__type(value, struct owner);
 } owners SEC(".maps");
 
-/* listeners maps (netns, port) of a listening socket -> its owner. */
+/* listener_key finds the listening socket(s) of a port, so that a child
+ * socket created in softirq context inherits the process that listens. */
+struct listener_key {
+	__u32 netns;
+	__u16 port;
+	__u16 _pad;
+};
+
+/* listener_owner is the owner of the listening sockets of one port. With
+ * SO_REUSEPORT several sockets share the port: count tracks them, and when
+ * they belong to different processes the owner is ambiguous and children
+ * get theirs at their first send or receive instead. */
+struct listener_owner {
+	struct owner owner;
+	__s32 count;
+	__u32 ambiguous;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct listener_key);
-	__type(value, struct owner);
+	__type(value, struct listener_owner);
 } listeners SEC(".maps");
 
 /* ports_filter holds the ports of --port (host byte order). */
@@ -139,8 +155,10 @@ static __always_inline void count_drop(__u32 kind)
 {
 	__u64 *n = bpf_map_lookup_elem(&drops, &kind);
 
+	/* Atomic: a TC program in softirq can interrupt a tracepoint program
+	 * on the same CPU. */
 	if (n)
-		*n += 1;
+		__sync_fetch_and_add(n, 1);
 }
 
 static __always_inline void *reserve(__u32 size, __u32 kind)
@@ -204,27 +222,30 @@ static __always_inline bool hosts_pass(__u8 family, const __u8 *a, const __u8 *b
  * field. Only fields outside struct sock (inet_sport) need a probe read.
  */
 
-static __always_inline bool is_tcp_sock(const struct sock *sk)
-{
-	__u16 family = sk->__sk_common.skc_family;
-
-	if (family != AF_INET && family != AF_INET6)
-		return false;
-	return sk->sk_protocol == IPPROTO_TCP_NUM;
-}
-
 static __always_inline __u32 sock_netns(const struct sock *sk)
 {
 	return sk->__sk_common.skc_net.net->ns.inum;
 }
 
 /* sk_is_full is sk_fullsock(): TIME_WAIT and request sockets share only
- * struct sock_common with a full socket. */
+ * struct sock_common with a full socket; reading any field past it reads
+ * a neighbouring object. */
 static __always_inline bool sk_is_full(const struct sock *sk)
 {
 	__u8 state = sk->__sk_common.skc_state;
 
 	return state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
+}
+
+/* is_tcp_sock: an IPv4/IPv6 TCP socket. TIME_WAIT and request sockets only
+ * exist for TCP, and have no sk_protocol to read. */
+static __always_inline bool is_tcp_sock(const struct sock *sk)
+{
+	__u16 family = sk->__sk_common.skc_family;
+
+	if (family != AF_INET && family != AF_INET6)
+		return false;
+	return !sk_is_full(sk) || sk->sk_protocol == IPPROTO_TCP_NUM;
 }
 
 /* sock_id is what filters look at and every sock_event carries. */
@@ -341,6 +362,7 @@ static __always_inline struct sock_event *new_sock_event(__u32 kind)
 static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int oldstate, int newstate)
 {
 	struct listener_key lk = {};
+	struct listener_owner *l;
 
 	switch (newstate) {
 	case TCP_SYN_SENT:
@@ -349,31 +371,44 @@ static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int
 		record_owner(cookie);
 		return;
 	case TCP_LISTEN: {
-		struct owner o;
+		struct listener_owner nl = {};
 
-		current_owner(&o);
-		bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
+		current_owner(&nl.owner);
+		bpf_map_update_elem(&owners, &cookie, &nl.owner, BPF_ANY);
 		lk.netns = sock_netns(sk);
+		/* listen() without bind() picks the port after this event:
+		 * such a listener is not registered, its children get their
+		 * owner at their first send or receive. */
 		lk.port = sk->__sk_common.skc_num;
-		bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY);
+		if (!lk.port)
+			return;
+		l = bpf_map_lookup_elem(&listeners, &lk);
+		if (l) {
+			__sync_fetch_and_add(&l->count, 1);
+			if (l->owner.tgid != nl.owner.tgid)
+				l->ambiguous = 1;
+			return;
+		}
+		nl.count = 1;
+		bpf_map_update_elem(&listeners, &lk, &nl, BPF_NOEXIST);
 		return;
 	}
 	case TCP_SYN_RECV:
 		if (oldstate == TCP_LISTEN) {
-			struct owner *o;
-
 			lk.netns = sock_netns(sk);
 			lk.port = sk->__sk_common.skc_num;
-			o = bpf_map_lookup_elem(&listeners, &lk);
-			if (o)
-				bpf_map_update_elem(&owners, &cookie, o, BPF_ANY);
+			l = bpf_map_lookup_elem(&listeners, &lk);
+			if (l && !l->ambiguous)
+				bpf_map_update_elem(&owners, &cookie, &l->owner, BPF_ANY);
 		}
 		return;
 	case TCP_CLOSE:
 		if (oldstate == TCP_LISTEN) {
 			lk.netns = sock_netns(sk);
 			lk.port = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-			bpf_map_delete_elem(&listeners, &lk);
+			l = bpf_map_lookup_elem(&listeners, &lk);
+			if (l && __sync_fetch_and_sub(&l->count, 1) <= 1)
+				bpf_map_delete_elem(&listeners, &lk);
 		}
 		return;
 	}
@@ -547,9 +582,7 @@ static __always_inline bool read_skb_id(struct sock_id *id, const struct sk_buff
 /* on_send_reset: tp_btf/tcp_send_reset (kernel >= 5.5; the sk_rst_reason
  * argument exists since 6.10 and is read only when the loader found it in
  * kernel BTF). sk is NULL when no socket matched (connection refused) and
- * skb is NULL for active resets (abort, SO_LINGER 0): either may be absent.
- * A TIME_WAIT or request socket has only sock_common: its addresses come
- * from the skb when there is one. */
+ * skb is NULL for active resets (abort, SO_LINGER 0): either may be absent. */
 SEC("tp_btf/tcp_send_reset")
 int on_send_reset(__u64 *ctx)
 {
@@ -564,16 +597,21 @@ int on_send_reset(__u64 *ctx)
 		return 0;
 	if (sk && !is_tcp_sock(sk))
 		return 0;
-	if (sk && (sk_is_full(sk) || !skb)) {
-		read_sock_id(&id, sk);
-		has_state = true;
-	} else if (skb) {
+	/* The segment that provoked the reset names the connection exactly,
+	 * also when sk is a listener (remote 0.0.0.0:0) or a TIME_WAIT or
+	 * request socket; the socket gives state, netns and cookie. */
+	if (skb) {
 		if (!read_skb_id(&id, skb))
 			return 0;
 		if (sk) {
 			id.state = sk->__sk_common.skc_state;
 			has_state = true;
+			if (!id.netns)
+				id.netns = sock_netns(sk);
 		}
+	} else if (sk) {
+		read_sock_id(&id, sk);
+		has_state = true;
 	} else {
 		return 0;
 	}
@@ -800,16 +838,13 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 	struct tcphdr tcp;
 	__u32 ifindex = skb->ifindex;
 	__u32 off = ETH_HLEN, doff, hdr_end, len;
+	__u64 cookie = 0;
 	__u16 proto;
 
 	cfg = bpf_map_lookup_elem(&ifaces, &ifindex);
 	if (cfg && cfg->l2_len == 0) {
-		__u8 version;
-
 		off = 0;
-		if (bpf_skb_load_bytes(skb, 0, &version, 1))
-			return TC_ACT_UNSPEC;
-		proto = (version >> 4) == 6 ? ETH_P_IPV6 : ETH_P_IP;
+		proto = bpf_ntohs(skb->protocol);
 	} else {
 		__be16 ethertype;
 
@@ -836,6 +871,13 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 
 	if (bpf_skb_load_bytes(skb, l3.l4_off, &tcp, sizeof(tcp)))
 		return TC_ACT_UNSPEC;
+	/* A SYN's socket cookie ties it to its SYN_SENT event. On lo the
+	 * entry tc_lo_egress left is taken before any exit path below. */
+	if ((((__u8 *)&tcp)[13] & (TCPHDR_SYN | TCPHDR_ACK)) == TCPHDR_SYN) {
+		cookie = bpf_get_socket_cookie(skb);
+		if (!cookie)
+			cookie = take_lo_syn_cookie(&l3, &tcp);
+	}
 	if (!port_passes(bpf_ntohs(tcp.source), bpf_ntohs(tcp.dest)) ||
 	    !hosts_pass(l3.family, l3.saddr, l3.daddr))
 		return TC_ACT_UNSPEC;
@@ -861,7 +903,7 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 	ev->dir = dir;
 	ev->ifindex = ifindex;
 	ev->ts_ns = bpf_ktime_get_ns();
-	ev->cookie = bpf_get_socket_cookie(skb);
+	ev->cookie = cookie;
 	__builtin_memcpy(ev->saddr, l3.saddr, 16);
 	__builtin_memcpy(ev->daddr, l3.daddr, 16);
 	ev->sport = bpf_ntohs(tcp.source);
@@ -869,8 +911,6 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 	ev->seq = bpf_ntohl(tcp.seq);
 	ev->ack = bpf_ntohl(tcp.ack_seq);
 	ev->tcp_flags = ((__u8 *)&tcp)[13];
-	if (!ev->cookie && (ev->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
-		ev->cookie = take_lo_syn_cookie(&l3, &tcp);
 	ev->window = bpf_ntohs(tcp.window);
 	ev->len = len;
 	parse_tcp_options(skb, l3.l4_off + sizeof(tcp), doff - sizeof(tcp), ev);
@@ -878,8 +918,9 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 	return TC_ACT_UNSPEC;
 }
 
-/* tc_ingress: TC classifier for ingress (TCX on kernel >= 6.6, clsact +
- * cls_bpf before). Reports TCP headers of received packets; never drops.
+/* tc_ingress: TC classifier for ingress, attached with TCX (kernel >=
+ * 6.6); plain SEC("tc") so that cls_bpf can carry it on older kernels.
+ * Reports TCP headers of received packets; never drops.
  * On loopback it is the only reporting hook: each packet passes egress and
  * ingress there, and ingress sees GSO packets after they are split, as
  * tcpdump does. */
@@ -906,6 +947,7 @@ int tc_lo_egress(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk = skb->sk;
 	struct syn_key key = {};
+	__u8 family = AF_INET; /* as on the wire */
 	__u64 cookie;
 
 	if (!sk || sk->state != BPF_TCP_SYN_SENT)
@@ -924,6 +966,7 @@ int tc_lo_egress(struct __sk_buff *skb)
 			__builtin_memcpy(key.saddr, &s3, 4);
 			__builtin_memcpy(key.daddr, &d3, 4);
 		} else {
+			family = AF_INET6;
 			__builtin_memcpy(&key.saddr[0], &s0, 4);
 			__builtin_memcpy(&key.saddr[4], &s1, 4);
 			__builtin_memcpy(&key.saddr[8], &s2, 4);
@@ -938,6 +981,10 @@ int tc_lo_egress(struct __sk_buff *skb)
 	}
 	key.sport = sk->src_port;
 	key.dport = bpf_ntohs(sk->dst_port);
+	/* A SYN the filters drop at ingress would never take its entry. */
+	if (!port_passes(key.sport, key.dport) ||
+	    !hosts_pass(family, key.saddr, key.daddr))
+		return TC_ACT_UNSPEC;
 	cookie = bpf_get_socket_cookie(skb);
 	bpf_map_update_elem(&lo_syn_cookies, &key, &cookie, BPF_ANY);
 	return TC_ACT_UNSPEC;

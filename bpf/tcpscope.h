@@ -51,7 +51,7 @@ enum sock_event_flag {
 /* owner is the process that owns a socket, captured in process context
  * (connect, listen, send, receive, close), never at softirq time. */
 struct owner {
-	__u32 pid;       /* thread id of the task that last acted on the socket */
+	__u32 pid;       /* thread id of the task when the owner was recorded */
 	__u32 tgid;      /* process id (what ps calls PID) */
 	__u32 uid;
 	__u32 _pad;
@@ -81,9 +81,9 @@ struct packet_event {
 	__u8 sack_blocks;
 	__u32 ts_val;
 	__u32 ts_ecr;
-	/* Cookie of skb->sk, 0 without one. On egress the sending socket; on
-	 * veth ingress the sender's socket in the peer namespace. Used only to
-	 * tie a connecting socket's SYN to its SYN_SENT event. */
+	/* SYN without ACK only: cookie of the socket that sent it (skb->sk on
+	 * egress and on veth ingress; on lo remembered by tc_lo_egress), 0
+	 * otherwise. Ties a connecting socket's SYN to its SYN_SENT event. */
 	__u64 cookie;
 };
 
@@ -108,14 +108,6 @@ struct sock_event {
 	__u8 flags;     /* enum sock_event_flag */
 	__u8 _pad[5];
 	struct owner owner;
-};
-
-/* listener_key finds the owner of a listening socket, so that a child
- * socket created in softirq context inherits the process that listens. */
-struct listener_key {
-	__u32 netns;
-	__u16 port;
-	__u16 _pad;
 };
 
 /* host_key is an LPM-trie key: IPv4 is stored v4-mapped (::ffff:a.b.c.d). */

@@ -105,11 +105,6 @@ func appendJSONEscaped(dst []byte, raw []byte) []byte {
 	return appendJSONString(dst, AppendEscaped(scratch[:0], raw))
 }
 
-// appendAddrPort appends "10.0.0.1:80" or "[fd00::1]:80".
-func appendAddrPort(dst []byte, ap netip.AddrPort) []byte {
-	return ap.AppendTo(dst)
-}
-
 // appendTcpdumpEndpoint appends "10.0.0.1.80" or "fd00::1.80" as tcpdump -n does.
 func appendTcpdumpEndpoint(dst []byte, ap netip.AddrPort) []byte {
 	dst = ap.Addr().AppendTo(dst)
@@ -147,7 +142,7 @@ func (o *jsonObj) uint(k string, v uint64) {
 func (o *jsonObj) addr(k string, ap netip.AddrPort) {
 	o.key(k)
 	o.b = append(o.b, '"')
-	o.b = appendAddrPort(o.b, ap)
+	o.b = ap.AppendTo(o.b)
 	o.b = append(o.b, '"')
 }
 
@@ -354,9 +349,9 @@ func AppendText(dst []byte, r *tracer.Record) []byte {
 }
 
 func appendTextEndpoints(dst []byte, r *tracer.Record) []byte {
-	dst = appendAddrPort(dst, r.Local)
+	dst = r.Local.AppendTo(dst)
 	dst = append(dst, ' ')
-	dst = appendAddrPort(dst, r.Remote)
+	dst = r.Remote.AppendTo(dst)
 	return append(dst, ' ')
 }
 

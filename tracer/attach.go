@@ -65,7 +65,10 @@ func ifaceFrom(ni net.Interface) iface {
 	return i
 }
 
-func ifaceNames(ifs []iface) string {
+func ifaceNames(ifs []iface, events EventSet) string {
+	if !events.Has(TypePacket) {
+		return "none (no packet events)"
+	}
 	names := make([]string, len(ifs))
 	for i, f := range ifs {
 		names[i] = f.name
@@ -91,16 +94,20 @@ func attachTC(progs tcPrograms, ifc iface) ([]link.Link, error) {
 	if ifc.loopback {
 		egress = progs.loEgress
 	}
+	// Ingress first in the chain, egress last: packets are seen as they
+	// arrive and as they leave, whatever other TC programs (a CNI) do to
+	// them, the same as tcpdump sees them.
 	hooks := []struct {
 		prog   *ebpf.Program
 		attach ebpf.AttachType
+		anchor link.Anchor
 		dir    string
 	}{
-		{progs.ingress, ebpf.AttachTCXIngress, "ingress"},
-		{egress, ebpf.AttachTCXEgress, "egress"},
+		{progs.ingress, ebpf.AttachTCXIngress, link.Head(), "ingress"},
+		{egress, ebpf.AttachTCXEgress, link.Tail(), "egress"},
 	}
 	for _, h := range hooks {
-		l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.index, Program: h.prog, Attach: h.attach})
+		l, err := link.AttachTCX(link.TCXOptions{Interface: ifc.index, Program: h.prog, Attach: h.attach, Anchor: h.anchor})
 		if err != nil {
 			for _, l := range links {
 				l.Close()

@@ -1,7 +1,6 @@
 package tracer
 
 import (
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -9,9 +8,9 @@ import (
 
 // monoClock converts bpf_ktime_get_ns (CLOCK_MONOTONIC) to wall-clock time.
 // The offset is re-read by sync so that wall-clock steps (NTP) show up
-// within one drain interval.
+// within one drain interval. Used by the reader goroutine only.
 type monoClock struct {
-	offsetNs atomic.Int64 // wall - monotonic, in ns
+	offsetNs int64 // wall - monotonic, in ns
 }
 
 func newMonoClock() *monoClock {
@@ -29,10 +28,10 @@ func (c *monoClock) sync() {
 	}
 	after := time.Now()
 	wall := before.UnixNano() + after.Sub(before).Nanoseconds()/2
-	c.offsetNs.Store(wall - ts.Nano())
+	c.offsetNs = wall - ts.Nano()
 }
 
 // wall returns the wall-clock time of a monotonic timestamp.
 func (c *monoClock) wall(monoNs uint64) time.Time {
-	return time.Unix(0, int64(monoNs)+c.offsetNs.Load())
+	return time.Unix(0, int64(monoNs)+c.offsetNs)
 }

@@ -14,10 +14,12 @@ import (
 const (
 	DefaultRingSize      = 8 << 20
 	DefaultFlushInterval = 100 * time.Millisecond
-	minRingSize          = 4096
-	maxRingSize          = 1 << 30
-	maxPorts             = 64
-	maxHosts             = 64
+	// DefaultMaxSockets sizes the kernel's socket-owner table.
+	DefaultMaxSockets = 65536
+	minRingSize       = 4096
+	maxRingSize       = 1 << 30
+	maxPorts          = 64
+	maxHosts          = 64
 )
 
 // ConfigError is invalid user input, found before anything is loaded or
@@ -144,6 +146,9 @@ type Config struct {
 	FlushInterval time.Duration
 	// MaxConns caps the correlator's connection table.
 	MaxConns int
+	// MaxSockets sizes the kernel's table of socket owners (LRU): sockets
+	// beyond it lose their pid/comm first when least recently used.
+	MaxSockets int
 	// Logger receives diagnostics; nil means slog.Default().
 	Logger *slog.Logger
 	// Debug logs the full verifier log when a program is rejected.
@@ -160,7 +165,7 @@ func (c *Config) Validate() error {
 	}
 	pageSize := os.Getpagesize()
 	if c.RingSize < pageSize || c.RingSize > maxRingSize || c.RingSize&(c.RingSize-1) != 0 || c.RingSize < minRingSize {
-		return &ConfigError{Msg: fmt.Sprintf("bad --ring-size %d: want a power of two from %d to %d bytes", c.RingSize, max(pageSize, minRingSize), maxRingSize)}
+		return &ConfigError{Msg: fmt.Sprintf("bad --ring-size: %d bytes is not a power of two from %dK to %dM", c.RingSize, max(pageSize, minRingSize)>>10, maxRingSize>>20)}
 	}
 	if c.FlushInterval == 0 {
 		c.FlushInterval = DefaultFlushInterval
@@ -179,6 +184,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxConns < 16 || c.MaxConns > 1<<26 {
+		return &ConfigError{Msg: fmt.Sprintf("bad --max-conns %d: want 16 to %d", c.MaxConns, 1<<26)}
+	}
+	if c.MaxSockets == 0 {
+		c.MaxSockets = DefaultMaxSockets
+	}
+	if c.MaxSockets < 1024 || c.MaxSockets > 1<<24 {
+		return &ConfigError{Msg: fmt.Sprintf("bad --max-sockets %d: want 1024 to %d", c.MaxSockets, 1<<24)}
 	}
 	return nil
 }

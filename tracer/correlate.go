@@ -2,7 +2,6 @@ package tracer
 
 import (
 	"net/netip"
-	"slices"
 	"time"
 )
 
@@ -15,22 +14,23 @@ const (
 	closedLinger = 90 * time.Second
 	// idleLinger forgets a connection that showed nothing for this long.
 	idleLinger = 30 * time.Minute
+	// pendingTimeout bounds how long a SYN_SENT record waits for its port.
+	pendingTimeout = time.Second
 )
 
 // connKey identifies a TCP connection regardless of direction: the two
 // endpoints in a fixed order. Both ends of a connection between network
 // namespaces of one host share a key, so they share a conn id. Loopback
-// addresses are only unique within a namespace, so for them netns is part
-// of the key.
+// addresses are only unique within a namespace, and a listener's key
+// (remote unspecified) is one per namespace: for them netns is part of the
+// key.
 type connKey struct {
 	a, b  netip.AddrPort
 	netns uint32
 }
 
 func makeConnKey(x, y netip.AddrPort, netns uint32) connKey {
-	if x.Addr().IsLoopback() || y.Addr().IsLoopback() {
-		// keep netns
-	} else {
+	if !x.Addr().IsLoopback() && !y.Addr().IsLoopback() && !x.Addr().IsUnspecified() && !y.Addr().IsUnspecified() {
 		netns = 0
 	}
 	if x.Compare(y) > 0 {
@@ -39,39 +39,54 @@ func makeConnKey(x, y netip.AddrPort, netns uint32) connKey {
 	return connKey{a: x, b: y, netns: netns}
 }
 
+// connEntry is one connection of the table, also a node of its
+// least-recently-seen list.
 type connEntry struct {
-	id       uint64
-	lastSeen time.Time
-	synSeen  bool      // a SYN_SENT transition or a SYN was seen
-	synTime  time.Time // when the first of them happened
-	isn      uint32    // sequence number of the opening SYN, when synISN
-	synISN   bool
-	closed   bool // some socket of this connection reached CLOSE
+	key        connKey
+	id         uint64
+	lastSeen   time.Time
+	synSeen    bool      // a SYN_SENT transition or a SYN was seen
+	synTime    time.Time // when the first of them happened
+	isn        uint32    // sequence number of the opening SYN, when synISN
+	synISN     bool
+	finA, finB bool // a FIN was seen from endpoint a, from endpoint b
+	closed     bool // a socket reached CLOSE, a RST passed, or both sides sent FIN
+	prev, next *connEntry
+}
+
+func (e *connEntry) markSyn(t time.Time) {
+	if !e.synSeen || t.Before(e.synTime) {
+		e.synTime = t
+	}
+	e.synSeen = true
 }
 
 // correlator gives every record of one connection the same conn id: both
 // directions, packets and socket events, both ends. A new connection on a
 // reused 4-tuple (a new SYN with another ISN, or a new connect) gets a new
-// id. It is used by the single reader goroutine only.
+// id. The table is capped; the least recently seen connection goes first.
+// It is used by the single reader goroutine only.
 type correlator struct {
 	next    uint64
 	conns   map[connKey]*connEntry
 	max     int
 	evicted uint64
+	// lru is a sentinel: lru.next is the most recently seen entry,
+	// lru.prev the least.
+	lru connEntry
 	// pending holds CLOSE -> SYN_SENT records by socket cookie until the
 	// local port is known: connect() enters SYN_SENT before the kernel
 	// picks the port, so that record alone cannot be keyed.
 	pending map[uint64]*Record
 }
 
-// pendingTimeout bounds how long a SYN_SENT record waits for its port.
-const pendingTimeout = time.Second
-
 func newCorrelator(max int) *correlator {
 	if max <= 0 {
 		max = DefaultMaxConns
 	}
-	return &correlator{conns: make(map[connKey]*connEntry), max: max, pending: make(map[uint64]*Record)}
+	c := &correlator{conns: make(map[connKey]*connEntry), max: max, pending: make(map[uint64]*Record)}
+	c.lru.next, c.lru.prev = &c.lru, &c.lru
+	return c
 }
 
 // process assigns r its conn id and passes it to emit, releasing first any
@@ -81,15 +96,19 @@ func newCorrelator(max int) *correlator {
 func (c *correlator) process(r *Record, emit func(*Record) error) error {
 	if r.Cookie != 0 && len(c.pending) > 0 {
 		if p, ok := c.pending[r.Cookie]; ok {
-			switch {
-			case r.Type == TypePacket && r.Flags&(FlagSYN|FlagACK) == FlagSYN:
-				p.Local = r.Src
-			case r.Type == TypePacket:
-				p = nil // not this socket's SYN: keep waiting
-			case r.Local.Port() != 0:
-				p.Local = r.Local
+			local := r.Local
+			if r.Type == TypePacket {
+				local = netip.AddrPort{}
+				// Only the socket's own SYN names its port; with SNAT
+				// its address may differ, then the port is not ours.
+				if r.Flags&(FlagSYN|FlagACK) == FlagSYN && r.Src.Addr() == p.Local.Addr() {
+					local = r.Src
+				}
 			}
-			if p != nil {
+			if local.Port() != 0 || r.Type != TypePacket {
+				if local.Port() != 0 {
+					p.Local = netip.AddrPortFrom(p.Local.Addr(), local.Port())
+				}
 				delete(c.pending, r.Cookie)
 				if err := c.release(p, emit); err != nil {
 					return err
@@ -125,7 +144,7 @@ func (c *correlator) expire(now time.Time, emit func(*Record) error) error {
 	return nil
 }
 
-// assign sets r.Conn. Lost records belong to no connection (conn 0).
+// assign sets r.Conn.
 func (c *correlator) assign(r *Record) {
 	var key connKey
 	switch r.Type {
@@ -143,6 +162,7 @@ func (c *correlator) assign(r *Record) {
 	}
 	c.observe(e, r)
 	e.lastSeen = r.Time
+	c.touch(e)
 	r.Conn = e.id
 }
 
@@ -170,11 +190,21 @@ func (c *correlator) startsNew(e *connEntry, r *Record) bool {
 func (c *correlator) observe(e *connEntry, r *Record) {
 	switch r.Type {
 	case TypePacket:
-		if r.Flags&(FlagSYN|FlagACK) == FlagSYN {
+		switch {
+		case r.Flags&(FlagSYN|FlagACK) == FlagSYN:
 			e.markSyn(r.Time)
 			if !e.synISN {
 				e.isn, e.synISN = r.Seq, true
 			}
+		case r.Flags&FlagRST != 0:
+			e.closed = true
+		case r.Flags&FlagFIN != 0:
+			if r.Src == e.key.a {
+				e.finA = true
+			} else {
+				e.finB = true
+			}
+			e.closed = e.closed || e.finA && e.finB
 		}
 	case TypeState:
 		if r.State == StateSynSent {
@@ -186,47 +216,65 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 	}
 }
 
-func (e *connEntry) markSyn(t time.Time) {
-	if !e.synSeen || t.Before(e.synTime) {
-		e.synTime = t
-	}
-	e.synSeen = true
-}
-
 func (c *correlator) insert(key connKey) *connEntry {
-	if len(c.conns) >= c.max {
-		c.evictOldest()
+	if old := c.conns[key]; old != nil {
+		c.unlink(old) // replaced by a new connection on the same tuple
+	} else if len(c.conns) >= c.max {
+		c.evict(c.lru.prev)
 	}
 	c.next++
-	e := &connEntry{id: c.next}
+	e := &connEntry{key: key, id: c.next}
 	c.conns[key] = e
+	c.pushFront(e)
 	return e
 }
 
-// evictOldest drops the least recently seen tenth of the table. It runs
-// only when the table is full, which sweep normally prevents.
-func (c *correlator) evictOldest() {
-	seen := make([]time.Time, 0, len(c.conns))
-	for _, e := range c.conns {
-		seen = append(seen, e.lastSeen)
+// evict forgets the least recently seen connection to make room.
+func (c *correlator) evict(e *connEntry) {
+	if e == &c.lru {
+		return
 	}
-	slices.SortFunc(seen, time.Time.Compare)
-	cutoff := seen[len(seen)/10]
-	for k, e := range c.conns {
-		if !e.lastSeen.After(cutoff) {
-			delete(c.conns, k)
-			c.evicted++
-		}
+	c.remove(e)
+	c.evicted++
+}
+
+func (c *correlator) remove(e *connEntry) {
+	c.unlink(e)
+	delete(c.conns, e.key)
+}
+
+func (c *correlator) unlink(e *connEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+func (c *correlator) pushFront(e *connEntry) {
+	e.prev, e.next = &c.lru, c.lru.next
+	c.lru.next.prev = e
+	c.lru.next = e
+}
+
+// touch moves e to the front of the least-recently-seen list.
+func (c *correlator) touch(e *connEntry) {
+	if c.lru.next == e {
+		return
 	}
+	c.unlink(e)
+	c.pushFront(e)
 }
 
 // sweep forgets closed connections after closedLinger and idle ones after
-// idleLinger.
+// idleLinger. Only the least recently seen end of the list is visited.
 func (c *correlator) sweep(now time.Time) {
-	for k, e := range c.conns {
+	for e := c.lru.prev; e != &c.lru; {
+		prev := e.prev
 		idle := now.Sub(e.lastSeen)
-		if e.closed && idle > closedLinger || idle > idleLinger {
-			delete(c.conns, k)
+		if idle <= closedLinger {
+			break // everything further is more recent
 		}
+		if e.closed || idle > idleLinger {
+			c.remove(e)
+		}
+		e = prev
 	}
 }

@@ -155,13 +155,6 @@ func TestHeldRecordExpires(t *testing.T) {
 	}
 }
 
-func TestLostHasNoConn(t *testing.T) {
-	out := run(t, newCorrelator(0), []Record{{Type: TypeLost, LostCount: 3, LostKind: "packet"}})
-	if out[0].Conn != 0 {
-		t.Errorf("lost record conn %d", out[0].Conn)
-	}
-}
-
 // TestTableIsBounded: the table never exceeds its cap; the least recently
 // seen entries go first.
 func TestTableIsBounded(t *testing.T) {
@@ -214,5 +207,71 @@ func TestLateSynSentJoinsItsConnection(t *testing.T) {
 		if r.Conn != out[0].Conn {
 			t.Fatalf("split into several conns: %+v", out)
 		}
+	}
+}
+
+// TestPacketsAloneCloseAConnection: with packet records only, a RST or a
+// FIN from each side marks the connection closed, so sweep can forget it.
+func TestPacketsAloneCloseAConnection(t *testing.T) {
+	c := newCorrelator(0)
+	run(t, c, []Record{
+		pkt(0, "10.0.0.1:1", "10.0.0.2:80", FlagFIN|FlagACK, 5, 0),
+		pkt(1, "10.0.0.2:80", "10.0.0.1:1", FlagFIN|FlagACK, 9, 0),
+		pkt(2, "10.0.0.1:2", "10.0.0.2:80", FlagRST, 5, 0),
+		pkt(3, "10.0.0.1:3", "10.0.0.2:80", FlagFIN|FlagACK, 5, 0), // half-closed only
+	})
+	c.sweep(base.Add(closedLinger + time.Minute))
+	if len(c.conns) != 1 || c.conns[makeConnKey(ap("10.0.0.1:3"), ap("10.0.0.2:80"), 0)] == nil {
+		t.Errorf("after sweep %d entries, want only the half-closed connection", len(c.conns))
+	}
+}
+
+// TestListenersPerNetns: 0.0.0.0:80 listening in two namespaces are two
+// listeners.
+func TestListenersPerNetns(t *testing.T) {
+	out := run(t, newCorrelator(0), []Record{
+		state(0, "0.0.0.0:80", "0.0.0.0:0", StateClose, StateListen, 1, 100),
+		state(1, "0.0.0.0:80", "0.0.0.0:0", StateClose, StateListen, 2, 200),
+	})
+	if out[0].Conn == out[1].Conn {
+		t.Error("listeners in different namespaces share a conn")
+	}
+}
+
+// TestHeldPortOnlyFromOwnAddress: a SYN whose source address differs from
+// the socket's (SNAT on egress) does not name the held record's port.
+func TestHeldPortOnlyFromOwnAddress(t *testing.T) {
+	const srv = "10.0.0.2:80"
+	out := run(t, newCorrelator(0), []Record{
+		state(0, "10.0.0.1:0", srv, StateClose, StateSynSent, 7, 1),
+		pkt(1, "192.0.2.1:61000", srv, FlagSYN, 100, 7), // rewritten source
+		state(2, "10.0.0.1:40000", srv, StateSynSent, StateEstablished, 7, 1),
+	})
+	if out[0].Type != TypePacket {
+		t.Fatalf("SYN_SENT released by a SYN from another address: %+v", out[0])
+	}
+	if out[1].Type != TypeState || out[1].Local != ap("10.0.0.1:40000") || out[1].Conn != out[2].Conn {
+		t.Errorf("held SYN_SENT %+v, want local 10.0.0.1:40000 and the conn of its socket", out[1])
+	}
+}
+
+// TestEvictionIsLeastRecentlySeen: touching an old entry keeps it.
+func TestEvictionIsLeastRecentlySeen(t *testing.T) {
+	c := newCorrelator(16)
+	var in []Record
+	for i := range 16 {
+		in = append(in, pkt(i, netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(1000+i)).String(), "10.0.0.2:80", FlagACK, 1, 0))
+	}
+	in = append(in, pkt(100, "10.0.0.1:1000", "10.0.0.2:80", FlagACK, 2, 0)) // the oldest, seen again
+	in = append(in, pkt(101, "10.0.0.1:5000", "10.0.0.2:80", FlagACK, 1, 0)) // forces one eviction
+	run(t, c, in)
+	if c.conns[makeConnKey(ap("10.0.0.1:1000"), ap("10.0.0.2:80"), 0)] == nil {
+		t.Error("a recently seen entry was evicted")
+	}
+	if c.conns[makeConnKey(ap("10.0.0.1:1001"), ap("10.0.0.2:80"), 0)] != nil {
+		t.Error("the least recently seen entry was kept")
+	}
+	if c.evicted != 1 || len(c.conns) != 16 {
+		t.Errorf("evicted %d, table %d", c.evicted, len(c.conns))
 	}
 }

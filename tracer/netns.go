@@ -94,17 +94,20 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// findNetnsByInode looks for a file of the namespace with this inode in
-// /run/netns and in the namespaces of running processes.
+// findNetnsByInode looks for a file of the namespace with this inode among
+// named namespaces (ip netns, Docker) and the namespaces of processes.
 func findNetnsByInode(ino uint32) (string, error) {
-	candidates, _ := filepath.Glob("/run/netns/*")
-	procs, _ := filepath.Glob("/proc/[0-9]*/ns/net")
-	for _, p := range append(candidates, procs...) {
+	var candidates []string
+	for _, pattern := range []string{"/run/netns/*", "/run/docker/netns/*", "/proc/[0-9]*/ns/net"} {
+		found, _ := filepath.Glob(pattern)
+		candidates = append(candidates, found...)
+	}
+	for _, p := range candidates {
 		if got, err := netnsInode(p); err == nil && got == ino {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("no network namespace with inode %d (not in /run/netns, no process in it)", ino)
+	return "", fmt.Errorf("no network namespace with inode %d (not in /run/netns or /run/docker/netns, no process in it)", ino)
 }
 
 // Do runs fn inside the namespace, on a dedicated, locked OS thread; if

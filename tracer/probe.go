@@ -18,19 +18,26 @@ type tracepointProgram struct {
 	tracepoint string
 	required   bool
 	feature    string
+	// neededBy are the record types that need the program: it is not
+	// loaded when none of them is selected.
+	neededBy EventSet
 }
 
+// socketEvents are the record types that come from socket tracepoints and
+// need the owner bookkeeping.
+const socketEvents = EventSet(1<<TypeState | 1<<TypeRetransmit | 1<<TypeReset)
+
 // tracepointPrograms lists every socket-side program. A required program
-// that cannot load is an error; an optional one is dropped from the
-// collection before load and its feature reported as unavailable.
+// that the kernel cannot attach is an error; an optional one is dropped
+// from the collection before load and its feature reported as unavailable.
 var tracepointPrograms = []tracepointProgram{
-	{tcpscopeProgOnSetState, "inet_sock_set_state", true, "state events"},
-	{tcpscopeProgOnDestroySock, "tcp_destroy_sock", false, "prompt owner cleanup (LRU eviction only)"},
-	{tcpscopeProgOnSendLength, "sock_send_length", false, "owner refresh on send"},
-	{tcpscopeProgOnRecvLength, "sock_recv_length", false, "owner refresh on receive"},
-	{tcpscopeProgOnRetransmit, "tcp_retransmit_skb", false, "retransmit events"},
-	{tcpscopeProgOnSendReset, "tcp_send_reset", false, "sent reset events"},
-	{tcpscopeProgOnReceiveReset, "tcp_receive_reset", false, "received reset events"},
+	{tcpscopeProgOnSetState, "inet_sock_set_state", true, "state events", socketEvents},
+	{tcpscopeProgOnDestroySock, "tcp_destroy_sock", false, "prompt owner cleanup (LRU eviction only)", socketEvents},
+	{tcpscopeProgOnSendLength, "sock_send_length", false, "owner refresh on send", socketEvents},
+	{tcpscopeProgOnRecvLength, "sock_recv_length", false, "owner refresh on receive", socketEvents},
+	{tcpscopeProgOnRetransmit, "tcp_retransmit_skb", false, "retransmit events", 1 << TypeRetransmit},
+	{tcpscopeProgOnSendReset, "tcp_send_reset", false, "sent reset events", 1 << TypeReset},
+	{tcpscopeProgOnReceiveReset, "tcp_receive_reset", false, "received reset events", 1 << TypeReset},
 }
 
 // kernelInfo is what the loader learned from kernel BTF.

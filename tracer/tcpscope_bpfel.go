@@ -42,6 +42,13 @@ type tcpscopeListenerKey struct {
 	Pad   uint16
 }
 
+type tcpscopeListenerOwner struct {
+	_         structs.HostLayout
+	Owner     tcpscopeOwner
+	Count     int32
+	Ambiguous uint32
+}
+
 type tcpscopeOwner struct {
 	_        structs.HostLayout
 	Pid      uint32

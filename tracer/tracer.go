@@ -45,6 +45,7 @@ type Tracer struct {
 	unavailable []string
 	lostSeen    [tcpscopeEventKindEVENT_KIND_MAX]uint64
 	malformed   uint64
+	evictedSeen uint64
 	closed      bool
 }
 
@@ -111,7 +112,7 @@ func Open(cfg Config) (_ *Tracer, err error) {
 		return nil, err
 	}
 	t.log.Info("tracing started",
-		"interfaces", ifaceNames(t.ifaces),
+		"interfaces", ifaceNames(t.ifaces, cfg.Events),
 		"netns", t.netnsScope(),
 		"events", cfg.Events.String(),
 		"ring_size", cfg.RingSize)
@@ -127,9 +128,6 @@ func (t *Tracer) netnsScope() string {
 	}
 	return fmt.Sprint(t.cfg.Netns.Inode)
 }
-
-// Unavailable lists features this kernel cannot give.
-func (t *Tracer) Unavailable() []string { return t.unavailable }
 
 // configure sets load-time constants, sizes maps and drops programs that
 // this kernel or this configuration does not need.
@@ -180,11 +178,15 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 	}
 
 	for _, p := range tracepointPrograms {
+		if cfg.Events&p.neededBy == 0 {
+			delete(spec.Programs, p.program)
+			continue
+		}
 		if _, ok := kinfo.tracepointArgs(p.tracepoint); ok {
 			continue
 		}
 		if p.required {
-			return fmt.Errorf("kernel has no %s tracepoint: tcpscope needs Linux >= 5.5 with BTF", p.tracepoint)
+			return fmt.Errorf("kernel has no %s tracepoint: tcpscope needs Linux >= 5.12 with BTF", p.tracepoint)
 		}
 		delete(spec.Programs, p.program)
 		t.unavailable = append(t.unavailable, p.feature)
@@ -194,6 +196,14 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 		delete(spec.Programs, tcpscopeProgTcEgress)
 		delete(spec.Programs, tcpscopeProgTcLoEgress)
 	}
+	// Preallocated LRU maps: size the owner tables by --max-sockets, and
+	// to nothing when no socket events are traced.
+	owners, listeners := uint32(cfg.MaxSockets), uint32(max(cfg.MaxSockets/4, 1024))
+	if cfg.Events&socketEvents == 0 {
+		owners, listeners = 1, 1
+	}
+	spec.Maps[tcpscopeMapOwners].MaxEntries = owners
+	spec.Maps[tcpscopeMapListeners].MaxEntries = listeners
 	return nil
 }
 
@@ -217,7 +227,7 @@ func (t *Tracer) loadError(err error) error {
 		return fmt.Errorf("load BPF programs: %w: tcpscope needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN", err)
 	}
 	if errors.Is(err, ebpf.ErrNotSupported) {
-		return fmt.Errorf("load BPF programs: %w: kernel too old (tcpscope needs Linux >= 5.8 for the BPF ring buffer and BTF tracepoints)", err)
+		return fmt.Errorf("load BPF programs: %w: kernel too old (tcpscope needs Linux >= 5.12)", err)
 	}
 	return fmt.Errorf("load BPF programs: %w", err)
 }
@@ -316,12 +326,16 @@ func (t *Tracer) detach() error {
 
 // Run drains the ring buffer into sink until ctx is done or the sink
 // returns ErrStop. At the end it detaches, drains what is still queued and
-// flushes the sink, so nothing the kernel queued is left unread.
+// flushes the sink, so nothing the kernel queued is left unread. After
+// ErrStop nothing more is written.
 func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	var (
-		raw       ringbuf.Record
-		rec       Record
-		lastSweep = time.Now()
+		raw        ringbuf.Record
+		rec        Record
+		interval   = t.cfg.FlushInterval
+		lastTick   = time.Now()
+		lastSweep  = lastTick
+		sinceCheck int
 	)
 	handle := func() error {
 		if err := t.dec.decode(raw.RawSample, &rec); err != nil {
@@ -331,15 +345,19 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		}
 		return t.corr.process(&rec, sink.Write)
 	}
-	tick := func() error {
+	// tick does the periodic work: clock sync, loss reports, held records,
+	// table sweep, sink flush.
+	tick := func(now time.Time) error {
+		lastTick = now
+		t.reader.SetDeadline(now.Add(interval))
 		t.dec.clock.sync()
 		if err := t.reportLost(sink, &rec); err != nil {
 			return err
 		}
-		if err := t.corr.expire(time.Now(), sink.Write); err != nil {
+		if err := t.corr.expire(now, sink.Write); err != nil {
 			return err
 		}
-		if now := time.Now(); now.Sub(lastSweep) > 10*time.Second {
+		if now.Sub(lastSweep) > 10*time.Second {
 			t.corr.sweep(now)
 			lastSweep = now
 		}
@@ -350,62 +368,74 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	stopWake := context.AfterFunc(ctx, func() { t.reader.Flush() })
 	defer stopWake()
 
-	var runErr error
-	for runErr == nil && ctx.Err() == nil {
-		t.reader.SetDeadline(time.Now().Add(t.cfg.FlushInterval))
-		err := t.reader.ReadInto(&raw)
+	t.reader.SetDeadline(lastTick.Add(interval))
+	var err error
+	for err == nil && ctx.Err() == nil {
+		rerr := t.reader.ReadInto(&raw)
 		switch {
-		case err == nil:
-			runErr = handle()
-		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
-			runErr = tick()
+		case rerr == nil:
+			err = handle()
+			// Under sustained load reads never time out (the kernel
+			// wakes us past the fill threshold): tick by the clock.
+			if sinceCheck++; err == nil && sinceCheck >= 256 {
+				sinceCheck = 0
+				if now := time.Now(); now.Sub(lastTick) >= interval {
+					err = tick(now)
+				}
+			}
+		case errors.Is(rerr, os.ErrDeadlineExceeded), errors.Is(rerr, ringbuf.ErrFlushed):
+			err = tick(time.Now())
 		default:
-			runErr = fmt.Errorf("read ring buffer: %w", err)
+			err = fmt.Errorf("read ring buffer: %w", rerr)
 		}
 	}
-	if errors.Is(runErr, ErrStop) {
-		return t.finish(sink, &rec, nil)
-	}
-	if runErr != nil {
+	stopped := errors.Is(err, ErrStop)
+	if err != nil && !stopped {
 		t.detach()
-		return runErr
+		return err
 	}
-
-	// Stop producing, then read everything that is still queued.
-	if err := t.detach(); err != nil {
-		t.log.Warn("detach", "err", err)
-	}
-	if err := t.reader.Flush(); err != nil {
-		return fmt.Errorf("flush ring buffer: %w", err)
-	}
-	for {
-		t.reader.SetDeadline(time.Now().Add(t.cfg.FlushInterval))
-		err := t.reader.ReadInto(&raw)
-		if err != nil {
-			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, os.ErrDeadlineExceeded) {
+	if !stopped {
+		// Stop producing, then read everything that is still queued.
+		if err := t.detach(); err != nil {
+			t.log.Warn("detach", "err", err)
+		}
+		if err := t.reader.Flush(); err != nil {
+			return fmt.Errorf("flush ring buffer: %w", err)
+		}
+		t.reader.SetDeadline(time.Now().Add(interval))
+		for {
+			rerr := t.reader.ReadInto(&raw)
+			if errors.Is(rerr, ringbuf.ErrFlushed) || errors.Is(rerr, os.ErrDeadlineExceeded) {
 				break
 			}
-			return t.finish(sink, &rec, fmt.Errorf("read ring buffer: %w", err))
-		}
-		if err := handle(); err != nil {
-			if errors.Is(err, ErrStop) {
-				break
+			if rerr != nil {
+				t.detach()
+				return fmt.Errorf("read ring buffer: %w", rerr)
 			}
-			return t.finish(sink, &rec, err)
+			if err := handle(); errors.Is(err, ErrStop) {
+				stopped = true
+				break
+			} else if err != nil {
+				t.detach()
+				return err
+			}
 		}
 	}
-	return t.finish(sink, &rec, nil)
+	return t.finish(sink, &rec, stopped)
 }
 
-// finish detaches, reports final losses and flushes.
-func (t *Tracer) finish(sink Sink, rec *Record, err error) error {
+// finish detaches, releases held records, reports final losses (unless
+// the sink asked to stop) and flushes.
+func (t *Tracer) finish(sink Sink, rec *Record, stopped bool) error {
 	t.detach()
-	if err == nil {
+	var err error
+	if !stopped {
 		err = t.corr.expire(time.Time{}, sink.Write)
-	}
-	if err == nil {
-		if lerr := t.reportLost(sink, rec); lerr != nil && !errors.Is(lerr, ErrStop) {
-			err = lerr
+		if err == nil {
+			err = t.reportLost(sink, rec)
+		}
+		if errors.Is(err, ErrStop) {
+			err = nil
 		}
 	}
 	if ferr := sink.Flush(); err == nil {
@@ -444,6 +474,11 @@ func (t *Tracer) reportLost(sink Sink, rec *Record) error {
 		if err := sink.Write(rec); err != nil {
 			return err
 		}
+	}
+	if n := t.corr.evicted; n > t.evictedSeen {
+		t.log.Warn("connection table full: forgot the least recently seen connections; their later records get new conn ids (raise --max-conns)",
+			"forgotten", n-t.evictedSeen, "max_conns", t.cfg.MaxConns)
+		t.evictedSeen = n
 	}
 	if t.malformed > 0 {
 		*rec = Record{Type: TypeLost, Time: time.Now(), LostCount: t.malformed, LostKind: "malformed"}

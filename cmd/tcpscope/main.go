@@ -17,6 +17,10 @@ func main() {
 	// kill the process before it detaches: make writes return EPIPE.
 	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal asks for a clean stop (detach, drain, flush). Then
+	// the default action is restored, so a second signal kills a process
+	// stuck writing to a stalled reader; TCX links go away with it.
+	context.AfterFunc(ctx, stop)
 	err := newRootCmd(os.Stdout, os.Stderr).ExecuteContext(ctx)
 	stop()
 	if err != nil {

@@ -28,6 +28,8 @@ type traceOptions struct {
 	events        []string
 	ringSize      string
 	flushInterval time.Duration
+	maxConns      int
+	maxSockets    int
 	debug         bool
 }
 
@@ -57,6 +59,8 @@ func newTraceCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringSliceVar(&opts.events, "events", []string{"packet", "state", "retransmit", "reset"}, "event types to trace")
 	f.StringVar(&opts.ringSize, "ring-size", "8M", "BPF ring buffer size (power of two; K, M, G suffixes)")
 	f.DurationVar(&opts.flushInterval, "flush-interval", tracer.DefaultFlushInterval, "how often queued events are read and output is flushed")
+	f.IntVar(&opts.maxConns, "max-conns", tracer.DefaultMaxConns, "connections tracked for conn ids; the least recently seen are forgotten beyond it")
+	f.IntVar(&opts.maxSockets, "max-sockets", tracer.DefaultMaxSockets, "sockets whose owning process the kernel remembers (LRU)")
 	f.BoolVar(&opts.debug, "debug", false, "debug logging, with the full verifier log if a program is rejected")
 	return cmd
 }
@@ -67,6 +71,8 @@ func (o *traceOptions) buildConfig(logger *slog.Logger) (tracer.Config, error) {
 	cfg := tracer.Config{
 		Interfaces:    o.interfaces,
 		FlushInterval: o.flushInterval,
+		MaxConns:      o.maxConns,
+		MaxSockets:    o.maxSockets,
 		Logger:        logger,
 		Debug:         o.debug,
 	}
@@ -94,7 +100,7 @@ func (o *traceOptions) buildConfig(logger *slog.Logger) (tracer.Config, error) {
 	cfg.Events = events
 	size, err := tracer.ParseSize(o.ringSize)
 	if err != nil {
-		return cfg, usageError{fmt.Errorf("bad --ring-size %q: want a size such as 8M", o.ringSize)}
+		return cfg, usageError{fmt.Errorf("bad --ring-size %q: want a power of two such as 8M, at most 1G", o.ringSize)}
 	}
 	cfg.RingSize = size
 	if err := cfg.Validate(); err != nil {
@@ -144,14 +150,17 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 		cfg.Netns = ns
 	}
 
+	// Check the --write file before loading anything, but truncate it only
+	// once tracing has started: a typo must not clobber an old trace.
 	out := stdout
+	var file *os.File
 	if o.write != "" && o.write != "-" {
-		f, err := os.OpenFile(o.write, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		file, err = os.OpenFile(o.write, os.O_WRONLY|os.O_CREATE, 0o644)
 		if err != nil {
 			return usageError{fmt.Errorf("open --write file: %w", err)}
 		}
-		defer f.Close()
-		out = f
+		defer file.Close()
+		out = file
 	}
 
 	t, err := tracer.Open(cfg)
@@ -159,6 +168,11 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 		return err
 	}
 	defer t.Close()
+	if file != nil {
+		if err := file.Truncate(0); err != nil {
+			return fmt.Errorf("truncate --write file: %w", err)
+		}
+	}
 
 	var sink tracer.Sink = output.NewWriter(out, format)
 	if o.count > 0 {
