@@ -35,7 +35,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define TCPHDR_FIN 0x01
 #define TCPHDR_SYN 0x02
 #define TCPHDR_ACK 0x10
-#define TCPOPT_BUF 52 /* 40 bytes of options plus room for the widest option read */
+#define TCPOPT_BUF 80 /* 40 bytes of options plus room for the widest option read */
 
 /* Configuration, set by the Go loader before load. */
 volatile const __u32 filter_netns = 0;       /* socket events: only this netns inode; 0 = all */
@@ -54,6 +54,7 @@ const enum packet_dir *unused_packet_dir __attribute__((unused));
 const enum reset_dir *unused_reset_dir __attribute__((unused));
 const enum tcp_option_bit *unused_tcp_option_bit __attribute__((unused));
 const enum sock_event_flag *unused_sock_event_flag __attribute__((unused));
+const enum tcp_opt_code *unused_tcp_opt_code __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -663,13 +664,19 @@ int BPF_PROG(on_receive_reset, struct sock *sk)
  * Packet side
  * ------------------------------------------------------------------- */
 
-/* parse_tcp_options fills MSS, window scale, SACK-permitted, SACK and
- * timestamps from the option bytes. */
+static __always_inline __u32 be32_at(const __u8 *p)
+{
+	return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | p[3];
+}
+
+/* parse_tcp_options fills MSS, window scale, SACK-permitted, SACK blocks
+ * and timestamps from the option bytes, and records the options' order
+ * (with NOPs) so that they can be printed as tcpdump prints them. */
 static __always_inline void parse_tcp_options(struct __sk_buff *skb, __u32 off, __u32 optlen,
 					      struct packet_event *ev)
 {
 	__u8 opts[TCPOPT_BUF] = {};
-	__u32 i = 0;
+	__u32 i = 0, slot = 0;
 
 	if (optlen == 0 || optlen > 40)
 		return;
@@ -677,50 +684,65 @@ static __always_inline void parse_tcp_options(struct __sk_buff *skb, __u32 off, 
 		return;
 
 	for (int n = 0; n < 40; n++) {
-		__u8 kind, len;
+		__u64 code = OPTC_OTHER;
+		__u8 kind, len = 1;
 
 		if (i >= optlen || i > 39)
 			break;
 		kind = opts[i];
+		if (kind == 0) {
+			code = OPTC_EOL;
+		} else if (kind == 1) {
+			code = OPTC_NOP;
+		} else {
+			len = opts[i + 1];
+			if (len < 2 || i + len > optlen)
+				break;
+			switch (kind) {
+			case 2: /* MSS */
+				if (len == 4) {
+					ev->mss = ((__u16)opts[i + 2] << 8) | opts[i + 3];
+					ev->options |= OPT_MSS;
+					code = OPTC_MSS;
+				}
+				break;
+			case 3: /* window scale */
+				if (len == 3) {
+					ev->wscale = opts[i + 2];
+					ev->options |= OPT_WSCALE;
+					code = OPTC_WSCALE;
+				}
+				break;
+			case 4: /* SACK permitted */
+				ev->options |= OPT_SACK_OK;
+				code = OPTC_SACK_OK;
+				break;
+			case 5: /* SACK blocks */
+				ev->sack_blocks = (len - 2) / 8;
+				ev->options |= OPT_SACK;
+				code = OPTC_SACK;
+				for (int b = 0; b < 4; b++) {
+					if (b >= ev->sack_blocks)
+						break;
+					ev->sack[2 * b] = be32_at(&opts[i + 2 + 8 * b]);
+					ev->sack[2 * b + 1] = be32_at(&opts[i + 6 + 8 * b]);
+				}
+				break;
+			case 8: /* timestamps */
+				if (len == 10) {
+					ev->ts_val = be32_at(&opts[i + 2]);
+					ev->ts_ecr = be32_at(&opts[i + 6]);
+					ev->options |= OPT_TIMESTAMP;
+					code = OPTC_TIMESTAMP;
+				}
+				break;
+			}
+		}
+		if (slot < 16)
+			ev->opt_order |= code << (4 * slot);
+		slot++;
 		if (kind == 0) /* end of option list */
 			break;
-		if (kind == 1) { /* NOP */
-			i++;
-			continue;
-		}
-		len = opts[i + 1];
-		if (len < 2 || i + len > optlen)
-			break;
-		switch (kind) {
-		case 2: /* MSS */
-			if (len == 4) {
-				ev->mss = ((__u16)opts[i + 2] << 8) | opts[i + 3];
-				ev->options |= OPT_MSS;
-			}
-			break;
-		case 3: /* window scale */
-			if (len == 3) {
-				ev->wscale = opts[i + 2];
-				ev->options |= OPT_WSCALE;
-			}
-			break;
-		case 4: /* SACK permitted */
-			ev->options |= OPT_SACK_OK;
-			break;
-		case 5: /* SACK blocks */
-			ev->sack_blocks = (len - 2) / 8;
-			ev->options |= OPT_SACK;
-			break;
-		case 8: /* timestamps */
-			if (len == 10) {
-				ev->ts_val = ((__u32)opts[i + 2] << 24) | ((__u32)opts[i + 3] << 16) |
-					     ((__u32)opts[i + 4] << 8) | opts[i + 5];
-				ev->ts_ecr = ((__u32)opts[i + 6] << 24) | ((__u32)opts[i + 7] << 16) |
-					     ((__u32)opts[i + 8] << 8) | opts[i + 9];
-				ev->options |= OPT_TIMESTAMP;
-			}
-			break;
-		}
 		i += len;
 	}
 }

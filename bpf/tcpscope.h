@@ -41,6 +41,20 @@ enum tcp_option_bit {
 	OPT_SACK = 1 << 4,
 };
 
+/* tcp_opt_code names one TCP option in packet_event.opt_order, 4 bits per
+ * option in wire order (first option in the low bits; OPTC_END ends). */
+enum tcp_opt_code {
+	OPTC_END = 0,
+	OPTC_NOP = 1,
+	OPTC_MSS = 2,
+	OPTC_WSCALE = 3,
+	OPTC_SACK_OK = 4,
+	OPTC_SACK = 5,
+	OPTC_TIMESTAMP = 6,
+	OPTC_EOL = 7,
+	OPTC_OTHER = 8,
+};
+
 /* sock_event_flag is a bit set in sock_event.flags. */
 enum sock_event_flag {
 	SOCK_HAS_OWNER = 1 << 0,  /* owner holds the socket's owning process */
@@ -78,9 +92,11 @@ struct packet_event {
 	__u16 options;  /* enum tcp_option_bit */
 	__u16 mss;
 	__u8 wscale;
-	__u8 sack_blocks;
+	__u8 sack_blocks; /* SACK blocks in the option (up to 4 kept in sack) */
 	__u32 ts_val;
 	__u32 ts_ecr;
+	__u32 sack[8];    /* SACK blocks: left and right edge of each */
+	__u64 opt_order;  /* enum tcp_opt_code, 4 bits each, up to 16 options */
 	/* SYN without ACK only: cookie of the socket that sent it (skb->sk on
 	 * egress and on veth ingress; on lo remembered by tc_lo_egress), 0
 	 * otherwise. Ties a connecting socket's SYN to its SYN_SENT event. */

@@ -247,6 +247,19 @@ func appendJSONOptions(dst []byte, opt *tracer.TCPOptions) []byte {
 	}
 	if opt.Present&tracer.OptSack != 0 {
 		o.uint("sack_blocks", uint64(opt.SackBlocks))
+		o.key("sack")
+		o.b = append(o.b, '[')
+		for i, b := range opt.Sack[:opt.SackKept()] {
+			if i > 0 {
+				o.b = append(o.b, ',')
+			}
+			o.b = append(o.b, '[')
+			o.b = strconv.AppendUint(o.b, uint64(b[0]), 10)
+			o.b = append(o.b, ',')
+			o.b = strconv.AppendUint(o.b, uint64(b[1]), 10)
+			o.b = append(o.b, ']')
+		}
+		o.b = append(o.b, ']')
 	}
 	return append(o.b, '}')
 }
@@ -366,38 +379,45 @@ func appendTextOwner(dst []byte, r *tracer.Record) []byte {
 	return append(dst, ')')
 }
 
+// appendTextOptions appends the options as tcpdump prints them: in wire
+// order, NOPs included (`mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 7`).
 func appendTextOptions(dst []byte, opt *tracer.TCPOptions) []byte {
-	start := len(dst)
-	sep := func() {
-		if len(dst) > start {
+	for i, order := 0, opt.Order; order&0xf != uint64(tracer.OptCodeEnd); i, order = i+1, order>>4 {
+		if i > 0 {
 			dst = append(dst, ',')
 		}
-	}
-	if opt.Present&tracer.OptMSS != 0 {
-		sep()
-		dst = append(dst, "mss "...)
-		dst = strconv.AppendUint(dst, uint64(opt.MSS), 10)
-	}
-	if opt.Present&tracer.OptSackOK != 0 {
-		sep()
-		dst = append(dst, "sackOK"...)
-	}
-	if opt.Present&tracer.OptTimestamp != 0 {
-		sep()
-		dst = append(dst, "TS val "...)
-		dst = strconv.AppendUint(dst, uint64(opt.TSVal), 10)
-		dst = append(dst, " ecr "...)
-		dst = strconv.AppendUint(dst, uint64(opt.TSEcr), 10)
-	}
-	if opt.Present&tracer.OptWScale != 0 {
-		sep()
-		dst = append(dst, "wscale "...)
-		dst = strconv.AppendUint(dst, uint64(opt.WScale), 10)
-	}
-	if opt.Present&tracer.OptSack != 0 {
-		sep()
-		dst = append(dst, "sack "...)
-		dst = strconv.AppendUint(dst, uint64(opt.SackBlocks), 10)
+		switch uint8(order & 0xf) {
+		case tracer.OptCodeNOP:
+			dst = append(dst, "nop"...)
+		case tracer.OptCodeEOL:
+			dst = append(dst, "eol"...)
+		case tracer.OptCodeMSS:
+			dst = append(dst, "mss "...)
+			dst = strconv.AppendUint(dst, uint64(opt.MSS), 10)
+		case tracer.OptCodeSackOK:
+			dst = append(dst, "sackOK"...)
+		case tracer.OptCodeTimestamp:
+			dst = append(dst, "TS val "...)
+			dst = strconv.AppendUint(dst, uint64(opt.TSVal), 10)
+			dst = append(dst, " ecr "...)
+			dst = strconv.AppendUint(dst, uint64(opt.TSEcr), 10)
+		case tracer.OptCodeWScale:
+			dst = append(dst, "wscale "...)
+			dst = strconv.AppendUint(dst, uint64(opt.WScale), 10)
+		case tracer.OptCodeSack:
+			dst = append(dst, "sack "...)
+			dst = strconv.AppendUint(dst, uint64(opt.SackBlocks), 10)
+			dst = append(dst, ' ')
+			for _, b := range opt.Sack[:opt.SackKept()] {
+				dst = append(dst, '{')
+				dst = strconv.AppendUint(dst, uint64(b[0]), 10)
+				dst = append(dst, ':')
+				dst = strconv.AppendUint(dst, uint64(b[1]), 10)
+				dst = append(dst, '}')
+			}
+		default:
+			dst = append(dst, "unknown"...)
+		}
 	}
 	return dst
 }

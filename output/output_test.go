@@ -20,6 +20,15 @@ var t0 = time.Date(2026, 11, 21, 12, 0, 0, 123456789, time.UTC)
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
+// order packs option codes in wire order as the kernel does.
+func order(codes ...uint8) uint64 {
+	var o uint64
+	for i, c := range codes {
+		o |= uint64(c) << (4 * i)
+	}
+	return o
+}
+
 func owner(pid uint32, comm string) tracer.Owner {
 	o := tracer.Owner{Known: true, PID: pid, TID: pid + 1, UID: 1000, CgroupID: 4242}
 	copy(o.Comm[:], comm)
@@ -32,15 +41,18 @@ func sampleRecords() []tracer.Record {
 		{Time: t0, Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirOut,
 			Src: ap("10.0.0.1:5555"), Dst: ap("10.0.0.2:80"), Flags: tracer.FlagSYN, Seq: 1000, Win: 64240,
 			Options: tracer.TCPOptions{Present: tracer.OptMSS | tracer.OptSackOK | tracer.OptTimestamp | tracer.OptWScale,
-				MSS: 1460, WScale: 7, TSVal: 11, TSEcr: 0}},
+				MSS: 1460, WScale: 7, TSVal: 11, TSEcr: 0,
+				Order: order(tracer.OptCodeMSS, tracer.OptCodeSackOK, tracer.OptCodeTimestamp, tracer.OptCodeNOP, tracer.OptCodeWScale)}},
 		{Time: t0.Add(time.Microsecond), Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirIn,
 			Src: ap("10.0.0.2:80"), Dst: ap("10.0.0.1:5555"), Flags: tracer.FlagSYN | tracer.FlagACK, Seq: 5000, Ack: 1001, Win: 65160,
-			Options: tracer.TCPOptions{Present: tracer.OptMSS, MSS: 1460}},
+			Options: tracer.TCPOptions{Present: tracer.OptMSS, MSS: 1460, Order: order(tracer.OptCodeMSS)}},
 		{Time: t0.Add(2 * time.Microsecond), Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirOut,
 			Src: ap("10.0.0.1:5555"), Dst: ap("10.0.0.2:80"), Flags: tracer.FlagACK, Seq: 1001, Ack: 5001, Win: 502},
 		{Time: t0.Add(3 * time.Microsecond), Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirOut,
 			Src: ap("10.0.0.1:5555"), Dst: ap("10.0.0.2:80"), Flags: tracer.FlagPSH | tracer.FlagACK, Seq: 1001, Ack: 5001, Win: 502, Len: 1448,
-			Options: tracer.TCPOptions{Present: tracer.OptTimestamp | tracer.OptSack, TSVal: 12, TSEcr: 99, SackBlocks: 2}},
+			Options: tracer.TCPOptions{Present: tracer.OptTimestamp | tracer.OptSack, TSVal: 12, TSEcr: 99, SackBlocks: 2,
+				Sack:  [4][2]uint32{{5001, 6449}, {7897, 9345}},
+				Order: order(tracer.OptCodeNOP, tracer.OptCodeNOP, tracer.OptCodeTimestamp, tracer.OptCodeNOP, tracer.OptCodeNOP, tracer.OptCodeSack)}},
 		{Time: t0.Add(4 * time.Microsecond), Type: tracer.TypePacket, Conn: 2, Netns: 4026531840, Ifname: "lo", Dir: tracer.DirOut,
 			Src: ap("[fd00::1]:80"), Dst: ap("[fd00::2]:40000"), Flags: tracer.FlagFIN | tracer.FlagPSH | tracer.FlagACK, Seq: 7, Ack: 9, Win: 0, Len: 5},
 		{Time: t0.Add(5 * time.Microsecond), Type: tracer.TypePacket, Conn: 3, Netns: 1, Ifname: "eth0", Dir: tracer.DirIn,

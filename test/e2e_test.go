@@ -18,7 +18,9 @@ import (
 //   - per connection: exact state sequences of both ends, owner pid/comm
 //     of each end's process, socket cookies, netns, resets and reasons,
 //     retransmit records against what tcpdump saw twice;
-//   - timestamps within the time tcpscope ran.
+//   - timestamps within the time tcpscope ran;
+//   - text output: a second tcpscope with -o text prints every packet
+//     exactly as tcpdump -S -n -t prints it (after its own prefix).
 //
 // veth: client in namespace A, server in B, tcpscope and tcpdump in A on
 // A's end. lo: everything in one fresh namespace, on its loopback.
@@ -47,6 +49,7 @@ func TestTraffic(t *testing.T) {
 
 			start := time.Now()
 			tracer := startTracer(ctx, t, tp.watchNS, "-i", tp.ifname)
+			textTracer := startTextTracer(ctx, t, tp.watchNS, "-i", tp.ifname)
 			dump := startTcpdump(ctx, t, tp.watchNS, tp.ifname)
 			var runs []*connRun
 			for i := range scenarios {
@@ -55,7 +58,9 @@ func TestTraffic(t *testing.T) {
 			time.Sleep(settle)
 			td := stopTcpdump(ctx, t, dump)
 			recs := stopTracer(ctx, t, tracer)
+			text := stopTextTracer(ctx, t, textTracer)
 
+			checkTextMatchesTcpdump(t, text, td)
 			checkTimes(t, selectRecords(recs, tp.ours), start, time.Now())
 			checkPackets(t, tp, td, recs)
 			checkConnIDs(t, tp, runs, recs)

@@ -92,6 +92,10 @@ func (d *decoder) decodePacket(ev *tcpscopePacketEvent, r *Record) {
 		SackBlocks: ev.SackBlocks,
 		TSVal:      ev.TsVal,
 		TSEcr:      ev.TsEcr,
+		Order:      ev.OptOrder,
+	}
+	for i := range r.Options.Sack {
+		r.Options.Sack[i] = [2]uint32{ev.Sack[2*i], ev.Sack[2*i+1]}
 	}
 }
 

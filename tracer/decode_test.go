@@ -26,7 +26,9 @@ func TestDecodePacketIPv4(t *testing.T) {
 		Kind: uint8(tcpscopeEventKindEVENT_PACKET), Family: afInet, Dir: uint8(tcpscopePacketDirDIR_EGRESS),
 		TcpFlags: FlagSYN | FlagACK, Ifindex: 7, TsNs: 1_000_000_123,
 		Sport: 5555, Dport: 80, Seq: 4000000000, Ack: 17, Len: 0, Window: 65535,
-		Options: uint16(tcpscopeTcpOptionBitOPT_MSS | tcpscopeTcpOptionBitOPT_WSCALE), Mss: 1460, Wscale: 7,
+		Options: uint16(tcpscopeTcpOptionBitOPT_MSS | tcpscopeTcpOptionBitOPT_WSCALE | tcpscopeTcpOptionBitOPT_SACK), Mss: 1460, Wscale: 7,
+		SackBlocks: 2, Sack: [8]uint32{10, 20, 30, 40},
+		OptOrder: uint64(tcpscopeTcpOptCodeOPTC_MSS) | uint64(tcpscopeTcpOptCodeOPTC_NOP)<<4 | uint64(tcpscopeTcpOptCodeOPTC_WSCALE)<<8,
 		Cookie: 99,
 	}
 	copy(ev.Saddr[:], []byte{10, 0, 0, 1})
@@ -44,8 +46,14 @@ func TestDecodePacketIPv4(t *testing.T) {
 	if r.Seq != 4000000000 || r.Ack != 17 || r.Win != 65535 || FlagString(r.Flags) != "S." || r.Cookie != 99 {
 		t.Errorf("tcp fields: %+v", r)
 	}
-	if r.Options.Present != OptMSS|OptWScale || r.Options.MSS != 1460 || r.Options.WScale != 7 {
+	if r.Options.Present != OptMSS|OptWScale|OptSack || r.Options.MSS != 1460 || r.Options.WScale != 7 {
 		t.Errorf("options: %+v", r.Options)
+	}
+	if r.Options.SackKept() != 2 || r.Options.Sack[0] != [2]uint32{10, 20} || r.Options.Sack[1] != [2]uint32{30, 40} {
+		t.Errorf("sack: %+v", r.Options)
+	}
+	if got := r.Options.Codes(); len(got) != 3 || got[0] != OptCodeMSS || got[1] != OptCodeNOP || got[2] != OptCodeWScale {
+		t.Errorf("option order %v, want mss,nop,wscale", got)
 	}
 	if r.Time.UnixNano() != 1_000_000_123 {
 		t.Errorf("time %d", r.Time.UnixNano())
@@ -125,8 +133,8 @@ func TestDecodeRejectsShortAndUnknown(t *testing.T) {
 // TestABISizes pins the event sizes: a change to bpf/tcpscope.h must be
 // deliberate (the records are an ABI between kernel and Go).
 func TestABISizes(t *testing.T) {
-	if packetEventSize != 88 || sockEventSize != 120 {
-		t.Errorf("packet_event %d bytes, sock_event %d bytes; want 88 and 120", packetEventSize, sockEventSize)
+	if packetEventSize != 128 || sockEventSize != 120 {
+		t.Errorf("packet_event %d bytes, sock_event %d bytes; want 128 and 120", packetEventSize, sockEventSize)
 	}
 	if packetEventSize%8 != 0 || sockEventSize%8 != 0 {
 		t.Error("event sizes must be multiples of 8")

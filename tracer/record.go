@@ -156,15 +156,45 @@ const (
 	OptSack
 )
 
+// Option codes of TCPOptions.Order, one per option in wire order.
+const (
+	OptCodeEnd uint8 = iota
+	OptCodeNOP
+	OptCodeMSS
+	OptCodeWScale
+	OptCodeSackOK
+	OptCodeSack
+	OptCodeTimestamp
+	OptCodeEOL
+	OptCodeOther
+)
+
 // TCPOptions holds the TCP options of a packet; Present says which are set.
 type TCPOptions struct {
 	Present    uint16
 	MSS        uint16
 	WScale     uint8
-	SackBlocks uint8
+	SackBlocks uint8 // blocks in the option; at most 4 are in Sack
 	TSVal      uint32
 	TSEcr      uint32
+	Sack       [4][2]uint32 // left and right edge of each SACK block
+	// Order lists the options as they appear on the wire, NOPs included:
+	// 4 bits per option (OptCode*), first in the low bits, OptCodeEnd ends.
+	// It holds the first 16 options.
+	Order uint64
 }
+
+// Codes returns the option codes in wire order.
+func (o *TCPOptions) Codes() []uint8 {
+	var codes []uint8
+	for order := o.Order; order&0xf != uint64(OptCodeEnd); order >>= 4 {
+		codes = append(codes, uint8(order&0xf))
+	}
+	return codes
+}
+
+// SackKept is the number of SACK blocks held in Sack.
+func (o *TCPOptions) SackKept() int { return min(int(o.SackBlocks), len(o.Sack)) }
 
 // Owner is the process that owns a socket, as seen in process context.
 type Owner struct {

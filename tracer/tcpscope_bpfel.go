@@ -88,6 +88,8 @@ type tcpscopePacketEvent struct {
 	SackBlocks uint8
 	TsVal      uint32
 	TsEcr      uint32
+	Sack       [8]uint32
+	OptOrder   uint64
 	Cookie     uint64
 }
 
@@ -137,6 +139,20 @@ type tcpscopeSynKey struct {
 	Dport uint16
 }
 
+type tcpscopeTcpOptCode uint32
+
+const (
+	tcpscopeTcpOptCodeOPTC_END       tcpscopeTcpOptCode = 0
+	tcpscopeTcpOptCodeOPTC_NOP       tcpscopeTcpOptCode = 1
+	tcpscopeTcpOptCodeOPTC_MSS       tcpscopeTcpOptCode = 2
+	tcpscopeTcpOptCodeOPTC_WSCALE    tcpscopeTcpOptCode = 3
+	tcpscopeTcpOptCodeOPTC_SACK_OK   tcpscopeTcpOptCode = 4
+	tcpscopeTcpOptCodeOPTC_SACK      tcpscopeTcpOptCode = 5
+	tcpscopeTcpOptCodeOPTC_TIMESTAMP tcpscopeTcpOptCode = 6
+	tcpscopeTcpOptCodeOPTC_EOL       tcpscopeTcpOptCode = 7
+	tcpscopeTcpOptCodeOPTC_OTHER     tcpscopeTcpOptCode = 8
+)
+
 type tcpscopeTcpOptionBit uint32
 
 const (
@@ -181,6 +197,7 @@ const (
 	tcpscopeVarUnusedResetDir      = "unused_reset_dir"
 	tcpscopeVarUnusedSockEvent     = "unused_sock_event"
 	tcpscopeVarUnusedSockEventFlag = "unused_sock_event_flag"
+	tcpscopeVarUnusedTcpOptCode    = "unused_tcp_opt_code"
 	tcpscopeVarUnusedTcpOptionBit  = "unused_tcp_option_bit"
 	tcpscopeVarWakeupBytes         = "wakeup_bytes"
 )
@@ -269,6 +286,7 @@ type tcpscopeVariableSpecs struct {
 	UnusedResetDir      *ebpf.VariableSpec `ebpf:"unused_reset_dir"`
 	UnusedSockEvent     *ebpf.VariableSpec `ebpf:"unused_sock_event"`
 	UnusedSockEventFlag *ebpf.VariableSpec `ebpf:"unused_sock_event_flag"`
+	UnusedTcpOptCode    *ebpf.VariableSpec `ebpf:"unused_tcp_opt_code"`
 	UnusedTcpOptionBit  *ebpf.VariableSpec `ebpf:"unused_tcp_option_bit"`
 	WakeupBytes         *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -332,6 +350,7 @@ type tcpscopeVariables struct {
 	UnusedResetDir      *ebpf.Variable `ebpf:"unused_reset_dir"`
 	UnusedSockEvent     *ebpf.Variable `ebpf:"unused_sock_event"`
 	UnusedSockEventFlag *ebpf.Variable `ebpf:"unused_sock_event_flag"`
+	UnusedTcpOptCode    *ebpf.Variable `ebpf:"unused_tcp_opt_code"`
 	UnusedTcpOptionBit  *ebpf.Variable `ebpf:"unused_tcp_option_bit"`
 	WakeupBytes         *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
