@@ -29,7 +29,7 @@ func TestDecodePacketIPv4(t *testing.T) {
 		Options: uint16(tcpscopeTcpOptionBitOPT_MSS | tcpscopeTcpOptionBitOPT_WSCALE | tcpscopeTcpOptionBitOPT_SACK), Mss: 1460, Wscale: 7,
 		SackBlocks: 2, Sack: [8]uint32{10, 20, 30, 40},
 		OptOrder: uint64(tcpscopeTcpOptCodeOPTC_MSS) | uint64(tcpscopeTcpOptCodeOPTC_NOP)<<4 | uint64(tcpscopeTcpOptCodeOPTC_WSCALE)<<8,
-		Cookie: 99,
+		Cookie:   99,
 	}
 	copy(ev.Saddr[:], []byte{10, 0, 0, 1})
 	copy(ev.Daddr[:], []byte{10, 0, 0, 2})
