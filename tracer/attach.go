@@ -3,6 +3,7 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 
@@ -88,8 +89,8 @@ type tcPrograms struct {
 // every packet passes egress and then ingress: packets are reported at
 // ingress only (after GSO segmentation, as tcpdump sees them), so each is
 // reported once.
-func attachTC(progs tcPrograms, ifc iface) ([]link.Link, error) {
-	var links []link.Link
+func attachTC(progs tcPrograms, ifc iface) ([]io.Closer, error) {
+	var links []io.Closer
 	egress := progs.egress
 	if ifc.loopback {
 		egress = progs.loEgress

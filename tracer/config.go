@@ -123,6 +123,28 @@ func ParseSize(s string) (int, error) {
 	return n * mult, nil
 }
 
+// TCMode says how packet classifiers are attached.
+type TCMode string
+
+// TC attach modes.
+const (
+	// TCAuto uses TCX when the kernel has it (>= 6.6), else clsact.
+	TCAuto TCMode = "auto"
+	// TCX uses TCX links: detached by the kernel when tcpscope exits.
+	TCX TCMode = "tcx"
+	// TCClsact uses a clsact qdisc and cls_bpf filters (kernels < 6.6).
+	TCClsact TCMode = "clsact"
+)
+
+// ParseTCMode parses a --tc-mode value.
+func ParseTCMode(s string) (TCMode, error) {
+	switch m := TCMode(s); m {
+	case TCAuto, TCX, TCClsact:
+		return m, nil
+	}
+	return "", &ConfigError{Msg: fmt.Sprintf("bad --tc-mode %q: want auto, tcx or clsact", s)}
+}
+
 // Config is everything the tracer needs to start.
 type Config struct {
 	// Interfaces to capture packets on; empty means every interface of
@@ -144,6 +166,8 @@ type Config struct {
 	// FlushInterval is how often the ring buffer is drained and the sink
 	// flushed (the kernel does not wake the reader per event).
 	FlushInterval time.Duration
+	// TCMode chooses TCX or clsact for the packet hooks; "" means auto.
+	TCMode TCMode
 	// MaxConns caps the correlator's connection table.
 	MaxConns int
 	// MaxSockets sizes the kernel's table of socket owners (LRU): sockets
@@ -181,6 +205,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.TCMode == "" {
+		c.TCMode = TCAuto
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns

@@ -30,6 +30,9 @@ type decoder struct {
 	clock   *monoClock
 	ifaces  map[uint32]ifaceInfo
 	reasons map[uint32]string // enum sk_rst_reason value -> name
+	// inferReasons: the kernel's tcp_send_reset has no reason (before
+	// ~6.10), so sent resets get one from their context.
+	inferReasons bool
 }
 
 // decode fills r from one raw record. r is overwritten entirely.
@@ -124,6 +127,8 @@ func (d *decoder) decodeSock(ev *tcpscopeSockEvent, r *Record) {
 	}
 	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_REASON) != 0 {
 		r.Reason = d.reasonName(ev.Reason)
+	} else if d.inferReasons && r.Type == TypeReset && r.ResetDir == ResetSent {
+		r.Reason = inferResetReason(r)
 	}
 	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_OWNER) != 0 {
 		o := &ev.Owner
@@ -146,4 +151,18 @@ func (d *decoder) reasonName(v uint32) string {
 		return name
 	}
 	return fmt.Sprintf("REASON_%d", v)
+}
+
+// inferResetReason names why a reset was sent on kernels whose tracepoint
+// does not say, from what the event shows, with the names newer kernels
+// use: no socket -> NO_SOCKET, a TIME_WAIT socket -> TCP_TIMEWAIT_SOCKET,
+// anything else -> NOT_SPECIFIED.
+func inferResetReason(r *Record) string {
+	switch {
+	case !r.HasState:
+		return "NO_SOCKET"
+	case r.State == StateTimeWait:
+		return "TCP_TIMEWAIT_SOCKET"
+	}
+	return "NOT_SPECIFIED"
 }

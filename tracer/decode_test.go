@@ -173,3 +173,30 @@ func BenchmarkDecodeAndCorrelatePacket(b *testing.B) {
 		}
 	}
 }
+
+// TestInferredResetReasons: without a kernel reason, sent resets get one
+// from their context; received resets never have one.
+func TestInferredResetReasons(t *testing.T) {
+	d := testDecoder()
+	d.inferReasons = true
+	for _, c := range []struct {
+		ev   tcpscopeSockEvent
+		want string
+	}{
+		{tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_RESET), Family: afInet}, "NO_SOCKET"},
+		{tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_RESET), Family: afInet, State: uint8(StateTimeWait),
+			Flags: uint8(tcpscopeSockEventFlagSOCK_HAS_STATE)}, "TCP_TIMEWAIT_SOCKET"},
+		{tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_RESET), Family: afInet, State: uint8(StateClose),
+			Flags: uint8(tcpscopeSockEventFlagSOCK_HAS_STATE)}, "NOT_SPECIFIED"},
+		{tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_RESET), Family: afInet, ResetDir: uint8(tcpscopeResetDirRESET_RECEIVED),
+			Flags: uint8(tcpscopeSockEventFlagSOCK_HAS_STATE)}, ""},
+	} {
+		var r Record
+		if err := d.decode(rawBytes(&c.ev), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Reason != c.want {
+			t.Errorf("state %d dir %d: reason %q, want %q", c.ev.State, c.ev.ResetDir, r.Reason, c.want)
+		}
+	}
+}

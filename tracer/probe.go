@@ -31,10 +31,10 @@ const socketEvents = EventSet(1<<TypeState | 1<<TypeRetransmit | 1<<TypeReset)
 // that the kernel cannot attach is an error; an optional one is dropped
 // from the collection before load and its feature reported as unavailable.
 var tracepointPrograms = []tracepointProgram{
-	{tcpscopeProgOnSetState, "inet_sock_set_state", true, "state events", socketEvents},
-	{tcpscopeProgOnDestroySock, "tcp_destroy_sock", false, "prompt owner cleanup (LRU eviction only)", socketEvents},
-	{tcpscopeProgOnSendLength, "sock_send_length", false, "owner refresh on send", socketEvents},
-	{tcpscopeProgOnRecvLength, "sock_recv_length", false, "owner refresh on receive", socketEvents},
+	{tcpscopeProgOnSetState, "inet_sock_set_state", true, "state events and socket owners (required)", socketEvents},
+	{tcpscopeProgOnDestroySock, "tcp_destroy_sock", false, "owner entries dropped when a socket is destroyed (without: LRU eviction only)", socketEvents},
+	{tcpscopeProgOnSendLength, "sock_send_length", false, "owner refreshed on send (without: set at connect, listen and close only)", socketEvents},
+	{tcpscopeProgOnRecvLength, "sock_recv_length", false, "owner refreshed on receive", socketEvents},
 	{tcpscopeProgOnRetransmit, "tcp_retransmit_skb", false, "retransmit events", 1 << TypeRetransmit},
 	{tcpscopeProgOnSendReset, "tcp_send_reset", false, "sent reset events", 1 << TypeReset},
 	{tcpscopeProgOnReceiveReset, "tcp_receive_reset", false, "received reset events", 1 << TypeReset},
@@ -45,6 +45,8 @@ type kernelInfo struct {
 	spec *btf.Spec
 	// resetReasons names enum sk_rst_reason values (nil before ~6.10).
 	resetReasons map[uint32]string
+	// hasTCX: the kernel knows the TCX attach types (>= 6.6).
+	hasTCX bool
 }
 
 func loadKernelInfo() (*kernelInfo, error) {
@@ -55,7 +57,16 @@ func loadKernelInfo() (*kernelInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kernel BTF: %w", err)
 	}
-	return &kernelInfo{spec: spec, resetReasons: enumNames(spec, "sk_rst_reason", "SK_RST_REASON_")}, nil
+	attachTypes := enumNames(spec, "bpf_attach_type", "")
+	hasTCX := false
+	for _, name := range attachTypes {
+		hasTCX = hasTCX || name == "BPF_TCX_INGRESS"
+	}
+	return &kernelInfo{
+		spec:         spec,
+		resetReasons: enumNames(spec, "sk_rst_reason", "SK_RST_REASON_"),
+		hasTCX:       hasTCX,
+	}, nil
 }
 
 // tracepointArgs returns the number of arguments a BTF tracepoint passes to

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +38,9 @@ type Tracer struct {
 	log         *slog.Logger
 	coll        *ebpf.Collection
 	links       []link.Link
-	tcLinks     []link.Link
+	tcLinks     []io.Closer
+	tcMode      TCMode
+	nl          *netlink.Handle // clsact mode: netlink in the interfaces' namespace
 	reader      *ringbuf.Reader
 	dec         decoder
 	corr        *correlator
@@ -92,6 +96,11 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	if err := t.configure(spec, kinfo); err != nil {
 		return nil, err
 	}
+	if cfg.Events.Has(TypePacket) {
+		if t.tcMode, err = chooseTCMode(cfg.TCMode, kinfo); err != nil {
+			return nil, err
+		}
+	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
 	if err != nil {
 		return nil, t.loadError(err)
@@ -100,7 +109,9 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	if err := t.fillMaps(); err != nil {
 		return nil, err
 	}
-	t.dec = decoder{clock: newMonoClock(), ifaces: map[uint32]ifaceInfo{}, reasons: kinfo.resetReasons}
+	resetArgs, _ := kinfo.tracepointArgs("tcp_send_reset")
+	t.dec = decoder{clock: newMonoClock(), ifaces: map[uint32]ifaceInfo{}, reasons: kinfo.resetReasons,
+		inferReasons: resetArgs < 3}
 	for _, ifc := range t.ifaces {
 		t.dec.ifaces[uint32(ifc.index)] = ifaceInfo{name: ifc.name, netns: t.netns.Inode}
 	}
@@ -113,6 +124,7 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	}
 	t.log.Info("tracing started",
 		"interfaces", ifaceNames(t.ifaces, cfg.Events),
+		"tc", t.tcMode,
 		"netns", t.netnsScope(),
 		"events", cfg.Events.String(),
 		"ring_size", cfg.RingSize)
@@ -174,7 +186,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 		}
 	}
 	if resetArgs < 3 {
-		t.unavailable = append(t.unavailable, "reset reasons (tcp_send_reset has no reason argument)")
+		t.unavailable = append(t.unavailable, "kernel reset reasons (tcp_send_reset has no reason argument: inferred from context)")
 	}
 
 	for _, p := range tracepointPrograms {
@@ -283,8 +295,22 @@ func (t *Tracer) attach() error {
 		loEgress: t.coll.Programs[tcpscopeProgTcLoEgress],
 	}
 	return t.netns.Do(func() error {
+		if t.tcMode == TCClsact {
+			// Only the route family: XFRM may be a module that is absent.
+			h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+			if err != nil {
+				return fmt.Errorf("open netlink: %w", err)
+			}
+			t.nl = h
+		}
 		for _, ifc := range t.ifaces {
-			links, err := attachTC(progs, ifc)
+			var links []io.Closer
+			var err error
+			if t.tcMode == TCClsact {
+				links, err = attachClsact(t.nl, progs, ifc)
+			} else {
+				links, err = attachTC(progs, ifc)
+			}
 			if err != nil {
 				return err
 			}
@@ -292,6 +318,19 @@ func (t *Tracer) attach() error {
 		}
 		return nil
 	})
+}
+
+// chooseTCMode resolves auto to TCX when the kernel has it, else clsact.
+func chooseTCMode(want TCMode, kinfo *kernelInfo) (TCMode, error) {
+	switch {
+	case want == TCX && !kinfo.hasTCX:
+		return "", fmt.Errorf("--tc-mode tcx: this kernel has no TCX (Linux >= 6.6); use auto or clsact")
+	case want == TCAuto && kinfo.hasTCX:
+		return TCX, nil
+	case want == TCAuto:
+		return TCClsact, nil
+	}
+	return want, nil
 }
 
 // Close detaches everything and frees the BPF objects. It is safe to call
@@ -315,12 +354,21 @@ func (t *Tracer) Close() error {
 // detach closes every link so that no new events are produced.
 func (t *Tracer) detach() error {
 	var errs []error
-	for _, l := range append(t.tcLinks, t.links...) {
+	for _, l := range t.tcLinks {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach: %w", err))
+		}
+	}
+	for _, l := range t.links {
 		if err := l.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach: %w", err))
 		}
 	}
 	t.tcLinks, t.links = nil, nil
+	if t.nl != nil {
+		t.nl.Close()
+		t.nl = nil
+	}
 	return errors.Join(errs...)
 }
 

@@ -30,6 +30,7 @@ type traceOptions struct {
 	flushInterval time.Duration
 	maxConns      int
 	maxSockets    int
+	tcMode        string
 	debug         bool
 }
 
@@ -61,6 +62,7 @@ func newTraceCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&opts.flushInterval, "flush-interval", tracer.DefaultFlushInterval, "how often queued events are read and output is flushed")
 	f.IntVar(&opts.maxConns, "max-conns", tracer.DefaultMaxConns, "connections tracked for conn ids; the least recently seen are forgotten beyond it")
 	f.IntVar(&opts.maxSockets, "max-sockets", tracer.DefaultMaxSockets, "sockets whose owning process the kernel remembers (LRU)")
+	f.StringVar(&opts.tcMode, "tc-mode", string(tracer.TCAuto), "how packet hooks attach: auto (TCX on Linux >= 6.6, else clsact), tcx or clsact")
 	f.BoolVar(&opts.debug, "debug", false, "debug logging, with the full verifier log if a program is rejected")
 	return cmd
 }
@@ -103,6 +105,9 @@ func (o *traceOptions) buildConfig(logger *slog.Logger) (tracer.Config, error) {
 		return cfg, usageError{fmt.Errorf("bad --ring-size %q: want a power of two such as 8M, at most 1G", o.ringSize)}
 	}
 	cfg.RingSize = size
+	if cfg.TCMode, err = tracer.ParseTCMode(o.tcMode); err != nil {
+		return cfg, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, err
 	}

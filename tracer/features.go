@@ -1,0 +1,56 @@
+package tracer
+
+import (
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Feature is one capability of the tracer on the running kernel.
+type Feature struct {
+	Name  string // stable, for scripts and docs
+	Value string // "yes", "no", or what is used ("tcx", "clsact", "kernel", "inferred")
+	Note  string // what the value means for the user
+}
+
+// ProbeFeatures reports what the tracer can do on the running kernel,
+// from its BTF: the same probes Open uses to choose and drop programs. It
+// needs no privileges.
+func ProbeFeatures() ([]Feature, error) {
+	kinfo, err := loadKernelInfo()
+	if err != nil {
+		return nil, err
+	}
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	release := strings.TrimRight(string(uts.Release[:]), "\x00")
+
+	yesNo := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	features := []Feature{{Name: "kernel", Value: release, Note: "running kernel (for reference; features below come from its BTF)"}}
+	for _, p := range tracepointPrograms {
+		_, ok := kinfo.tracepointArgs(p.tracepoint)
+		features = append(features, Feature{Name: p.tracepoint, Value: yesNo(ok), Note: p.feature})
+	}
+	tc := Feature{Name: "packet_hooks", Value: string(TCX), Note: "TCX links, detached by the kernel when tcpscope exits"}
+	if !kinfo.hasTCX {
+		tc = Feature{Name: "packet_hooks", Value: string(TCClsact), Note: "clsact qdisc + cls_bpf filters (no TCX before 6.6), removed at exit"}
+	}
+	features = append(features, tc)
+	resetArgs, _ := kinfo.tracepointArgs("tcp_send_reset")
+	reasons := Feature{Name: "reset_reasons", Value: "kernel", Note: "sent resets carry the kernel's enum sk_rst_reason"}
+	if resetArgs < 3 {
+		reasons = Feature{Name: "reset_reasons", Value: "inferred", Note: "no reason argument (before ~6.10): NO_SOCKET, TCP_TIMEWAIT_SOCKET or NOT_SPECIFIED from context"}
+	}
+	features = append(features, reasons)
+	retransmitArgs, _ := kinfo.tracepointArgs("tcp_retransmit_skb")
+	rtx := Feature{Name: "retransmit_err", Value: "yes", Note: "failed retransmit attempts (err != 0, 6.17+) are skipped"}
+	if retransmitArgs < 3 {
+		rtx = Feature{Name: "retransmit_err", Value: "no", Note: "the tracepoint fires only for retransmits that were sent"}
+	}
+	return append(features, rtx), nil
+}
