@@ -9,7 +9,7 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
-require github.com/vishvananda/netns v0.0.5 // indirect
+require github.com/vishvananda/netns v0.0.5
 
 require (
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect

@@ -1,0 +1,418 @@
+package kernel
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+const message = "hello from the tcpscope kernel suite\n"
+
+// features runs `tcpscope version --features` and returns name -> value.
+func features(t *testing.T) map[string]string {
+	t.Helper()
+	out, err := exec.Command(bins.tcpscope, "version", "--features").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpscope version --features: %v\n%s", err, out)
+	}
+	f := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if fields := strings.Fields(sc.Text()); len(fields) >= 2 {
+			f[fields[0]] = fields[1]
+		}
+	}
+	if f["packet_hooks"] == "" || f["reset_reasons"] == "" {
+		t.Fatalf("features lack packet_hooks or reset_reasons:\n%s", out)
+	}
+	return f
+}
+
+// topology: who talks to whom, and where tcpscope watches.
+type topology struct {
+	client, server, watch *namespace
+	ifname                string
+	clientIP, serverIP    netip.Addr
+	loopback              bool
+}
+
+// scenario is one connection the test makes.
+type scenario struct {
+	name       string
+	port       uint16 // server port; the client binds port+30000
+	serve      string // "" when nothing listens
+	connect    string
+	serverPID  int
+	clientPID  int
+	client     netip.AddrPort
+	serverAddr netip.AddrPort
+}
+
+func (s *scenario) run(t *testing.T, tp *topology) {
+	t.Helper()
+	ctx := context.Background()
+	s.serverAddr = netip.AddrPortFrom(tp.serverIP, s.port)
+	s.client = netip.AddrPortFrom(tp.clientIP, s.port+30000)
+	var srv *proc
+	if s.serve != "" {
+		srv = startProc(t, s.name+" server", tp.server.command(ctx, bins.server, s.serve, s.serverAddr.String()))
+		srv.waitFor(t, false, "listening ")
+		s.serverPID = srv.cmd.Process.Pid
+	}
+	args := []string{bins.client, s.connect, s.serverAddr.String(), s.client.String()}
+	if s.connect != "connect-refused" {
+		args = append(args, message)
+	}
+	cli := startProc(t, s.name+" client", tp.client.command(ctx, args...))
+	s.clientPID = cli.cmd.Process.Pid
+	cli.wait(t)
+	if srv != nil {
+		srv.wait(t)
+	}
+}
+
+// TestKernel runs echo, refused and SO_LINGER-0 abort connections over
+// {veth, lo} x {IPv4, IPv6}, with each TC attach mode this kernel has
+// (TCX and clsact where TCX exists, clsact before 6.6), and checks every
+// guarantee that needs no external oracle.
+func TestKernel(t *testing.T) {
+	requireSetup(t)
+	feats := features(t)
+	modes := []string{feats["packet_hooks"]}
+	if modes[0] == string(tracer.TCX) {
+		modes = append(modes, string(tracer.TCClsact))
+	}
+	t.Logf("kernel features: %v", feats)
+	x := 30
+	for _, mode := range modes {
+		for _, c := range []struct {
+			name       string
+			veth, ipv6 bool
+		}{{"veth/ipv4", true, false}, {"veth/ipv6", true, true}, {"lo/ipv4", false, false}, {"lo/ipv6", false, true}} {
+			x++
+			t.Run(mode+"/"+c.name, func(t *testing.T) {
+				tp := &topology{ifname: "lo", loopback: true}
+				if c.veth {
+					v := newVethPair(t, fmt.Sprintf("k%d", x), x)
+					tp = &topology{client: v.a, server: v.b, watch: v.a, ifname: "veth-a", clientIP: v.a4, serverIP: v.b4}
+					if c.ipv6 {
+						tp.clientIP, tp.serverIP = v.a6, v.b6
+					}
+				} else {
+					ns := newNamespace(t, fmt.Sprintf("k%d", x))
+					tp.client, tp.server, tp.watch = ns, ns, ns
+					tp.clientIP = netip.MustParseAddr("127.0.0.1")
+					if c.ipv6 {
+						tp.clientIP = netip.IPv6Loopback()
+					}
+					tp.serverIP = tp.clientIP
+				}
+				runTopology(t, tp, mode, feats["reset_reasons"])
+			})
+		}
+	}
+}
+
+func runTopology(t *testing.T, tp *topology, mode, reasons string) {
+	tr := startProc(t, "tcpscope", tp.watch.command(context.Background(),
+		bins.tcpscope, "trace", "-o", "json", "-i", tp.ifname, "--tc-mode", mode))
+	started := tr.waitFor(t, true, `msg="tracing started"`)
+	if !strings.Contains(started, "tc="+mode) {
+		t.Errorf("started with %q, want tc=%s", started, mode)
+	}
+	checkAttached(t, tp, mode, true)
+
+	scenarios := []*scenario{
+		{name: "echo", port: 7101, serve: "serve-echo", connect: "connect-echo"},
+		{name: "refused", port: 7102, connect: "connect-refused"},
+		{name: "abort", port: 7103, serve: "serve-echo", connect: "connect-abort"},
+	}
+	for _, s := range scenarios {
+		s.run(t, tp)
+	}
+	time.Sleep(settle)
+	tr.stop(t)
+	checkAttached(t, tp, mode, false)
+	recs, err := parseRecords(tr.stdout.String())
+	if err != nil {
+		t.Fatalf("tcpscope output: %v", err)
+	}
+	if lost := filter(recs, func(r *record) bool { return r.Type == "lost" }); len(lost) > 0 {
+		t.Errorf("lost records:\n%s", describe(lost))
+	}
+	conns := map[uint64]string{}
+	for _, s := range scenarios {
+		t.Run(s.name, func(t *testing.T) {
+			conn := checkScenario(t, tp, s, recs, reasons)
+			if other, ok := conns[conn]; ok && conn != 0 {
+				t.Errorf("conn %d shared with %s", conn, other)
+			}
+			conns[conn] = s.name
+		})
+	}
+}
+
+// ours selects the records of one scenario's connection: its packets and
+// both ends' socket events.
+func (s *scenario) ours(tp *topology) func(*record) bool {
+	return func(r *record) bool {
+		if r.Type == "packet" {
+			return r.src == s.client && r.dst == s.serverAddr || r.src == s.serverAddr && r.dst == s.client
+		}
+		return r.local == s.client && r.remote == s.serverAddr || r.local == s.serverAddr && r.remote == s.client
+	}
+}
+
+func checkScenario(t *testing.T, tp *topology, s *scenario, all []*record, reasons string) uint64 {
+	recs := filter(all, s.ours(tp))
+	if len(recs) == 0 {
+		t.Fatalf("no records for %s <-> %s", s.client, s.serverAddr)
+	}
+	conn := recs[0].Conn
+	for _, r := range recs {
+		if r.Conn != conn || conn == 0 {
+			t.Errorf("records of one connection carry conns %d and %d:\n%s", conn, r.Conn, describe(recs))
+			break
+		}
+	}
+	clientSock := filter(recs, func(r *record) bool {
+		return r.Type != "packet" && r.local == s.client && r.Netns == tp.client.inode
+	})
+	serverSock := filter(recs, func(r *record) bool {
+		return r.Type != "packet" && r.local == s.serverAddr && r.Netns == tp.server.inode
+	})
+	packets := filter(recs, func(r *record) bool { return r.Type == "packet" })
+	for _, p := range packets {
+		wantDir := "in"
+		if !tp.loopback && p.src == s.client {
+			wantDir = "out"
+		}
+		if p.Ifname != tp.ifname || p.Dir != wantDir || p.Netns != tp.watch.inode {
+			t.Errorf("packet on %s dir %s netns %d, want %s %s %d: %s", p.Ifname, p.Dir, p.Netns, tp.ifname, wantDir, tp.watch.inode, p)
+		}
+	}
+	checkNoDuplicates(t, packets)
+	checkOwner(t, "client", clientSock, s.clientPID, "tcli")
+
+	switch s.name {
+	case "echo":
+		expectChain(t, "client", clientSock, "CLOSE -> SYN_SENT -> ESTABLISHED -> FIN_WAIT1 -> FIN_WAIT2 -> CLOSE")
+		expectChain(t, "server", serverSock, "LISTEN -> SYN_RECV -> ESTABLISHED -> CLOSE_WAIT -> LAST_ACK -> CLOSE")
+		checkOwner(t, "server", serverSock, s.serverPID, "tsrv")
+		checkEchoPackets(t, s, packets)
+	case "refused":
+		expectChain(t, "client", clientSock, "CLOSE -> SYN_SENT -> CLOSE")
+		sent := filter(recs, func(r *record) bool { return r.Type == "reset" && r.Dir == "sent" })
+		if len(sent) != 1 || sent[0].local != s.serverAddr || sent[0].Reason == nil || *sent[0].Reason != "NO_SOCKET" ||
+			sent[0].State != nil || sent[0].PID != nil {
+			t.Errorf("want one sent reset from %s, reason NO_SOCKET, no state, no pid:\n%s", s.serverAddr, describe(sent))
+		}
+		expectReceivedReset(t, clientSock, "SYN_SENT")
+		syn := findPacket(packets, s.client, "S")
+		rst := findPacket(packets, s.serverAddr, "R.")
+		if syn == nil || rst == nil || *rst.Ack != *syn.Seq+1 {
+			t.Errorf("want a SYN and an RST/ACK acking ISN+1:\n%s", describe(packets))
+		}
+	case "abort":
+		expectChain(t, "client", clientSock, "CLOSE -> SYN_SENT -> ESTABLISHED -> CLOSE")
+		expectChain(t, "server", serverSock, "LISTEN -> SYN_RECV -> ESTABLISHED -> CLOSE")
+		checkOwner(t, "server", serverSock, s.serverPID, "tsrv")
+		want := "TCP_STATE"
+		if reasons == "inferred" {
+			want = "NOT_SPECIFIED"
+		}
+		sent := filter(clientSock, func(r *record) bool { return r.Type == "reset" && r.Dir == "sent" })
+		if len(sent) != 1 || sent[0].Reason == nil || *sent[0].Reason != want {
+			t.Errorf("want one sent reset on the client, reason %s:\n%s", want, describe(sent))
+		}
+		expectReceivedReset(t, serverSock, "ESTABLISHED")
+		if findPacket(packets, s.client, "R") == nil && findPacket(packets, s.client, "R.") == nil {
+			t.Errorf("no RST from the client among the packets:\n%s", describe(packets))
+		}
+	}
+	return conn
+}
+
+func expectChain(t *testing.T, side string, recs []*record, want string) {
+	t.Helper()
+	if got := chain(recs); got != want {
+		t.Errorf("%s states %q, want %q:\n%s", side, got, want, describe(recs))
+	}
+}
+
+func expectReceivedReset(t *testing.T, recs []*record, state string) {
+	t.Helper()
+	got := filter(recs, func(r *record) bool { return r.Type == "reset" && r.Dir == "received" })
+	if len(got) != 1 || got[0].State == nil || *got[0].State != state || got[0].Reason != nil {
+		t.Errorf("want one received reset in %s without reason:\n%s", state, describe(got))
+	}
+}
+
+// checkOwner: every socket event of one end names its process.
+func checkOwner(t *testing.T, side string, recs []*record, pid int, comm string) {
+	t.Helper()
+	for _, r := range recs {
+		if r.PID == nil || *r.PID != pid || r.Comm == nil || *r.Comm != comm {
+			t.Errorf("%s event owner, want pid %d (%s): %s", side, pid, comm, r)
+		}
+	}
+}
+
+func findPacket(packets []*record, src netip.AddrPort, flags string) *record {
+	for _, p := range packets {
+		if p.src == src && p.Flags == flags {
+			return p
+		}
+	}
+	return nil
+}
+
+func checkNoDuplicates(t *testing.T, packets []*record) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, p := range packets {
+		key := fmt.Sprintf("%s>%s %s %v %v %v", p.Src, p.Dst, p.Flags, deref(p.Seq), deref(p.Ack), deref(p.Len))
+		if seen[key] {
+			t.Errorf("packet reported twice: %s", p)
+		}
+		seen[key] = true
+	}
+}
+
+func deref(p *uint32) int64 {
+	if p == nil {
+		return -1
+	}
+	return int64(*p)
+}
+
+// checkEchoPackets verifies the connection the way an engineer reads
+// tcpdump -S: ISNs, ack = peer seq + 1 in the handshake, ack = seq +
+// length for data, and a FIN that takes one sequence number.
+func checkEchoPackets(t *testing.T, s *scenario, packets []*record) {
+	t.Helper()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Errorf(format+"\n%s", append(args, describe(packets))...)
+	}
+	syn := findPacket(packets, s.client, "S")
+	synack := findPacket(packets, s.serverAddr, "S.")
+	if syn == nil || synack == nil {
+		fail("no SYN or SYN-ACK")
+		return
+	}
+	isnC, isnS := *syn.Seq, *synack.Seq
+	if *synack.Ack != isnC+1 {
+		fail("SYN-ACK acks %d, want client ISN+1 = %d", *synack.Ack, isnC+1)
+	}
+	n := uint32(len(message))
+	var cData, sData, cFin, sFin, ackOfCFin, ackOfSFin, hsAck bool
+	for _, p := range packets {
+		fromClient := p.src == s.client
+		switch {
+		case fromClient && p.Flags == "." && p.Ack != nil && *p.Ack == isnS+1 && *p.Len == 0:
+			hsAck = true
+		case fromClient && *p.Len == n && *p.Seq == isnC+1:
+			cData = true
+		case !fromClient && *p.Len == n && *p.Seq == isnS+1 && *p.Ack == isnC+1+n:
+			sData = true
+		}
+		if strings.Contains(p.Flags, "F") {
+			if fromClient && *p.Seq == isnC+1+n {
+				cFin = true
+			}
+			if !fromClient && *p.Seq == isnS+1+n {
+				sFin = true
+			}
+		}
+		// The FIN takes one sequence number: its ack is seq + len + 1.
+		if !fromClient && p.Ack != nil && *p.Ack == isnC+1+n+1 {
+			ackOfCFin = true
+		}
+		if fromClient && p.Ack != nil && *p.Ack == isnS+1+n+1 {
+			ackOfSFin = true
+		}
+	}
+	for what, ok := range map[string]bool{
+		"handshake ACK (ack = server ISN+1)":         hsAck,
+		"client data (seq = ISN+1, len = message)":   cData,
+		"server echo (ack = client ISN+1+len)":       sData,
+		"client FIN at ISN+1+len":                    cFin,
+		"server FIN at ISN+1+len":                    sFin,
+		"server's ack of the client FIN (seq+len+1)": ackOfCFin,
+		"client's ack of the server FIN (seq+len+1)": ackOfSFin,
+	} {
+		if !ok {
+			fail("missing %s", what)
+		}
+	}
+}
+
+// checkAttached: while tracing, the interface has one program per hook
+// (TCX links or tcpscope's cls_bpf filters); afterwards none is left.
+func checkAttached(t *testing.T, tp *topology, mode string, want bool) {
+	t.Helper()
+	h := tp.watch.handle(t)
+	defer h.Close()
+	l, err := h.LinkByName(tp.ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifindex := l.Attrs().Index
+	count := 0
+	if mode == string(tracer.TCX) {
+		ns, err := tracer.OpenNetns(tp.watch.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ns.Close()
+		err = ns.Do(func() error {
+			for _, a := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+				res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: a})
+				if err != nil {
+					return err
+				}
+				count += len(res.Programs)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("query TCX: %v", err)
+		}
+	} else {
+		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+			filters, err := h.FilterList(l, parent)
+			if err != nil {
+				continue // no clsact qdisc
+			}
+			for _, f := range filters {
+				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "tcpscope-") {
+					count++
+				}
+			}
+		}
+		qdiscs, _ := h.QdiscList(l)
+		for _, q := range qdiscs {
+			if q.Type() == "clsact" && !want {
+				t.Errorf("clsact qdisc left on %s after exit", tp.ifname)
+			}
+		}
+	}
+	if want && count != 2 {
+		t.Errorf("%d programs attached to %s while tracing (%s), want 2", count, tp.ifname, mode)
+	}
+	if !want && count != 0 {
+		t.Errorf("%d programs left on %s after exit (%s)", count, tp.ifname, mode)
+	}
+}
