@@ -102,6 +102,19 @@ struct {
 	__type(value, struct listener_owner);
 } listeners SEC(".maps");
 
+/* early_children holds the time of a child socket's LISTEN -> SYN_RECV
+ * transition when the kernel made it before the child knew its peer
+ * (Debian 6.1 and 6.12 do; 6.18 sets the addresses first): the event is
+ * emitted at the child's next transition, with that time and the complete
+ * tuple. Keyed by socket address; deleted when emitted or destroyed, LRU
+ * for the rest. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} early_children SEC(".maps");
+
 /* ports_filter holds the ports of --port (host byte order). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -355,6 +368,21 @@ static __always_inline struct sock_event *new_sock_event(__u32 kind)
 	return ev;
 }
 
+/* inherit_listener_owner gives a child socket the owner of the socket
+ * listening on its port, unless that is ambiguous (SO_REUSEPORT across
+ * processes). */
+static __always_inline void inherit_listener_owner(const struct sock *sk, __u64 cookie)
+{
+	struct listener_key lk = {};
+	struct listener_owner *l;
+
+	lk.netns = sock_netns(sk);
+	lk.port = sk->__sk_common.skc_num;
+	l = bpf_map_lookup_elem(&listeners, &lk);
+	if (l && !l->ambiguous)
+		bpf_map_update_elem(&owners, &cookie, &l->owner, BPF_ANY);
+}
+
 /* track_owner keeps the owners and listeners maps current. State
  * transitions into SYN_SENT (connect), LISTEN (listen), FIN_WAIT1 and
  * LAST_ACK (close/shutdown) only ever happen in the owner's process
@@ -395,13 +423,14 @@ static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int
 		return;
 	}
 	case TCP_SYN_RECV:
-		if (oldstate == TCP_LISTEN) {
-			lk.netns = sock_netns(sk);
-			lk.port = sk->__sk_common.skc_num;
-			l = bpf_map_lookup_elem(&listeners, &lk);
-			if (l && !l->ambiguous)
-				bpf_map_update_elem(&owners, &cookie, &l->owner, BPF_ANY);
-		}
+		if (oldstate == TCP_LISTEN)
+			inherit_listener_owner(sk, cookie);
+		return;
+	case TCP_ESTABLISHED:
+		/* A child whose LISTEN -> SYN_RECV came too early to be keyed by
+		 * its own cookie gets its owner now. */
+		if (oldstate == TCP_SYN_RECV && !bpf_map_lookup_elem(&owners, &cookie))
+			inherit_listener_owner(sk, cookie);
 		return;
 	case TCP_CLOSE:
 		if (oldstate == TCP_LISTEN) {
@@ -415,6 +444,22 @@ static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int
 	}
 }
 
+static __always_inline void emit_state(const struct sock_id *id, __u64 cookie, int oldstate, int newstate, __u64 ts)
+{
+	struct sock_event *ev = new_sock_event(EVENT_STATE);
+
+	if (!ev)
+		return;
+	ev->ts_ns = ts;
+	ev->cookie = cookie;
+	put_sock_id(ev, id, false);
+	ev->old_state = oldstate;
+	ev->state = newstate;
+	ev->flags |= SOCK_HAS_STATE;
+	attach_owner(ev);
+	submit(ev);
+}
+
 /* on_set_state: tp_btf/inet_sock_set_state (kernel >= 5.5 for tp_btf,
  * tracepoint >= 4.16). Every TCP state transition of every socket, v4 and
  * v6, in every network namespace. Keeps socket owners current and emits
@@ -422,12 +467,25 @@ static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
 {
-	struct sock_event *ev;
 	struct sock_id id;
-	__u64 cookie;
+	__u64 cookie, early_ts = 0, key = (__u64)sk;
 
 	if (!is_tcp_sock(sk))
 		return 0;
+	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV && !sk->__sk_common.skc_dport) {
+		/* The child does not know its peer (nor its own cookie) yet. */
+		early_ts = bpf_ktime_get_ns();
+		bpf_map_update_elem(&early_children, &key, &early_ts, BPF_ANY);
+		return 0;
+	}
+	if (oldstate == TCP_SYN_RECV) {
+		__u64 *ts = bpf_map_lookup_elem(&early_children, &key);
+
+		if (ts) {
+			early_ts = *ts;
+			bpf_map_delete_elem(&early_children, &key);
+		}
+	}
 	cookie = bpf_get_socket_cookie((void *)sk);
 	track_owner(sk, cookie, oldstate, newstate);
 	if (!kind_enabled(EVENT_STATE))
@@ -435,17 +493,9 @@ int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
 	read_sock_id(&id, sk);
 	if (!sock_id_passes(&id))
 		return 0;
-
-	ev = new_sock_event(EVENT_STATE);
-	if (!ev)
-		return 0;
-	ev->cookie = cookie;
-	put_sock_id(ev, &id, false);
-	ev->old_state = oldstate;
-	ev->state = newstate;
-	ev->flags |= SOCK_HAS_STATE;
-	attach_owner(ev);
-	submit(ev);
+	if (early_ts)
+		emit_state(&id, cookie, TCP_LISTEN, TCP_SYN_RECV, early_ts);
+	emit_state(&id, cookie, oldstate, newstate, bpf_ktime_get_ns());
 	return 0;
 }
 
@@ -454,9 +504,10 @@ int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
 SEC("tp_btf/tcp_destroy_sock")
 int BPF_PROG(on_destroy_sock, struct sock *sk)
 {
-	__u64 cookie = bpf_get_socket_cookie(sk);
+	__u64 cookie = bpf_get_socket_cookie(sk), key = (__u64)sk;
 
 	bpf_map_delete_elem(&owners, &cookie);
+	bpf_map_delete_elem(&early_children, &key);
 	return 0;
 }
 

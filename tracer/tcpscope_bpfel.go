@@ -168,6 +168,7 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tcpscopeMapDrops               = "drops"
+	tcpscopeMapEarlyChildren       = "early_children"
 	tcpscopeMapEvents              = "events"
 	tcpscopeMapHostsFilter         = "hosts_filter"
 	tcpscopeMapIfaces              = "ifaces"
@@ -260,14 +261,15 @@ type tcpscopeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpscopeMapSpecs struct {
-	Drops        *ebpf.MapSpec `ebpf:"drops"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	HostsFilter  *ebpf.MapSpec `ebpf:"hosts_filter"`
-	Ifaces       *ebpf.MapSpec `ebpf:"ifaces"`
-	Listeners    *ebpf.MapSpec `ebpf:"listeners"`
-	LoSynCookies *ebpf.MapSpec `ebpf:"lo_syn_cookies"`
-	Owners       *ebpf.MapSpec `ebpf:"owners"`
-	PortsFilter  *ebpf.MapSpec `ebpf:"ports_filter"`
+	Drops         *ebpf.MapSpec `ebpf:"drops"`
+	EarlyChildren *ebpf.MapSpec `ebpf:"early_children"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	HostsFilter   *ebpf.MapSpec `ebpf:"hosts_filter"`
+	Ifaces        *ebpf.MapSpec `ebpf:"ifaces"`
+	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
+	LoSynCookies  *ebpf.MapSpec `ebpf:"lo_syn_cookies"`
+	Owners        *ebpf.MapSpec `ebpf:"owners"`
+	PortsFilter   *ebpf.MapSpec `ebpf:"ports_filter"`
 }
 
 // tcpscopeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -311,19 +313,21 @@ func (o *tcpscopeObjects) Close() error {
 //
 // It can be passed to loadTcpscopeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpscopeMaps struct {
-	Drops        *ebpf.Map `ebpf:"drops"`
-	Events       *ebpf.Map `ebpf:"events"`
-	HostsFilter  *ebpf.Map `ebpf:"hosts_filter"`
-	Ifaces       *ebpf.Map `ebpf:"ifaces"`
-	Listeners    *ebpf.Map `ebpf:"listeners"`
-	LoSynCookies *ebpf.Map `ebpf:"lo_syn_cookies"`
-	Owners       *ebpf.Map `ebpf:"owners"`
-	PortsFilter  *ebpf.Map `ebpf:"ports_filter"`
+	Drops         *ebpf.Map `ebpf:"drops"`
+	EarlyChildren *ebpf.Map `ebpf:"early_children"`
+	Events        *ebpf.Map `ebpf:"events"`
+	HostsFilter   *ebpf.Map `ebpf:"hosts_filter"`
+	Ifaces        *ebpf.Map `ebpf:"ifaces"`
+	Listeners     *ebpf.Map `ebpf:"listeners"`
+	LoSynCookies  *ebpf.Map `ebpf:"lo_syn_cookies"`
+	Owners        *ebpf.Map `ebpf:"owners"`
+	PortsFilter   *ebpf.Map `ebpf:"ports_filter"`
 }
 
 func (m *tcpscopeMaps) Close() error {
 	return _TcpscopeClose(
 		m.Drops,
+		m.EarlyChildren,
 		m.Events,
 		m.HostsFilter,
 		m.Ifaces,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -89,8 +90,11 @@ func (s *scenario) run(t *testing.T, tp *topology) {
 func TestKernel(t *testing.T) {
 	requireSetup(t)
 	feats := features(t)
+	// Every attach mode the kernel has (clsact also works where TCX
+	// does), unless TCPSCOPE_TC_MODES=native (the VM runs: each kernel's
+	// own mode, to keep software emulation short).
 	modes := []string{feats["packet_hooks"]}
-	if modes[0] == string(tracer.TCX) {
+	if modes[0] == string(tracer.TCX) && os.Getenv("TCPSCOPE_TC_MODES") != "native" {
 		modes = append(modes, string(tracer.TCClsact))
 	}
 	t.Logf("kernel features: %v", feats)
@@ -204,6 +208,14 @@ func checkScenario(t *testing.T, tp *topology, s *scenario, all []*record, reaso
 	}
 	checkNoDuplicates(t, packets)
 	checkOwner(t, "client", clientSock, s.clientPID, "tcli")
+	defer func() {
+		if t.Failed() {
+			port := filter(all, func(r *record) bool {
+				return r.Type != "packet" && (r.local.Port() == s.port || r.remote.Port() == s.port)
+			})
+			t.Logf("all socket events on port %d:\n%s", s.port, describe(port))
+		}
+	}()
 
 	switch s.name {
 	case "echo":

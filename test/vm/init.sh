@@ -19,6 +19,6 @@ echo "TCPSCOPE-FEATURES-BEGIN"
 /bin/tcpscope version --features
 echo "TCPSCOPE-FEATURES-END"
 cd /tmp
-TCPSCOPE_BINDIR=/bin TCPSCOPE_E2E=1 /bin/kernel.test -test.v -test.count=1 -test.timeout=300s $TCPSCOPE_TEST_ARGS
+TCPSCOPE_BINDIR=/bin TCPSCOPE_E2E=1 TCPSCOPE_TC_MODES=native /bin/kernel.test -test.v -test.count=1 -test.timeout=300s $TCPSCOPE_TEST_ARGS
 echo "TCPSCOPE-RESULT rc=$?"
 poweroff -f
