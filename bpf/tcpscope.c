@@ -343,11 +343,12 @@ static __always_inline void record_owner(__u64 cookie)
 
 static __always_inline void attach_owner(struct sock_event *ev)
 {
+	__u64 cookie = ev->cookie; /* a key in ring-buffer memory fails on 6.1 */
 	struct owner *o;
 
-	if (!ev->cookie)
+	if (!cookie)
 		return;
-	o = bpf_map_lookup_elem(&owners, &ev->cookie);
+	o = bpf_map_lookup_elem(&owners, &cookie);
 	if (!o)
 		return;
 	ev->owner = *o;
@@ -729,7 +730,11 @@ static __always_inline void parse_tcp_options(struct __sk_buff *skb, __u32 off, 
 	__u8 opts[TCPOPT_BUF] = {};
 	__u32 i = 0, slot = 0;
 
-	if (optlen == 0 || optlen > 40)
+	/* Options come in 4-byte words. The barrier keeps clang from turning
+	 * "< 4" into "== 0", from which older verifiers (6.1) do not learn
+	 * that the load length is non-zero. */
+	asm volatile("" : "+r"(optlen));
+	if (optlen < 4 || optlen > 40)
 		return;
 	if (bpf_skb_load_bytes(skb, off, opts, optlen))
 		return;

@@ -47,6 +47,11 @@ func ProbeFeatures() ([]Feature, error) {
 		reasons = Feature{Name: "reset_reasons", Value: "inferred", Note: "no reason argument (before ~6.10): NO_SOCKET, TCP_TIMEWAIT_SOCKET or NOT_SPECIFIED from context"}
 	}
 	features = append(features, reasons)
+	socketless := Feature{Name: "reset_without_socket", Value: "yes", Note: "resets sent with no full socket (connection refused, TIME_WAIT) are reported"}
+	if !kinfo.socketlessResets {
+		socketless = Feature{Name: "reset_without_socket", Value: "no", Note: "before ~6.8 the kernel reports sent resets only for full sockets: none for refused connections or TIME_WAIT"}
+	}
+	features = append(features, socketless)
 	retransmitArgs, _ := kinfo.tracepointArgs("tcp_retransmit_skb")
 	rtx := Feature{Name: "retransmit_err", Value: "yes", Note: "failed retransmit attempts (err != 0, 6.17+) are skipped"}
 	if retransmitArgs < 3 {

@@ -47,6 +47,10 @@ type kernelInfo struct {
 	resetReasons map[uint32]string
 	// hasTCX: the kernel knows the TCX attach types (>= 6.6).
 	hasTCX bool
+	// socketlessResets: tcp_send_reset fires also without a full socket
+	// (refused connections, TIME_WAIT), since ~6.8; the tracepoint then got
+	// its own event class, visible in BTF.
+	socketlessResets bool
 }
 
 func loadKernelInfo() (*kernelInfo, error) {
@@ -62,10 +66,12 @@ func loadKernelInfo() (*kernelInfo, error) {
 	for _, name := range attachTypes {
 		hasTCX = hasTCX || name == "BPF_TCX_INGRESS"
 	}
+	var ownClass *btf.Struct
 	return &kernelInfo{
-		spec:         spec,
-		resetReasons: enumNames(spec, "sk_rst_reason", "SK_RST_REASON_"),
-		hasTCX:       hasTCX,
+		spec:             spec,
+		resetReasons:     enumNames(spec, "sk_rst_reason", "SK_RST_REASON_"),
+		hasTCX:           hasTCX,
+		socketlessResets: spec.TypeByName("trace_event_raw_tcp_send_reset", &ownClass) == nil,
 	}, nil
 }
 
