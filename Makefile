@@ -12,7 +12,7 @@ ARGS    ?=
 GENERATED := tracer/tcpscope_bpfel.go tracer/tcpscope_bpfel.o
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-unit test-e2e bench generate vmlinux check-generate vet deps-test deps-gen clean
+.PHONY: help build run test test-unit test-e2e test-kernels bench generate vmlinux check-generate vet deps-test deps-gen deps-vm clean
 
 help: ## list targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z0-9-]+:.*## /{printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,6 +31,9 @@ test-unit: ## unit tests only (no root needed)
 
 test-e2e: deps-test ## end-to-end tests only (root)
 	TCPSCOPE_E2E=1 $(GO) test -count=1 -v ./test/...
+
+test-kernels: deps-vm ## kernel matrix (root): the portable suite on this host and on Debian 6.1 and 6.12 in qemu; writes docs/kernels.md
+	test/vm/run.sh host 6.1 6.12
 
 bench: ## decoder, correlator and formatter benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./tracer/... ./output/...
@@ -61,6 +64,14 @@ deps-gen: ## install clang-19, llvm-19, libbpf headers and bpftool if missing
 	 command -v bpftool >/dev/null || missing="$$missing bpftool"; \
 	 if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+deps-vm: ## install qemu, busybox-static, cpio, xz-utils if missing (Debian, root)
+	@missing=""; command -v qemu-system-x86_64 >/dev/null || missing="$$missing qemu-system-x86"; \
+	 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod || missing="$$missing busybox-static"; \
+	 command -v cpio >/dev/null || missing="$$missing cpio"; \
+	 command -v xz >/dev/null || missing="$$missing xz-utils"; \
+	 if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
 
 clean: ## remove build output
 	rm -rf bin

@@ -131,7 +131,7 @@ for s in "${series[@]}"; do
 			boot "$k" "$ir" "$out/log" || rc=$?
 		fi
 		sed -n '/TCPSCOPE-FEATURES-BEGIN/,/TCPSCOPE-FEATURES-END/p' "$out/log" | sed '1d;$d' | tr -d '\r' >"$out/features"
-		sed -n 's/^TCPSCOPE-KERNEL //p' "$out/log" | tr -d '\r' >"$out/kernel"
+		grep -ao 'TCPSCOPE-KERNEL [^[:space:]]*' "$out/log" | head -n 1 | cut -d' ' -f2 >"$out/kernel"
 	fi
 	secs=$(($(date +%s) - start))
 	case $rc in
