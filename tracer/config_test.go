@@ -87,3 +87,24 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedProgram(t *testing.T) {
+	for msg, want := range map[string]string{
+		"program tc_ingress: load program: permission denied: invalid zero-sized read": "tc_ingress",
+		"map drops: map create: operation not permitted":                               "",
+	} {
+		if got := failedProgram(errors.New(msg)); got != want {
+			t.Errorf("failedProgram(%q) = %q, want %q", msg, got, want)
+		}
+	}
+	tr := &Tracer{}
+	if drop, _ := tr.optionalProgram(tcpscopeProgOnSetState); drop != nil {
+		t.Error("on_set_state is required, not optional")
+	}
+	if drop, _ := tr.optionalProgram(tcpscopeProgTcEgress); len(drop) != 3 {
+		t.Errorf("a rejected classifier drops all three: %v", drop)
+	}
+	if drop, _ := tr.optionalProgram(tcpscopeProgOnRetransmit); len(drop) != 1 {
+		t.Errorf("a rejected retransmit program drops only itself: %v", drop)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -101,9 +102,9 @@ func Open(cfg Config) (_ *Tracer, err error) {
 			return nil, err
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
+	coll, err := t.loadCollection(spec)
 	if err != nil {
-		return nil, t.loadError(err)
+		return nil, err
 	}
 	t.coll = coll
 	if err := t.fillMaps(); err != nil {
@@ -227,6 +228,63 @@ func boolByte(b bool) uint8 {
 		return 1
 	}
 	return 0
+}
+
+// loadCollection loads the BPF objects. When the verifier rejects an
+// optional program (a kernel this tracer was not tested on), that program
+// is dropped, its feature reported unavailable, and loading retried; only
+// a required program's rejection is an error.
+func (t *Tracer) loadCollection(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
+	for {
+		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
+		if err == nil {
+			return coll, nil
+		}
+		var ve *ebpf.VerifierError
+		name := failedProgram(err)
+		drop, feature := t.optionalProgram(name)
+		if !errors.As(err, &ve) || len(drop) == 0 {
+			return nil, t.loadError(err)
+		}
+		if t.cfg.Debug {
+			t.log.Debug("verifier log", "program", name, "log", fmt.Sprintf("%+v", ve))
+		}
+		t.log.Warn("kernel verifier rejected an optional program: dropped", "program", name, "err", ve.Error())
+		for _, p := range drop {
+			delete(spec.Programs, p)
+		}
+		t.unavailable = append(t.unavailable, feature)
+		if name == tcpscopeProgTcIngress || name == tcpscopeProgTcEgress || name == tcpscopeProgTcLoEgress {
+			t.cfg.Events &^= 1 << TypePacket
+			t.ifaces = nil
+		}
+	}
+}
+
+// failedProgram names the program a collection load error is about
+// (cilium/ebpf reports "program NAME: ...").
+func failedProgram(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "program "); i >= 0 {
+		name, _, _ := strings.Cut(msg[i+len("program "):], ":")
+		return name
+	}
+	return ""
+}
+
+// optionalProgram returns the programs to drop together with a rejected
+// program and the feature lost, or nothing when the program is required.
+func (t *Tracer) optionalProgram(name string) ([]string, string) {
+	switch name {
+	case tcpscopeProgTcIngress, tcpscopeProgTcEgress, tcpscopeProgTcLoEgress:
+		return []string{tcpscopeProgTcIngress, tcpscopeProgTcEgress, tcpscopeProgTcLoEgress}, "packet events (classifier rejected by the verifier)"
+	}
+	for _, p := range tracepointPrograms {
+		if p.program == name && !p.required {
+			return []string{name}, p.feature + " (rejected by the verifier)"
+		}
+	}
+	return nil, ""
 }
 
 // loadError explains why loading failed.
