@@ -178,6 +178,9 @@ func AppendJSON(dst []byte, r *tracer.Record) []byte {
 			o.key("options")
 			o.b = appendJSONOptions(o.b, &r.Options)
 		}
+		if r.Analyzed {
+			appendJSONAnalysis(&o, r)
+		}
 	case tracer.TypeState:
 		o.addr("local", r.Local)
 		o.addr("remote", r.Remote)
@@ -209,8 +212,153 @@ func AppendJSON(dst []byte, r *tracer.Record) []byte {
 	case tracer.TypeLost:
 		o.uint("count", r.LostCount)
 		o.str("kind", r.LostKind)
+	case tracer.TypeConn:
+		appendJSONSummary(&o, r.Summary)
 	}
 	return append(o.b, '}')
+}
+
+func (o *jsonObj) bool(k string, v bool) {
+	o.key(k)
+	o.b = strconv.AppendBool(o.b, v)
+}
+
+// ms appends a duration in milliseconds with microsecond precision.
+func (o *jsonObj) ms(k string, d time.Duration) {
+	o.key(k)
+	o.b = strconv.AppendFloat(o.b, float64(d.Microseconds())/1000, 'f', -1, 64)
+}
+
+func (o *jsonObj) time(k string, t time.Time) {
+	o.key(k)
+	o.b = append(o.b, '"')
+	o.b = appendTime(o.b, t)
+	o.b = append(o.b, '"')
+}
+
+// appendJSONAnalysis appends rel_seq, rel_ack and the verdicts of a packet.
+func appendJSONAnalysis(o *jsonObj, r *tracer.Record) {
+	o.uint("rel_seq", uint64(r.RelSeq))
+	if r.HasAck() && r.RelAckValid {
+		o.uint("rel_ack", uint64(r.RelAck))
+	}
+	if r.Verdicts == 0 {
+		return
+	}
+	o.key("analysis")
+	o.b = append(o.b, '[')
+	first := true
+	for _, v := range tracer.VerdictNames {
+		if r.Verdicts&v.Verdict == 0 {
+			continue
+		}
+		if !first {
+			o.b = append(o.b, ',')
+		}
+		first = false
+		o.b = append(o.b, '"')
+		o.b = append(o.b, v.JSON...)
+		o.b = append(o.b, '"')
+	}
+	o.b = append(o.b, ']')
+	if r.Verdicts&tracer.VerdictDuplicateACK != 0 {
+		o.uint("dup_ack_count", uint64(r.DupAckCount))
+	}
+	if r.KernelConfirmed != 0 {
+		o.bool("kernel_confirmed", r.KernelConfirmed > 0)
+	}
+}
+
+// appendJSONSummary appends the fields of a conn record (docs/schema.md).
+func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
+	if s.Local.IsValid() {
+		o.addr("local", s.Local)
+		o.addr("remote", s.Remote)
+	}
+	if s.Role != "" {
+		o.str("role", s.Role)
+	}
+	if s.Owner.Known {
+		o.uint("pid", uint64(s.Owner.PID))
+		o.key("comm")
+		o.b = appendJSONEscaped(o.b, s.Owner.CommBytes())
+	}
+	if s.Outcome != "" {
+		o.str("outcome", s.Outcome)
+	}
+	if s.HasISN {
+		o.uint("isn_local", uint64(s.ISNLocal))
+		o.uint("isn_remote", uint64(s.ISNRemote))
+	}
+	if s.HandshakeRTT > 0 {
+		o.ms("handshake_rtt_ms", s.HandshakeRTT)
+	}
+	if s.SynAckToAck > 0 {
+		o.ms("synack_to_ack_ms", s.SynAckToAck)
+	}
+	if s.SynRetrans > 0 {
+		o.uint("syn_retransmits", uint64(s.SynRetrans))
+	}
+	o.time("start", s.Start)
+	o.time("end", s.End)
+	o.ms("duration_ms", s.End.Sub(s.Start))
+	var states []int
+	for st, d := range s.StateTime {
+		if d > 0 {
+			states = append(states, st)
+		}
+	}
+	if len(states) > 0 {
+		o.key("state_ms")
+		sub := jsonObj{b: append(o.b, '{')}
+		for _, st := range states {
+			sub.ms(tracer.TCPState(st).String(), s.StateTime[st])
+		}
+		o.b = append(sub.b, '}')
+	}
+	o.uint("bytes_out", s.BytesOut)
+	o.uint("bytes_in", s.BytesIn)
+	o.uint("segs_out", s.SegsOut)
+	o.uint("segs_in", s.SegsIn)
+	o.key("retransmits")
+	sub := jsonObj{b: append(o.b, '{')}
+	sub.uint("kernel", s.RetransKernel)
+	sub.uint("seen", s.RetransSeen)
+	sub.uint("fast", s.FastRetrans)
+	sub.uint("spurious", s.Spurious)
+	o.b = append(sub.b, '}')
+	o.key("resets")
+	sub = jsonObj{b: append(o.b, '{')}
+	sub.uint("sent", s.ResetsSent)
+	sub.uint("received", s.ResetsRecv)
+	o.b = append(sub.b, '}')
+	o.uint("zero_windows", s.ZeroWindows)
+	if s.ClosedBy != "" {
+		o.str("closed_by", s.ClosedBy)
+	}
+	if s.CloseKind != "" {
+		o.str("close_kind", s.CloseKind)
+	}
+	if s.HalfClose > 0 {
+		o.ms("half_close_ms", s.HalfClose)
+	}
+	if s.ResetReason != "" {
+		o.str("reset_reason", s.ResetReason)
+	}
+	if s.TimeWait > 0 {
+		o.ms("time_wait_ms", s.TimeWait)
+	}
+	if s.TimeWaitEnd != "" {
+		o.str("time_wait_end", s.TimeWaitEnd)
+	}
+	o.bool("complete", s.Complete)
+	if s.Evicted {
+		o.bool("evicted", true)
+	}
+	if s.Incomplete != "" {
+		o.bool("incomplete", true)
+		o.str("incomplete_reason", s.Incomplete)
+	}
 }
 
 // appendJSONSocket appends the owner and cookie of a socket event; absent
@@ -314,6 +462,7 @@ func AppendText(dst []byte, r *tracer.Record) []byte {
 		}
 		dst = append(dst, ", length "...)
 		dst = strconv.AppendUint(dst, uint64(r.Len), 10)
+		dst = appendTextVerdicts(dst, r)
 	case tracer.TypeState:
 		dst = append(dst, "state "...)
 		dst = appendTextEndpoints(dst, r)
@@ -347,6 +496,8 @@ func AppendText(dst []byte, r *tracer.Record) []byte {
 			dst = append(dst, r.Reason...)
 		}
 		dst = appendTextOwner(dst, r)
+	case tracer.TypeConn:
+		dst = appendTextSummary(dst, r.Summary)
 	case tracer.TypeLost:
 		dst = append(dst, "lost "...)
 		dst = strconv.AppendUint(dst, r.LostCount, 10)
@@ -359,6 +510,116 @@ func AppendText(dst []byte, r *tracer.Record) []byte {
 		}
 	}
 	return dst
+}
+
+// appendTextVerdicts appends the verdicts as tshark prints them:
+// " [TCP Retransmission]", " [TCP Dup ACK #2]".
+func appendTextVerdicts(dst []byte, r *tracer.Record) []byte {
+	for _, v := range tracer.VerdictNames {
+		if r.Verdicts&v.Verdict == 0 {
+			continue
+		}
+		dst = append(dst, " ["...)
+		dst = append(dst, v.Text...)
+		if v.Verdict == tracer.VerdictDuplicateACK {
+			dst = append(dst, " #"...)
+			dst = strconv.AppendUint(dst, uint64(r.DupAckCount), 10)
+		}
+		if v.Verdict&tracer.Retransmissions != 0 && r.KernelConfirmed != 0 {
+			if r.KernelConfirmed > 0 {
+				dst = append(dst, ", kernel-confirmed"...)
+			} else {
+				dst = append(dst, ", not retransmitted by the kernel"...)
+			}
+		}
+		dst = append(dst, ']')
+	}
+	return dst
+}
+
+// appendTextSummary appends one readable line about a connection.
+func appendTextSummary(dst []byte, s *tracer.ConnSummary) []byte {
+	dst = append(dst, "summary "...)
+	if s.Local.IsValid() {
+		dst = s.Local.AppendTo(dst)
+		dst = append(dst, ' ')
+		dst = s.Remote.AppendTo(dst)
+		dst = append(dst, ' ')
+	}
+	if s.Role != "" {
+		dst = append(dst, s.Role...)
+		dst = append(dst, ' ')
+	}
+	if s.Outcome != "" {
+		dst = append(dst, s.Outcome...)
+		dst = append(dst, ' ')
+	}
+	dst = append(dst, "dur "...)
+	dst = appendDuration(dst, s.End.Sub(s.Start))
+	if s.HandshakeRTT > 0 {
+		dst = append(dst, " rtt "...)
+		dst = appendDuration(dst, s.HandshakeRTT)
+	}
+	dst = append(dst, " out "...)
+	dst = strconv.AppendUint(dst, s.BytesOut, 10)
+	dst = append(dst, "B/"...)
+	dst = strconv.AppendUint(dst, s.SegsOut, 10)
+	dst = append(dst, " in "...)
+	dst = strconv.AppendUint(dst, s.BytesIn, 10)
+	dst = append(dst, "B/"...)
+	dst = strconv.AppendUint(dst, s.SegsIn, 10)
+	if s.RetransSeen > 0 || s.RetransKernel > 0 {
+		dst = append(dst, " retrans "...)
+		dst = strconv.AppendUint(dst, s.RetransSeen, 10)
+		dst = append(dst, " (kernel "...)
+		dst = strconv.AppendUint(dst, s.RetransKernel, 10)
+		dst = append(dst, ')')
+	}
+	if s.ZeroWindows > 0 {
+		dst = append(dst, " zero-windows "...)
+		dst = strconv.AppendUint(dst, s.ZeroWindows, 10)
+	}
+	if s.CloseKind != "" {
+		dst = append(dst, " closed "...)
+		dst = append(dst, s.CloseKind...)
+		if s.ClosedBy != "" {
+			dst = append(dst, " by "...)
+			dst = append(dst, s.ClosedBy...)
+		}
+		if s.ResetReason != "" {
+			dst = append(dst, " ("...)
+			dst = append(dst, s.ResetReason...)
+			dst = append(dst, ')')
+		}
+	}
+	if s.TimeWait > 0 {
+		dst = append(dst, " time-wait "...)
+		dst = appendDuration(dst, s.TimeWait)
+	}
+	if !s.Complete {
+		dst = append(dst, " incomplete"...)
+		if s.Evicted {
+			dst = append(dst, " (evicted)"...)
+		}
+	}
+	if s.Incomplete != "" {
+		dst = append(dst, " ("...)
+		dst = append(dst, s.Incomplete...)
+		dst = append(dst, ')')
+	}
+	if s.Owner.Known {
+		dst = append(dst, " pid "...)
+		dst = strconv.AppendUint(dst, uint64(s.Owner.PID), 10)
+		dst = append(dst, " ("...)
+		dst = AppendEscaped(dst, s.Owner.CommBytes())
+		dst = append(dst, ')')
+	}
+	return dst
+}
+
+// appendDuration appends d rounded to microseconds ("1.234ms", "2.5s").
+func appendDuration(dst []byte, d time.Duration) []byte {
+	return append(dst, d.Round(time.Microsecond).String()...)
 }
 
 func appendTextEndpoints(dst []byte, r *tracer.Record) []byte {

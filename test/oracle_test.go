@@ -62,6 +62,9 @@ type record struct {
 	Count uint64 `json:"count"`
 	Kind  string `json:"kind"`
 
+	// conn
+	Complete *bool `json:"complete"`
+
 	// Parsed forms, filled by parseRecords.
 	line                    int
 	raw                     string
@@ -164,6 +167,20 @@ func (r *record) validate() error {
 	case "lost":
 		if r.Count == 0 || r.Kind == "" {
 			return fmt.Errorf("lost record without count/kind")
+		}
+		return nil
+	case "conn":
+		// One summary per connection (the analysis layer): its own
+		// fields are checked by the analysis tests; here only that it
+		// names a connection and says whether it is complete.
+		if *r.Conn == 0 || r.Complete == nil {
+			return fmt.Errorf("conn record without conn or complete")
+		}
+		if r.Local != "" {
+			if err := parse("local", r.Local, &r.local); err != nil {
+				return err
+			}
+			return parse("remote", r.Remote, &r.remote)
 		}
 		return nil
 	}

@@ -139,11 +139,11 @@ func (run *connRun) isListener(r *record) bool {
 	return r.isSocketEvent() && r.local == run.server && r.remote.Port() == 0 && r.remote.Addr().IsUnspecified()
 }
 
-// isConn reports whether a record is a packet or a socket event of run's
-// connection (either end, either direction).
+// isConn reports whether a record is a packet, a socket event or the
+// summary of run's connection (either end, either direction).
 func (run *connRun) isConn(r *record) bool {
 	a, b := r.src, r.dst
-	if r.isSocketEvent() {
+	if r.isSocketEvent() || r.Type == "conn" {
 		a, b = r.local, r.remote
 	}
 	return (a == run.client && b == run.server) || (a == run.server && b == run.client)

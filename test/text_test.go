@@ -34,8 +34,8 @@ func stopTextTracer(ctx context.Context, t *testing.T, p *proc) []string {
 }
 
 // checkTextMatchesTcpdump requires the packet lines of the text output,
-// without tcpscope's prefix (time, conn, interface, direction), to be the
-// lines tcpdump -S -n -t printed, as multisets.
+// without tcpscope's prefix (time, conn, interface, direction) and its
+// analysis notes, to be the lines tcpdump -S -n -t printed, as multisets.
 func checkTextMatchesTcpdump(t *testing.T, text []string, td []*tdPacket) {
 	t.Helper()
 	var ours []string
@@ -45,7 +45,13 @@ func checkTextMatchesTcpdump(t *testing.T, text []string, td []*tdPacket) {
 			i = j
 		}
 		if i >= 0 {
-			ours = append(ours, line[i+1:])
+			// tshark-style analysis notes (" [TCP Retransmission]") are
+			// tcpscope's own; tcpdump prints none.
+			packet := line[i+1:]
+			if j := strings.Index(packet, " [TCP "); j >= 0 {
+				packet = packet[:j]
+			}
+			ours = append(ours, packet)
 		}
 	}
 	var theirs []string

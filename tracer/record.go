@@ -16,6 +16,7 @@ const (
 	TypeRetransmit
 	TypeReset
 	TypeLost
+	TypeConn
 )
 
 var recordTypeNames = [...]string{
@@ -24,6 +25,7 @@ var recordTypeNames = [...]string{
 	TypeRetransmit: "retransmit",
 	TypeReset:      "reset",
 	TypeLost:       "lost",
+	TypeConn:       "conn",
 }
 
 // String returns the JSON name of the record type.
@@ -249,6 +251,99 @@ type Record struct {
 	// Lost fields.
 	LostCount uint64
 	LostKind  string
+
+	// Analysis of a packet (set by the analysis package).
+	Analyzed        bool   // RelSeq (and RelAck with ACK) are set
+	RelSeq, RelAck  uint32 // relative to each side's ISN
+	RelAckValid     bool   // the peer's ISN is known
+	Verdicts        Verdicts
+	DupAckCount     uint32 // with VerdictDuplicateACK: how many in a row
+	KernelConfirmed int8   // retransmission verdicts: 1 the kernel retransmitted it, -1 it did not, 0 unknown
+
+	// Summary of a connection (TypeConn).
+	Summary *ConnSummary
+}
+
+// Verdicts is a set of per-packet analysis verdicts, as tshark's TCP
+// analysis names them (docs/analysis.md).
+type Verdicts uint16
+
+// Packet verdicts.
+const (
+	VerdictRetransmission Verdicts = 1 << iota
+	VerdictFastRetransmission
+	VerdictSpuriousRetransmission
+	VerdictOutOfOrder
+	VerdictLostSegment
+	VerdictAckUnseenSegment
+	VerdictDuplicateACK
+	VerdictZeroWindow
+	VerdictZeroWindowProbe
+	VerdictWindowFull
+	VerdictWindowUpdate
+	VerdictKeepAlive
+	VerdictKeepAliveACK
+)
+
+// VerdictNames lists the verdicts in output order: JSON name and the text
+// tshark prints.
+var VerdictNames = []struct {
+	Verdict    Verdicts
+	JSON, Text string
+}{
+	{VerdictRetransmission, "retransmission", "TCP Retransmission"},
+	{VerdictFastRetransmission, "fast_retransmission", "TCP Fast Retransmission"},
+	{VerdictSpuriousRetransmission, "spurious_retransmission", "TCP Spurious Retransmission"},
+	{VerdictOutOfOrder, "out_of_order", "TCP Out-Of-Order"},
+	{VerdictLostSegment, "lost_segment", "TCP Previous segment not captured"},
+	{VerdictAckUnseenSegment, "ack_unseen_segment", "TCP ACKed unseen segment"},
+	{VerdictDuplicateACK, "duplicate_ack", "TCP Dup ACK"},
+	{VerdictZeroWindow, "zero_window", "TCP ZeroWindow"},
+	{VerdictZeroWindowProbe, "zero_window_probe", "TCP ZeroWindowProbe"},
+	{VerdictWindowFull, "window_full", "TCP Window Full"},
+	{VerdictWindowUpdate, "window_update", "TCP Window Update"},
+	{VerdictKeepAlive, "keep_alive", "TCP Keep-Alive"},
+	{VerdictKeepAliveACK, "keep_alive_ack", "TCP Keep-Alive ACK"},
+}
+
+// Retransmissions are the verdicts the kernel can confirm.
+const Retransmissions = VerdictRetransmission | VerdictFastRetransmission | VerdictSpuriousRetransmission
+
+// ConnSummary is the one summary of a connection, emitted when it is gone
+// (or at exit, or when evicted). Zero durations and times are absent.
+type ConnSummary struct {
+	Local, Remote netip.AddrPort // the client's view when both ends are local
+	Owner         Owner          // of the local end
+	Role          string         // "client" or "server": what the local end is; "" unknown
+	Outcome       string         // handshake: established, refused, timeout, reset, "" (not seen)
+	ISNLocal      uint32
+	ISNRemote     uint32
+	HasISN        bool
+	HandshakeRTT  time.Duration // SYN to SYN-ACK, at the capture point
+	SynAckToAck   time.Duration
+	SynRetrans    int // SYN (or SYN-ACK) retransmissions seen
+	Start, End    time.Time
+	StateTime     [16]time.Duration // time in each TCPState of the local end
+	BytesOut      uint64            // payload the local end sent
+	BytesIn       uint64
+	SegsOut       uint64
+	SegsIn        uint64
+	RetransKernel uint64 // tcp_retransmit_skb events
+	RetransSeen   uint64 // retransmission verdicts of all kinds
+	FastRetrans   uint64
+	Spurious      uint64
+	ResetsSent    uint64
+	ResetsRecv    uint64
+	ZeroWindows   uint64
+	ClosedBy      string        // local, remote, both, ""
+	CloseKind     string        // fin, reset, timeout, ""
+	HalfClose     time.Duration // first FIN to last FIN
+	ResetReason   string
+	TimeWait      time.Duration
+	TimeWaitEnd   string // expired, killed, ""
+	Complete      bool   // the connection is fully gone
+	Evicted       bool   // forgotten to bound memory
+	Incomplete    string // why events may be missing, "" when none
 }
 
 // HasAck reports whether the ACK flag is set (and so Ack is meaningful).

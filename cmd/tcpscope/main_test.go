@@ -39,6 +39,10 @@ func TestBadInputIsUsageError(t *testing.T) {
 		"unknown subcommand": {"bogus"},
 		"flush too fast":     {"--flush-interval", "1us"},
 		"interface w/o pkts": {"--events", "state", "-i", "lo"},
+		"bad analysis":       {"--analysis", "maybe"},
+		"summary w/o anal.":  {"--analysis", "off", "--summary-only"},
+		"idle too short":     {"--idle-timeout", "10ms"},
+		"bad tc mode":        {"--tc-mode", "xdp"},
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {

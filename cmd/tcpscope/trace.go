@@ -14,6 +14,7 @@ import (
 
 	"github.com/tcpscope/tcpscope/output"
 	"github.com/tcpscope/tcpscope/tracer"
+	"github.com/tcpscope/tcpscope/tracer/analysis"
 )
 
 // traceOptions holds the flags of `tcpscope trace`.
@@ -31,6 +32,9 @@ type traceOptions struct {
 	maxConns      int
 	maxSockets    int
 	tcMode        string
+	analysis      string
+	summaryOnly   bool
+	idleTimeout   time.Duration
 	debug         bool
 }
 
@@ -63,6 +67,9 @@ func newTraceCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&opts.maxConns, "max-conns", tracer.DefaultMaxConns, "connections tracked for conn ids; the least recently seen are forgotten beyond it")
 	f.IntVar(&opts.maxSockets, "max-sockets", tracer.DefaultMaxSockets, "sockets whose owning process the kernel remembers (LRU)")
 	f.StringVar(&opts.tcMode, "tc-mode", string(tracer.TCAuto), "how packet hooks attach: auto (TCX on Linux >= 6.6, else clsact), tcx or clsact")
+	f.StringVar(&opts.analysis, "analysis", "on", "per-packet analysis and conn summaries: on, or off for the lowest overhead")
+	f.BoolVar(&opts.summaryOnly, "summary-only", false, "print only one conn record per connection (and lost records)")
+	f.DurationVar(&opts.idleTimeout, "idle-timeout", analysis.DefaultIdleTimeout, "summarize (as evicted) connections idle this long")
 	f.BoolVar(&opts.debug, "debug", false, "debug logging, with the full verifier log if a program is rejected")
 	return cmd
 }
@@ -105,6 +112,14 @@ func (o *traceOptions) buildConfig(logger *slog.Logger) (tracer.Config, error) {
 		return cfg, usageError{fmt.Errorf("bad --ring-size %q: want a power of two such as 8M, at most 1G", o.ringSize)}
 	}
 	cfg.RingSize = size
+	switch {
+	case o.analysis != "on" && o.analysis != "off":
+		return cfg, usageError{fmt.Errorf("bad --analysis %q: want on or off", o.analysis)}
+	case o.analysis == "off" && o.summaryOnly:
+		return cfg, usageError{errors.New("--summary-only needs --analysis on")}
+	case o.idleTimeout < time.Second:
+		return cfg, usageError{fmt.Errorf("bad --idle-timeout %s: want at least 1s", o.idleTimeout)}
+	}
 	if cfg.TCMode, err = tracer.ParseTCMode(o.tcMode); err != nil {
 		return cfg, err
 	}
@@ -183,7 +198,18 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 	if o.count > 0 {
 		sink = &countingSink{Sink: sink, left: o.count}
 	}
+	var analyzer *analysis.Analyzer
+	if o.analysis == "on" {
+		analyzer = analysis.New(sink, analysis.Config{SummaryOnly: o.summaryOnly, MaxConns: cfg.MaxConns, IdleTimeout: o.idleTimeout})
+		sink = analyzer
+	}
 	err = t.Run(cmd.Context(), sink)
+	if analyzer != nil && err == nil {
+		// Summaries of the connections still open, marked incomplete.
+		if ferr := analyzer.Finish(); ferr != nil && !errors.Is(ferr, tracer.ErrStop) {
+			err = ferr
+		}
+	}
 	if errors.Is(err, syscall.EPIPE) {
 		// The reader of our output went away: a normal way to stop.
 		err = nil

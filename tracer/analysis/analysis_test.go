@@ -1,0 +1,382 @@
+package analysis
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+const (
+	cli = "10.0.0.1:40000"
+	srv = "10.0.0.2:80"
+)
+
+// collect is a tracer.Sink that keeps copies of what it gets.
+type collect struct{ recs []tracer.Record }
+
+func (c *collect) Write(r *tracer.Record) error { c.recs = append(c.recs, *r); return nil }
+func (c *collect) Flush() error                 { return nil }
+
+func (c *collect) packets() []tracer.Record {
+	var out []tracer.Record
+	for _, r := range c.recs {
+		if r.Type == tracer.TypePacket {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (c *collect) summary(t *testing.T) *tracer.ConnSummary {
+	t.Helper()
+	var s *tracer.ConnSummary
+	for _, r := range c.recs {
+		if r.Type == tracer.TypeConn {
+			if s != nil {
+				t.Fatal("two conn records")
+			}
+			s = r.Summary
+		}
+	}
+	if s == nil {
+		t.Fatal("no conn record")
+	}
+	return s
+}
+
+// seg builds a packet record; at is in microseconds from t0.
+func seg(at int, src, dst string, flags uint8, seq, ack uint32, length uint32, win uint16) tracer.Record {
+	return tracer.Record{Type: tracer.TypePacket, Time: t0.Add(time.Duration(at) * time.Microsecond), Conn: 1,
+		Ifindex: 2, Ifname: "veth0", Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort(dst),
+		Flags: flags, Seq: seq, Ack: ack, Len: length, Win: win}
+}
+
+func withWScale(r tracer.Record, ws uint8) tracer.Record {
+	r.Options.Present |= tracer.OptWScale
+	r.Options.WScale = ws
+	return r
+}
+
+func sockEvent(at int, typ tracer.RecordType, local, remote string, old, new tracer.TCPState, cookie uint64) tracer.Record {
+	return tracer.Record{Type: typ, Time: t0.Add(time.Duration(at) * time.Microsecond), Conn: 1, Netns: 7,
+		Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote),
+		OldState: old, State: new, HasState: true, Cookie: cookie,
+		Owner: tracer.Owner{Known: true, PID: 42, Comm: [16]byte{'c', 'u', 'r', 'l'}}}
+}
+
+const (
+	S = tracer.FlagSYN
+	A = tracer.FlagACK
+	P = tracer.FlagPSH
+	F = tracer.FlagFIN
+	R = tracer.FlagRST
+)
+
+// handshake: client ISN 1000, server ISN 5000, both window scale 7.
+func handshake() []tracer.Record {
+	return []tracer.Record{
+		withWScale(seg(0, cli, srv, S, 1000, 0, 0, 64240), 7),
+		withWScale(seg(100, srv, cli, S|A, 5000, 1001, 0, 508), 7),
+		seg(200, cli, srv, A, 1001, 5001, 0, 502),
+	}
+}
+
+func run(t *testing.T, cfg Config, recs []tracer.Record) *collect {
+	t.Helper()
+	out := &collect{}
+	a := New(out, cfg)
+	for i := range recs {
+		r := recs[i]
+		if err := a.Write(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Past the quiet period of the last record, within the idle timeout.
+	if err := a.flushAt(recs[len(recs)-1].Time.Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func verdictsOf(recs []tracer.Record) []tracer.Verdicts {
+	var v []tracer.Verdicts
+	for _, r := range recs {
+		v = append(v, r.Verdicts)
+	}
+	return v
+}
+
+func TestCleanConnection(t *testing.T) {
+	recs := append(handshake(),
+		seg(300, cli, srv, P|A, 1001, 5001, 100, 502),
+		seg(400, srv, cli, A, 5001, 1101, 0, 508),
+		seg(500, srv, cli, P|A, 5001, 1101, 50, 508),
+		seg(600, cli, srv, A, 1101, 5051, 0, 502),
+		seg(700, cli, srv, F|A, 1101, 5051, 0, 502),
+		seg(800, srv, cli, F|A, 5051, 1102, 0, 508),
+		seg(900, cli, srv, A, 1102, 5052, 0, 502),
+	)
+	out := run(t, Config{}, recs)
+	pk := out.packets()
+	for i, r := range pk {
+		if r.Verdicts != 0 {
+			t.Errorf("packet %d: verdicts %b on a clean connection", i, r.Verdicts)
+		}
+	}
+	// Relative numbers as Wireshark shows them.
+	if pk[3].RelSeq != 1 || pk[3].RelAck != 1 || pk[5].RelSeq != 1 || pk[5].RelAck != 101 || pk[9].RelAck != 52 {
+		t.Errorf("relative numbers: %d/%d %d/%d %d", pk[3].RelSeq, pk[3].RelAck, pk[5].RelSeq, pk[5].RelAck, pk[9].RelAck)
+	}
+	s := out.summary(t)
+	if s.Outcome != "established" || s.HandshakeRTT != 100*time.Microsecond || s.SynAckToAck != 100*time.Microsecond {
+		t.Errorf("handshake: %+v", s)
+	}
+	if !s.HasISN || s.ISNLocal != 1000 || s.ISNRemote != 5000 {
+		t.Errorf("ISNs %d %d", s.ISNLocal, s.ISNRemote)
+	}
+	if s.BytesOut != 100 || s.BytesIn != 50 || s.ClosedBy != "local" || s.CloseKind != "fin" || s.HalfClose != 100*time.Microsecond {
+		t.Errorf("data/close: %+v", s)
+	}
+	// Each side's FIN sent before the other's arrived: simultaneous.
+	both := run(t, Config{}, append(handshake(),
+		seg(700, cli, srv, F|A, 1001, 5001, 0, 502),
+		seg(710, srv, cli, F|A, 5001, 1001, 0, 508),
+	)).summary(t)
+	if both.ClosedBy != "both" {
+		t.Errorf("simultaneous close: closed_by %q", both.ClosedBy)
+	}
+	if !s.Complete {
+		t.Error("both FINs acknowledged and quiet: the connection is gone")
+	}
+}
+
+func TestRetransmissionsKinds(t *testing.T) {
+	base := append(handshake(),
+		seg(1000, cli, srv, P|A, 1001, 5001, 100, 502), // 1001-1101
+		seg(1100, cli, srv, P|A, 1101, 5001, 100, 502), // 1101-1201
+	)
+	cases := []struct {
+		name string
+		more []tracer.Record
+		want tracer.Verdicts
+	}{
+		{"retransmission", []tracer.Record{seg(300000, cli, srv, P|A, 1001, 5001, 100, 502)}, tracer.VerdictRetransmission},
+		{"out of order", []tracer.Record{seg(1200, cli, srv, P|A, 1001, 5001, 50, 502)}, tracer.VerdictOutOfOrder},
+		{"spurious", []tracer.Record{
+			seg(2000, srv, cli, A, 5001, 1201, 0, 508),
+			seg(300000, cli, srv, P|A, 1001, 5001, 100, 502)}, tracer.VerdictSpuriousRetransmission},
+		{"fast", []tracer.Record{
+			seg(2000, srv, cli, A, 5001, 1001, 0, 508),
+			seg(2100, srv, cli, A, 5001, 1001, 0, 508),
+			seg(2200, srv, cli, A, 5001, 1001, 0, 508),
+			seg(2300, srv, cli, A, 5001, 1001, 0, 508),
+			seg(9000, cli, srv, P|A, 1001, 5001, 100, 502)}, tracer.VerdictFastRetransmission},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := run(t, Config{}, append(append([]tracer.Record{}, base...), c.more...))
+			pk := out.packets()
+			last := pk[len(pk)-1]
+			if last.Verdicts&tracer.Retransmissions|last.Verdicts&tracer.VerdictOutOfOrder != c.want {
+				t.Errorf("verdicts %b, want %b", last.Verdicts, c.want)
+			}
+		})
+	}
+}
+
+func TestDuplicateACKsAreCounted(t *testing.T) {
+	recs := append(handshake(),
+		seg(1000, cli, srv, P|A, 1001, 5001, 100, 502),
+		seg(1100, cli, srv, P|A, 1201, 5001, 100, 502), // 1101-1201 lost
+		seg(2000, srv, cli, A, 5001, 1101, 0, 508),
+		seg(2100, srv, cli, A, 5001, 1101, 0, 508),
+		seg(2200, srv, cli, A, 5001, 1101, 0, 508),
+	)
+	pk := run(t, Config{}, recs).packets()
+	for i, want := range []uint32{1, 2} {
+		r := pk[len(pk)-2+i]
+		if r.Verdicts&tracer.VerdictDuplicateACK == 0 || r.DupAckCount != want {
+			t.Errorf("dup ack %d: verdicts %b count %d", i, r.Verdicts, r.DupAckCount)
+		}
+	}
+	if pk[len(pk)-3].Verdicts != 0 {
+		t.Error("the first ACK of a value is not a duplicate")
+	}
+}
+
+func TestLostAndUnseen(t *testing.T) {
+	recs := append(handshake(),
+		seg(1000, cli, srv, P|A, 1201, 5001, 100, 502), // 1001-1201 never seen
+		seg(2000, srv, cli, A, 5001, 1301, 0, 508),
+		seg(3000, srv, cli, A, 5001, 1401, 0, 508), // acks beyond anything sent
+	)
+	pk := run(t, Config{}, recs).packets()
+	if pk[3].Verdicts&tracer.VerdictLostSegment == 0 {
+		t.Errorf("gap: %b, want lost_segment", pk[3].Verdicts)
+	}
+	if pk[4].Verdicts&tracer.VerdictAckUnseenSegment != 0 {
+		t.Errorf("ack of seen data marked unseen: %b", pk[4].Verdicts)
+	}
+	if pk[5].Verdicts&tracer.VerdictAckUnseenSegment == 0 {
+		t.Errorf("ack beyond seen data: %b, want ack_unseen_segment", pk[5].Verdicts)
+	}
+}
+
+func TestWindowVerdicts(t *testing.T) {
+	recs := append(handshake(),
+		seg(1000, cli, srv, P|A, 1001, 5001, 100, 502),
+		seg(2000, srv, cli, A, 5001, 1101, 0, 0),         // zero window
+		seg(3000, cli, srv, A, 1100, 5001, 1, 502),       // zero window probe? (keep-alive shape: seq = next-1)
+		seg(4000, cli, srv, P|A, 1101, 5001, 1, 502),     // zero window probe
+		seg(5000, srv, cli, A, 5001, 1101, 0, 100),       // window update
+		seg(6000, cli, srv, P|A, 1101, 5001, 12800, 502), // fills 100<<7 = 12800: window full
+	)
+	pk := run(t, Config{}, recs).packets()
+	checks := []struct {
+		i    int
+		want tracer.Verdicts
+	}{
+		{4, tracer.VerdictZeroWindow},
+		{5, tracer.VerdictKeepAlive},
+		{6, tracer.VerdictZeroWindowProbe},
+		{7, tracer.VerdictWindowUpdate},
+		{8, tracer.VerdictWindowFull},
+	}
+	for _, c := range checks {
+		if pk[c.i].Verdicts&c.want == 0 {
+			t.Errorf("packet %d: verdicts %b lack %b", c.i, pk[c.i].Verdicts, c.want)
+		}
+	}
+}
+
+func TestKeepAliveAndAck(t *testing.T) {
+	recs := append(handshake(),
+		seg(1000, cli, srv, A, 1000, 5001, 0, 502), // keep-alive: seq = next - 1
+		seg(1100, srv, cli, A, 5001, 1001, 0, 508), // its ack
+	)
+	pk := run(t, Config{}, recs).packets()
+	if pk[3].Verdicts != tracer.VerdictKeepAlive {
+		t.Errorf("keep-alive: %b", pk[3].Verdicts)
+	}
+	if pk[4].Verdicts&tracer.VerdictKeepAliveACK == 0 {
+		t.Errorf("keep-alive ack: %b", pk[4].Verdicts)
+	}
+}
+
+// TestPerCapturePoint: the same packet on two interfaces is not a
+// retransmission.
+func TestPerCapturePoint(t *testing.T) {
+	a := seg(1000, cli, srv, P|A, 1001, 5001, 100, 502)
+	b := a
+	b.Ifindex, b.Time = 3, a.Time.Add(time.Millisecond*10)
+	pk := run(t, Config{}, append(handshake(), a, b)).packets()
+	if pk[4].Verdicts != 0 {
+		t.Errorf("same packet on another interface: %b", pk[4].Verdicts)
+	}
+}
+
+// TestKernelConfirmation: a retransmission seen on the wire is confirmed
+// by the sending socket's tcp_retransmit_skb event, or contradicted.
+func TestKernelConfirmation(t *testing.T) {
+	client := sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9)
+	data := seg(1000, cli, srv, P|A, 1001, 5001, 100, 502)
+	rtxEvent := sockEvent(299000, tracer.TypeRetransmit, cli, srv, 0, tracer.StateEstablished, 9)
+	rtxEvent.Seq, rtxEvent.Len = 1001, 100
+	again := seg(300000, cli, srv, P|A, 1001, 5001, 100, 502)
+
+	confirmed := run(t, Config{}, append(append([]tracer.Record{client}, handshake()...), data, rtxEvent, again)).packets()
+	if r := confirmed[len(confirmed)-1]; r.Verdicts&tracer.VerdictRetransmission == 0 || r.KernelConfirmed != 1 {
+		t.Errorf("with the kernel event: verdicts %b confirmed %d", r.Verdicts, r.KernelConfirmed)
+	}
+	contradicted := run(t, Config{}, append(append([]tracer.Record{client}, handshake()...), data, again)).packets()
+	if r := contradicted[len(contradicted)-1]; r.KernelConfirmed != -1 {
+		t.Errorf("without the kernel event from a local socket: confirmed %d, want -1", r.KernelConfirmed)
+	}
+	unknown := run(t, Config{}, append(handshake(), data, again)).packets()
+	if r := unknown[len(unknown)-1]; r.KernelConfirmed != 0 {
+		t.Errorf("remote sender: confirmed %d, want 0 (unknown)", r.KernelConfirmed)
+	}
+}
+
+func TestOutcomes(t *testing.T) {
+	refused := run(t, Config{}, []tracer.Record{
+		seg(0, cli, srv, S, 1000, 0, 0, 64240),
+		seg(100, srv, cli, R|A, 0, 1001, 0, 0),
+	}).summary(t)
+	if refused.Outcome != "refused" || refused.CloseKind != "reset" || refused.ClosedBy != "remote" {
+		t.Errorf("refused: %+v", refused)
+	}
+	timeout := run(t, Config{}, []tracer.Record{
+		sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9),
+		seg(10, cli, srv, S, 1000, 0, 0, 64240),
+		seg(1000010, cli, srv, S, 1000, 0, 0, 64240),
+		sockEvent(3000000, tracer.TypeState, cli, srv, tracer.StateSynSent, tracer.StateClose, 9),
+	}).summary(t)
+	if timeout.Outcome != "timeout" || timeout.SynRetrans != 1 || !timeout.Complete || timeout.CloseKind != "timeout" {
+		t.Errorf("timeout: %+v", timeout)
+	}
+}
+
+// TestSummaryAfterSocketsClose: with socket events, the summary comes when
+// every local socket is gone (complete), with state times and owner.
+func TestSummaryAfterSocketsClose(t *testing.T) {
+	recs := []tracer.Record{
+		sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9),
+		sockEvent(100, tracer.TypeState, cli, srv, tracer.StateSynSent, tracer.StateEstablished, 9),
+		sockEvent(1100, tracer.TypeState, cli, srv, tracer.StateEstablished, tracer.StateFinWait1, 9),
+		sockEvent(1200, tracer.TypeState, cli, srv, tracer.StateFinWait1, tracer.StateCloseWait+100, 9), // unknown state
+		sockEvent(1300, tracer.TypeState, cli, srv, tracer.StateCloseWait+100, tracer.StateClose, 9),
+	}
+	out := &collect{}
+	a := New(out, Config{})
+	for i := range recs {
+		if err := a.Write(&recs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not before a quiet second: late packets may still come.
+	if err := a.flushAt(t0.Add(1400 * time.Microsecond)); err != nil || out.recs[len(out.recs)-1].Type == tracer.TypeConn {
+		t.Fatalf("summarized before the quiet period: %v", err)
+	}
+	if err := a.flushAt(t0.Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	s := out.summary(t)
+	if !s.Complete || s.StateTime[tracer.StateEstablished] != time.Millisecond || s.Owner.PID != 42 || s.Role != "client" {
+		t.Errorf("summary: %+v", s)
+	}
+}
+
+func TestSummaryOnly(t *testing.T) {
+	out := run(t, Config{SummaryOnly: true}, append(handshake(), seg(300, srv, cli, R, 5001, 0, 0, 0)))
+	for _, r := range out.recs {
+		if r.Type != tracer.TypeConn {
+			t.Errorf("summary-only passed a %s record", r.Type)
+		}
+	}
+}
+
+// TestBoundedTable: beyond MaxConns the least recently seen connection is
+// summarized as evicted.
+func TestBoundedTable(t *testing.T) {
+	out := &collect{}
+	a := New(out, Config{MaxConns: 2})
+	for i := 1; i <= 3; i++ {
+		r := seg(i, cli, srv, A, 1, 1, 0, 1)
+		r.Conn = uint64(i)
+		if err := a.Write(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(a.conns) != 2 || len(out.recs) != 4 || out.recs[2].Type != tracer.TypeConn ||
+		out.recs[2].Conn != 1 || !out.recs[2].Summary.Evicted {
+		t.Errorf("after 3 conns with a cap of 2: %d tracked, records %+v", len(a.conns), out.recs)
+	}
+}
