@@ -54,8 +54,9 @@ deps-test: ## install the test tools if missing (Debian, root)
 	@missing=""; command -v tcpdump >/dev/null || missing="$$missing tcpdump"; \
 	 command -v ip >/dev/null || missing="$$missing iproute2"; \
 	 command -v nft >/dev/null || missing="$$missing nftables"; \
+	 command -v tshark >/dev/null || missing="$$missing tshark"; \
 	 if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
 
 deps-gen: ## install clang-19, llvm-19, libbpf headers and bpftool if missing
 	@missing=""; command -v $(CLANG) >/dev/null || missing="$$missing clang-19"; \

@@ -515,8 +515,12 @@ func AppendText(dst []byte, r *tracer.Record) []byte {
 // appendTextVerdicts appends the verdicts as tshark prints them:
 // " [TCP Retransmission]", " [TCP Dup ACK #2]".
 func appendTextVerdicts(dst []byte, r *tracer.Record) []byte {
+	verdicts := r.Verdicts
+	if verdicts&(tracer.VerdictFastRetransmission|tracer.VerdictSpuriousRetransmission) != 0 {
+		verdicts &^= tracer.VerdictRetransmission // tshark's Info names the specific kind only
+	}
 	for _, v := range tracer.VerdictNames {
-		if r.Verdicts&v.Verdict == 0 {
+		if verdicts&v.Verdict == 0 {
 			continue
 		}
 		dst = append(dst, " ["...)

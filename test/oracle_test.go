@@ -65,6 +65,9 @@ type record struct {
 	// conn
 	Complete *bool `json:"complete"`
 
+	// packet analysis
+	Analysis []string `json:"analysis"`
+
 	// Parsed forms, filled by parseRecords.
 	line                    int
 	raw                     string

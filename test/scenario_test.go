@@ -55,7 +55,7 @@ type scenario struct {
 	name       string
 	serverPort uint16
 	clientPort uint16   // 0: an ephemeral port chosen by connect()
-	serve      string   // server mode; "" when nothing listens
+	serve      string   // server mode and its arguments; "" when nothing listens
 	connect    []string // client mode and its argument after LOCAL
 }
 
@@ -98,7 +98,10 @@ func runScenario(ctx context.Context, t *testing.T, tp *topology, sc *scenario) 
 	}
 	var srv *proc
 	if sc.serve != "" {
-		srv = startProc(t, sc.name+" server", tp.serverNS.exec(bins.server, sc.serve, run.server.String())...)
+		// "MODE [ARGS...]": the arguments follow the address.
+		mode := strings.Fields(sc.serve)
+		argv := append([]string{bins.server, mode[0], run.server.String()}, mode[1:]...)
+		srv = startProc(t, sc.name+" server", tp.serverNS.exec(argv...)...)
 		if _, err := srv.waitLine(ctx, false, "listening "); err != nil {
 			t.Fatal(err)
 		}

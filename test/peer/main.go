@@ -11,6 +11,10 @@
 //	peer connect-bulk ADDR LOCAL N      send N bytes, close
 //	peer connect-refused ADDR LOCAL     connect, expect "connection refused"
 //	peer connect-abort ADDR LOCAL MSG   send MSG, read it back, then SO_LINGER 0 and close (RST)
+//	peer serve-stall ADDR MS    accept one connection, read nothing for MS milliseconds
+//	                            (the window fills up to zero), then read until EOF
+//	peer connect-keepalive ADDR LOCAL MS  enable keep-alives every second after one
+//	                            idle second, stay idle MS milliseconds, close
 //
 // ADDR and LOCAL are host:port ("10.0.0.1:80", "[fd00::1]:80"); LOCAL is
 // the client's own address and fixed port, so the test knows the 4-tuple
@@ -48,6 +52,10 @@ func main() {
 		err = serveEcho(addr)
 	case "serve-sink":
 		err = serveSink(addr)
+	case "serve-stall":
+		err = withArgs(rest, 1, func() error { return serveStall(addr, rest[0]) })
+	case "connect-keepalive":
+		err = withArgs(rest, 2, func() error { return connectKeepAlive(addr, rest[0], rest[1]) })
 	case "connect-echo":
 		err = withArgs(rest, 2, func() error { return connectEcho(addr, rest[0], rest[1], false) })
 	case "connect-abort":
@@ -201,6 +209,47 @@ func connectEcho(addr, local, msg string, abort bool) error {
 }
 
 // connectBulk sends n bytes and closes.
+func serveStall(addr, ms string) error {
+	d, err := strconv.Atoi(ms)
+	if err != nil || d < 0 {
+		return fmt.Errorf("bad duration %q", ms)
+	}
+	c, err := acceptOne(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// A small receive buffer reaches a zero window quickly.
+	if err := c.SetReadBuffer(4096); err != nil {
+		return err
+	}
+	time.Sleep(time.Duration(d) * time.Millisecond)
+	n, err := io.Copy(io.Discard, c)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	say("received %d", n)
+	return c.Close()
+}
+
+func connectKeepAlive(addr, local, ms string) error {
+	d, err := strconv.Atoi(ms)
+	if err != nil || d < 0 {
+		return fmt.Errorf("bad duration %q", ms)
+	}
+	c, err := dial(addr, local)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 5}); err != nil {
+		return err
+	}
+	time.Sleep(time.Duration(d) * time.Millisecond)
+	say("idle for %dms", d)
+	return c.Close()
+}
+
 func connectBulk(addr, local, count string) error {
 	n, err := strconv.Atoi(count)
 	if err != nil || n < 0 {

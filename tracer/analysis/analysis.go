@@ -231,7 +231,11 @@ func (a *Analyzer) packet(c *conn, r *tracer.Record) {
 	if !c.primSet {
 		c.primary, c.primSet = key, true
 	}
-	r.Verdicts, r.DupAckCount = analyze(pt, s, r, c.scale)
+	ooo := defaultOutOfOrderWindow
+	if !c.synTime.IsZero() && !c.ackTime.IsZero() {
+		ooo = c.ackTime.Sub(c.synTime) // tshark's iRTT
+	}
+	r.Verdicts, r.DupAckCount = analyze(pt, s, r, c.scale, ooo)
 	if r.Verdicts&tracer.Retransmissions != 0 {
 		r.KernelConfirmed = c.confirm(s, r)
 	}

@@ -37,9 +37,11 @@ const (
 	// fastRetransWindow: a retransmission this soon after the peer's
 	// duplicate ACKs is a fast retransmission.
 	fastRetransWindow = 20 * time.Millisecond
-	// outOfOrderWindow: an earlier sequence number this soon after the
-	// direction's last new segment is reordering, not a retransmission.
-	outOfOrderWindow = 3 * time.Millisecond
+	// defaultOutOfOrderWindow: an earlier sequence number this soon after
+	// the direction's last new segment is reordering, not a
+	// retransmission. Like tshark, the window is the connection's initial
+	// RTT (SYN to the handshake's last ACK) when known, else this.
+	defaultOutOfOrderWindow = 3 * time.Millisecond
 )
 
 // segLen is the sequence space a packet occupies (SYN and FIN count one).
@@ -56,8 +58,8 @@ func segLen(r *tracer.Record) uint32 {
 
 // analyze computes the verdicts of packet r sent by side, seen at pt, and
 // updates the point's state. scale holds each side's window scale shift,
-// or -1 when unknown.
-func analyze(pt *point, side int, r *tracer.Record, scale [2]int) (v tracer.Verdicts, dupCount uint32) {
+// or -1 when unknown; oooWindow is the out-of-order window.
+func analyze(pt *point, side int, r *tracer.Record, scale [2]int, oooWindow time.Duration) (v tracer.Verdicts, dupCount uint32) {
 	f, rev := &pt.flows[side], &pt.flows[1-side]
 	syn, fin, rst := r.Flags&tracer.FlagSYN != 0, r.Flags&tracer.FlagFIN != 0, r.Flags&tracer.FlagRST != 0
 	ack := r.Flags&tracer.FlagACK != 0
@@ -84,7 +86,7 @@ func analyze(pt *point, side int, r *tracer.Record, scale [2]int) (v tracer.Verd
 			v |= tracer.VerdictWindowUpdate
 		case pure && rev.keepAlive:
 			v |= tracer.VerdictKeepAliveACK
-		case pure:
+		case pure && r.Win != 0: // as tshark: a repeated zero-window ACK is no duplicate
 			f.dupAcks++
 			f.lastAckTime = t
 			v |= tracer.VerdictDuplicateACK
@@ -99,13 +101,15 @@ func analyze(pt *point, side int, r *tracer.Record, scale [2]int) (v tracer.Verd
 		v |= tracer.VerdictAckUnseenSegment
 	}
 	if f.seen && (r.Len > 0 || syn || fin) && seqLT(r.Seq, f.nextSeq) && v&tracer.VerdictKeepAlive == 0 {
+		// As tshark, a fast or spurious retransmission is also a
+		// retransmission (tcp.analysis.retransmission is set for both).
 		switch {
 		case rev.dupAcks >= 2 && rev.lastAck == r.Seq && t.Sub(rev.lastAckTime) < fastRetransWindow:
-			v |= tracer.VerdictFastRetransmission
-		case t.Sub(f.nextSeqTime) < outOfOrderWindow && f.nextSeq != r.Seq+seg:
+			v |= tracer.VerdictFastRetransmission | tracer.VerdictRetransmission
+		case t.Sub(f.nextSeqTime) < oooWindow && f.nextSeq != r.Seq+seg:
 			v |= tracer.VerdictOutOfOrder
 		case r.Len > 0 && rev.ackSeen && seqLE(r.Seq+seg, rev.lastAck):
-			v |= tracer.VerdictSpuriousRetransmission
+			v |= tracer.VerdictSpuriousRetransmission | tracer.VerdictRetransmission
 		default:
 			v |= tracer.VerdictRetransmission
 		}

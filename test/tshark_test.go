@@ -1,0 +1,278 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tsharkVerdicts are tshark's analysis fields and tcpscope's names for them.
+var tsharkVerdicts = []struct{ field, name string }{
+	{"tcp.analysis.retransmission", "retransmission"},
+	{"tcp.analysis.fast_retransmission", "fast_retransmission"},
+	{"tcp.analysis.spurious_retransmission", "spurious_retransmission"},
+	{"tcp.analysis.out_of_order", "out_of_order"},
+	{"tcp.analysis.lost_segment", "lost_segment"},
+	{"tcp.analysis.ack_lost_segment", "ack_unseen_segment"},
+	{"tcp.analysis.duplicate_ack_num", "duplicate_ack"},
+	{"tcp.analysis.zero_window", "zero_window"},
+	{"tcp.analysis.zero_window_probe", "zero_window_probe"},
+	{"tcp.analysis.window_full", "window_full"},
+	{"tcp.analysis.window_update", "window_update"},
+	{"tcp.analysis.keep_alive", "keep_alive"},
+	{"tcp.analysis.keep_alive_ack", "keep_alive_ack"},
+}
+
+// analysisCase is one connection whose verdicts are compared with tshark.
+type analysisCase struct {
+	name  string
+	sc    scenario
+	setup func(ctx context.Context, t *testing.T, v *vethPair) // before the traffic
+	// want are verdicts tshark must report for this traffic: without them
+	// the scenario did not make the situation it is about.
+	want []string
+}
+
+// TestAnalysisAgainstTshark runs connections that provoke each kind of TCP
+// analysis verdict over the veth pair (IPv4 and IPv6), captures them with
+// tcpdump into a pcap file on the same interface tcpscope watches, and
+// requires, for every packet tshark decodes, the same set of verdicts in
+// tcpscope's analysis (docs/analysis.md explains the mapping).
+func TestAnalysisAgainstTshark(t *testing.T) {
+	requireE2E(t)
+	if _, err := exec.LookPath("tshark"); err != nil {
+		if os.Getenv("TCPSCOPE_E2E") == "1" {
+			t.Fatalf("tshark is the oracle of this test: %v", err)
+		}
+		t.Skip("no tshark")
+	}
+	cases := []analysisCase{
+		{name: "clean", sc: scenario{name: "clean", serverPort: 7501, clientPort: 41501, serve: "serve-echo",
+			connect: []string{"connect-echo", echoMessage}}},
+		{name: "loss", sc: scenario{name: "loss", serverPort: 7502, clientPort: 41502, serve: "serve-sink",
+			connect: []string{"connect-bulk", fmt.Sprint(bulkBytes)}},
+			setup: func(ctx context.Context, t *testing.T, v *vethPair) {
+				runCmd(ctx, t, v.b.exec("nft", "table inet tcpscope_loss { chain in { type filter hook input priority 0; "+
+					"tcp dport 7502 meta length > 200 numgen inc mod 4 == 0 drop; }; }")...)
+			},
+			want: []string{"retransmission", "duplicate_ack"}},
+		{name: "zero-window", sc: scenario{name: "zero-window", serverPort: 7503, clientPort: 41503, serve: "serve-stall 1500",
+			connect: []string{"connect-bulk", fmt.Sprint(bulkBytes)}},
+			want: []string{"zero_window", "window_update"}},
+		{name: "keep-alive", sc: scenario{name: "keep-alive", serverPort: 7504, clientPort: 41504, serve: "serve-echo",
+			connect: []string{"connect-keepalive", "3500"}},
+			want: []string{"keep_alive", "keep_alive_ack"}},
+		{name: "refused", sc: scenario{name: "refused", serverPort: 7505, clientPort: 41505, connect: []string{"connect-refused"}}},
+	}
+	for _, ipv6 := range []bool{false, true} {
+		family := "ipv4"
+		if ipv6 {
+			family = "ipv6"
+		}
+		t.Run(family, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
+			defer cancel()
+			v := newVethPair(ctx, t, "tshark-"+family, 80+len(family))
+			tp := vethTopology(v, ipv6)
+			for _, c := range cases {
+				if c.setup != nil {
+					c.setup(ctx, t, v)
+				}
+			}
+			pcap := filepath.Join(t.TempDir(), "capture.pcap")
+			tracer := startTracer(ctx, t, v.a, "-i", vethA)
+			dump := startPcap(ctx, t, v.a, vethA, pcap)
+			for i := range cases {
+				runScenario(ctx, t, tp, &cases[i].sc)
+			}
+			time.Sleep(settle)
+			stopPcap(ctx, t, dump)
+			recs := stopTracer(ctx, t, tracer)
+
+			theirs := tsharkPackets(ctx, t, pcap)
+			ours := map[string][]string{}
+			seen := map[string]int{}
+			var ourOrder []orderedPacket
+			for _, r := range selectRecords(recs, func(r *record) bool { return r.Type == "packet" }) {
+				k := verdictKey(r.src.Port(), *r.Seq, r.Ack, *r.Len, seen)
+				ours[k] = r.Analysis
+				ourOrder = append(ourOrder, orderedPacket{k, r.src.Port(), r.dst.Port()})
+			}
+			var theirOrder []orderedPacket
+			for _, p := range theirs {
+				theirOrder = append(theirOrder, orderedPacket{p.key, p.port, p.dport})
+			}
+			ourPrev, theirPrev := previousOpposite(ourOrder), previousOpposite(theirOrder)
+			for _, c := range cases {
+				got := map[string]int{}
+				for _, p := range theirs {
+					if p.port == c.sc.clientPort || p.port == c.sc.serverPort {
+						for _, v := range p.verdicts {
+							got[v]++
+						}
+					}
+				}
+				t.Logf("%s: tshark verdicts %v", c.name, got)
+				for _, w := range c.want {
+					if got[w] == 0 {
+						t.Errorf("%s: tshark reports no %s: the scenario did not provoke it", c.name, w)
+					}
+				}
+			}
+			differ, swaps, reordering := 0, 0, 0
+			for _, p := range theirs {
+				mine, ok := ours[p.key]
+				if !ok {
+					t.Errorf("packet %s (tshark %v) not in tcpscope's output", p.key, p.verdicts)
+					continue
+				}
+				sort.Strings(mine)
+				a, b := strings.Join(p.verdicts, ","), strings.Join(mine, ",")
+				if strings.Contains(a, "retransmission") || strings.Contains(a, "out_of_order") {
+					reordering++
+				}
+				if a == b {
+					continue
+				}
+				// tcpscope sees egress before tcpdump's tap and ingress
+				// after it: when the two directions interleave differently
+				// around a packet, verdicts that depend on the other
+				// direction's latest ACK or window may differ.
+				if ourPrev[p.key] != theirPrev[p.key] {
+					t.Logf("packet %s: tshark %v, tcpscope %v (directions interleaved differently: after %s vs %s)",
+						p.key, p.verdicts, mine, theirPrev[p.key], ourPrev[p.key])
+					continue
+				}
+				// Out-of-order or retransmission is decided by a time
+				// window (the connection's iRTT, ~50-80us here): tcpscope
+				// stamps packets at the TC hook in ns, tcpdump at its tap
+				// in us. A few packets per run come out differently;
+				// docs/analysis.md keeps this as an open difference.
+				if a == "retransmission" && b == "out_of_order" || a == "out_of_order" && b == "retransmission" {
+					swaps++
+					t.Logf("packet %s: tshark %v, tcpscope %v (timing window)", p.key, p.verdicts, mine)
+					continue
+				}
+				differ++
+				if differ <= 15 {
+					t.Errorf("packet %s: tshark %v, tcpscope %v", p.key, p.verdicts, mine)
+				}
+			}
+			if swaps > max(2, reordering/20) {
+				t.Errorf("%d retransmission/out-of-order swaps among %d such verdicts: more than timing explains", swaps, reordering)
+			}
+			if len(theirs) < 50 {
+				t.Errorf("tshark decoded only %d packets", len(theirs))
+			}
+			t.Logf("%d packets compared, %d differ, %d timing-window swaps", len(theirs), differ, swaps)
+		})
+	}
+}
+
+// verdictKey names a packet by source port, seq, ack, length and how many
+// times that combination was seen before (retransmissions repeat it).
+func verdictKey(port uint16, seq uint32, ack *uint32, length uint32, seen map[string]int) string {
+	a := "-"
+	if ack != nil {
+		a = fmt.Sprint(*ack)
+	}
+	k := fmt.Sprintf("%d/%d/%s/%d", port, seq, a, length)
+	seen[k]++
+	return fmt.Sprintf("%s#%d", k, seen[k])
+}
+
+type tsharkPacket struct {
+	key         string
+	port, dport uint16
+	verdicts    []string
+}
+
+type orderedPacket struct {
+	key         string
+	port, dport uint16
+}
+
+// previousOpposite maps each packet to the last packet of the opposite
+// direction of its connection before it, in capture order.
+func previousOpposite(order []orderedPacket) map[string]string {
+	last := map[[2]uint16]string{} // (src, dst) -> last key
+	prev := map[string]string{}
+	for _, p := range order {
+		prev[p.key] = last[[2]uint16{p.dport, p.port}]
+		last[[2]uint16{p.port, p.dport}] = p.key
+	}
+	return prev
+}
+
+// tsharkPackets reads the pcap with tshark: per packet its key and the
+// analysis verdicts, sorted.
+func tsharkPackets(ctx context.Context, t *testing.T, pcap string) []tsharkPacket {
+	t.Helper()
+	args := []string{"-r", pcap, "-o", "tcp.relative_sequence_numbers:FALSE", "-T", "fields", "-E", "separator=|",
+		"-e", "tcp.srcport", "-e", "tcp.seq", "-e", "tcp.ack", "-e", "tcp.len", "-e", "tcp.flags.ack", "-e", "tcp.dstport"}
+	for _, v := range tsharkVerdicts {
+		args = append(args, "-e", v.field)
+	}
+	out, err := exec.CommandContext(ctx, "tshark", args...).Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	var pkts []tsharkPacket
+	seen := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "|")
+		if len(f) != 6+len(tsharkVerdicts) {
+			t.Fatalf("tshark line %q", line)
+		}
+		var port, dport uint16
+		var seq, ack, length uint32
+		fmt.Sscan(f[5], &dport)
+		fmt.Sscan(f[0], &port)
+		fmt.Sscan(f[1], &seq)
+		fmt.Sscan(f[2], &ack)
+		fmt.Sscan(f[3], &length)
+		var ackp *uint32
+		if f[4] == "1" || f[4] == "True" {
+			ackp = &ack
+		}
+		p := tsharkPacket{key: verdictKey(port, seq, ackp, length, seen), port: port, dport: dport}
+		for i, v := range tsharkVerdicts {
+			if f[6+i] != "" {
+				p.verdicts = append(p.verdicts, v.name)
+			}
+		}
+		sort.Strings(p.verdicts)
+		pkts = append(pkts, p)
+	}
+	return pkts
+}
+
+// startPcap runs tcpdump writing a pcap file (every packet flushed) and
+// waits until it captures.
+func startPcap(ctx context.Context, t *testing.T, ns *netns, ifname, file string) *proc {
+	t.Helper()
+	p := startProc(t, "tcpdump -w", ns.exec("tcpdump", "-U", "-s", "128", "-B", "16384", "-i", ifname, "-w", file, "tcp")...)
+	if _, err := p.waitLine(ctx, true, "listening on "+ifname); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// stopPcap stops tcpdump and requires that it dropped nothing.
+func stopPcap(ctx context.Context, t *testing.T, p *proc) {
+	t.Helper()
+	if err := p.stop(ctx, syscall.SIGINT); err != nil {
+		t.Fatalf("tcpdump after SIGINT: %v\n%s", err, p.output())
+	}
+	if !regexp.MustCompile(`(?m)^0 packets dropped by kernel$`).MatchString(p.stderr.String()) {
+		t.Fatalf("tcpdump dropped packets, cannot be used as the oracle:\n%s", p.stderr.String())
+	}
+}
