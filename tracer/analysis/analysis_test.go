@@ -381,4 +381,3 @@ func TestBoundedTable(t *testing.T) {
 		t.Errorf("after 3 conns with a cap of 2: %d tracked, records %+v", len(a.conns), out.recs)
 	}
 }
-
