@@ -35,7 +35,7 @@ test-e2e: deps-test ## end-to-end tests only (root)
 test-kernels: deps-vm ## kernel matrix (root): the portable suite on this host and on Debian 6.1 and 6.12 in qemu; writes docs/kernels.md
 	test/vm/run.sh host 6.1 6.12
 
-bench: ## decoder, correlator and formatter benchmarks
+bench: ## decoder, correlator, analyzer and formatter benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./tracer/... ./output/...
 
 generate: deps-gen ## regenerate the BPF objects from bpf/ (bpf2go + clang-19)

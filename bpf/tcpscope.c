@@ -445,12 +445,22 @@ static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int
 	}
 }
 
-static __always_inline void emit_state(const struct sock_id *id, __u64 cookie, int oldstate, int newstate, __u64 ts)
+static __always_inline void emit_state(const struct sock *sk, const struct sock_id *id, __u64 cookie,
+				       int oldstate, int newstate, __u64 ts)
 {
 	struct sock_event *ev = new_sock_event(EVENT_STATE);
+	struct tcp_sock *tp;
 
 	if (!ev)
 		return;
+	/* The connection's last smoothed RTT and cwnd: what the kernel knows
+	 * of the path when the state changes (srtt_us is stored << 3). */
+	tp = bpf_skc_to_tcp_sock((void *)sk);
+	if (tp && newstate != TCP_LISTEN && oldstate != TCP_LISTEN) {
+		ev->srtt_us = tp->srtt_us >> 3;
+		ev->snd_cwnd = tp->snd_cwnd;
+		ev->flags |= SOCK_HAS_TCPINFO;
+	}
 	ev->ts_ns = ts;
 	ev->cookie = cookie;
 	put_sock_id(ev, id, false);
@@ -495,8 +505,8 @@ int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
 	if (!sock_id_passes(&id))
 		return 0;
 	if (early_ts)
-		emit_state(&id, cookie, TCP_LISTEN, TCP_SYN_RECV, early_ts);
-	emit_state(&id, cookie, oldstate, newstate, bpf_ktime_get_ns());
+		emit_state(sk, &id, cookie, TCP_LISTEN, TCP_SYN_RECV, early_ts);
+	emit_state(sk, &id, cookie, oldstate, newstate, bpf_ktime_get_ns());
 	return 0;
 }
 

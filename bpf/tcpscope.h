@@ -60,6 +60,7 @@ enum sock_event_flag {
 	SOCK_HAS_OWNER = 1 << 0,  /* owner holds the socket's owning process */
 	SOCK_HAS_STATE = 1 << 1,  /* state holds the socket's TCP state */
 	SOCK_HAS_REASON = 1 << 2, /* reason holds an enum sk_rst_reason value */
+	SOCK_HAS_TCPINFO = 1 << 3, /* srtt_us and snd_cwnd are set */
 };
 
 /* owner is the process that owns a socket, captured in process context
@@ -123,6 +124,8 @@ struct sock_event {
 	__u8 tcp_flags; /* EVENT_RETRANSMIT: flags of the retransmitted segment */
 	__u8 flags;     /* enum sock_event_flag */
 	__u8 _pad[5];
+	__u32 srtt_us;  /* EVENT_STATE, SOCK_HAS_TCPINFO: smoothed RTT, in us */
+	__u32 snd_cwnd; /* EVENT_STATE, SOCK_HAS_TCPINFO: congestion window, in segments */
 	struct owner owner;
 };
 

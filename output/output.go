@@ -186,6 +186,10 @@ func AppendJSON(dst []byte, r *tracer.Record) []byte {
 		o.addr("remote", r.Remote)
 		o.str("old", r.OldState.String())
 		o.str("new", r.State.String())
+		if r.HasTCPInfo {
+			o.uint("srtt_us", uint64(r.SRTTMicros))
+			o.uint("cwnd", uint64(r.Cwnd))
+		}
 		appendJSONSocket(&o, r)
 	case tracer.TypeRetransmit:
 		o.addr("local", r.Local)
@@ -333,6 +337,12 @@ func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
 	sub.uint("received", s.ResetsRecv)
 	o.b = append(sub.b, '}')
 	o.uint("zero_windows", s.ZeroWindows)
+	if s.SRTT > 0 {
+		o.ms("srtt_ms", s.SRTT)
+	}
+	if s.Cwnd > 0 {
+		o.uint("cwnd", uint64(s.Cwnd))
+	}
 	if s.ClosedBy != "" {
 		o.str("closed_by", s.ClosedBy)
 	}

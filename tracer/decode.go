@@ -130,6 +130,9 @@ func (d *decoder) decodeSock(ev *tcpscopeSockEvent, r *Record) {
 	} else if d.inferReasons && r.Type == TypeReset && r.ResetDir == ResetSent {
 		r.Reason = inferResetReason(r)
 	}
+	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_TCPINFO) != 0 {
+		r.HasTCPInfo, r.SRTTMicros, r.Cwnd = true, ev.SrttUs, ev.SndCwnd
+	}
 	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_OWNER) != 0 {
 		o := &ev.Owner
 		r.Owner = Owner{

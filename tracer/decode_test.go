@@ -133,8 +133,8 @@ func TestDecodeRejectsShortAndUnknown(t *testing.T) {
 // TestABISizes pins the event sizes: a change to bpf/tcpscope.h must be
 // deliberate (the records are an ABI between kernel and Go).
 func TestABISizes(t *testing.T) {
-	if packetEventSize != 128 || sockEventSize != 120 {
-		t.Errorf("packet_event %d bytes, sock_event %d bytes; want 128 and 120", packetEventSize, sockEventSize)
+	if packetEventSize != 128 || sockEventSize != 128 {
+		t.Errorf("packet_event %d bytes, sock_event %d bytes; want 128 and 128", packetEventSize, sockEventSize)
 	}
 	if packetEventSize%8 != 0 || sockEventSize%8 != 0 {
 		t.Error("event sizes must be multiples of 8")

@@ -247,6 +247,11 @@ type Record struct {
 	ResetDir      ResetDir
 	Reason        string // reset reason (kernel name); "" when the kernel gives none
 	Owner         Owner
+	// State events of connected sockets: the kernel's smoothed RTT (us)
+	// and congestion window (segments) at the transition.
+	HasTCPInfo bool
+	SRTTMicros uint32
+	Cwnd       uint32
 
 	// Lost fields.
 	LostCount uint64
@@ -335,6 +340,8 @@ type ConnSummary struct {
 	ResetsSent    uint64
 	ResetsRecv    uint64
 	ZeroWindows   uint64
+	SRTT          time.Duration // last smoothed RTT the kernel had, 0 unknown
+	Cwnd          uint32        // last congestion window, 0 unknown
 	ClosedBy      string        // local, remote, both, ""
 	CloseKind     string        // fin, reset, timeout, ""
 	HalfClose     time.Duration // first FIN to last FIN

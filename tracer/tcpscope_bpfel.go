@@ -120,15 +120,18 @@ type tcpscopeSockEvent struct {
 	TcpFlags uint8
 	Flags    uint8
 	Pad      [5]uint8
+	SrttUs   uint32
+	SndCwnd  uint32
 	Owner    tcpscopeOwner
 }
 
 type tcpscopeSockEventFlag uint32
 
 const (
-	tcpscopeSockEventFlagSOCK_HAS_OWNER  tcpscopeSockEventFlag = 1
-	tcpscopeSockEventFlagSOCK_HAS_STATE  tcpscopeSockEventFlag = 2
-	tcpscopeSockEventFlagSOCK_HAS_REASON tcpscopeSockEventFlag = 4
+	tcpscopeSockEventFlagSOCK_HAS_OWNER   tcpscopeSockEventFlag = 1
+	tcpscopeSockEventFlagSOCK_HAS_STATE   tcpscopeSockEventFlag = 2
+	tcpscopeSockEventFlagSOCK_HAS_REASON  tcpscopeSockEventFlag = 4
+	tcpscopeSockEventFlagSOCK_HAS_TCPINFO tcpscopeSockEventFlag = 8
 )
 
 type tcpscopeSynKey struct {

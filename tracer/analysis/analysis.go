@@ -81,6 +81,8 @@ type socket struct {
 	owner     tracer.Owner
 	closed    bool
 	timeWait  bool // went FIN_WAIT2/CLOSING -> CLOSE: a TIME_WAIT socket replaced it
+	srtt      time.Duration
+	cwnd      uint32
 }
 
 // conn is the analysis state of one connection (one conn id).
@@ -342,6 +344,9 @@ func (c *conn) stateEvent(r *tracer.Record) {
 		sk.stateTime[sk.state] += r.Time.Sub(sk.since)
 	}
 	sk.state, sk.since = r.State, r.Time
+	if r.HasTCPInfo && r.SRTTMicros > 0 {
+		sk.srtt, sk.cwnd = time.Duration(r.SRTTMicros)*time.Microsecond, r.Cwnd
+	}
 	if r.State == tracer.StateClose {
 		sk.closed = true
 		sk.timeWait = r.OldState == tracer.StateFinWait2 || r.OldState == 11 /* CLOSING */
@@ -514,6 +519,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		}
 		sum.Owner, netns = sk.owner, sk.netns
 		sum.StateTime = sk.stateTime
+		sum.SRTT, sum.Cwnd = sk.srtt, sk.cwnd
 		if !sk.closed && !sk.since.IsZero() && int(sk.state) < len(sum.StateTime) {
 			sum.StateTime[sk.state] += c.last.Sub(sk.since)
 		}

@@ -61,6 +61,11 @@ func withWScale(r tracer.Record, ws uint8) tracer.Record {
 	return r
 }
 
+func withTCPInfo(r tracer.Record, srttUs, cwnd uint32) tracer.Record {
+	r.HasTCPInfo, r.SRTTMicros, r.Cwnd = true, srttUs, cwnd
+	return r
+}
+
 func sockEvent(at int, typ tracer.RecordType, local, remote string, old, new tracer.TCPState, cookie uint64) tracer.Record {
 	return tracer.Record{Type: typ, Time: t0.Add(time.Duration(at) * time.Microsecond), Conn: 1, Netns: 7,
 		Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote),
@@ -331,7 +336,7 @@ func TestSummaryAfterSocketsClose(t *testing.T) {
 	recs := []tracer.Record{
 		sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9),
 		sockEvent(100, tracer.TypeState, cli, srv, tracer.StateSynSent, tracer.StateEstablished, 9),
-		sockEvent(1100, tracer.TypeState, cli, srv, tracer.StateEstablished, tracer.StateFinWait1, 9),
+		withTCPInfo(sockEvent(1100, tracer.TypeState, cli, srv, tracer.StateEstablished, tracer.StateFinWait1, 9), 250, 10),
 		sockEvent(1200, tracer.TypeState, cli, srv, tracer.StateFinWait1, tracer.StateCloseWait+100, 9), // unknown state
 		sockEvent(1300, tracer.TypeState, cli, srv, tracer.StateCloseWait+100, tracer.StateClose, 9),
 	}
@@ -350,7 +355,8 @@ func TestSummaryAfterSocketsClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := out.summary(t)
-	if !s.Complete || s.StateTime[tracer.StateEstablished] != time.Millisecond || s.Owner.PID != 42 || s.Role != "client" {
+	if !s.Complete || s.StateTime[tracer.StateEstablished] != time.Millisecond || s.Owner.PID != 42 || s.Role != "client" ||
+		s.SRTT != 250*time.Microsecond || s.Cwnd != 10 {
 		t.Errorf("summary: %+v", s)
 	}
 }
