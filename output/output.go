@@ -539,9 +539,9 @@ func appendTextVerdicts(dst []byte, r *tracer.Record) []byte {
 			dst = append(dst, " #"...)
 			dst = strconv.AppendUint(dst, uint64(r.DupAckCount), 10)
 		}
-		if v.Verdict&tracer.Retransmissions != 0 && r.KernelConfirmed != 0 {
+		if v.Verdict&(tracer.Retransmissions|tracer.VerdictOutOfOrder) != 0 && r.KernelConfirmed != 0 {
 			if r.KernelConfirmed > 0 {
-				dst = append(dst, ", kernel-confirmed"...)
+				dst = append(dst, ", kernel retransmitted it"...)
 			} else {
 				dst = append(dst, ", not retransmitted by the kernel"...)
 			}

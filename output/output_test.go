@@ -71,6 +71,24 @@ func sampleRecords() []tracer.Record {
 			Local: ap("10.0.0.1:5556"), Remote: ap("10.0.0.2:81"), ResetDir: tracer.ResetReceived, State: tracer.StateSynSent, HasState: true,
 			Owner: owner(123, "curl")},
 		{Time: t0.Add(11 * time.Microsecond), Type: tracer.TypeLost, LostCount: 12, LostKind: "packet"},
+		// Analysis output: a fast retransmission the kernel confirmed,
+		// a duplicate ACK, and one connection summary.
+		{Time: t0.Add(12 * time.Microsecond), Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirOut,
+			Src: ap("10.0.0.1:5555"), Dst: ap("10.0.0.2:80"), Flags: tracer.FlagPSH | tracer.FlagACK, Seq: 1001, Ack: 5001, Win: 502, Len: 1448,
+			Analyzed: true, RelSeq: 1, RelAck: 1, RelAckValid: true, KernelConfirmed: 1,
+			Verdicts: tracer.VerdictRetransmission | tracer.VerdictFastRetransmission},
+		{Time: t0.Add(13 * time.Microsecond), Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirIn,
+			Src: ap("10.0.0.2:80"), Dst: ap("10.0.0.1:5555"), Flags: tracer.FlagACK, Seq: 5001, Ack: 1001, Win: 508,
+			Analyzed: true, RelSeq: 1, RelAck: 1, RelAckValid: true, Verdicts: tracer.VerdictDuplicateACK, DupAckCount: 3},
+		{Time: t0.Add(14 * time.Microsecond), Type: tracer.TypeConn, Conn: 1, Netns: 4026531840, Summary: &tracer.ConnSummary{
+			Local: ap("10.0.0.1:5555"), Remote: ap("10.0.0.2:80"), Role: "client", Owner: owner(123, "curl"),
+			Outcome: "established", ISNLocal: 1000, ISNRemote: 5000, HasISN: true,
+			HandshakeRTT: 123 * time.Microsecond, SynAckToAck: 45 * time.Microsecond,
+			Start: t0, End: t0.Add(1500 * time.Millisecond),
+			StateTime: [16]time.Duration{tracer.StateEstablished: 1400 * time.Millisecond, tracer.StateFinWait1: 2 * time.Millisecond},
+			BytesOut:  1448, BytesIn: 10, SegsOut: 4, SegsIn: 3, RetransKernel: 1, RetransSeen: 1, FastRetrans: 1,
+			SRTT: 250 * time.Microsecond, Cwnd: 10, ClosedBy: "local", CloseKind: "fin", HalfClose: time.Millisecond,
+			TimeWait: 60 * time.Second, Complete: false, Incomplete: "events lost (ring buffer full)"}},
 	}
 }
 
@@ -127,6 +145,7 @@ func TestJSONContract(t *testing.T) {
 		"retransmit": {"local", "remote", "state", "seq", "len", "pid", "comm"},
 		"reset":      {"local", "remote", "dir"},
 		"lost":       {"count", "kind"},
+		"conn":       {"local", "remote", "start", "end", "duration_ms", "bytes_out", "bytes_in", "retransmits", "complete"},
 	}
 	for i, line := range lines {
 		var m map[string]any

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,6 +73,15 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 			connect: []string{"connect-keepalive", "3500"}},
 			want: []string{"keep_alive", "keep_alive_ack"}},
 		{name: "refused", sc: scenario{name: "refused", serverPort: 7505, clientPort: 41505, connect: []string{"connect-refused"}}},
+		// SYNs dropped by the server's firewall: the client retransmits
+		// its SYN (after 1 s) and gives up.
+		{name: "timeout", sc: scenario{name: "timeout", serverPort: 7506, clientPort: 41506,
+			connect: []string{"connect-timeout", "1500"}},
+			setup: func(ctx context.Context, t *testing.T, v *vethPair) {
+				runCmd(ctx, t, v.b.exec("nft", "table inet tcpscope_syndrop { chain in { type filter hook input priority 0; "+
+					"tcp dport 7506 tcp flags syn drop; }; }")...)
+			},
+			want: []string{"retransmission"}},
 	}
 	for _, ipv6 := range []bool{false, true} {
 		family := "ipv4"
@@ -173,7 +184,56 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 				t.Errorf("tshark decoded only %d packets", len(theirs))
 			}
 			t.Logf("%d packets compared, %d differ, %d timing-window swaps", len(theirs), differ, swaps)
+			checkSummaries(t, cases, tp, recs)
 		})
+	}
+}
+
+// checkSummaries checks each connection's conn record against what the
+// scenario did.
+func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*record) {
+	t.Helper()
+	for _, c := range cases {
+		client := netip.AddrPortFrom(tp.clientIP, c.sc.clientPort)
+		server := netip.AddrPortFrom(tp.serverIP, c.sc.serverPort)
+		var sums []*record
+		for _, r := range recs {
+			if r.Type == "conn" && r.local == client && r.remote == server {
+				sums = append(sums, r)
+			}
+		}
+		if len(sums) != 1 {
+			t.Errorf("%s: %d conn records for %s -> %s, want 1", c.name, len(sums), client, server)
+			continue
+		}
+		var s map[string]any
+		if err := json.Unmarshal([]byte(sums[0].raw), &s); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]any{"role": "client", "comm": "tcli"}
+		switch c.name {
+		case "clean", "loss", "zero-window", "keep-alive":
+			want["outcome"], want["close_kind"], want["closed_by"] = "established", "fin", "local"
+		case "refused":
+			want["outcome"], want["close_kind"], want["closed_by"] = "refused", "reset", "remote"
+		case "timeout":
+			want["outcome"], want["close_kind"], want["syn_retransmits"] = "timeout", "timeout", float64(1)
+		}
+		for k, v := range want {
+			if s[k] != v {
+				t.Errorf("%s: conn %s = %v, want %v: %s", c.name, k, s[k], v, sums[0].raw)
+			}
+		}
+		rtx, _ := s["retransmits"].(map[string]any)
+		// On this fast link most retransmissions follow newer data within
+		// one iRTT: tshark and tcpscope call them out-of-order; the
+		// kernel's count is the truth.
+		if c.name == "loss" && rtx["kernel"] == float64(0) {
+			t.Errorf("loss: retransmits %v, want kernel > 0", rtx)
+		}
+		if c.name == "zero-window" && s["zero_windows"] == float64(0) {
+			t.Errorf("zero-window: no zero windows counted: %s", sums[0].raw)
+		}
 	}
 }
 

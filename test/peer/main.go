@@ -13,6 +13,7 @@
 //	peer connect-abort ADDR LOCAL MSG   send MSG, read it back, then SO_LINGER 0 and close (RST)
 //	peer serve-stall ADDR MS    accept one connection, read nothing for MS milliseconds
 //	                            (the window fills up to zero), then read until EOF
+//	peer connect-timeout ADDR LOCAL MS  connect, expect no answer within MS milliseconds
 //	peer connect-keepalive ADDR LOCAL MS  enable keep-alives every second after one
 //	                            idle second, stay idle MS milliseconds, close
 //
@@ -54,6 +55,8 @@ func main() {
 		err = serveSink(addr)
 	case "serve-stall":
 		err = withArgs(rest, 1, func() error { return serveStall(addr, rest[0]) })
+	case "connect-timeout":
+		err = withArgs(rest, 2, func() error { return connectTimeout(addr, rest[0], rest[1]) })
 	case "connect-keepalive":
 		err = withArgs(rest, 2, func() error { return connectKeepAlive(addr, rest[0], rest[1]) })
 	case "connect-echo":
@@ -230,6 +233,30 @@ func serveStall(addr, ms string) error {
 	}
 	say("received %d", n)
 	return c.Close()
+}
+
+func connectTimeout(addr, local, ms string) error {
+	d, err := strconv.Atoi(ms)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("bad duration %q", ms)
+	}
+	var laddr *net.TCPAddr
+	if local != "-" {
+		if laddr, err = net.ResolveTCPAddr("tcp", local); err != nil {
+			return err
+		}
+	}
+	dialer := net.Dialer{LocalAddr: laddr, Timeout: time.Duration(d) * time.Millisecond}
+	c, err := dialer.Dial("tcp", addr)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("connected to %s, want no answer", addr)
+	}
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		return fmt.Errorf("connect: %w, want a timeout", err)
+	}
+	say("timed out")
+	return nil
 }
 
 func connectKeepAlive(addr, local, ms string) error {

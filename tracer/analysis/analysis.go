@@ -238,7 +238,9 @@ func (a *Analyzer) packet(c *conn, r *tracer.Record) {
 		ooo = c.ackTime.Sub(c.synTime) // tshark's iRTT
 	}
 	r.Verdicts, r.DupAckCount = analyze(pt, s, r, c.scale, ooo)
-	if r.Verdicts&tracer.Retransmissions != 0 {
+	// Out-of-order is a timing guess too: the kernel says whether it was
+	// in fact a retransmission.
+	if r.Verdicts&(tracer.Retransmissions|tracer.VerdictOutOfOrder) != 0 {
 		r.KernelConfirmed = c.confirm(s, r)
 	}
 

@@ -387,3 +387,21 @@ func TestBoundedTable(t *testing.T) {
 		t.Errorf("after 3 conns with a cap of 2: %d tracked, records %+v", len(a.conns), out.recs)
 	}
 }
+
+// TestOutOfOrderKernelTruth: an out-of-order guess on a packet the kernel
+// retransmitted is confirmed as a retransmission.
+func TestOutOfOrderKernelTruth(t *testing.T) {
+	client := sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9)
+	rtx := sockEvent(1150, tracer.TypeRetransmit, cli, srv, 0, tracer.StateEstablished, 9)
+	rtx.Seq, rtx.Len = 1001, 100
+	pk := run(t, Config{}, append(append([]tracer.Record{client}, handshake()...),
+		seg(1000, cli, srv, P|A, 1001, 5001, 100, 502),
+		seg(1100, cli, srv, P|A, 1101, 5001, 100, 502),
+		rtx,
+		seg(1200, cli, srv, P|A, 1001, 5001, 100, 502), // within the iRTT window
+	)).packets()
+	last := pk[len(pk)-1]
+	if last.Verdicts != tracer.VerdictOutOfOrder || last.KernelConfirmed != 1 {
+		t.Errorf("verdicts %b confirmed %d, want out_of_order confirmed", last.Verdicts, last.KernelConfirmed)
+	}
+}
