@@ -76,7 +76,7 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 		// SYNs dropped by the server's firewall: the client retransmits
 		// its SYN (after 1 s) and gives up.
 		{name: "timeout", sc: scenario{name: "timeout", serverPort: 7506, clientPort: 41506,
-			connect: []string{"connect-timeout", "1500"}},
+			connect: []string{"connect-timeout", "2500"}},
 			setup: func(ctx context.Context, t *testing.T, v *vethPair) {
 				runCmd(ctx, t, v.b.exec("nft", "table inet tcpscope_syndrop { chain in { type filter hook input priority 0; "+
 					"tcp dport 7506 tcp flags syn drop; }; }")...)
