@@ -66,7 +66,8 @@ type record struct {
 	Complete *bool `json:"complete"`
 
 	// packet analysis
-	Analysis []string `json:"analysis"`
+	Analysis        []string `json:"analysis"`
+	KernelConfirmed *bool    `json:"kernel_confirmed"`
 
 	// Parsed forms, filled by parseRecords.
 	line                    int

@@ -157,7 +157,7 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 				// after it: when the two directions interleave differently
 				// around a packet, verdicts that depend on the other
 				// direction's latest ACK or window may differ.
-				if ourPrev[p.key] != theirPrev[p.key] {
+				if ourPrev[p.key] != theirPrev[p.key] && onlyCrossDirection(p.verdicts, mine) {
 					t.Logf("packet %s: tshark %v, tcpscope %v (directions interleaved differently: after %s vs %s)",
 						p.key, p.verdicts, mine, theirPrev[p.key], ourPrev[p.key])
 					continue
@@ -184,16 +184,23 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 				t.Errorf("tshark decoded only %d packets", len(theirs))
 			}
 			t.Logf("%d packets compared, %d differ, %d timing-window swaps", len(theirs), differ, swaps)
-			checkSummaries(t, cases, tp, recs)
+			checkSummaries(t, cases, tp, recs, theirs)
+			checkKernelConfirmation(t, netip.AddrPortFrom(tp.clientIP, cases[1].sc.clientPort), recs)
 		})
 	}
 }
 
 // checkSummaries checks each connection's conn record against what the
 // scenario did.
-func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*record) {
+func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*record, theirs []tsharkPacket) {
 	t.Helper()
 	for _, c := range cases {
+		tsharkRetrans := 0
+		for _, p := range theirs {
+			if p.port == c.sc.clientPort && strings.Contains(strings.Join(p.verdicts, ","), "retransmission") {
+				tsharkRetrans++
+			}
+		}
 		client := netip.AddrPortFrom(tp.clientIP, c.sc.clientPort)
 		server := netip.AddrPortFrom(tp.serverIP, c.sc.serverPort)
 		var sums []*record
@@ -217,7 +224,8 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*re
 		case "refused":
 			want["outcome"], want["close_kind"], want["closed_by"] = "refused", "reset", "remote"
 		case "timeout":
-			want["outcome"], want["close_kind"], want["syn_retransmits"] = "timeout", "timeout", float64(1)
+			// The SYN retransmissions tshark saw.
+			want["outcome"], want["close_kind"], want["syn_retransmits"] = "timeout", "timeout", float64(tsharkRetrans)
 		}
 		for k, v := range want {
 			if s[k] != v {
@@ -234,6 +242,73 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*re
 		if c.name == "zero-window" && s["zero_windows"] == float64(0) {
 			t.Errorf("zero-window: no zero windows counted: %s", sums[0].raw)
 		}
+	}
+}
+
+// crossDirection are the verdicts that depend on the other direction's
+// latest packet (its ACK, window or duplicate ACKs).
+var crossDirection = map[string]bool{
+	"retransmission": true, "fast_retransmission": true, "spurious_retransmission": true,
+	"out_of_order": true, "window_full": true, "ack_unseen_segment": true,
+	"zero_window_probe": true, "keep_alive_ack": true,
+}
+
+// onlyCrossDirection reports whether two verdict sets differ only in
+// verdicts that depend on the other direction.
+func onlyCrossDirection(a, b []string) bool {
+	in := map[string]int{}
+	for _, v := range a {
+		in[v]++
+	}
+	for _, v := range b {
+		in[v]--
+	}
+	for v, n := range in {
+		if n != 0 && !crossDirection[v] {
+			return false
+		}
+	}
+	return true
+}
+
+// checkKernelConfirmation: every retransmission or out-of-order guess on a
+// packet of the local client says what the kernel did, true at least once
+// under loss, and false only where the kernel reported no retransmission
+// of that sequence number.
+func checkKernelConfirmation(t *testing.T, client netip.AddrPort, recs []*record) {
+	t.Helper()
+	retransmitted := func(seq uint32) bool {
+		for _, r := range recs {
+			if r.Type == "retransmit" && r.local == client && r.Seq != nil && r.Len != nil &&
+				seq-*r.Seq < max(*r.Len, 1) {
+				return true
+			}
+		}
+		return false
+	}
+	confirmed := 0
+	for _, r := range recs {
+		if r.Type != "packet" || r.src != client {
+			continue
+		}
+		guess := false
+		for _, v := range r.Analysis {
+			guess = guess || v == "retransmission" || v == "out_of_order"
+		}
+		if !guess {
+			continue
+		}
+		switch {
+		case r.KernelConfirmed == nil:
+			t.Errorf("guess on a local sender's packet without kernel_confirmed: %s", r)
+		case *r.KernelConfirmed:
+			confirmed++
+		case retransmitted(*r.Seq):
+			t.Errorf("kernel_confirmed false, but the kernel retransmitted seq %d: %s", *r.Seq, r)
+		}
+	}
+	if confirmed == 0 {
+		t.Errorf("no retransmission guess of %s confirmed by the kernel under loss", client)
 	}
 }
 

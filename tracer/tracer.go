@@ -547,7 +547,8 @@ func (t *Tracer) finish(sink Sink, rec *Record, stopped bool) error {
 			err = nil
 		}
 	}
-	if ferr := sink.Flush(); err == nil {
+	// A sink that asks to stop while flushing has done its job.
+	if ferr := sink.Flush(); err == nil && !errors.Is(ferr, ErrStop) {
 		err = ferr
 	}
 	return err

@@ -200,7 +200,8 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 	}
 	var analyzer *analysis.Analyzer
 	if o.analysis == "on" {
-		analyzer = analysis.New(sink, analysis.Config{SummaryOnly: o.summaryOnly, MaxConns: cfg.MaxConns, IdleTimeout: o.idleTimeout})
+		analyzer = analysis.New(sink, analysis.Config{SummaryOnly: o.summaryOnly, MaxConns: cfg.MaxConns,
+			IdleTimeout: o.idleTimeout, KernelRetransmits: cfg.Events.Has(tracer.TypeRetransmit)})
 		sink = analyzer
 	}
 	err = t.Run(cmd.Context(), sink)

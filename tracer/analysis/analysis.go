@@ -19,13 +19,19 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultMaxConns    = 65536
 	DefaultIdleTimeout = 10 * time.Minute
 	// quietAfterClose is how long a connection whose sockets are all gone
 	// (or whose packets show both FINs or a RST) stays, for late packets,
 	// before its summary.
 	quietAfterClose = time.Second
-	kernelRtxKept   = 64
+	// confirmWait is how long a retransmission guess from a local sender
+	// waits for the kernel's retransmit event: the kernel reports it
+	// after the segment went through TC, so after its packet record.
+	confirmWait   = 200 * time.Millisecond
+	kernelRtxKept = 64
+	// goneKept summarized conn ids are remembered, so that a late record
+	// of a connection does not start a second summary.
+	goneKept = 4096
 )
 
 // Config configures an Analyzer.
@@ -37,28 +43,48 @@ type Config struct {
 	MaxConns int
 	// IdleTimeout summarizes (evicted: true) connections idle this long.
 	IdleTimeout time.Duration
+	// KernelRetransmits: retransmit events are traced, so a retransmission
+	// guess can be confirmed or contradicted by the kernel.
+	KernelRetransmits bool
 }
 
 // Analyzer annotates records and adds conn summary records. It implements
 // tracer.Sink.
 type Analyzer struct {
-	next  tracer.Sink
-	cfg   Config
-	conns map[uint64]*conn
-	lru   *list.List // of *conn, most recently seen first
-	now   time.Time  // time of the latest record
-	out   tracer.Record
+	next    tracer.Sink
+	cfg     Config
+	conns   map[uint64]*conn
+	lru     *list.List       // of *conn, most recently seen first
+	ended   map[uint64]*conn // connections waiting for their quiet period
+	held    []held           // packets waiting for kernel confirmation
+	gone    map[uint64]bool  // recently summarized conn ids
+	goneIDs [goneKept]uint64 // ring of the ids in gone
+	goneAt  int
+	losses  uint64 // lost records seen so far
+	lossKnd string
+	stopped bool // the next sink asked to stop
+	out     tracer.Record
+}
+
+// held is a packet record kept back until the kernel's retransmit event
+// confirms it, or confirmWait passes.
+type held struct {
+	rec   tracer.Record
+	c     *conn
+	side  int
+	since time.Time
 }
 
 // New returns an Analyzer writing to next.
 func New(next tracer.Sink, cfg Config) *Analyzer {
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = DefaultMaxConns
+		cfg.MaxConns = tracer.DefaultMaxConns
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	return &Analyzer{next: next, cfg: cfg, conns: make(map[uint64]*conn), lru: list.New()}
+	return &Analyzer{next: next, cfg: cfg, conns: make(map[uint64]*conn), lru: list.New(),
+		ended: make(map[uint64]*conn), gone: make(map[uint64]bool)}
 }
 
 // pointKey names a capture point.
@@ -81,6 +107,7 @@ type socket struct {
 	owner     tracer.Owner
 	closed    bool
 	timeWait  bool // went FIN_WAIT2/CLOSING -> CLOSE: a TIME_WAIT socket replaced it
+	gotReset  bool
 	srtt      time.Duration
 	cwnd      uint32
 }
@@ -95,6 +122,7 @@ type conn struct {
 	ends    [2]netip.AddrPort // side 0 is the client (SYN sender) when known
 	endsSet bool
 	client  bool // ends[0] is known to be the client
+	losses  uint64
 
 	base    [2]uint32 // relative-number base: ISN, or first seq seen
 	baseSet [2]bool
@@ -102,6 +130,8 @@ type conn struct {
 	scale   [2]int  // window scale shift, -1 unknown
 	wsOpt   [2]int  // window scale option of each side's SYN, -1 none
 
+	// Handshake, at the primary capture point. synTime is the most recent
+	// SYN before the SYN-ACK, as tshark's iRTT uses.
 	synTime, synAckTime, ackTime time.Time
 	synCount, synAckCount        int
 	outcome                      string
@@ -115,7 +145,6 @@ type conn struct {
 	sockets     map[uint64]*socket
 
 	retransKernel, retransSeen, fast, spurious, zeroWin uint64
-	resetsBy                                            [2]uint64
 	resetsSent, resetsRecv                              uint64
 	resetReason                                         string
 	finTime                                             [2]time.Time
@@ -127,25 +156,27 @@ type conn struct {
 	incomplete                                          string
 }
 
-func (a *Analyzer) conn(r *tracer.Record) *conn {
+func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
 	c := a.conns[r.Conn]
 	if c != nil {
 		a.lru.MoveToFront(c.elem)
-		return c
+		return c, nil
 	}
 	if len(a.conns) >= a.cfg.MaxConns {
 		if oldest := a.lru.Back(); oldest != nil {
-			a.summarize(oldest.Value.(*conn), false, true)
+			if err := a.summarize(oldest.Value.(*conn), false, true); err != nil {
+				return nil, err
+			}
 		}
 	}
 	c = &conn{id: r.Conn, netns: r.Netns, start: r.Time, points: map[pointKey]*point{}, sockets: map[uint64]*socket{},
-		scale: [2]int{-1, -1}, wsOpt: [2]int{-1, -1}, rstSide: -1}
+		scale: [2]int{-1, -1}, wsOpt: [2]int{-1, -1}, rstSide: -1, losses: a.losses}
 	c.elem = a.lru.PushFront(c)
 	a.conns[r.Conn] = c
-	return c
+	return c, nil
 }
 
-// side returns which side sent from ep, setting the sides up on first use.
+// side returns which side sent from src, setting the sides up on first use.
 func (c *conn) side(src, dst netip.AddrPort, syn, ack bool) int {
 	if !c.endsSet {
 		c.ends = [2]netip.AddrPort{src, dst}
@@ -165,31 +196,39 @@ func (c *conn) side(src, dst netip.AddrPort, syn, ack bool) int {
 // Write analyzes r, passes it on (unless SummaryOnly) and emits the
 // summaries of connections that ended.
 func (a *Analyzer) Write(r *tracer.Record) error {
-	if r.Time.After(a.now) {
-		a.now = r.Time
+	if a.stopped {
+		return tracer.ErrStop
 	}
 	if r.Type == tracer.TypeLost {
-		for _, c := range a.conns {
-			if c.incomplete == "" {
-				c.incomplete = "events lost (ring buffer full)"
-			}
-		}
+		a.losses++
+		a.lossKnd = r.LostKind
 		return a.next.Write(r)
 	}
-	if r.Conn == 0 || r.Type == tracer.TypeConn {
+	if r.Conn == 0 || r.Type == tracer.TypeConn || a.gone[r.Conn] {
+		// A late record of a summarized connection: passed on as is.
 		return a.pass(r)
 	}
-	c := a.conn(r)
+	c, err := a.conn(r)
+	if err != nil {
+		return err
+	}
 	c.last = r.Time
 	switch r.Type {
 	case tracer.TypePacket:
-		a.packet(c, r)
+		if a.packet(c, r) {
+			return nil // held for kernel confirmation
+		}
 	case tracer.TypeState:
 		c.stateEvent(r)
 	case tracer.TypeRetransmit:
-		c.retransmitEvent(r)
+		if err := a.retransmitEvent(c, r); err != nil {
+			return err
+		}
 	case tracer.TypeReset:
 		c.resetEvent(r)
+	}
+	if c.ended() {
+		a.ended[c.id] = c
 	}
 	return a.pass(r)
 }
@@ -198,31 +237,19 @@ func (a *Analyzer) pass(r *tracer.Record) error {
 	if a.cfg.SummaryOnly && r.Type != tracer.TypeConn {
 		return nil
 	}
-	return a.next.Write(r)
+	err := a.next.Write(r)
+	if errors.Is(err, tracer.ErrStop) {
+		a.stopped = true
+	}
+	return err
 }
 
-func (a *Analyzer) packet(c *conn, r *tracer.Record) {
-	syn, ack := r.Flags&tracer.FlagSYN != 0, r.Flags&tracer.FlagACK != 0
+// packet analyzes a packet record; it returns true when the record is
+// held back for kernel confirmation.
+func (a *Analyzer) packet(c *conn, r *tracer.Record) bool {
+	syn, ack, rst := r.Flags&tracer.FlagSYN != 0, r.Flags&tracer.FlagACK != 0, r.Flags&tracer.FlagRST != 0
 	s := c.side(r.Src, r.Dst, syn, ack)
 	o := 1 - s
-	if syn {
-		c.handshake(r, s, ack)
-	}
-	if !c.baseSet[s] {
-		c.base[s], c.baseSet[s] = r.Seq, true
-		if !syn && c.incomplete == "" {
-			c.incomplete = "capture started after the handshake"
-		}
-	}
-	r.Analyzed = true
-	r.RelSeq = r.Seq - c.base[s]
-	if ack && c.baseSet[o] {
-		r.RelAck, r.RelAckValid = r.Ack-c.base[o], true
-	}
-	if ack && !syn && c.synAckTime != (time.Time{}) && c.ackTime.IsZero() && s == 0 && c.isnSeen[1] && r.Ack == c.base[1]+1 {
-		c.ackTime = r.Time
-		c.outcome = "established"
-	}
 
 	key := pointKey{ifindex: r.Ifindex, netns: r.Netns}
 	pt := c.points[key]
@@ -233,43 +260,68 @@ func (a *Analyzer) packet(c *conn, r *tracer.Record) {
 	if !c.primSet {
 		c.primary, c.primSet = key, true
 	}
+	primary := key == c.primary
+
+	if syn {
+		c.isn(r, s)
+		if primary {
+			c.handshake(r, ack)
+		}
+	}
+	if !c.baseSet[s] {
+		c.base[s], c.baseSet[s] = r.Seq, true
+		// A RST answering a SYN (refused) is no sign of a late start.
+		if !syn && !(rst && c.isnSeen[o]) && c.incomplete == "" {
+			c.incomplete = "capture started after the handshake"
+		}
+	}
+	r.Analyzed = true
+	r.RelSeq = r.Seq - c.base[s]
+	if ack && c.baseSet[o] {
+		r.RelAck, r.RelAckValid = r.Ack-c.base[o], true
+	}
+	if primary && ack && !syn && !c.synAckTime.IsZero() && c.ackTime.IsZero() && s == 0 && c.isnSeen[1] && r.Ack == c.base[1]+1 {
+		c.ackTime = r.Time
+		c.outcome = "established"
+	}
+
 	ooo := defaultOutOfOrderWindow
 	if !c.synTime.IsZero() && !c.ackTime.IsZero() {
 		ooo = c.ackTime.Sub(c.synTime) // tshark's iRTT
 	}
 	r.Verdicts, r.DupAckCount = analyze(pt, s, r, c.scale, ooo)
-	// Out-of-order is a timing guess too: the kernel says whether it was
-	// in fact a retransmission.
-	if r.Verdicts&(tracer.Retransmissions|tracer.VerdictOutOfOrder) != 0 {
-		r.KernelConfirmed = c.confirm(s, r)
-	}
-
-	if key == c.primary {
+	if primary {
 		c.countPacket(s, r)
 	}
+	if r.Verdicts&(tracer.Retransmissions|tracer.VerdictOutOfOrder) == 0 {
+		return false
+	}
+	// Retransmissions and out-of-order are guesses; the kernel knows.
+	switch {
+	case !a.cfg.KernelRetransmits || !c.isLocal(s):
+		r.KernelConfirmed = 0
+	case c.kernelRetransmitted(s, r):
+		r.KernelConfirmed = 1
+	default:
+		// The kernel reports a retransmission after its segment passed
+		// TC: wait a little for the event.
+		a.held = append(a.held, held{rec: *r, c: c, side: s, since: r.Time})
+		return true
+	}
+	return false
 }
 
-// handshake tracks ISNs, SYN retransmissions, window scaling and RTTs.
-func (c *conn) handshake(r *tracer.Record, s int, ack bool) {
+// isn records a side's initial sequence number and window scale option.
+func (c *conn) isn(r *tracer.Record, s int) {
+	if c.isnSeen[s] {
+		return
+	}
 	ws := -1
 	if r.Options.Present&tracer.OptWScale != 0 {
 		ws = int(r.Options.WScale)
 	}
-	if !c.isnSeen[s] {
-		c.base[s], c.baseSet[s], c.isnSeen[s] = r.Seq, true, true
-		c.wsOpt[s] = ws
-	}
-	if ack {
-		c.synAckCount++
-		if c.synAckTime.IsZero() {
-			c.synAckTime = r.Time
-		}
-	} else {
-		c.synCount++
-		if c.synTime.IsZero() {
-			c.synTime = r.Time
-		}
-	}
+	c.base[s], c.baseSet[s], c.isnSeen[s] = r.Seq, true, true
+	c.wsOpt[s] = ws
 	// RFC 7323: scaling is in effect only when both SYNs carried it.
 	if c.wsOpt[0] >= 0 && c.wsOpt[1] >= 0 {
 		c.scale = [2]int{c.wsOpt[0], c.wsOpt[1]}
@@ -278,19 +330,30 @@ func (c *conn) handshake(r *tracer.Record, s int, ack bool) {
 	}
 }
 
-// confirm checks a retransmission verdict against the kernel's retransmit
-// events of the sending socket: 1 when it retransmitted that sequence, -1
-// when it did not, 0 when the sender is not a socket of this host.
-func (c *conn) confirm(s int, r *tracer.Record) int8 {
-	if !c.isLocal(s) {
-		return 0
+// handshake counts SYNs and SYN-ACKs and times them, at the primary point.
+func (c *conn) handshake(r *tracer.Record, ack bool) {
+	if ack {
+		c.synAckCount++
+		if c.synAckTime.IsZero() {
+			c.synAckTime = r.Time
+		}
+		return
 	}
+	c.synCount++
+	if c.synAckTime.IsZero() {
+		c.synTime = r.Time // the most recent SYN before the answer
+	}
+}
+
+// kernelRetransmitted reports whether the kernel retransmitted the
+// sequence number of r from side s (within the last events kept).
+func (c *conn) kernelRetransmitted(s int, r *tracer.Record) bool {
 	for _, e := range c.kernelRtx[s] {
 		if !seqLT(r.Seq, e.seq) && seqLT(r.Seq, e.end) {
-			return 1
+			return true
 		}
 	}
-	return -1
+	return false
 }
 
 func (c *conn) countPacket(s int, r *tracer.Record) {
@@ -326,8 +389,7 @@ func (c *conn) countPacket(s int, r *tracer.Record) {
 	}
 	if r.Flags&tracer.FlagRST != 0 && c.rstSide < 0 {
 		c.rstSide, c.rstTime = s, r.Time
-		c.resetsBy[s]++
-		if c.outcome == "" && c.synTime != (time.Time{}) {
+		if c.outcome == "" && !c.synTime.IsZero() {
 			if r.Flags&tracer.FlagACK != 0 && c.synAckTime.IsZero() {
 				c.outcome = "refused"
 			} else {
@@ -351,7 +413,9 @@ func (c *conn) stateEvent(r *tracer.Record) {
 	}
 	if r.State == tracer.StateClose {
 		sk.closed = true
-		sk.timeWait = r.OldState == tracer.StateFinWait2 || r.OldState == 11 /* CLOSING */
+		// From FIN_WAIT2 or CLOSING a TIME_WAIT socket takes over,
+		// unless a RST ended the connection.
+		sk.timeWait = (r.OldState == tracer.StateFinWait2 || r.OldState == 11 /* CLOSING */) && !sk.gotReset
 	}
 	if !c.endsSet && r.Remote.Port() != 0 && r.Local.Port() != 0 {
 		client := r.State == tracer.StateSynSent || r.OldState == tracer.StateSynSent
@@ -366,8 +430,7 @@ func (c *conn) stateEvent(r *tracer.Record) {
 	}
 }
 
-// socketOf returns the local socket of a socket event (by cookie) and
-// marks its side as local.
+// socketOf returns the local socket of a socket event (by cookie).
 func (c *conn) socketOf(r *tracer.Record) *socket {
 	if r.Cookie == 0 || r.Remote.Port() == 0 && r.Remote.Addr().IsUnspecified() {
 		return nil // a reset with no socket, or a listener
@@ -399,11 +462,13 @@ func (c *conn) isLocal(s int) bool {
 	return false
 }
 
-func (c *conn) retransmitEvent(r *tracer.Record) {
+// retransmitEvent records the kernel's retransmission and releases the
+// held packets it confirms.
+func (a *Analyzer) retransmitEvent(c *conn, r *tracer.Record) error {
 	c.retransKernel++
 	sk := c.socketOf(r)
 	if sk == nil || !c.endsSet {
-		return
+		return nil
 	}
 	s := 0
 	if r.Local == c.ends[1] {
@@ -414,33 +479,62 @@ func (c *conn) retransmitEvent(r *tracer.Record) {
 		end++
 	}
 	if len(c.kernelRtx[s]) >= kernelRtxKept {
-		c.kernelRtx[s] = c.kernelRtx[s][1:]
+		copy(c.kernelRtx[s], c.kernelRtx[s][1:])
+		c.kernelRtx[s] = c.kernelRtx[s][:kernelRtxKept-1]
 	}
 	c.kernelRtx[s] = append(c.kernelRtx[s], rtxEvent{seq: r.Seq, end: end})
+	return a.release(func(h *held) bool {
+		if h.c != c || h.side != s || !c.kernelRetransmitted(s, &h.rec) {
+			return false
+		}
+		h.rec.KernelConfirmed = 1
+		return true
+	})
+}
+
+// release passes on, in order, the held packets for which pick is true.
+func (a *Analyzer) release(pick func(*held) bool) error {
+	kept := a.held[:0]
+	var err error
+	for i := range a.held {
+		h := &a.held[i]
+		if err == nil && pick(h) {
+			err = a.pass(&h.rec)
+			continue
+		}
+		kept = append(kept, *h)
+	}
+	a.held = kept
+	return err
 }
 
 func (c *conn) resetEvent(r *tracer.Record) {
-	c.socketOf(r)
+	sk := c.socketOf(r)
 	if r.ResetDir == tracer.ResetSent {
 		c.resetsSent++
 		if r.Reason != "" && c.resetReason == "" {
 			c.resetReason = r.Reason
 		}
-	} else {
-		c.resetsRecv++
-		if r.State == tracer.StateSynSent && c.outcome == "" {
-			c.outcome = "refused"
-		}
+		return
+	}
+	c.resetsRecv++
+	if sk != nil {
+		sk.gotReset = true
+	}
+	if r.State == tracer.StateSynSent && c.outcome == "" {
+		c.outcome = "refused"
 	}
 }
 
-// ended reports whether the connection is fully gone: every local socket
-// closed and none replaced by a TIME_WAIT socket, or, with no local socket,
-// both FINs acknowledged or a RST.
+// ended reports whether the connection is gone: every local socket
+// closed, or, with no local socket, both FINs acknowledged or a RST. A
+// socket replaced by a TIME_WAIT socket counts as closed: the end of
+// TIME_WAIT is not traced yet (the summary says time_wait_end
+// "not_observed").
 func (c *conn) ended() bool {
 	if len(c.sockets) > 0 {
 		for _, sk := range c.sockets {
-			if !sk.closed || sk.timeWait {
+			if !sk.closed {
 				return false
 			}
 		}
@@ -449,54 +543,98 @@ func (c *conn) ended() bool {
 	return c.rstSide >= 0 || c.finAcked[0] && c.finAcked[1]
 }
 
-// Flush summarizes connections that ended and stayed quiet for a second
-// (late packets of a connection still arrive after its sockets closed),
-// and those idle past IdleTimeout, then flushes the next sink.
+// Flush releases packets whose kernel confirmation did not come,
+// summarizes connections that ended and stayed quiet for a second (late
+// packets still arrive after the sockets closed) and those idle past
+// IdleTimeout, then flushes the next sink.
 func (a *Analyzer) Flush() error {
 	return a.flushAt(time.Now())
 }
 
 func (a *Analyzer) flushAt(now time.Time) error {
-	for e := a.lru.Back(); e != nil; {
+	err := a.release(func(h *held) bool {
+		if now.Sub(h.since) < confirmWait {
+			return false
+		}
+		h.rec.KernelConfirmed = -1 // the kernel did not retransmit it
+		return true
+	})
+	for id, c := range a.ended {
+		if err != nil {
+			break
+		}
+		if !c.ended() {
+			delete(a.ended, id) // a new socket joined it
+			continue
+		}
+		if now.Sub(c.last) >= quietAfterClose {
+			err = a.summarize(c, true, false)
+		}
+	}
+	// Idle connections sit at the back of the list.
+	for e := a.lru.Back(); e != nil && err == nil; {
 		prev := e.Prev()
 		c := e.Value.(*conn)
-		switch {
-		case c.ended() && now.Sub(c.last) >= quietAfterClose:
-			if err := a.summarize(c, true, false); err != nil {
-				return err
-			}
-		case now.Sub(c.last) > a.cfg.IdleTimeout:
-			if err := a.summarize(c, false, true); err != nil {
-				return err
-			}
+		if now.Sub(c.last) <= a.cfg.IdleTimeout {
+			break
 		}
+		err = a.summarize(c, false, true)
 		e = prev
 	}
-	return a.next.Flush()
+	if ferr := a.next.Flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // Finish summarizes every connection still open (complete: false) and
 // flushes; call it once tracing has stopped.
 func (a *Analyzer) Finish() error {
-	for e := a.lru.Back(); e != nil; {
+	var err error
+	for e := a.lru.Back(); e != nil && err == nil; {
 		prev := e.Prev()
-		if err := a.summarize(e.Value.(*conn), false, false); err != nil && !errors.Is(err, tracer.ErrStop) {
-			return err
-		}
+		c := e.Value.(*conn)
+		err = a.summarize(c, a.ended[c.id] != nil, false)
 		e = prev
 	}
-	return a.next.Flush()
+	if ferr := a.next.Flush(); err == nil || errors.Is(err, tracer.ErrStop) {
+		err = ferr
+	}
+	return err
 }
 
-// summarize emits c's conn record and forgets c.
+// summarize emits c's conn record and forgets c. Its held packets go
+// first, unconfirmed.
 func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
+	if err := a.release(func(h *held) bool {
+		if h.c != c {
+			return false
+		}
+		h.rec.KernelConfirmed = -1
+		return true
+	}); err != nil {
+		return err
+	}
 	a.lru.Remove(c.elem)
 	delete(a.conns, c.id)
+	delete(a.ended, c.id)
+	if old := a.goneIDs[a.goneAt%goneKept]; old != 0 {
+		delete(a.gone, old)
+	}
+	a.goneIDs[a.goneAt%goneKept] = c.id
+	a.goneAt++
+	a.gone[c.id] = true
 	if !c.endsSet {
 		return nil // a listening socket: not a connection
 	}
+	if a.losses > c.losses && c.incomplete == "" {
+		c.incomplete = "events lost"
+		if a.lossKnd == "malformed" {
+			c.incomplete = "records could not be decoded"
+		}
+	}
 
-	sum := &tracer.ConnSummary{Complete: complete, Evicted: evicted, Incomplete: c.incomplete,
+	sum := &tracer.ConnSummary{Complete: complete && c.incomplete == "", Evicted: evicted, Incomplete: c.incomplete,
 		Outcome: c.outcome, SynRetrans: max(c.synCount-1, 0) + max(c.synAckCount-1, 0),
 		Start: c.start, End: c.last, RetransKernel: c.retransKernel, RetransSeen: c.retransSeen,
 		FastRetrans: c.fast, Spurious: c.spurious, ZeroWindows: c.zeroWin,
@@ -508,11 +646,9 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		l = 1
 	}
 	r := 1 - l
-	if c.endsSet {
-		sum.Local, sum.Remote = c.ends[l], c.ends[r]
-		if c.client {
-			sum.Role = [2]string{"client", "server"}[l]
-		}
+	sum.Local, sum.Remote = c.ends[l], c.ends[r]
+	if c.client {
+		sum.Role = [2]string{"client", "server"}[l]
 	}
 	netns := c.netns
 	for _, sk := range c.sockets {
@@ -526,7 +662,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 			sum.StateTime[sk.state] += c.last.Sub(sk.since)
 		}
 		if sk.timeWait {
-			sum.TimeWait = c.last.Sub(sk.since) // so far: TIME_WAIT end not seen yet
+			sum.TimeWaitEnd = "not_observed"
 		}
 	}
 	if c.isnSeen[l] && c.isnSeen[r] {
@@ -567,7 +703,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 
 	rec := &a.out
 	*rec = tracer.Record{Type: tracer.TypeConn, Time: c.last, Conn: c.id, Netns: netns, Summary: sum}
-	return a.next.Write(rec)
+	return a.pass(rec)
 }
 
 func absDur(d time.Duration) time.Duration {

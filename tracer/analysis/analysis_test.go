@@ -239,7 +239,6 @@ func TestWindowVerdicts(t *testing.T) {
 	recs := append(handshake(),
 		seg(1000, cli, srv, P|A, 1001, 5001, 100, 502),
 		seg(2000, srv, cli, A, 5001, 1101, 0, 0),         // zero window
-		seg(3000, cli, srv, A, 1100, 5001, 1, 502),       // zero window probe? (keep-alive shape: seq = next-1)
 		seg(4000, cli, srv, P|A, 1101, 5001, 1, 502),     // zero window probe
 		seg(5000, srv, cli, A, 5001, 1101, 0, 100),       // window update
 		seg(6000, cli, srv, P|A, 1101, 5001, 12800, 502), // fills 100<<7 = 12800: window full
@@ -250,14 +249,13 @@ func TestWindowVerdicts(t *testing.T) {
 		want tracer.Verdicts
 	}{
 		{4, tracer.VerdictZeroWindow},
-		{5, tracer.VerdictKeepAlive},
-		{6, tracer.VerdictZeroWindowProbe},
-		{7, tracer.VerdictWindowUpdate},
-		{8, tracer.VerdictWindowFull},
+		{5, tracer.VerdictZeroWindowProbe},
+		{6, tracer.VerdictWindowUpdate},
+		{7, tracer.VerdictWindowFull},
 	}
 	for _, c := range checks {
-		if pk[c.i].Verdicts&c.want == 0 {
-			t.Errorf("packet %d: verdicts %b lack %b", c.i, pk[c.i].Verdicts, c.want)
+		if pk[c.i].Verdicts != c.want {
+			t.Errorf("packet %d: verdicts %b, want exactly %b", c.i, pk[c.i].Verdicts, c.want)
 		}
 	}
 }
@@ -289,25 +287,40 @@ func TestPerCapturePoint(t *testing.T) {
 }
 
 // TestKernelConfirmation: a retransmission seen on the wire is confirmed
-// by the sending socket's tcp_retransmit_skb event, or contradicted.
+// by the sending socket's tcp_retransmit_skb event, which the kernel emits
+// after the packet passed TC; without one it is contradicted once the
+// wait is over; a remote sender, or untraced retransmits, leave it unknown.
 func TestKernelConfirmation(t *testing.T) {
 	client := sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9)
 	data := seg(1000, cli, srv, P|A, 1001, 5001, 100, 502)
-	rtxEvent := sockEvent(299000, tracer.TypeRetransmit, cli, srv, 0, tracer.StateEstablished, 9)
-	rtxEvent.Seq, rtxEvent.Len = 1001, 100
 	again := seg(300000, cli, srv, P|A, 1001, 5001, 100, 502)
+	rtxEvent := sockEvent(300010, tracer.TypeRetransmit, cli, srv, 0, tracer.StateEstablished, 9)
+	rtxEvent.Seq, rtxEvent.Len = 1001, 100
+	local := append([]tracer.Record{client}, handshake()...)
+	cfg := Config{KernelRetransmits: true}
 
-	confirmed := run(t, Config{}, append(append([]tracer.Record{client}, handshake()...), data, rtxEvent, again)).packets()
-	if r := confirmed[len(confirmed)-1]; r.Verdicts&tracer.VerdictRetransmission == 0 || r.KernelConfirmed != 1 {
-		t.Errorf("with the kernel event: verdicts %b confirmed %d", r.Verdicts, r.KernelConfirmed)
+	last := func(out *collect) tracer.Record {
+		pk := out.packets()
+		return pk[len(pk)-1]
 	}
-	contradicted := run(t, Config{}, append(append([]tracer.Record{client}, handshake()...), data, again)).packets()
-	if r := contradicted[len(contradicted)-1]; r.KernelConfirmed != -1 {
-		t.Errorf("without the kernel event from a local socket: confirmed %d, want -1", r.KernelConfirmed)
+	out := run(t, cfg, append(append(local, data, again), rtxEvent))
+	if r := last(out); r.Verdicts&tracer.VerdictRetransmission == 0 || r.KernelConfirmed != 1 {
+		t.Errorf("with the kernel event after it: verdicts %b confirmed %d", r.Verdicts, r.KernelConfirmed)
 	}
-	unknown := run(t, Config{}, append(handshake(), data, again)).packets()
-	if r := unknown[len(unknown)-1]; r.KernelConfirmed != 0 {
+	// The held packet comes out before the event that confirmed it.
+	for i, r := range out.recs {
+		if r.Type == tracer.TypeRetransmit && out.recs[i-1].Type != tracer.TypePacket {
+			t.Errorf("retransmit event not right after its packet: %v", out.recs[i-1].Type)
+		}
+	}
+	if r := last(run(t, cfg, append(local, data, again))); r.KernelConfirmed != -1 {
+		t.Errorf("no kernel event from a local socket: confirmed %d, want -1", r.KernelConfirmed)
+	}
+	if r := last(run(t, cfg, append(handshake(), data, again))); r.KernelConfirmed != 0 {
 		t.Errorf("remote sender: confirmed %d, want 0 (unknown)", r.KernelConfirmed)
+	}
+	if r := last(run(t, Config{}, append(local, data, again))); r.KernelConfirmed != 0 {
+		t.Errorf("retransmit events not traced: confirmed %d, want 0", r.KernelConfirmed)
 	}
 }
 
@@ -316,7 +329,8 @@ func TestOutcomes(t *testing.T) {
 		seg(0, cli, srv, S, 1000, 0, 0, 64240),
 		seg(100, srv, cli, R|A, 0, 1001, 0, 0),
 	}).summary(t)
-	if refused.Outcome != "refused" || refused.CloseKind != "reset" || refused.ClosedBy != "remote" {
+	if refused.Outcome != "refused" || refused.CloseKind != "reset" || refused.ClosedBy != "remote" ||
+		refused.Incomplete != "" || !refused.Complete {
 		t.Errorf("refused: %+v", refused)
 	}
 	timeout := run(t, Config{}, []tracer.Record{
@@ -363,6 +377,9 @@ func TestSummaryAfterSocketsClose(t *testing.T) {
 
 func TestSummaryOnly(t *testing.T) {
 	out := run(t, Config{SummaryOnly: true}, append(handshake(), seg(300, srv, cli, R, 5001, 0, 0, 0)))
+	if len(out.recs) != 1 {
+		t.Errorf("%d records, want the one summary", len(out.recs))
+	}
 	for _, r := range out.recs {
 		if r.Type != tracer.TypeConn {
 			t.Errorf("summary-only passed a %s record", r.Type)
@@ -392,16 +409,101 @@ func TestBoundedTable(t *testing.T) {
 // retransmitted is confirmed as a retransmission.
 func TestOutOfOrderKernelTruth(t *testing.T) {
 	client := sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9)
-	rtx := sockEvent(1150, tracer.TypeRetransmit, cli, srv, 0, tracer.StateEstablished, 9)
+	rtx := sockEvent(1210, tracer.TypeRetransmit, cli, srv, 0, tracer.StateEstablished, 9)
 	rtx.Seq, rtx.Len = 1001, 100
-	pk := run(t, Config{}, append(append([]tracer.Record{client}, handshake()...),
+	pk := run(t, Config{KernelRetransmits: true}, append(append([]tracer.Record{client}, handshake()...),
 		seg(1000, cli, srv, P|A, 1001, 5001, 100, 502),
 		seg(1100, cli, srv, P|A, 1101, 5001, 100, 502),
-		rtx,
 		seg(1200, cli, srv, P|A, 1001, 5001, 100, 502), // within the iRTT window
+		rtx,
 	)).packets()
 	last := pk[len(pk)-1]
 	if last.Verdicts != tracer.VerdictOutOfOrder || last.KernelConfirmed != 1 {
 		t.Errorf("verdicts %b confirmed %d, want out_of_order confirmed", last.Verdicts, last.KernelConfirmed)
+	}
+}
+
+// stopAfter passes n records on, then asks to stop, like --count.
+type stopAfter struct {
+	collect
+	left int
+}
+
+func (s *stopAfter) Write(r *tracer.Record) error {
+	if s.left <= 0 {
+		return tracer.ErrStop
+	}
+	s.left--
+	return s.collect.Write(r)
+}
+
+// TestStopDuringFlush: when the sink asks to stop while summaries are
+// written at a flush, the sink is still flushed and nothing more is
+// written.
+func TestStopDuringFlush(t *testing.T) {
+	sink := &stopAfter{left: 1}
+	a := New(sink, Config{SummaryOnly: true})
+	for i := 1; i <= 2; i++ {
+		for _, r := range []tracer.Record{
+			seg(0, cli, srv, S, 1000, 0, 0, 64240),
+			seg(100, srv, cli, R|A, 0, 1001, 0, 0),
+		} {
+			r.Conn = uint64(i)
+			if err := a.Write(&r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := a.flushAt(t0.Add(5 * time.Second)); err != tracer.ErrStop {
+		t.Fatalf("flush: %v, want ErrStop", err)
+	}
+	if len(sink.recs) != 1 {
+		t.Errorf("%d records written, want 1", len(sink.recs))
+	}
+	r := seg(200, cli, srv, A, 1, 1, 0, 1)
+	if err := a.Write(&r); err != tracer.ErrStop {
+		t.Errorf("write after stop: %v", err)
+	}
+}
+
+// TestOneSummaryPerConnection: a record arriving after the summary is
+// passed on but starts no second summary.
+func TestOneSummaryPerConnection(t *testing.T) {
+	out := run(t, Config{}, []tracer.Record{
+		seg(0, cli, srv, S, 1000, 0, 0, 64240),
+		seg(100, srv, cli, R|A, 0, 1001, 0, 0),
+	})
+	a := New(out, Config{})
+	a.gone[1] = true
+	late := seg(9000000, srv, cli, R|A, 0, 1001, 0, 0)
+	if err := a.Write(&late); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range out.recs {
+		if r.Type == tracer.TypeConn {
+			n++
+		}
+	}
+	if n != 1 || out.recs[len(out.recs)-1].Analyzed {
+		t.Errorf("%d conn records; late record analyzed: %v", n, out.recs[len(out.recs)-1].Analyzed)
+	}
+}
+
+// TestHandshakeAtOnePoint: a connection seen on two interfaces has no
+// SYN retransmission.
+func TestHandshakeAtOnePoint(t *testing.T) {
+	var recs []tracer.Record
+	for _, r := range handshake() {
+		recs = append(recs, r)
+		r.Ifindex = 3
+		recs = append(recs, r)
+	}
+	s := run(t, Config{}, append(recs, seg(300, srv, cli, R, 5001, 0, 0, 0))).summary(t)
+	if s.SynRetrans != 0 || s.HandshakeRTT != 100*time.Microsecond {
+		t.Errorf("syn retransmits %d, rtt %s", s.SynRetrans, s.HandshakeRTT)
 	}
 }

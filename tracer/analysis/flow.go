@@ -82,7 +82,7 @@ func analyze(pt *point, side int, r *tracer.Record, scale [2]int, oooWindow time
 		}
 		pure := r.Len == 0 && !control && ack && r.Seq == f.nextSeq && f.ackSeen && r.Ack == f.lastAck
 		switch {
-		case pure && f.winSeen && uint32(r.Win) != f.lastWin:
+		case pure && f.winSeen && r.Win != 0 && uint32(r.Win) != f.lastWin: // as tshark: never to a zero window
 			v |= tracer.VerdictWindowUpdate
 		case pure && rev.keepAlive:
 			v |= tracer.VerdictKeepAliveACK
@@ -115,8 +115,9 @@ func analyze(pt *point, side int, r *tracer.Record, scale [2]int, oooWindow time
 		}
 	}
 
-	// Update this direction's state.
-	if !f.seen || seqGT(r.Seq+seg, f.nextSeq) {
+	// Update this direction's state. A zero-window probe does not move
+	// next seq (as tshark): the peer has not taken its byte.
+	if !f.seen || seqGT(r.Seq+seg, f.nextSeq) && v&tracer.VerdictZeroWindowProbe == 0 {
 		f.nextSeq = r.Seq + seg
 		f.nextSeqTime = t
 	}
