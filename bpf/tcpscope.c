@@ -45,6 +45,7 @@ volatile const __u32 emit_mask = 0xffffffff; /* bit (1 << event_kind) enables th
 volatile const __u64 wakeup_bytes = 1 << 20; /* wake the reader past this many queued bytes */
 volatile const __u8 send_reset_has_reason = 1; /* tcp_send_reset carries enum sk_rst_reason */
 volatile const __u8 retransmit_has_err = 1;    /* tcp_retransmit_skb carries err (>= 6.17) */
+volatile const __u64 tw_timer_fn = 0;          /* address of tw_timer_handler (/proc/kallsyms) */
 
 /* For bpf2go -type: these types are otherwise reached only through pointers. */
 const struct packet_event *unused_packet_event __attribute__((unused));
@@ -55,6 +56,7 @@ const enum reset_dir *unused_reset_dir __attribute__((unused));
 const enum tcp_option_bit *unused_tcp_option_bit __attribute__((unused));
 const enum sock_event_flag *unused_sock_event_flag __attribute__((unused));
 const enum tcp_opt_code *unused_tcp_opt_code __attribute__((unused));
+const enum tw_event *unused_tw_event __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -720,6 +722,73 @@ int BPF_PROG(on_receive_reset, struct sock *sk)
 	attach_owner(ev);
 	submit(ev);
 	return 0;
+}
+
+/* on_tw_timer reports the timer of a TIME_WAIT socket: the mini-socket that
+ * replaces the active closer fires no inet_sock_set_state, but its timer
+ * is armed when TIME_WAIT begins, expires when it ends, and is cancelled
+ * when the socket is killed early (a new SYN on the 4-tuple, a RST,
+ * tcp_tw_reuse, ss -K). The timer tracepoints fire for every kernel timer:
+ * anything else costs one load and a compare. */
+static __always_inline int on_tw_timer(struct timer_list *timer, __u8 what)
+{
+	struct inet_timewait_sock *tw;
+	struct sock_event *ev;
+	struct sock_id id = {};
+	__u64 cookie;
+
+	if (!tw_timer_fn || (__u64)timer->function != tw_timer_fn)
+		return 0;
+	if (!kind_enabled(EVENT_STATE))
+		return 0;
+	tw = (void *)((__u64)timer - bpf_core_field_offset(struct inet_timewait_sock, tw_timer));
+	id.family = BPF_CORE_READ(tw, __tw_common.skc_family);
+	if (id.family == AF_INET) {
+		bpf_core_read(id.laddr, 4, &tw->__tw_common.skc_rcv_saddr);
+		bpf_core_read(id.raddr, 4, &tw->__tw_common.skc_daddr);
+	} else if (id.family == AF_INET6) {
+		bpf_core_read(id.laddr, 16, &tw->__tw_common.skc_v6_rcv_saddr);
+		bpf_core_read(id.raddr, 16, &tw->__tw_common.skc_v6_daddr);
+	} else {
+		return 0;
+	}
+	id.lport = BPF_CORE_READ(tw, __tw_common.skc_num);
+	id.rport = bpf_ntohs(BPF_CORE_READ(tw, __tw_common.skc_dport));
+	id.netns = BPF_CORE_READ(tw, __tw_common.skc_net.net, ns.inum);
+	id.state = BPF_CORE_READ(tw, tw_substate);
+	/* The TIME_WAIT socket keeps the cookie of the socket it replaces. */
+	cookie = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
+	if (!sock_id_passes(&id))
+		return 0;
+	ev = new_sock_event(EVENT_TIMEWAIT);
+	if (!ev)
+		return 0;
+	ev->cookie = cookie;
+	put_sock_id(ev, &id, true);
+	ev->tw_event = what;
+	submit(ev);
+	return 0;
+}
+
+/* on_timer_start, on_timer_expire, on_timer_cancel: tp_btf timer
+ * tracepoints (kernel >= 5.5 for tp_btf), only for the TIME_WAIT timer.
+ * Optional: dropped when tw_timer_handler is not in /proc/kallsyms. */
+SEC("tp_btf/timer_start")
+int BPF_PROG(on_timer_start, struct timer_list *timer)
+{
+	return on_tw_timer(timer, TW_ARMED);
+}
+
+SEC("tp_btf/timer_expire_entry")
+int BPF_PROG(on_timer_expire, struct timer_list *timer)
+{
+	return on_tw_timer(timer, TW_EXPIRED);
+}
+
+SEC("tp_btf/timer_cancel")
+int BPF_PROG(on_timer_cancel, struct timer_list *timer)
+{
+	return on_tw_timer(timer, TW_CANCELLED);
 }
 
 /* ---------------------------------------------------------------------

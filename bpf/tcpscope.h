@@ -17,7 +17,17 @@ enum event_kind {
 	EVENT_STATE = 2,      /* struct sock_event: TCP state transition */
 	EVENT_RETRANSMIT = 3, /* struct sock_event: kernel retransmitted a segment */
 	EVENT_RESET = 4,      /* struct sock_event: RST sent or received */
-	EVENT_KIND_MAX = 5,
+	EVENT_TIMEWAIT = 5,   /* struct sock_event: the timer of a TIME_WAIT socket */
+	EVENT_KIND_MAX = 6,
+};
+
+/* tw_event says what happened to a TIME_WAIT socket's timer. A re-arm
+ * (a segment arrived in TIME_WAIT) shows as TW_CANCELLED then TW_ARMED;
+ * a TW_CANCELLED alone means the socket was killed early. */
+enum tw_event {
+	TW_ARMED = 1,     /* timer_start: TIME_WAIT begins (or is re-armed) */
+	TW_EXPIRED = 2,   /* timer_expire_entry: TIME_WAIT ran out */
+	TW_CANCELLED = 3, /* timer_cancel: killed early, or re-armed */
 };
 
 /* packet_dir says on which TC hook a packet was seen. */
@@ -123,7 +133,8 @@ struct sock_event {
 	__u8 reset_dir; /* EVENT_RESET: enum reset_dir */
 	__u8 tcp_flags; /* EVENT_RETRANSMIT: flags of the retransmitted segment */
 	__u8 flags;     /* enum sock_event_flag */
-	__u8 _pad[5];
+	__u8 tw_event;  /* EVENT_TIMEWAIT: enum tw_event; state holds tw_substate */
+	__u8 _pad[4];
 	__u32 srtt_us;  /* EVENT_STATE, SOCK_HAS_TCPINFO: smoothed RTT, in us */
 	__u32 snd_cwnd; /* EVENT_STATE, SOCK_HAS_TCPINFO: congestion window, in segments */
 	struct owner owner;

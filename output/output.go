@@ -190,6 +190,15 @@ func AppendJSON(dst []byte, r *tracer.Record) []byte {
 			o.uint("srtt_us", uint64(r.SRTTMicros))
 			o.uint("cwnd", uint64(r.Cwnd))
 		}
+		if r.TimeWait {
+			o.bool("timewait", true)
+		}
+		if r.TimeWaitEnd != "" {
+			o.str("time_wait_end", r.TimeWaitEnd)
+			if r.TimeWaitDur > 0 {
+				o.ms("time_wait_ms", r.TimeWaitDur)
+			}
+		}
 		appendJSONSocket(&o, r)
 	case tracer.TypeRetransmit:
 		o.addr("local", r.Local)
@@ -479,6 +488,15 @@ func AppendText(dst []byte, r *tracer.Record) []byte {
 		dst = append(dst, r.OldState.String()...)
 		dst = append(dst, " -> "...)
 		dst = append(dst, r.State.String()...)
+		if r.TimeWaitEnd != "" {
+			dst = append(dst, " ("...)
+			dst = append(dst, r.TimeWaitEnd...)
+			if r.TimeWaitDur > 0 {
+				dst = append(dst, " after "...)
+				dst = appendDuration(dst, r.TimeWaitDur)
+			}
+			dst = append(dst, ')')
+		}
 		dst = appendTextOwner(dst, r)
 	case tracer.TypeRetransmit:
 		dst = append(dst, "retransmit "...)

@@ -65,6 +65,10 @@ type record struct {
 	// conn
 	Complete *bool `json:"complete"`
 
+	// TIME_WAIT socket records
+	TimeWait    bool   `json:"timewait"`
+	TimeWaitEnd string `json:"time_wait_end"`
+
 	// packet analysis
 	Analysis        []string `json:"analysis"`
 	KernelConfirmed *bool    `json:"kernel_confirmed"`

@@ -175,7 +175,9 @@ func stateChain(recs []*record) string {
 	var b strings.Builder
 	prev := ""
 	for _, r := range recs {
-		if r.Type != "state" {
+		// The TIME_WAIT socket that replaces the active closer has its
+		// own records (timewait: true); checked apart.
+		if r.Type != "state" || r.TimeWait {
 			continue
 		}
 		if r.Old != prev {

@@ -224,8 +224,12 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*re
 		case "refused":
 			want["outcome"], want["close_kind"], want["closed_by"] = "refused", "reset", "remote"
 		case "timeout":
-			// The SYN retransmissions tshark saw.
-			want["outcome"], want["close_kind"], want["syn_retransmits"] = "timeout", "timeout", float64(tsharkRetrans)
+			want["outcome"], want["close_kind"] = "timeout", "timeout"
+			// At least the SYN retransmissions tshark saw: tcpscope stops
+			// after tcpdump, so it may see one more.
+			if n, _ := s["syn_retransmits"].(float64); n < float64(max(tsharkRetrans, 1)) {
+				t.Errorf("timeout: syn_retransmits %v, tshark saw %d", s["syn_retransmits"], tsharkRetrans)
+			}
 		}
 		for k, v := range want {
 			if s[k] != v {

@@ -47,7 +47,8 @@ func (d *decoder) decode(raw []byte, r *Record) error {
 			return fmt.Errorf("packet event of %d bytes, want %d: %w", len(raw), packetEventSize, errShortRecord)
 		}
 		d.decodePacket((*tcpscopePacketEvent)(unsafe.Pointer(&raw[0])), r)
-	case tcpscopeEventKindEVENT_STATE, tcpscopeEventKindEVENT_RETRANSMIT, tcpscopeEventKindEVENT_RESET:
+	case tcpscopeEventKindEVENT_STATE, tcpscopeEventKindEVENT_RETRANSMIT, tcpscopeEventKindEVENT_RESET,
+		tcpscopeEventKindEVENT_TIMEWAIT:
 		if len(raw) < sockEventSize {
 			return fmt.Errorf("socket event of %d bytes, want %d: %w", len(raw), sockEventSize, errShortRecord)
 		}
@@ -108,6 +109,9 @@ func (d *decoder) decodeSock(ev *tcpscopeSockEvent, r *Record) {
 		r.Type = TypeState
 	case tcpscopeEventKindEVENT_RETRANSMIT:
 		r.Type = TypeRetransmit
+	case tcpscopeEventKindEVENT_TIMEWAIT:
+		r.Type = TypeState
+		r.twEvent = ev.TwEvent
 	default:
 		r.Type = TypeReset
 	}

@@ -57,5 +57,10 @@ func ProbeFeatures() ([]Feature, error) {
 	if retransmitArgs < 3 {
 		rtx = Feature{Name: "retransmit_err", Value: "no", Note: "the tracepoint fires only for retransmits that were sent"}
 	}
-	return append(features, rtx), nil
+	features = append(features, rtx)
+	tw := Feature{Name: "time_wait", Value: "yes", Note: "TIME_WAIT start and end (expired or killed) from the TIME_WAIT socket's timer"}
+	if kallsymsAddr("tw_timer_handler") == 0 {
+		tw = Feature{Name: "time_wait", Value: "no", Note: "tw_timer_handler not in /proc/kallsyms (run as root, kptr_restrict): TIME_WAIT end not observed"}
+	}
+	return append(features, tw), nil
 }

@@ -1,8 +1,10 @@
 package tracer
 
 import (
+	"bufio"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf/btf"
@@ -38,6 +40,41 @@ var tracepointPrograms = []tracepointProgram{
 	{tcpscopeProgOnRetransmit, "tcp_retransmit_skb", false, "retransmit events", 1 << TypeRetransmit},
 	{tcpscopeProgOnSendReset, "tcp_send_reset", false, "sent reset events", 1 << TypeReset},
 	{tcpscopeProgOnReceiveReset, "tcp_receive_reset", false, "received reset events", 1 << TypeReset},
+	{tcpscopeProgOnTimerStart, "timer_start", false, timeWaitFeature, 1 << TypeState},
+	{tcpscopeProgOnTimerExpire, "timer_expire_entry", false, timeWaitFeature, 1 << TypeState},
+	{tcpscopeProgOnTimerCancel, "timer_cancel", false, timeWaitFeature, 1 << TypeState},
+}
+
+const timeWaitFeature = "TIME_WAIT lifecycle (start, expiry, early kill)"
+
+// timeWaitPrograms are the timer programs that observe TIME_WAIT sockets.
+var timeWaitPrograms = []string{tcpscopeProgOnTimerStart, tcpscopeProgOnTimerExpire, tcpscopeProgOnTimerCancel}
+
+// kallsymsAddr returns the address of a kernel symbol from /proc/kallsyms
+// (0 when absent or hidden by kptr_restrict).
+func kallsymsAddr(name string) uint64 {
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasSuffix(line, " "+name) {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 3 || fields[2] != name {
+			continue
+		}
+		addr, err := strconv.ParseUint(fields[0], 16, 64)
+		if err != nil {
+			return 0
+		}
+		return addr
+	}
+	return 0
 }
 
 // kernelInfo is what the loader learned from kernel BTF.

@@ -247,6 +247,14 @@ type Record struct {
 	ResetDir      ResetDir
 	Reason        string // reset reason (kernel name); "" when the kernel gives none
 	Owner         Owner
+	// TimeWait marks the state records of a TIME_WAIT socket
+	// (FIN_WAIT2/CLOSING -> TIME_WAIT, TIME_WAIT -> CLOSE); the end one
+	// says how TIME_WAIT ended ("expired", "killed") and how long it was.
+	TimeWait    bool
+	TimeWaitEnd string
+	TimeWaitDur time.Duration
+	twEvent     uint8 // a raw TIME_WAIT timer event, for the tracker only
+
 	// State events of connected sockets: the kernel's smoothed RTT (us)
 	// and congestion window (segments) at the transition.
 	HasTCPInfo bool

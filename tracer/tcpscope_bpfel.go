@@ -20,7 +20,8 @@ const (
 	tcpscopeEventKindEVENT_STATE      tcpscopeEventKind = 2
 	tcpscopeEventKindEVENT_RETRANSMIT tcpscopeEventKind = 3
 	tcpscopeEventKindEVENT_RESET      tcpscopeEventKind = 4
-	tcpscopeEventKindEVENT_KIND_MAX   tcpscopeEventKind = 5
+	tcpscopeEventKindEVENT_TIMEWAIT   tcpscopeEventKind = 5
+	tcpscopeEventKindEVENT_KIND_MAX   tcpscopeEventKind = 6
 )
 
 type tcpscopeHostKey struct {
@@ -119,7 +120,8 @@ type tcpscopeSockEvent struct {
 	ResetDir uint8
 	TcpFlags uint8
 	Flags    uint8
-	Pad      [5]uint8
+	TwEvent  uint8
+	Pad      [4]uint8
 	SrttUs   uint32
 	SndCwnd  uint32
 	Owner    tcpscopeOwner
@@ -166,6 +168,14 @@ const (
 	tcpscopeTcpOptionBitOPT_SACK      tcpscopeTcpOptionBit = 16
 )
 
+type tcpscopeTwEvent uint32
+
+const (
+	tcpscopeTwEventTW_ARMED     tcpscopeTwEvent = 1
+	tcpscopeTwEventTW_EXPIRED   tcpscopeTwEvent = 2
+	tcpscopeTwEventTW_CANCELLED tcpscopeTwEvent = 3
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -186,6 +196,9 @@ const (
 	tcpscopeProgOnSendLength       = "on_send_length"
 	tcpscopeProgOnSendReset        = "on_send_reset"
 	tcpscopeProgOnSetState         = "on_set_state"
+	tcpscopeProgOnTimerCancel      = "on_timer_cancel"
+	tcpscopeProgOnTimerExpire      = "on_timer_expire"
+	tcpscopeProgOnTimerStart       = "on_timer_start"
 	tcpscopeProgTcEgress           = "tc_egress"
 	tcpscopeProgTcIngress          = "tc_ingress"
 	tcpscopeProgTcLoEgress         = "tc_lo_egress"
@@ -195,6 +208,7 @@ const (
 	tcpscopeVarFilterPorts         = "filter_ports"
 	tcpscopeVarRetransmitHasErr    = "retransmit_has_err"
 	tcpscopeVarSendResetHasReason  = "send_reset_has_reason"
+	tcpscopeVarTwTimerFn           = "tw_timer_fn"
 	tcpscopeVarUnusedEventKind     = "unused_event_kind"
 	tcpscopeVarUnusedPacketDir     = "unused_packet_dir"
 	tcpscopeVarUnusedPacketEvent   = "unused_packet_event"
@@ -203,6 +217,7 @@ const (
 	tcpscopeVarUnusedSockEventFlag = "unused_sock_event_flag"
 	tcpscopeVarUnusedTcpOptCode    = "unused_tcp_opt_code"
 	tcpscopeVarUnusedTcpOptionBit  = "unused_tcp_option_bit"
+	tcpscopeVarUnusedTwEvent       = "unused_tw_event"
 	tcpscopeVarWakeupBytes         = "wakeup_bytes"
 )
 
@@ -255,6 +270,9 @@ type tcpscopeProgramSpecs struct {
 	OnSendLength   *ebpf.ProgramSpec `ebpf:"on_send_length"`
 	OnSendReset    *ebpf.ProgramSpec `ebpf:"on_send_reset"`
 	OnSetState     *ebpf.ProgramSpec `ebpf:"on_set_state"`
+	OnTimerCancel  *ebpf.ProgramSpec `ebpf:"on_timer_cancel"`
+	OnTimerExpire  *ebpf.ProgramSpec `ebpf:"on_timer_expire"`
+	OnTimerStart   *ebpf.ProgramSpec `ebpf:"on_timer_start"`
 	TcEgress       *ebpf.ProgramSpec `ebpf:"tc_egress"`
 	TcIngress      *ebpf.ProgramSpec `ebpf:"tc_ingress"`
 	TcLoEgress     *ebpf.ProgramSpec `ebpf:"tc_lo_egress"`
@@ -285,6 +303,7 @@ type tcpscopeVariableSpecs struct {
 	FilterPorts         *ebpf.VariableSpec `ebpf:"filter_ports"`
 	RetransmitHasErr    *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
 	SendResetHasReason  *ebpf.VariableSpec `ebpf:"send_reset_has_reason"`
+	TwTimerFn           *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
 	UnusedEventKind     *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedPacketDir     *ebpf.VariableSpec `ebpf:"unused_packet_dir"`
 	UnusedPacketEvent   *ebpf.VariableSpec `ebpf:"unused_packet_event"`
@@ -293,6 +312,7 @@ type tcpscopeVariableSpecs struct {
 	UnusedSockEventFlag *ebpf.VariableSpec `ebpf:"unused_sock_event_flag"`
 	UnusedTcpOptCode    *ebpf.VariableSpec `ebpf:"unused_tcp_opt_code"`
 	UnusedTcpOptionBit  *ebpf.VariableSpec `ebpf:"unused_tcp_option_bit"`
+	UnusedTwEvent       *ebpf.VariableSpec `ebpf:"unused_tw_event"`
 	WakeupBytes         *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -351,6 +371,7 @@ type tcpscopeVariables struct {
 	FilterPorts         *ebpf.Variable `ebpf:"filter_ports"`
 	RetransmitHasErr    *ebpf.Variable `ebpf:"retransmit_has_err"`
 	SendResetHasReason  *ebpf.Variable `ebpf:"send_reset_has_reason"`
+	TwTimerFn           *ebpf.Variable `ebpf:"tw_timer_fn"`
 	UnusedEventKind     *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedPacketDir     *ebpf.Variable `ebpf:"unused_packet_dir"`
 	UnusedPacketEvent   *ebpf.Variable `ebpf:"unused_packet_event"`
@@ -359,6 +380,7 @@ type tcpscopeVariables struct {
 	UnusedSockEventFlag *ebpf.Variable `ebpf:"unused_sock_event_flag"`
 	UnusedTcpOptCode    *ebpf.Variable `ebpf:"unused_tcp_opt_code"`
 	UnusedTcpOptionBit  *ebpf.Variable `ebpf:"unused_tcp_option_bit"`
+	UnusedTwEvent       *ebpf.Variable `ebpf:"unused_tw_event"`
 	WakeupBytes         *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
@@ -373,6 +395,9 @@ type tcpscopePrograms struct {
 	OnSendLength   *ebpf.Program `ebpf:"on_send_length"`
 	OnSendReset    *ebpf.Program `ebpf:"on_send_reset"`
 	OnSetState     *ebpf.Program `ebpf:"on_set_state"`
+	OnTimerCancel  *ebpf.Program `ebpf:"on_timer_cancel"`
+	OnTimerExpire  *ebpf.Program `ebpf:"on_timer_expire"`
+	OnTimerStart   *ebpf.Program `ebpf:"on_timer_start"`
 	TcEgress       *ebpf.Program `ebpf:"tc_egress"`
 	TcIngress      *ebpf.Program `ebpf:"tc_ingress"`
 	TcLoEgress     *ebpf.Program `ebpf:"tc_lo_egress"`
@@ -387,6 +412,9 @@ func (p *tcpscopePrograms) Close() error {
 		p.OnSendLength,
 		p.OnSendReset,
 		p.OnSetState,
+		p.OnTimerCancel,
+		p.OnTimerExpire,
+		p.OnTimerStart,
 		p.TcEgress,
 		p.TcIngress,
 		p.TcLoEgress,

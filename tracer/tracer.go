@@ -45,13 +45,16 @@ type Tracer struct {
 	reader      *ringbuf.Reader
 	dec         decoder
 	corr        *correlator
+	tw          *twTracker
 	netns       *Netns
 	ifaces      []iface
 	unavailable []string
-	lostSeen    [tcpscopeEventKindEVENT_KIND_MAX]uint64
-	malformed   uint64
-	evictedSeen uint64
-	closed      bool
+	// timeWaitAttached: the three timer programs are attached.
+	timeWaitAttached bool
+	lostSeen         [tcpscopeEventKindEVENT_KIND_MAX]uint64
+	malformed        uint64
+	evictedSeen      uint64
+	closed           bool
 }
 
 // Open validates cfg, loads the BPF programs and attaches them. On error
@@ -117,6 +120,7 @@ func Open(cfg Config) (_ *Tracer, err error) {
 		t.dec.ifaces[uint32(ifc.index)] = ifaceInfo{name: ifc.name, netns: t.netns.Inode}
 	}
 	t.corr = newCorrelator(cfg.MaxConns)
+	t.tw = newTWTracker()
 	if t.reader, err = ringbuf.NewReader(coll.Maps[tcpscopeMapEvents]); err != nil {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
@@ -168,6 +172,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 	}
 	resetArgs, _ := kinfo.tracepointArgs("tcp_send_reset")
 	retransmitArgs, _ := kinfo.tracepointArgs("tcp_retransmit_skb")
+	twTimerFn := kallsymsAddr("tw_timer_handler")
 	consts := map[string]any{
 		tcpscopeVarFilterNetns:        filterNetns,
 		tcpscopeVarFilterPorts:        boolByte(len(cfg.Ports) > 0),
@@ -176,6 +181,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 		tcpscopeVarWakeupBytes:        uint64(cfg.RingSize / 4),
 		tcpscopeVarSendResetHasReason: boolByte(resetArgs >= 3),
 		tcpscopeVarRetransmitHasErr:   boolByte(retransmitArgs >= 3),
+		tcpscopeVarTwTimerFn:          twTimerFn,
 	}
 	for name, v := range consts {
 		vs, ok := spec.Variables[name]
@@ -206,6 +212,12 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 		}
 		delete(spec.Programs, p.program)
 		t.unavailable = append(t.unavailable, p.feature)
+	}
+	if twTimerFn == 0 && cfg.Events.Has(TypeState) {
+		for _, p := range timeWaitPrograms {
+			delete(spec.Programs, p)
+		}
+		t.unavailable = append(t.unavailable, timeWaitFeature+": tw_timer_handler not in /proc/kallsyms")
 	}
 	if !cfg.Events.Has(TypePacket) {
 		delete(spec.Programs, tcpscopeProgTcIngress)
@@ -331,6 +343,7 @@ func (t *Tracer) fillMaps() error {
 }
 
 func (t *Tracer) attach() error {
+	timersAttached := 0
 	for _, p := range tracepointPrograms {
 		prog := t.coll.Programs[p.program]
 		if prog == nil {
@@ -346,7 +359,11 @@ func (t *Tracer) attach() error {
 			continue
 		}
 		t.links = append(t.links, l)
+		if p.feature == timeWaitFeature {
+			timersAttached++
+		}
 	}
+	t.timeWaitAttached = timersAttached == len(timeWaitPrograms)
 	if !t.cfg.Events.Has(TypePacket) {
 		return nil
 	}
@@ -446,13 +463,20 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		lastSweep  = lastTick
 		sinceCheck int
 	)
+	emit := func(r *Record) error { return t.corr.process(r, sink.Write) }
 	handle := func() error {
 		if err := t.dec.decode(raw.RawSample, &rec); err != nil {
 			t.malformed++
 			t.log.Debug("malformed record", "err", err)
 			return nil
 		}
-		return t.corr.process(&rec, sink.Write)
+		if rec.twEvent != 0 {
+			return t.tw.handle(&rec, emit)
+		}
+		if err := emit(&rec); err != nil {
+			return err
+		}
+		return t.tw.after(&rec, emit)
 	}
 	// tick does the periodic work: clock sync, loss reports, held records,
 	// table sweep, sink flush.
@@ -464,6 +488,9 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 			return err
 		}
 		if err := t.corr.expire(now, sink.Write); err != nil {
+			return err
+		}
+		if err := t.tw.tick(now, emit); err != nil {
 			return err
 		}
 		if now.Sub(lastSweep) > 10*time.Second {
@@ -539,7 +566,10 @@ func (t *Tracer) finish(sink Sink, rec *Record, stopped bool) error {
 	t.detach()
 	var err error
 	if !stopped {
-		err = t.corr.expire(time.Time{}, sink.Write)
+		err = t.tw.tick(time.Time{}, func(r *Record) error { return t.corr.process(r, sink.Write) })
+		if err == nil {
+			err = t.corr.expire(time.Time{}, sink.Write)
+		}
 		if err == nil {
 			err = t.reportLost(sink, rec)
 		}
@@ -559,7 +589,12 @@ var lostKindNames = [tcpscopeEventKindEVENT_KIND_MAX]string{
 	tcpscopeEventKindEVENT_STATE:      "state",
 	tcpscopeEventKindEVENT_RETRANSMIT: "retransmit",
 	tcpscopeEventKindEVENT_RESET:      "reset",
+	tcpscopeEventKindEVENT_TIMEWAIT:   "timewait",
 }
+
+// TimeWaitTracked reports whether the end of TIME_WAIT is observed (the
+// timer programs are attached).
+func (t *Tracer) TimeWaitTracked() bool { return t.timeWaitAttached }
 
 // reportLost emits one lost record per event kind whose kernel drop
 // counter grew since the last report, and one for malformed records.

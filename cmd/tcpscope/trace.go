@@ -201,7 +201,8 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 	var analyzer *analysis.Analyzer
 	if o.analysis == "on" {
 		analyzer = analysis.New(sink, analysis.Config{SummaryOnly: o.summaryOnly, MaxConns: cfg.MaxConns,
-			IdleTimeout: o.idleTimeout, KernelRetransmits: cfg.Events.Has(tracer.TypeRetransmit)})
+			IdleTimeout: o.idleTimeout, KernelRetransmits: cfg.Events.Has(tracer.TypeRetransmit),
+			TimeWaitTracked: t.TimeWaitTracked()})
 		sink = analyzer
 	}
 	err = t.Run(cmd.Context(), sink)

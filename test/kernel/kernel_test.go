@@ -220,6 +220,16 @@ func checkScenario(t *testing.T, tp *topology, s *scenario, all []*record, feats
 	switch s.name {
 	case "echo":
 		expectChain(t, "client", clientSock, "CLOSE -> SYN_SENT -> ESTABLISHED -> FIN_WAIT1 -> FIN_WAIT2 -> CLOSE")
+		// The active closer is replaced by a TIME_WAIT socket, whose start
+		// is observed where the kernel lets tcpscope see its timer.
+		if feats["time_wait"] == "yes" {
+			tw := filter(clientSock, func(r *record) bool {
+				return r.TimeWait && r.Old == "FIN_WAIT2" && r.New == "TIME_WAIT"
+			})
+			if len(tw) != 1 {
+				t.Errorf("want one FIN_WAIT2 -> TIME_WAIT record of the client's TIME_WAIT socket:\n%s", describe(clientSock))
+			}
+		}
 		expectChain(t, "server", serverSock, "LISTEN -> SYN_RECV -> ESTABLISHED -> CLOSE_WAIT -> LAST_ACK -> CLOSE")
 		checkOwner(t, "server", serverSock, s.serverPID, "tsrv")
 		checkEchoPackets(t, s, packets)

@@ -29,6 +29,9 @@ type record struct {
 	PID    *int    `json:"pid"`
 	Comm   *string `json:"comm"`
 
+	TimeWait    bool   `json:"timewait"`
+	TimeWaitEnd string `json:"time_wait_end"`
+
 	raw                     string
 	src, dst, local, remote netip.AddrPort
 }
@@ -82,7 +85,8 @@ func filter(recs []*record, keep func(*record) bool) []*record {
 func chain(recs []*record) string {
 	var states []string
 	for _, r := range recs {
-		if r.Type != "state" {
+		// The TIME_WAIT socket's own records (timewait: true) are checked apart.
+		if r.Type != "state" || r.TimeWait {
 			continue
 		}
 		if len(states) == 0 {

@@ -46,6 +46,10 @@ type Config struct {
 	// KernelRetransmits: retransmit events are traced, so a retransmission
 	// guess can be confirmed or contradicted by the kernel.
 	KernelRetransmits bool
+	// TimeWaitTracked: TIME_WAIT start and end records come (the tracer
+	// observes the TIME_WAIT timer), so a connection whose local end is in
+	// TIME_WAIT is summarized when TIME_WAIT ends.
+	TimeWaitTracked bool
 }
 
 // Analyzer annotates records and adds conn summary records. It implements
@@ -110,6 +114,11 @@ type socket struct {
 	gotReset  bool
 	srtt      time.Duration
 	cwnd      uint32
+	// The TIME_WAIT socket that replaced this one (same cookie).
+	twStart  time.Time
+	twActive bool
+	twEnd    string // "expired", "killed"
+	twDur    time.Duration
 }
 
 // conn is the analysis state of one connection (one conn id).
@@ -154,6 +163,7 @@ type conn struct {
 	rstSide                                             int // -1 none
 	rstTime                                             time.Time
 	incomplete                                          string
+	twTracked                                           bool
 }
 
 func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
@@ -170,7 +180,7 @@ func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
 		}
 	}
 	c = &conn{id: r.Conn, netns: r.Netns, start: r.Time, points: map[pointKey]*point{}, sockets: map[uint64]*socket{},
-		scale: [2]int{-1, -1}, wsOpt: [2]int{-1, -1}, rstSide: -1, losses: a.losses}
+		scale: [2]int{-1, -1}, wsOpt: [2]int{-1, -1}, rstSide: -1, losses: a.losses, twTracked: a.cfg.TimeWaitTracked}
 	c.elem = a.lru.PushFront(c)
 	a.conns[r.Conn] = c
 	return c, nil
@@ -404,6 +414,16 @@ func (c *conn) stateEvent(r *tracer.Record) {
 	if sk == nil {
 		return
 	}
+	if r.TimeWait {
+		// The TIME_WAIT socket that replaced sk: its own clock.
+		if r.State == tracer.StateTimeWait {
+			sk.twStart, sk.twActive = r.Time, true
+			return
+		}
+		sk.twActive, sk.twEnd, sk.twDur = false, r.TimeWaitEnd, r.TimeWaitDur
+		sk.stateTime[tracer.StateTimeWait] += r.TimeWaitDur
+		return
+	}
 	if !sk.since.IsZero() && int(sk.state) < len(sk.stateTime) {
 		sk.stateTime[sk.state] += r.Time.Sub(sk.since)
 	}
@@ -527,15 +547,15 @@ func (c *conn) resetEvent(r *tracer.Record) {
 }
 
 // ended reports whether the connection is gone: every local socket
-// closed, or, with no local socket, both FINs acknowledged or a RST. A
-// socket replaced by a TIME_WAIT socket counts as closed: the end of
-// TIME_WAIT is not traced yet (the summary says time_wait_end
-// "not_observed").
+// closed, and TIME_WAIT over where it is observed, or, with no local
+// socket, both FINs acknowledged or a RST. Where TIME_WAIT is not observed
+// a socket replaced by a TIME_WAIT socket counts as closed (the summary
+// says time_wait_end "not_observed").
 func (c *conn) ended() bool {
 	if len(c.sockets) > 0 {
 		for _, sk := range c.sockets {
-			if !sk.closed {
-				return false
+			if !sk.closed || sk.twActive || c.twTracked && sk.timeWait && sk.twEnd == "" {
+				return false // TIME_WAIT goes on
 			}
 		}
 		return true
@@ -661,7 +681,12 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		if !sk.closed && !sk.since.IsZero() && int(sk.state) < len(sum.StateTime) {
 			sum.StateTime[sk.state] += c.last.Sub(sk.since)
 		}
-		if sk.timeWait {
+		switch {
+		case sk.twEnd != "":
+			sum.TimeWait, sum.TimeWaitEnd = sk.twDur, sk.twEnd
+		case sk.twActive:
+			sum.TimeWait = c.last.Sub(sk.twStart) // so far: still in TIME_WAIT at exit
+		case sk.timeWait && !c.twTracked:
 			sum.TimeWaitEnd = "not_observed"
 		}
 	}

@@ -507,3 +507,48 @@ func TestHandshakeAtOnePoint(t *testing.T) {
 		t.Errorf("syn retransmits %d, rtt %s", s.SynRetrans, s.HandshakeRTT)
 	}
 }
+
+// TestTimeWaitObserved: with TIME_WAIT observed, the summary waits for its
+// end and reports how long it lasted and how it ended.
+func TestTimeWaitObserved(t *testing.T) {
+	tw := func(at int, old, new tracer.TCPState, end string, dur time.Duration) tracer.Record {
+		r := sockEvent(at, tracer.TypeState, cli, srv, old, new, 9)
+		r.TimeWait, r.TimeWaitEnd, r.TimeWaitDur = true, end, dur
+		return r
+	}
+	recs := []tracer.Record{
+		sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9),
+		sockEvent(100, tracer.TypeState, cli, srv, tracer.StateSynSent, tracer.StateEstablished, 9),
+		sockEvent(200, tracer.TypeState, cli, srv, tracer.StateEstablished, tracer.StateFinWait1, 9),
+		sockEvent(300, tracer.TypeState, cli, srv, tracer.StateFinWait1, tracer.StateFinWait2, 9),
+		sockEvent(400, tracer.TypeState, cli, srv, tracer.StateFinWait2, tracer.StateClose, 9),
+		tw(399, tracer.StateFinWait2, tracer.StateTimeWait, "", 0),
+	}
+	out := &collect{}
+	a := New(out, Config{TimeWaitTracked: true})
+	for i := range recs {
+		if err := a.Write(&recs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.flushAt(t0.Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range out.recs {
+		if r.Type == tracer.TypeConn {
+			t.Fatal("summarized while in TIME_WAIT")
+		}
+	}
+	end := tw(60000399, tracer.StateTimeWait, tracer.StateClose, "expired", 60*time.Second)
+	if err := a.Write(&end); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.flushAt(t0.Add(62 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	s := out.summary(t)
+	if s.TimeWait != 60*time.Second || s.TimeWaitEnd != "expired" || !s.Complete ||
+		s.StateTime[tracer.StateTimeWait] != 60*time.Second {
+		t.Errorf("summary: time wait %s %q complete %v", s.TimeWait, s.TimeWaitEnd, s.Complete)
+	}
+}

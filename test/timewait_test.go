@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTimeWaitLifecycle checks TIME_WAIT against `ss -tan state
+// time-wait`. The client closes first, so its end of the connection goes
+// to TIME_WAIT: ss lists it, and tcpscope reports FIN_WAIT2 -> TIME_WAIT
+// for the client's TIME_WAIT socket. Then `ss -K` kills that socket early
+// (Linux would hold it 60 s): ss lists it no more, tcpscope reports
+// TIME_WAIT -> CLOSE "killed" with a duration between the two ss
+// snapshots, and the connection's summary carries the same TIME_WAIT time
+// and end.
+func TestTimeWaitLifecycle(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	ns := newNetns(ctx, t, "timewait")
+	tp := loTopology(ns, false)
+	tracer := startTracer(ctx, t, ns, "-i", "lo")
+	sc := &scenario{name: "timewait", serverPort: 7601, clientPort: 41601, serve: "serve-echo",
+		connect: []string{"connect-echo", echoMessage}}
+	run := runScenario(ctx, t, tp, sc)
+
+	listed := func() bool {
+		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait").Output()
+		if err != nil {
+			t.Fatalf("ss: %v", err)
+		}
+		return strings.Contains(string(out), run.client.String())
+	}
+	if !listed() {
+		t.Fatalf("ss lists no TIME_WAIT socket for %s", run.client)
+	}
+	seenAt := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	killFrom := time.Now()
+	runCmd(ctx, t, ns.exec("ss", "-K", "-tan", "state", "time-wait", "sport", "=", ":41601")...)
+	killedBy := time.Now()
+	if listed() {
+		t.Fatalf("ss still lists the TIME_WAIT socket of %s after ss -K", run.client)
+	}
+	time.Sleep(settle)
+	recs := stopTracer(ctx, t, tracer)
+
+	tw := selectRecords(recs, func(r *record) bool {
+		return r.Type == "state" && r.TimeWait && r.local == run.client && r.remote == run.server
+	})
+	if len(tw) != 2 || tw[0].Old != "FIN_WAIT2" || tw[0].New != "TIME_WAIT" ||
+		tw[1].Old != "TIME_WAIT" || tw[1].New != "CLOSE" || tw[1].TimeWaitEnd != "killed" {
+		t.Fatalf("want FIN_WAIT2 -> TIME_WAIT then TIME_WAIT -> CLOSE (killed) for %s:\n%s", run.client, describe(tw))
+	}
+	// TIME_WAIT began before ss saw it, and ended between the kill's
+	// start and end.
+	if !tw[0].time.Before(seenAt) || tw[1].time.Before(killFrom.Add(-time.Millisecond)) || tw[1].time.After(killedBy.Add(time.Millisecond)) {
+		t.Errorf("TIME_WAIT from %s to %s; ss saw it at %s, killed between %s and %s",
+			tw[0].time.Format(time.StampMicro), tw[1].time.Format(time.StampMicro), seenAt.Format(time.StampMicro),
+			killFrom.Format(time.StampMicro), killedBy.Format(time.StampMicro))
+	}
+	var end map[string]any
+	if err := json.Unmarshal([]byte(tw[1].raw), &end); err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := end["time_wait_ms"].(float64)
+	if want := float64(tw[1].time.Sub(tw[0].time).Microseconds()) / 1000; ms < 300 || ms > want+1 || ms < want-1 {
+		t.Errorf("time_wait_ms %.3f, want %.3f (at least the 300 ms ss saw it)", ms, want)
+	}
+
+	var sum map[string]any
+	for _, r := range recs {
+		if r.Type == "conn" && r.local == run.client {
+			if err := json.Unmarshal([]byte(r.raw), &sum); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if sum == nil {
+		t.Fatalf("no conn record for %s", run.client)
+	}
+	if sum["time_wait_end"] != "killed" || sum["time_wait_ms"] != ms || sum["complete"] != true || sum["closed_by"] != "local" {
+		t.Errorf("summary: time_wait_end %v time_wait_ms %v (want %v) complete %v closed_by %v",
+			sum["time_wait_end"], sum["time_wait_ms"], ms, sum["complete"], sum["closed_by"])
+	}
+}
