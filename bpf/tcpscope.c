@@ -79,24 +79,6 @@ struct {
 	__type(value, struct owner);
 } owners SEC(".maps");
 
-/* listener_key finds the listening socket(s) of a port, so that a child
- * socket created in softirq context inherits the process that listens. */
-struct listener_key {
-	__u32 netns;
-	__u16 port;
-	__u16 _pad;
-};
-
-/* listener_owner is the owner of the listening sockets of one port. With
- * SO_REUSEPORT several sockets share the port: count tracks them, and when
- * they belong to different processes the owner is ambiguous and children
- * get theirs at their first send or receive instead. */
-struct listener_owner {
-	struct owner owner;
-	__s32 count;
-	__u32 ambiguous;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);

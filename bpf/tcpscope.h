@@ -140,6 +140,25 @@ struct sock_event {
 	struct owner owner;
 };
 
+/* listener_key finds the listening socket(s) of a port, so that a child
+ * socket created in softirq context inherits the process that listens. */
+struct listener_key {
+	__u32 netns;
+	__u16 port;
+	__u16 _pad;
+};
+
+/* listener_owner is the owner of the listening sockets of one port. With
+ * SO_REUSEPORT several sockets share the port: count tracks them, and when
+ * they belong to different processes the owner is ambiguous and children
+ * get theirs at their first send or receive instead. Go seeds it for
+ * listeners that existed before tracing. */
+struct listener_owner {
+	struct owner owner;
+	__s32 count;
+	__u32 ambiguous;
+};
+
 /* host_key is an LPM-trie key: IPv4 is stored v4-mapped (::ffff:a.b.c.d). */
 struct host_key {
 	__u32 prefixlen;

@@ -227,6 +227,12 @@ func AppendJSON(dst []byte, r *tracer.Record) []byte {
 		o.str("kind", r.LostKind)
 	case tracer.TypeConn:
 		appendJSONSummary(&o, r.Summary)
+	case tracer.TypeSocket:
+		o.addr("local", r.Local)
+		o.addr("remote", r.Remote)
+		o.str("state", r.State.String())
+		o.bool("preexisting", r.Preexisting)
+		appendJSONSocket(&o, r)
 	}
 	return append(o.b, '}')
 }
@@ -373,6 +379,9 @@ func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
 	o.bool("complete", s.Complete)
 	if s.Evicted {
 		o.bool("evicted", true)
+	}
+	if s.Preexisting {
+		o.bool("preexisting", true)
 	}
 	if s.Incomplete != "" {
 		o.bool("incomplete", true)
@@ -526,6 +535,14 @@ func AppendText(dst []byte, r *tracer.Record) []byte {
 		dst = appendTextOwner(dst, r)
 	case tracer.TypeConn:
 		dst = appendTextSummary(dst, r.Summary)
+	case tracer.TypeSocket:
+		dst = append(dst, "socket "...)
+		dst = appendTextEndpoints(dst, r)
+		dst = append(dst, r.State.String()...)
+		if r.Preexisting {
+			dst = append(dst, " preexisting"...)
+		}
+		dst = appendTextOwner(dst, r)
 	case tracer.TypeLost:
 		dst = append(dst, "lost "...)
 		dst = strconv.AppendUint(dst, r.LostCount, 10)

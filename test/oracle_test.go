@@ -177,6 +177,12 @@ func (r *record) validate() error {
 			return fmt.Errorf("lost record without count/kind")
 		}
 		return nil
+	case "socket":
+		// A socket that existed when tracing started.
+		if err := parse("local", r.Local, &r.local); err != nil {
+			return err
+		}
+		return parse("remote", r.Remote, &r.remote)
 	case "conn":
 		// One summary per connection (the analysis layer): its own
 		// fields are checked by the analysis tests; here only that it

@@ -146,7 +146,7 @@ func (run *connRun) isListener(r *record) bool {
 // summary of run's connection (either end, either direction).
 func (run *connRun) isConn(r *record) bool {
 	a, b := r.src, r.dst
-	if r.isSocketEvent() || r.Type == "conn" {
+	if r.isSocketEvent() || r.Type == "conn" || r.Type == "socket" {
 		a, b = r.local, r.remote
 	}
 	return (a == run.client && b == run.server) || (a == run.server && b == run.client)

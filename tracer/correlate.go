@@ -150,7 +150,7 @@ func (c *correlator) assign(r *Record) {
 	switch r.Type {
 	case TypePacket:
 		key = makeConnKey(r.Src, r.Dst, r.Netns)
-	case TypeState, TypeRetransmit, TypeReset:
+	case TypeState, TypeRetransmit, TypeReset, TypeSocket:
 		key = makeConnKey(r.Local, r.Remote, r.Netns)
 	default:
 		r.Conn = 0

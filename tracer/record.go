@@ -17,6 +17,7 @@ const (
 	TypeReset
 	TypeLost
 	TypeConn
+	TypeSocket
 )
 
 var recordTypeNames = [...]string{
@@ -26,6 +27,7 @@ var recordTypeNames = [...]string{
 	TypeReset:      "reset",
 	TypeLost:       "lost",
 	TypeConn:       "conn",
+	TypeSocket:     "socket",
 }
 
 // String returns the JSON name of the record type.
@@ -255,6 +257,10 @@ type Record struct {
 	TimeWaitDur time.Duration
 	twEvent     uint8 // a raw TIME_WAIT timer event, for the tracker only
 
+	// Preexisting marks socket records: the socket existed when tracing
+	// started (a snapshot, not an event).
+	Preexisting bool
+
 	// State events of connected sockets: the kernel's smoothed RTT (us)
 	// and congestion window (segments) at the transition.
 	HasTCPInfo bool
@@ -358,6 +364,7 @@ type ConnSummary struct {
 	TimeWaitEnd   string // expired, killed, ""
 	Complete      bool   // the connection is fully gone
 	Evicted       bool   // forgotten to bound memory
+	Preexisting   bool   // the connection existed when tracing started
 	Incomplete    string // why events may be missing, "" when none
 }
 

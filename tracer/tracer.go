@@ -46,6 +46,7 @@ type Tracer struct {
 	dec         decoder
 	corr        *correlator
 	tw          *twTracker
+	snapshot    []Record // preexisting sockets, emitted first by Run
 	netns       *Netns
 	ifaces      []iface
 	unavailable []string
@@ -126,6 +127,14 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	}
 	if err := t.attach(); err != nil {
 		return nil, err
+	}
+	// After attaching: a socket that changes state from now on is seen
+	// either way.
+	if cfg.Events&socketEvents != 0 {
+		if t.snapshot, err = t.snapshotSockets(); err != nil {
+			t.log.Warn("list preexisting sockets", "err", err)
+		}
+		t.seedOwners(t.snapshot)
 	}
 	t.log.Info("tracing started",
 		"interfaces", ifaceNames(t.ifaces, cfg.Events),
@@ -506,6 +515,12 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 
 	t.reader.SetDeadline(lastTick.Add(interval))
 	var err error
+	for i := range t.snapshot {
+		if err = emit(&t.snapshot[i]); err != nil {
+			break
+		}
+	}
+	t.snapshot = nil
 	for err == nil && ctx.Err() == nil {
 		rerr := t.reader.ReadInto(&raw)
 		switch {

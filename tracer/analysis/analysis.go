@@ -164,6 +164,7 @@ type conn struct {
 	rstTime                                             time.Time
 	incomplete                                          string
 	twTracked                                           bool
+	preexisting                                         bool
 }
 
 func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
@@ -236,6 +237,8 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		}
 	case tracer.TypeReset:
 		c.resetEvent(r)
+	case tracer.TypeSocket:
+		c.snapshot(r)
 	}
 	if c.ended() {
 		a.ended[c.id] = c
@@ -450,6 +453,27 @@ func (c *conn) stateEvent(r *tracer.Record) {
 	}
 }
 
+// snapshot starts a connection that existed before tracing from its
+// socket's current state.
+func (c *conn) snapshot(r *tracer.Record) {
+	sk := c.socketOf(r)
+	if sk == nil {
+		return // a listener
+	}
+	c.preexisting = true
+	if c.incomplete == "" {
+		c.incomplete = "began before tracing"
+	}
+	if !c.endsSet {
+		c.ends, c.endsSet = [2]netip.AddrPort{r.Local, r.Remote}, true
+	}
+	sk.state, sk.since = r.State, r.Time
+	if r.State == tracer.StateTimeWait {
+		// A TIME_WAIT socket: its end comes from its timer.
+		sk.closed, sk.timeWait, sk.twActive, sk.twStart = true, true, true, r.Time
+	}
+}
+
 // socketOf returns the local socket of a socket event (by cookie).
 func (c *conn) socketOf(r *tracer.Record) *socket {
 	if r.Cookie == 0 || r.Remote.Port() == 0 && r.Remote.Addr().IsUnspecified() {
@@ -658,7 +682,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		Outcome: c.outcome, SynRetrans: max(c.synCount-1, 0) + max(c.synAckCount-1, 0),
 		Start: c.start, End: c.last, RetransKernel: c.retransKernel, RetransSeen: c.retransSeen,
 		FastRetrans: c.fast, Spurious: c.spurious, ZeroWindows: c.zeroWin,
-		ResetsSent: c.resetsSent, ResetsRecv: c.resetsRecv, ResetReason: c.resetReason}
+		ResetsSent: c.resetsSent, ResetsRecv: c.resetsRecv, ResetReason: c.resetReason, Preexisting: c.preexisting}
 	// The local end: the client when both ends are local, else the one
 	// that is; side 0 when neither is.
 	l := 0

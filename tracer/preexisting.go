@@ -1,0 +1,136 @@
+package tracer
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Connections that existed before tracing started are listed once at
+// start-up with sock_diag (every state, TIME_WAIT included), in the
+// traced namespace: one socket record each, preexisting, so that their
+// later events find their connection. Their owners come from the socket
+// inodes in /proc/*/fd and are seeded into the kernel's owner tables, so
+// later events of those sockets carry pid and comm too.
+
+// maxProcFDs bounds the /proc scan for socket owners.
+const maxProcFDs = 1 << 20
+
+// snapshotSockets lists the TCP sockets of the traced namespace.
+func (t *Tracer) snapshotSockets() ([]Record, error) {
+	var socks []*netlink.Socket
+	err := t.netns.Do(func() error {
+		h, err := netlink.NewHandle(unix.NETLINK_INET_DIAG)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+			s, err := h.SocketDiagTCP(family)
+			if err != nil {
+				return err
+			}
+			socks = append(socks, s...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	owners := socketOwners()
+	now := time.Now()
+	recs := make([]Record, 0, len(socks))
+	for _, s := range socks {
+		local, lok := addrPort(s.ID.Source, s.ID.SourcePort)
+		remote, rok := addrPort(s.ID.Destination, s.ID.DestinationPort)
+		if !lok || !rok {
+			continue
+		}
+		r := Record{Type: TypeSocket, Time: now, Netns: t.netns.Inode, Local: local, Remote: remote,
+			State: TCPState(s.State), HasState: true, Preexisting: true,
+			Cookie: uint64(s.ID.Cookie[0]) | uint64(s.ID.Cookie[1])<<32}
+		if o, ok := owners[s.INode]; ok && s.INode != 0 {
+			r.Owner = o
+			r.Owner.UID = s.UID
+		}
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
+
+func addrPort(ip net.IP, port uint16) (netip.AddrPort, bool) {
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(a.Unmap(), port), true
+}
+
+// socketOwners maps socket inodes to the process holding them.
+func socketOwners() map[uint32]Owner {
+	owners := map[uint32]Owner{}
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	if len(fds) > maxProcFDs {
+		fds = fds[:maxProcFDs]
+	}
+	comms := map[string][]byte{}
+	for _, fd := range fds {
+		link, err := os.Readlink(fd)
+		if err != nil || !strings.HasPrefix(link, "socket:[") {
+			continue
+		}
+		ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 32)
+		if err != nil {
+			continue
+		}
+		if _, seen := owners[uint32(ino)]; seen {
+			continue
+		}
+		pidDir := filepath.Dir(filepath.Dir(fd))
+		pid, err := strconv.Atoi(filepath.Base(pidDir))
+		if err != nil {
+			continue
+		}
+		comm, ok := comms[pidDir]
+		if !ok {
+			comm, _ = os.ReadFile(filepath.Join(pidDir, "comm"))
+			comm = []byte(strings.TrimSuffix(string(comm), "\n"))
+			comms[pidDir] = comm
+		}
+		o := Owner{Known: true, PID: uint32(pid), TID: uint32(pid)}
+		copy(o.Comm[:], comm)
+		owners[uint32(ino)] = o
+	}
+	return owners
+}
+
+// seedOwners puts the owners of preexisting sockets (and listeners) into
+// the kernel's tables.
+func (t *Tracer) seedOwners(recs []Record) {
+	owners, listeners := t.coll.Maps[tcpscopeMapOwners], t.coll.Maps[tcpscopeMapListeners]
+	for _, r := range recs {
+		if !r.Owner.Known || r.Cookie == 0 {
+			continue
+		}
+		o := tcpscopeOwner{Pid: r.Owner.TID, Tgid: r.Owner.PID, Uid: r.Owner.UID}
+		for i, c := range r.Owner.Comm {
+			o.Comm[i] = int8(c)
+		}
+		if err := owners.Update(r.Cookie, o, 0); err != nil {
+			t.log.Debug("seed socket owner", "err", err)
+		}
+		if r.State == StateListen {
+			key := tcpscopeListenerKey{Netns: r.Netns, Port: r.Local.Port()}
+			if err := listeners.Update(key, tcpscopeListenerOwner{Owner: o, Count: 1}, 0); err != nil {
+				t.log.Debug("seed listener owner", "err", err)
+			}
+		}
+	}
+}
