@@ -36,31 +36,32 @@ func ProbeFeatures() ([]Feature, error) {
 		_, ok := kinfo.tracepointArgs(p.tracepoint)
 		features = append(features, Feature{Name: p.tracepoint, Value: yesNo(ok), Note: p.feature})
 	}
-	tc := Feature{Name: "packet_hooks", Value: string(TCX), Note: "TCX links, detached by the kernel when tcpscope exits"}
-	if !kinfo.hasTCX {
-		tc = Feature{Name: "packet_hooks", Value: string(TCClsact), Note: "clsact qdisc + cls_bpf filters (no TCX before 6.6), removed at exit"}
+	// Each row: when the kernel has it, and when it does not.
+	for _, c := range []struct {
+		has     bool
+		yes, no Feature
+	}{
+		{kinfo.hasTCX,
+			Feature{"packet_hooks", string(TCX), "TCX links, detached by the kernel when tcpscope exits"},
+			Feature{"packet_hooks", string(TCClsact), "clsact qdisc + cls_bpf filters (no TCX before 6.6), removed at exit"}},
+		{kinfo.resetReason,
+			Feature{"reset_reasons", "kernel", "sent resets carry the kernel's enum sk_rst_reason"},
+			Feature{"reset_reasons", "inferred", "no reason argument (before ~6.10): NO_SOCKET, TCP_TIMEWAIT_SOCKET or NOT_SPECIFIED from context"}},
+		{kinfo.socketlessResets,
+			Feature{"reset_without_socket", "yes", "resets sent with no full socket (connection refused, TIME_WAIT) are reported"},
+			Feature{"reset_without_socket", "no", "before ~6.8 the kernel reports sent resets only for full sockets: none for refused connections or TIME_WAIT"}},
+		{kinfo.retransmitErr,
+			Feature{"retransmit_err", "yes", "failed retransmit attempts (err != 0, 6.17+) are skipped"},
+			Feature{"retransmit_err", "no", "the tracepoint fires only for retransmits that were sent"}},
+		{kallsymsAddr("tw_timer_handler") != 0,
+			Feature{"time_wait", "yes", "TIME_WAIT start and end (expired or killed) from the TIME_WAIT socket's timer"},
+			Feature{"time_wait", "no", "tw_timer_handler not in /proc/kallsyms (run as root, kptr_restrict): TIME_WAIT end not observed"}},
+	} {
+		if c.has {
+			features = append(features, c.yes)
+		} else {
+			features = append(features, c.no)
+		}
 	}
-	features = append(features, tc)
-	resetArgs, _ := kinfo.tracepointArgs("tcp_send_reset")
-	reasons := Feature{Name: "reset_reasons", Value: "kernel", Note: "sent resets carry the kernel's enum sk_rst_reason"}
-	if resetArgs < 3 {
-		reasons = Feature{Name: "reset_reasons", Value: "inferred", Note: "no reason argument (before ~6.10): NO_SOCKET, TCP_TIMEWAIT_SOCKET or NOT_SPECIFIED from context"}
-	}
-	features = append(features, reasons)
-	socketless := Feature{Name: "reset_without_socket", Value: "yes", Note: "resets sent with no full socket (connection refused, TIME_WAIT) are reported"}
-	if !kinfo.socketlessResets {
-		socketless = Feature{Name: "reset_without_socket", Value: "no", Note: "before ~6.8 the kernel reports sent resets only for full sockets: none for refused connections or TIME_WAIT"}
-	}
-	features = append(features, socketless)
-	retransmitArgs, _ := kinfo.tracepointArgs("tcp_retransmit_skb")
-	rtx := Feature{Name: "retransmit_err", Value: "yes", Note: "failed retransmit attempts (err != 0, 6.17+) are skipped"}
-	if retransmitArgs < 3 {
-		rtx = Feature{Name: "retransmit_err", Value: "no", Note: "the tracepoint fires only for retransmits that were sent"}
-	}
-	features = append(features, rtx)
-	tw := Feature{Name: "time_wait", Value: "yes", Note: "TIME_WAIT start and end (expired or killed) from the TIME_WAIT socket's timer"}
-	if kallsymsAddr("tw_timer_handler") == 0 {
-		tw = Feature{Name: "time_wait", Value: "no", Note: "tw_timer_handler not in /proc/kallsyms (run as root, kptr_restrict): TIME_WAIT end not observed"}
-	}
-	return append(features, tw), nil
+	return features, nil
 }

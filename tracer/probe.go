@@ -84,6 +84,10 @@ type kernelInfo struct {
 	resetReasons map[uint32]string
 	// hasTCX: the kernel knows the TCX attach types (>= 6.6).
 	hasTCX bool
+	// resetReason: tcp_send_reset carries enum sk_rst_reason (~6.10+).
+	resetReason bool
+	// retransmitErr: tcp_retransmit_skb carries err (6.17+).
+	retransmitErr bool
 	// socketlessResets: tcp_send_reset fires also without a full socket
 	// (refused connections, TIME_WAIT), since ~6.8; the tracepoint then got
 	// its own event class, visible in BTF.
@@ -104,12 +108,16 @@ func loadKernelInfo() (*kernelInfo, error) {
 		hasTCX = hasTCX || name == "BPF_TCX_INGRESS"
 	}
 	var ownClass *btf.Struct
-	return &kernelInfo{
+	k := &kernelInfo{
 		spec:             spec,
 		resetReasons:     enumNames(spec, "sk_rst_reason", "SK_RST_REASON_"),
 		hasTCX:           hasTCX,
 		socketlessResets: spec.TypeByName("trace_event_raw_tcp_send_reset", &ownClass) == nil,
-	}, nil
+	}
+	resetArgs, _ := k.tracepointArgs("tcp_send_reset")
+	retransmitArgs, _ := k.tracepointArgs("tcp_retransmit_skb")
+	k.resetReason, k.retransmitErr = resetArgs >= 3, retransmitArgs >= 3
+	return k, nil
 }
 
 // tracepointArgs returns the number of arguments a BTF tracepoint passes to

@@ -114,9 +114,8 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	if err := t.fillMaps(); err != nil {
 		return nil, err
 	}
-	resetArgs, _ := kinfo.tracepointArgs("tcp_send_reset")
 	t.dec = decoder{clock: newMonoClock(), ifaces: map[uint32]ifaceInfo{}, reasons: kinfo.resetReasons,
-		inferReasons: resetArgs < 3}
+		inferReasons: !kinfo.resetReason}
 	for _, ifc := range t.ifaces {
 		t.dec.ifaces[uint32(ifc.index)] = ifaceInfo{name: ifc.name, netns: t.netns.Inode}
 	}
@@ -179,8 +178,6 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 	if cfg.Netns != nil {
 		filterNetns = cfg.Netns.Inode
 	}
-	resetArgs, _ := kinfo.tracepointArgs("tcp_send_reset")
-	retransmitArgs, _ := kinfo.tracepointArgs("tcp_retransmit_skb")
 	twTimerFn := kallsymsAddr("tw_timer_handler")
 	consts := map[string]any{
 		tcpscopeVarFilterNetns:        filterNetns,
@@ -188,8 +185,8 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 		tcpscopeVarFilterHosts:        boolByte(len(cfg.Hosts) > 0),
 		tcpscopeVarEmitMask:           emit,
 		tcpscopeVarWakeupBytes:        uint64(cfg.RingSize / 4),
-		tcpscopeVarSendResetHasReason: boolByte(resetArgs >= 3),
-		tcpscopeVarRetransmitHasErr:   boolByte(retransmitArgs >= 3),
+		tcpscopeVarSendResetHasReason: boolByte(kinfo.resetReason),
+		tcpscopeVarRetransmitHasErr:   boolByte(kinfo.retransmitErr),
 		tcpscopeVarTwTimerFn:          twTimerFn,
 	}
 	for name, v := range consts {
@@ -201,7 +198,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	if resetArgs < 3 {
+	if !kinfo.resetReason {
 		t.unavailable = append(t.unavailable, "kernel reset reasons (tcp_send_reset has no reason argument: inferred from context)")
 	}
 	if !kinfo.socketlessResets {

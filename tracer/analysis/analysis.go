@@ -240,8 +240,12 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 	case tracer.TypeSocket:
 		c.snapshot(r)
 	}
-	if c.ended() {
-		a.ended[c.id] = c
+	// A packet can end only a connection without local sockets, and only
+	// once a FIN or RST was seen: spare the check on the rest.
+	if r.Type != tracer.TypePacket || len(c.sockets) == 0 && (c.rstSide >= 0 || !c.finTime[0].IsZero() || !c.finTime[1].IsZero()) {
+		if c.ended() {
+			a.ended[c.id] = c
+		}
 	}
 	return a.pass(r)
 }
