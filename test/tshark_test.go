@@ -38,8 +38,11 @@ type analysisCase struct {
 	name  string
 	sc    scenario
 	setup func(ctx context.Context, t *testing.T, v *vethPair) // before the traffic
-	// want are verdicts tshark must report for this traffic: without them
-	// the scenario did not make the situation it is about.
+	// run makes the traffic when runScenario cannot.
+	run func(ctx context.Context, t *testing.T, v *vethPair, tp *topology, sc *scenario)
+	// want are verdicts tshark must report for this traffic ("a|b": one
+	// of them): without them the scenario did not make the situation it
+	// is about.
 	want []string
 }
 
@@ -65,7 +68,10 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 				runCmd(ctx, t, v.b.exec("nft", "table inet tcpscope_loss { chain in { type filter hook input priority 0; "+
 					"tcp dport 7502 meta length > 200 numgen inc mod 4 == 0 drop; }; }")...)
 			},
-			want: []string{"retransmission", "duplicate_ack"}},
+			// A segment resent sooner than the connection's iRTT after
+			// the highest one is out of order to tshark, later a
+			// retransmission: either shows the loss.
+			want: []string{"retransmission|out_of_order", "duplicate_ack"}},
 		{name: "zero-window", sc: scenario{name: "zero-window", serverPort: 7503, clientPort: 41503, serve: "serve-stall 1500",
 			connect: []string{"connect-bulk", fmt.Sprint(bulkBytes)}},
 			want: []string{"zero_window", "window_update"}},
@@ -82,6 +88,11 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 					"tcp dport 7506 tcp flags syn drop; }; }")...)
 			},
 			want: []string{"retransmission"}},
+		// Both FINs are held back by each sender's firewall until both
+		// ends have shut down: each sent its FIN before the other's
+		// arrived, the peers pass CLOSING and both end in TIME_WAIT.
+		{name: "simultaneous-close", sc: scenario{name: "simultaneous-close", serverPort: 7507, clientPort: 41507},
+			setup: holdFINs, run: runSimultaneousClose},
 	}
 	for _, ipv6 := range []bool{false, true} {
 		family := "ipv4"
@@ -102,7 +113,11 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 			tracer := startTracer(ctx, t, v.a, "-i", vethA)
 			dump := startPcap(ctx, t, v.a, vethA, pcap)
 			for i := range cases {
-				runScenario(ctx, t, tp, &cases[i].sc)
+				if cases[i].run != nil {
+					cases[i].run(ctx, t, v, tp, &cases[i].sc)
+				} else {
+					runScenario(ctx, t, tp, &cases[i].sc)
+				}
 			}
 			time.Sleep(settle)
 			stopPcap(ctx, t, dump)
@@ -133,7 +148,11 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 				}
 				t.Logf("%s: tshark verdicts %v", c.name, got)
 				for _, w := range c.want {
-					if got[w] == 0 {
+					n := 0
+					for _, alt := range strings.Split(w, "|") {
+						n += got[alt]
+					}
+					if n == 0 {
 						t.Errorf("%s: tshark reports no %s: the scenario did not provoke it", c.name, w)
 					}
 				}
@@ -223,6 +242,9 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*re
 			want["outcome"], want["close_kind"], want["closed_by"] = "established", "fin", "local"
 		case "refused":
 			want["outcome"], want["close_kind"], want["closed_by"] = "refused", "reset", "remote"
+		case "simultaneous-close":
+			want["outcome"], want["close_kind"], want["closed_by"] = "established", "fin", "both"
+			checkSimultaneousClose(t, client, server, recs)
 		case "timeout":
 			want["outcome"], want["close_kind"] = "timeout", "timeout"
 			// At least the SYN retransmissions tshark saw: tcpscope stops
@@ -242,6 +264,13 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*re
 		// kernel's count is the truth.
 		if c.name == "loss" && rtx["kernel"] == float64(0) {
 			t.Errorf("loss: retransmits %v, want kernel > 0", rtx)
+		}
+		if c.name == "loss" && (s["bytes_out"] != float64(bulkBytes) || s["bytes_in"] != float64(0)) {
+			t.Errorf("loss: bytes_out %v bytes_in %v, want %d and 0", s["bytes_out"], s["bytes_in"], bulkBytes)
+		}
+		if (c.name == "clean" || c.name == "simultaneous-close") &&
+			(s["bytes_out"] != float64(len(echoMessage)) || s["bytes_in"] != float64(len(echoMessage))) {
+			t.Errorf("%s: bytes_out %v bytes_in %v, want %d each way", c.name, s["bytes_out"], s["bytes_in"], len(echoMessage))
 		}
 		if c.name == "zero-window" && s["zero_windows"] == float64(0) {
 			t.Errorf("zero-window: no zero windows counted: %s", sums[0].raw)
@@ -413,5 +442,71 @@ func stopPcap(ctx context.Context, t *testing.T, p *proc) {
 	}
 	if !regexp.MustCompile(`(?m)^0 packets dropped by kernel$`).MatchString(p.stderr.String()) {
 		t.Fatalf("tcpdump dropped packets, cannot be used as the oracle:\n%s", p.stderr.String())
+	}
+}
+
+// finHoldTable is the nftables table that holds the FINs of the
+// simultaneous-close case back.
+const finHoldTable = "tcpscope_finhold"
+
+// holdFINs drops, in each namespace's output, the pure FINs (no payload:
+// IPv4 or IPv6 header plus TCP header with timestamps, at most 72 bytes)
+// of the simultaneous-close connection. Dropped before TC and tcpdump,
+// they are not on the wire: the kernel keeps each FIN queued and sends it
+// when the rule is gone.
+func holdFINs(ctx context.Context, t *testing.T, v *vethPair) {
+	t.Helper()
+	for _, ns := range []*netns{v.a, v.b} {
+		runCmd(ctx, t, ns.exec("nft", "table inet "+finHoldTable+" { chain out { type filter hook output priority 0; "+
+			"tcp sport 7507 tcp flags & fin == fin meta length <= 72 drop; "+
+			"tcp dport 7507 tcp flags & fin == fin meta length <= 72 drop; }; }")...)
+	}
+}
+
+// runSimultaneousClose: an echo, then both peers shut down; once both
+// have (each FIN held back), the FINs are let go.
+func runSimultaneousClose(ctx context.Context, t *testing.T, v *vethPair, tp *topology, sc *scenario) {
+	t.Helper()
+	server := netip.AddrPortFrom(tp.serverIP, sc.serverPort)
+	client := netip.AddrPortFrom(tp.clientIP, sc.clientPort)
+	srv := startProc(t, sc.name+" server", tp.serverNS.exec(bins.server, "serve-shutdown", server.String())...)
+	if _, err := srv.waitLine(ctx, false, "listening "); err != nil {
+		t.Fatal(err)
+	}
+	cli := startProc(t, sc.name+" client", tp.clientNS.exec(bins.client, "connect-shutdown", server.String(),
+		client.String(), echoMessage)...)
+	for _, p := range []*proc{srv, cli} {
+		if _, err := p.waitLine(ctx, false, "shutdown"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ns := range []*netns{v.a, v.b} {
+		runCmd(ctx, t, ns.exec("nft", "delete table inet "+finHoldTable)...)
+	}
+	mustSucceed(ctx, t, cli)
+	mustSucceed(ctx, t, srv)
+}
+
+// checkSimultaneousClose: both sockets closed first (FIN_WAIT1 from
+// ESTABLISHED), at least one saw the FINs cross (CLOSING), and both ended
+// in TIME_WAIT.
+func checkSimultaneousClose(t *testing.T, client, server netip.AddrPort, recs []*record) {
+	t.Helper()
+	closing := false
+	for _, end := range []netip.AddrPort{client, server} {
+		mine := selectRecords(recs, func(r *record) bool { return r.Type == "state" && r.local == end })
+		chain := stateChain(mine)
+		t.Logf("simultaneous close: %s: %s", end, chain)
+		closing = closing || strings.Contains(chain, "FIN_WAIT1 -> CLOSING")
+		if !strings.Contains(chain, "ESTABLISHED -> FIN_WAIT1") {
+			t.Errorf("simultaneous close: %s did not close first: %s", end, chain)
+		}
+		tw := selectRecords(mine, func(r *record) bool { return r.TimeWait && r.New == "TIME_WAIT" })
+		if len(tw) != 1 {
+			t.Errorf("simultaneous close: %s: %d TIME_WAIT records, want 1: %s", end, len(tw), chain)
+		}
+	}
+	if !closing {
+		t.Errorf("simultaneous close: no socket went FIN_WAIT1 -> CLOSING")
 	}
 }

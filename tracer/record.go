@@ -141,6 +141,7 @@ const (
 	StateCloseWait   TCPState = 8
 	StateLastAck     TCPState = 9
 	StateListen      TCPState = 10
+	StateClosing     TCPState = 11
 )
 
 // String returns the kernel's name of the state ("ESTABLISHED", ...).

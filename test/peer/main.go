@@ -16,6 +16,11 @@
 //	peer connect-timeout ADDR LOCAL MS  connect, expect no answer within MS milliseconds
 //	peer connect-keepalive ADDR LOCAL MS  enable keep-alives every second after one
 //	                            idle second, stay idle MS milliseconds, close
+//	peer serve-shutdown ADDR    accept one connection, echo one message, shut down
+//	                            writing (FIN) at once, read until EOF, close
+//	peer connect-shutdown ADDR LOCAL MSG  send MSG, read it back, shut down writing,
+//	                            read until EOF, close (with serve-shutdown and both
+//	                            FINs held back by the test: a simultaneous close)
 //
 // ADDR and LOCAL are host:port ("10.0.0.1:80", "[fd00::1]:80"); LOCAL is
 // the client's own address and fixed port, so the test knows the 4-tuple
@@ -65,6 +70,10 @@ func main() {
 		err = withArgs(rest, 2, func() error { return connectEcho(addr, rest[0], rest[1], true) })
 	case "connect-bulk":
 		err = withArgs(rest, 2, func() error { return connectBulk(addr, rest[0], rest[1]) })
+	case "serve-shutdown":
+		err = serveShutdown(addr)
+	case "connect-shutdown":
+		err = withArgs(rest, 2, func() error { return connectShutdown(addr, rest[0], rest[1]) })
 	case "connect-refused":
 		err = withArgs(rest, 1, func() error { return connectRefused(addr, rest[0]) })
 	default:
@@ -313,5 +322,63 @@ func connectRefused(addr, local string) error {
 		return fmt.Errorf("connect: %w, want connection refused", err)
 	}
 	say("refused")
+	return nil
+}
+
+// serveShutdown echoes one message (whatever the first read returns), shuts
+// its side down and reads until EOF.
+func serveShutdown(addr string) error {
+	c, err := acceptOne(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if _, err := c.Write(buf[:n]); err != nil {
+		return fmt.Errorf("echo: %w", err)
+	}
+	return shutdownAndDrain(c)
+}
+
+// connectShutdown sends msg, reads it back, shuts its side down and reads
+// until EOF.
+func connectShutdown(addr, local, msg string) error {
+	c, err := dial(addr, local)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, msg); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return fmt.Errorf("read echo: %w", err)
+	}
+	return shutdownAndDrain(c)
+}
+
+// shutdownAndDrain sends a FIN, says "shutdown", reads until the peer's
+// FIN and closes.
+func shutdownAndDrain(c *net.TCPConn) error {
+	if err := c.CloseWrite(); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	say("shutdown")
+	n, err := io.Copy(io.Discard, c)
+	if err != nil {
+		return fmt.Errorf("read after shutdown: %w", err)
+	}
+	if n != 0 {
+		return fmt.Errorf("%d bytes after shutdown, want none", n)
+	}
+	if err := c.Close(); err != nil {
+		return err
+	}
+	say("closed")
 	return nil
 }

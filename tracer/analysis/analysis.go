@@ -149,9 +149,14 @@ type conn struct {
 	primary pointKey
 	primSet bool
 
-	bytes, segs [2]uint64
-	kernelRtx   [2][]rtxEvent
-	sockets     map[uint64]*socket
+	segs [2]uint64
+	// Sequence progress of each side's data at the primary point: bytes
+	// sent are dataEnd - dataStart (retransmissions and reordering do not
+	// count twice, segments the capture missed do count).
+	dataStart, dataEnd [2]uint32
+	dataSeen           [2]bool
+	kernelRtx          [2][]rtxEvent
+	sockets            map[uint64]*socket
 
 	retransKernel, retransSeen, fast, spurious, zeroWin uint64
 	resetsSent, resetsRecv                              uint64
@@ -162,9 +167,19 @@ type conn struct {
 	simultaneousClose                                   bool
 	rstSide                                             int // -1 none
 	rstTime                                             time.Time
-	incomplete                                          string
-	twTracked                                           bool
-	preexisting                                         bool
+	rstBy                                               [2]bool // a RST was seen from each side
+	// The close as the local sockets saw it, for when no packet of it was
+	// captured: when each side's FIN was sent (FIN_WAIT1) or arrived
+	// (CLOSE_WAIT, CLOSING), and the first reset a socket sent or got.
+	stateFin     [2]time.Time
+	stateActive  [2]bool // the side's socket closed first (FIN_WAIT1)
+	stateClosing bool    // a socket went FIN_WAIT1 -> CLOSING
+	stateRstSide int     // -1 none
+	stateRstTime time.Time
+	stateRstBy   [2]bool
+	incomplete   string
+	twTracked    bool
+	preexisting  bool
 }
 
 func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
@@ -181,7 +196,7 @@ func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
 		}
 	}
 	c = &conn{id: r.Conn, netns: r.Netns, start: r.Time, points: map[pointKey]*point{}, sockets: map[uint64]*socket{},
-		scale: [2]int{-1, -1}, wsOpt: [2]int{-1, -1}, rstSide: -1, losses: a.losses, twTracked: a.cfg.TimeWaitTracked}
+		scale: [2]int{-1, -1}, wsOpt: [2]int{-1, -1}, rstSide: -1, stateRstSide: -1, losses: a.losses, twTracked: a.cfg.TimeWaitTracked}
 	c.elem = a.lru.PushFront(c)
 	a.conns[r.Conn] = c
 	return c, nil
@@ -375,8 +390,23 @@ func (c *conn) kernelRetransmitted(s int, r *tracer.Record) bool {
 
 func (c *conn) countPacket(s int, r *tracer.Record) {
 	c.segs[s]++
-	if r.Verdicts&(tracer.Retransmissions) == 0 {
-		c.bytes[s] += uint64(r.Len)
+	if r.Len > 0 {
+		start := r.Seq
+		if r.Flags&tracer.FlagSYN != 0 {
+			start++ // data on a SYN (TCP Fast Open) follows the SYN's number
+		}
+		end := start + r.Len
+		switch {
+		case !c.dataSeen[s]:
+			c.dataStart[s], c.dataEnd[s], c.dataSeen[s] = start, end, true
+		case seqGT(end, c.dataEnd[s]):
+			c.dataEnd[s] = end
+		}
+		if c.isnSeen[s] {
+			c.dataStart[s] = c.base[s] + 1 // data begins right after the SYN
+		} else if seqLT(start, c.dataStart[s]) {
+			c.dataStart[s] = start // an earlier segment, late
+		}
 	}
 	if r.Verdicts&tracer.Retransmissions != 0 {
 		c.retransSeen++
@@ -403,6 +433,9 @@ func (c *conn) countPacket(s int, r *tracer.Record) {
 	// The ack of a FIN is its seq + len + 1: the FIN takes one number.
 	if r.Flags&tracer.FlagACK != 0 && !c.finTime[o].IsZero() && r.Ack == c.finSeq[o]+1 {
 		c.finAcked[o] = true
+	}
+	if r.Flags&tracer.FlagRST != 0 {
+		c.rstBy[s] = true
 	}
 	if r.Flags&tracer.FlagRST != 0 && c.rstSide < 0 {
 		c.rstSide, c.rstTime = s, r.Time
@@ -442,7 +475,7 @@ func (c *conn) stateEvent(r *tracer.Record) {
 		sk.closed = true
 		// From FIN_WAIT2 or CLOSING a TIME_WAIT socket takes over,
 		// unless a RST ended the connection.
-		sk.timeWait = (r.OldState == tracer.StateFinWait2 || r.OldState == 11 /* CLOSING */) && !sk.gotReset
+		sk.timeWait = (r.OldState == tracer.StateFinWait2 || r.OldState == tracer.StateClosing) && !sk.gotReset
 	}
 	if !c.endsSet && r.Remote.Port() != 0 && r.Local.Port() != 0 {
 		client := r.State == tracer.StateSynSent || r.OldState == tracer.StateSynSent
@@ -455,6 +488,55 @@ func (c *conn) stateEvent(r *tracer.Record) {
 	if c.outcome == "" && r.OldState == tracer.StateSynSent && r.State == tracer.StateClose && c.synAckTime.IsZero() {
 		c.outcome = "timeout"
 	}
+	c.closeFromState(sk, r)
+}
+
+// closeFromState notes what a socket's state change says about the
+// handshake and the close, for connections whose packets were not (all)
+// captured: the summary prefers what the packets show.
+func (c *conn) closeFromState(sk *socket, r *tracer.Record) {
+	s := c.sideOf(sk.local)
+	if s < 0 {
+		return
+	}
+	o := 1 - s
+	switch {
+	case r.State == tracer.StateEstablished && (r.OldState == tracer.StateSynSent || r.OldState == tracer.StateSynRecv):
+		if c.outcome == "" {
+			c.outcome = "established"
+		}
+	case r.State == tracer.StateFinWait1:
+		setOnce(&c.stateFin[s], r.Time)
+		c.stateActive[s] = true
+	case r.State == tracer.StateCloseWait: // the peer's FIN came first
+		setOnce(&c.stateFin[o], r.Time)
+	case r.State == tracer.StateLastAck: // our FIN after the peer's
+		setOnce(&c.stateFin[s], r.Time)
+	case r.State == tracer.StateClosing: // the peer's FIN crossed ours
+		setOnce(&c.stateFin[o], r.Time)
+		c.stateClosing = true
+	case r.State == tracer.StateClose && r.OldState == tracer.StateFinWait2 && !sk.gotReset:
+		setOnce(&c.stateFin[o], r.Time) // to TIME_WAIT: the peer's FIN came
+	}
+}
+
+func setOnce(t *time.Time, at time.Time) {
+	if t.IsZero() {
+		*t = at
+	}
+}
+
+// sideOf returns the side whose address is a, or -1.
+func (c *conn) sideOf(a netip.AddrPort) int {
+	switch {
+	case !c.endsSet:
+		return -1
+	case a == c.ends[0]:
+		return 0
+	case a == c.ends[1]:
+		return 1
+	}
+	return -1
 }
 
 // snapshot starts a connection that existed before tracing from its
@@ -558,6 +640,15 @@ func (a *Analyzer) release(pick func(*held) bool) error {
 
 func (c *conn) resetEvent(r *tracer.Record) {
 	sk := c.socketOf(r)
+	if s := c.sideOf(r.Local); s >= 0 {
+		if r.ResetDir == tracer.ResetReceived {
+			s = 1 - s
+		}
+		c.stateRstBy[s] = true
+		if c.stateRstSide < 0 {
+			c.stateRstSide, c.stateRstTime = s, r.Time
+		}
+	}
 	if r.ResetDir == tracer.ResetSent {
 		c.resetsSent++
 		if r.Reason != "" && c.resetReason == "" {
@@ -727,20 +818,33 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	if !c.synAckTime.IsZero() && !c.ackTime.IsZero() {
 		sum.SynAckToAck = c.ackTime.Sub(c.synAckTime)
 	}
-	sum.BytesOut, sum.BytesIn, sum.SegsOut, sum.SegsIn = c.bytes[l], c.bytes[r], c.segs[l], c.segs[r]
+	sum.BytesOut, sum.BytesIn, sum.SegsOut, sum.SegsIn = c.sent(l), c.sent(r), c.segs[l], c.segs[r]
 
-	// Who closed first, and how.
+	// Who closed first, and how: from the packets when the capture saw
+	// the close, else from the sockets' state changes and reset events.
 	fl, fr := c.finTime[l], c.finTime[r]
+	if fl.IsZero() && fr.IsZero() {
+		fl, fr = c.stateFin[l], c.stateFin[r]
+	}
+	rstSide, rstTime, rstBy := c.rstSide, c.rstTime, c.rstBy
+	if rstSide < 0 {
+		rstSide, rstTime, rstBy = c.stateRstSide, c.stateRstTime, c.stateRstBy
+	}
 	switch {
-	case c.rstSide >= 0 && (fl.IsZero() || c.rstTime.Before(fl)) && (fr.IsZero() || c.rstTime.Before(fr)):
-		sum.CloseKind, sum.ClosedBy = "reset", "remote"
-		if c.rstSide == l {
+	case rstSide >= 0 && (fl.IsZero() || rstTime.Before(fl)) && (fr.IsZero() || rstTime.Before(fr)):
+		sum.CloseKind = "reset"
+		switch {
+		case rstBy[0] && rstBy[1]: // a RST never answers a RST: they crossed
+			sum.ClosedBy = "both"
+		case rstSide == l:
 			sum.ClosedBy = "local"
+		default:
+			sum.ClosedBy = "remote"
 		}
 	case !fl.IsZero() || !fr.IsZero():
 		sum.CloseKind = "fin"
 		switch {
-		case c.simultaneousClose:
+		case c.simultaneousClose || c.stateClosing || c.stateActive[0] && c.stateActive[1]:
 			sum.ClosedBy = "both"
 		case !fl.IsZero() && (fr.IsZero() || fl.Before(fr)):
 			sum.ClosedBy = "local"
@@ -757,6 +861,14 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	rec := &a.out
 	*rec = tracer.Record{Type: tracer.TypeConn, Time: c.last, Conn: c.id, Netns: netns, Summary: sum}
 	return a.pass(rec)
+}
+
+// sent is how many bytes of data side s sent, by sequence progress.
+func (c *conn) sent(s int) uint64 {
+	if !c.dataSeen[s] || !seqGT(c.dataEnd[s], c.dataStart[s]) {
+		return 0
+	}
+	return uint64(c.dataEnd[s] - c.dataStart[s])
 }
 
 func absDur(d time.Duration) time.Duration {

@@ -220,18 +220,22 @@ func TestDuplicateACKsAreCounted(t *testing.T) {
 func TestLostAndUnseen(t *testing.T) {
 	recs := append(handshake(),
 		seg(1000, cli, srv, P|A, 1201, 5001, 100, 502), // 1001-1201 never seen
-		seg(2000, srv, cli, A, 5001, 1301, 0, 508),
-		seg(3000, srv, cli, A, 5001, 1401, 0, 508), // acks beyond anything sent
+		seg(2000, srv, cli, A, 5001, 1301, 0, 508),     // acks the unseen 1001-1201
+		seg(3000, srv, cli, A, 5001, 1401, 0, 508),     // the same gap: said once (as tshark)
+		seg(4000, cli, srv, P|A, 1301, 5001, 100, 502),
+		seg(4500, srv, cli, P|A, 5001, 1401, 10, 508),
+		seg(5000, cli, srv, P|A, 1401, 5011, 100, 502), // the client's ack moves
+		seg(6000, srv, cli, A, 5011, 1501, 0, 508),     // so the gap is said again
 	)
 	pk := run(t, Config{}, recs).packets()
 	if pk[3].Verdicts&tracer.VerdictLostSegment == 0 {
 		t.Errorf("gap: %b, want lost_segment", pk[3].Verdicts)
 	}
-	if pk[4].Verdicts&tracer.VerdictAckUnseenSegment != 0 {
-		t.Errorf("ack of seen data marked unseen: %b", pk[4].Verdicts)
-	}
-	if pk[5].Verdicts&tracer.VerdictAckUnseenSegment == 0 {
-		t.Errorf("ack beyond seen data: %b, want ack_unseen_segment", pk[5].Verdicts)
+	want := []bool{4: true, 5: false, 6: false, 7: false, 8: false, 9: true}
+	for i := 4; i < len(want); i++ {
+		if got := pk[i].Verdicts&tracer.VerdictAckUnseenSegment != 0; got != want[i] {
+			t.Errorf("packet %d: ack_unseen_segment %v, want %v (verdicts %b)", i, got, want[i], pk[i].Verdicts)
+		}
 	}
 }
 
@@ -550,5 +554,128 @@ func TestTimeWaitObserved(t *testing.T) {
 	if s.TimeWait != 60*time.Second || s.TimeWaitEnd != "expired" || !s.Complete ||
 		s.StateTime[tracer.StateTimeWait] != 60*time.Second {
 		t.Errorf("summary: time wait %s %q complete %v", s.TimeWait, s.TimeWaitEnd, s.Complete)
+	}
+}
+
+// TestTsharkPrecedence pins the order of tshark's checks where two
+// verdicts could apply.
+func TestTsharkPrecedence(t *testing.T) {
+	t.Run("spurious before out-of-order", func(t *testing.T) {
+		pk := run(t, Config{}, append(handshake(),
+			seg(1000, cli, srv, P|A, 1001, 5001, 100, 502),
+			seg(1005, cli, srv, P|A, 1101, 5001, 100, 502),
+			seg(1010, srv, cli, A, 5001, 1101, 0, 508),
+			seg(1020, cli, srv, P|A, 1001, 5001, 100, 502), // within the iRTT, but acked already
+		)).packets()
+		if want := tracer.VerdictSpuriousRetransmission | tracer.VerdictRetransmission; pk[6].Verdicts != want {
+			t.Errorf("verdicts %b, want %b", pk[6].Verdicts, want)
+		}
+	})
+	t.Run("fast retransmission clock runs from the peer's last packet", func(t *testing.T) {
+		pk := run(t, Config{}, append(handshake(),
+			seg(1000, cli, srv, P|A, 1001, 5001, 100, 502), // lost on the way
+			seg(1100, cli, srv, P|A, 1101, 5001, 100, 502),
+			seg(1200, srv, cli, A, 5001, 1001, 0, 508),
+			seg(1300, srv, cli, A, 5001, 1001, 0, 508), // dup #1
+			seg(1400, srv, cli, A, 5001, 1001, 0, 508), // dup #2
+			// 30 ms later the server sends data, same ack: no dup,
+			// but tshark's 20 ms clock restarts.
+			seg(31400, srv, cli, P|A, 5001, 1001, 10, 508),
+			seg(41400, cli, srv, P|A, 1001, 5011, 100, 502),
+		)).packets()
+		if want := tracer.VerdictFastRetransmission | tracer.VerdictRetransmission; pk[9].Verdicts != want {
+			t.Errorf("verdicts %b, want %b", pk[9].Verdicts, want)
+		}
+	})
+	t.Run("new data from one before next seq after a zero-window probe", func(t *testing.T) {
+		pk := run(t, Config{}, append(handshake(),
+			seg(1000, cli, srv, P|A, 1001, 5001, 100, 502),
+			seg(1100, srv, cli, A, 5001, 1101, 0, 0),
+			seg(2000, cli, srv, P|A, 1101, 5001, 1, 502),   // zero-window probe
+			seg(3000, srv, cli, A, 5001, 1101, 0, 0),       // its ACK: no duplicate
+			seg(4000, srv, cli, A, 5001, 1101, 0, 100),     // window update
+			seg(5000, cli, srv, P|A, 1100, 5001, 201, 502), // resends the probe's byte with new data
+		)).packets()
+		want := map[int]tracer.Verdicts{5: tracer.VerdictZeroWindowProbe, 6: tracer.VerdictZeroWindow,
+			7: tracer.VerdictWindowUpdate, 8: 0}
+		for i, w := range want {
+			if pk[i].Verdicts != w {
+				t.Errorf("packet %d: verdicts %b, want %b", i, pk[i].Verdicts, w)
+			}
+		}
+	})
+}
+
+// TestCloseFromSocketEvents: without captured packets (no interface
+// traced, or --events state), the outcome and the close come from the
+// sockets' state changes and reset events.
+func TestCloseFromSocketEvents(t *testing.T) {
+	st := func(at int, local, remote string, old, new tracer.TCPState, cookie uint64) tracer.Record {
+		return sockEvent(at, tracer.TypeState, local, remote, old, new, cookie)
+	}
+	rst := func(at int, local, remote string, dir tracer.ResetDir, state tracer.TCPState, cookie uint64) tracer.Record {
+		r := sockEvent(at, tracer.TypeReset, local, remote, 0, state, cookie)
+		r.HasState, r.ResetDir = true, dir
+		return r
+	}
+	const (
+		est, synSent, synRecv = tracer.StateEstablished, tracer.StateSynSent, tracer.StateSynRecv
+		fw1, fw2, closing     = tracer.StateFinWait1, tracer.StateFinWait2, tracer.StateClosing
+		cw, la, cl            = tracer.StateCloseWait, tracer.StateLastAck, tracer.StateClose
+	)
+	clientOpen := []tracer.Record{st(0, cli, srv, cl, synSent, 9), st(100, cli, srv, synSent, est, 9)}
+	cases := []struct {
+		name                    string
+		recs                    []tracer.Record
+		outcome, kind, closedBy string
+		halfClose               time.Duration
+	}{
+		{"client closes", append(clientOpen, st(1000, cli, srv, est, fw1, 9), st(1100, cli, srv, fw1, fw2, 9),
+			st(1300, cli, srv, fw2, cl, 9)), "established", "fin", "local", 300 * time.Microsecond},
+		{"server side, client closes", []tracer.Record{st(100, srv, cli, synRecv, est, 5),
+			st(1000, srv, cli, est, cw, 5), st(1200, srv, cli, cw, la, 5), st(1300, srv, cli, la, cl, 5)},
+			"established", "fin", "remote", 200 * time.Microsecond},
+		{"simultaneous close", append(clientOpen, st(1000, cli, srv, est, fw1, 9), st(1050, cli, srv, fw1, closing, 9),
+			st(1300, cli, srv, closing, cl, 9)), "established", "fin", "both", 50 * time.Microsecond},
+		{"both ends local, both close first", append(clientOpen, st(100, srv, cli, synRecv, est, 5),
+			st(1000, cli, srv, est, fw1, 9), st(1001, srv, cli, est, fw1, 5),
+			st(1100, cli, srv, fw1, fw2, 9), st(1101, srv, cli, fw1, fw2, 5),
+			st(1300, cli, srv, fw2, cl, 9), st(1301, srv, cli, fw2, cl, 5)), "established", "fin", "both", time.Microsecond},
+		{"reset received", append(clientOpen, rst(1000, cli, srv, tracer.ResetReceived, est, 9),
+			st(1000, cli, srv, est, cl, 9)), "established", "reset", "remote", 0},
+		{"reset sent", append(clientOpen, rst(1000, cli, srv, tracer.ResetSent, est, 9),
+			st(1000, cli, srv, est, cl, 9)), "established", "reset", "local", 0},
+		{"resets crossed", append(clientOpen, rst(1000, cli, srv, tracer.ResetSent, est, 9),
+			rst(1010, cli, srv, tracer.ResetReceived, est, 9), st(1010, cli, srv, est, cl, 9)), "established", "reset", "both", 0},
+		{"refused", []tracer.Record{st(0, cli, srv, cl, synSent, 9), rst(100, cli, srv, tracer.ResetReceived, synSent, 9),
+			st(100, cli, srv, synSent, cl, 9)}, "refused", "reset", "remote", 0},
+		{"timeout", []tracer.Record{st(0, cli, srv, cl, synSent, 9), st(3000000, cli, srv, synSent, cl, 9)},
+			"timeout", "timeout", "", 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := run(t, Config{}, c.recs).summary(t)
+			if s.Outcome != c.outcome || s.CloseKind != c.kind || s.ClosedBy != c.closedBy || s.HalfClose != c.halfClose {
+				t.Errorf("outcome %q close %q by %q half-close %v, want %q %q %q %v",
+					s.Outcome, s.CloseKind, s.ClosedBy, s.HalfClose, c.outcome, c.kind, c.closedBy, c.halfClose)
+			}
+		})
+	}
+}
+
+// TestBytesBySequence: bytes sent are the sequence space the data
+// covered, so retransmitted or reordered data counts once and data the
+// capture missed counts.
+func TestBytesBySequence(t *testing.T) {
+	s := run(t, Config{}, append(handshake(),
+		seg(1000, cli, srv, P|A, 1101, 5001, 100, 502), // 1001-1101 not captured
+		seg(1100, cli, srv, P|A, 1001, 5001, 100, 502), // now it is: reordered
+		seg(1200, srv, cli, A, 5001, 1201, 0, 508),
+		seg(300000, cli, srv, P|A, 1101, 5001, 100, 502), // retransmitted
+		seg(300100, srv, cli, P|A, 5001, 1201, 30, 508),
+		seg(300200, cli, srv, P|A, 1201, 5031, 50, 502),
+	)).summary(t)
+	if s.BytesOut != 250 || s.BytesIn != 30 {
+		t.Errorf("bytes out %d in %d, want 250 and 30", s.BytesOut, s.BytesIn)
 	}
 }

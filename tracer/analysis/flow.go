@@ -12,17 +12,20 @@ func seqLE(a, b uint32) bool { return int32(a-b) <= 0 }
 func seqGT(a, b uint32) bool { return int32(a-b) > 0 }
 
 // flow is what one capture point saw of one direction of a connection.
+// Its fields follow tshark's per-direction analysis state.
 type flow struct {
-	seen        bool      // a packet of this direction was seen here
-	nextSeq     uint32    // highest seq + segment length seen
-	nextSeqTime time.Time // when nextSeq last advanced
-	ackSeen     bool
-	lastAck     uint32
-	lastAckTime time.Time // when lastAck last changed, or the last duplicate
-	lastWin     uint32    // raw window of the last packet
-	winSeen     bool
-	dupAcks     uint32
-	keepAlive   bool // the last segment was a keep-alive
+	seen            bool      // a packet of this direction was seen here
+	nextSeq         uint32    // highest seq + segment length seen
+	nextSeqTime     time.Time // when nextSeq last advanced
+	maxSeqToBeAcked uint32    // end of the contiguous sequence space seen
+	lastAck         uint32    // ack field of the last packet
+	lastTime        time.Time // when the last packet was seen (tshark's lastacktime)
+	lastWin         uint32    // raw window of the last packet
+	// dupAcks counts duplicate ACKs in a row; -1 (as tshark) after an
+	// "ACKed unseen segment" verdict on the peer's ACK, until this
+	// direction's ack changes.
+	dupAcks  int32
+	verdicts tracer.Verdicts // of the last packet
 }
 
 // point is one capture point (an interface in a namespace): verdicts are
@@ -35,7 +38,8 @@ type point struct {
 // Timing thresholds, as tshark's defaults.
 const (
 	// fastRetransWindow: a retransmission this soon after the peer's
-	// duplicate ACKs is a fast retransmission.
+	// last packet, with two or more duplicate ACKs asking for it, is a
+	// fast retransmission.
 	fastRetransWindow = 20 * time.Millisecond
 	// defaultOutOfOrderWindow: an earlier sequence number this soon after
 	// the direction's last new segment is reordering, not a
@@ -59,77 +63,137 @@ func segLen(r *tracer.Record) uint32 {
 // analyze computes the verdicts of packet r sent by side, seen at pt, and
 // updates the point's state. scale holds each side's window scale shift,
 // or -1 when unknown; oooWindow is the out-of-order window.
+//
+// The checks and their order are tshark's (4.0, default preferences:
+// fast retransmission before out-of-order), so that the same packets get
+// the same verdicts; docs/analysis.md lists the definitions.
 func analyze(pt *point, side int, r *tracer.Record, scale [2]int, oooWindow time.Duration) (v tracer.Verdicts, dupCount uint32) {
 	f, rev := &pt.flows[side], &pt.flows[1-side]
-	syn, fin, rst := r.Flags&tracer.FlagSYN != 0, r.Flags&tracer.FlagFIN != 0, r.Flags&tracer.FlagRST != 0
+	syn, fin := r.Flags&tracer.FlagSYN != 0, r.Flags&tracer.FlagFIN != 0
 	ack := r.Flags&tracer.FlagACK != 0
-	control := syn || fin || rst
 	seg := segLen(r)
+	win := uint32(r.Win)
 	t := r.Time
 
-	if r.Win == 0 && !control {
-		v |= tracer.VerdictZeroWindow
-	}
-	if f.seen {
-		if r.Len == 1 && r.Seq == f.nextSeq && rev.winSeen && rev.lastWin == 0 {
-			v |= tracer.VerdictZeroWindowProbe
-		}
-		if seqGT(r.Seq, f.nextSeq) && !rst {
-			v |= tracer.VerdictLostSegment
-		}
-		if r.Len <= 1 && !control && r.Seq == f.nextSeq-1 {
-			v |= tracer.VerdictKeepAlive
-		}
-		pure := r.Len == 0 && !control && ack && r.Seq == f.nextSeq && f.ackSeen && r.Ack == f.lastAck
-		switch {
-		case pure && f.winSeen && r.Win != 0 && uint32(r.Win) != f.lastWin: // as tshark: never to a zero window
-			v |= tracer.VerdictWindowUpdate
-		case pure && rev.keepAlive:
-			v |= tracer.VerdictKeepAliveACK
-		case pure && r.Win != 0: // as tshark: a repeated zero-window ACK is no duplicate
-			f.dupAcks++
-			f.lastAckTime = t
-			v |= tracer.VerdictDuplicateACK
-			dupCount = f.dupAcks
+	// A zero-window probe: one byte at the next sequence number into the
+	// peer's zero window. Nothing else is checked of it but its ACK.
+	if f.seen && r.Len == 1 && r.Seq == f.nextSeq && rev.seen && rev.lastWin == 0 {
+		v |= tracer.VerdictZeroWindowProbe
+	} else {
+		v = forwardChecks(f, rev, r, scale[1-side])
+		if v&tracer.VerdictDuplicateACK != 0 {
+			dupCount = uint32(f.dupAcks)
 		}
 	}
-	if rev.ackSeen && r.Len > 0 && !control && scale[1-side] >= 0 &&
-		r.Seq+r.Len == rev.lastAck+rev.lastWin<<uint(scale[1-side]) {
-		v |= tracer.VerdictWindowFull
+	if f.seen && r.Ack != f.lastAck {
+		f.dupAcks = 0
 	}
-	if ack && rev.seen && seqGT(r.Ack, rev.nextSeq) && !rst {
-		v |= tracer.VerdictAckUnseenSegment
-	}
-	if f.seen && (r.Len > 0 || syn || fin) && seqLT(r.Seq, f.nextSeq) && v&tracer.VerdictKeepAlive == 0 {
-		// As tshark, a fast or spurious retransmission is also a
-		// retransmission (tcp.analysis.retransmission is set for both).
-		switch {
-		case rev.dupAcks >= 2 && rev.lastAck == r.Seq && t.Sub(rev.lastAckTime) < fastRetransWindow:
-			v |= tracer.VerdictFastRetransmission | tracer.VerdictRetransmission
-		case t.Sub(f.nextSeqTime) < oooWindow && f.nextSeq != r.Seq+seg:
-			v |= tracer.VerdictOutOfOrder
-		case r.Len > 0 && rev.ackSeen && seqLE(r.Seq+seg, rev.lastAck):
-			v |= tracer.VerdictSpuriousRetransmission | tracer.VerdictRetransmission
-		default:
-			v |= tracer.VerdictRetransmission
+	if ack && rev.seen && seqGT(r.Ack, rev.maxSeqToBeAcked) {
+		if seqGT(rev.maxSeqToBeAcked, rev.nextSeq) {
+			rev.maxSeqToBeAcked = rev.nextSeq
+			v |= tracer.VerdictAckUnseenSegment
+		} else {
+			// Once per gap: again only after the peer's ack moved.
+			if rev.dupAcks == 0 {
+				v |= tracer.VerdictAckUnseenSegment
+			}
+			rev.dupAcks = -1
 		}
+	}
+	if (r.Len > 0 || syn || fin) && v&tracer.VerdictKeepAlive == 0 {
+		v |= retransmissionKind(f, rev, r, seg, oooWindow)
 	}
 
-	// Update this direction's state. A zero-window probe does not move
-	// next seq (as tshark): the peer has not taken its byte.
-	if !f.seen || seqGT(r.Seq+seg, f.nextSeq) && v&tracer.VerdictZeroWindowProbe == 0 {
+	// Update this direction's state. A zero-window probe moves neither
+	// next seq nor the contiguous end (as tshark): the peer has not taken
+	// its byte.
+	zwp := v&tracer.VerdictZeroWindowProbe != 0
+	if (!f.seen || seqGT(r.Seq+seg, f.nextSeq)) && !zwp {
 		f.nextSeq = r.Seq + seg
 		f.nextSeqTime = t
 	}
+	if (!f.seen || r.Seq == f.maxSeqToBeAcked) && !zwp {
+		f.maxSeqToBeAcked = f.nextSeq
+	}
 	f.seen = true
-	f.keepAlive = v&tracer.VerdictKeepAlive != 0
-	if ack && (!f.ackSeen || r.Ack != f.lastAck) {
-		f.lastAck, f.ackSeen = r.Ack, true
-		f.lastAckTime = t
-		f.dupAcks = 0
-	}
-	if !syn || ack { // a SYN's window is never scaled
-		f.lastWin, f.winSeen = uint32(r.Win), true
-	}
+	f.lastWin, f.lastAck, f.lastTime = win, r.Ack, t
+	f.verdicts = v
 	return v, dupCount
+}
+
+// forwardChecks gives the verdicts that compare a packet with its own
+// direction's history: zero window, lost segment, keep-alive, window
+// update and full, keep-alive ACK and duplicate ACK.
+func forwardChecks(f, rev *flow, r *tracer.Record, revScale int) (v tracer.Verdicts) {
+	syn, fin, rst := r.Flags&tracer.FlagSYN != 0, r.Flags&tracer.FlagFIN != 0, r.Flags&tracer.FlagRST != 0
+	control := syn || fin || rst
+	win := uint32(r.Win)
+	if win == 0 && !control {
+		v |= tracer.VerdictZeroWindow
+	}
+	if !f.seen {
+		if rev.seen && r.Len > 0 && !control && revScale >= 0 && r.Seq+r.Len == rev.lastAck+rev.lastWin<<uint(revScale) {
+			v |= tracer.VerdictWindowFull
+		}
+		return v
+	}
+	if seqGT(r.Seq, f.nextSeq) && !rst {
+		v |= tracer.VerdictLostSegment
+	}
+	if r.Len <= 1 && !control && r.Seq == f.nextSeq-1 {
+		v |= tracer.VerdictKeepAlive
+	}
+	// A segment without data that repeats seq and ack: it updates the
+	// window, answers a keep-alive or a zero-window probe, or duplicates
+	// the last ACK.
+	same := r.Len == 0 && !control && r.Seq == f.nextSeq && r.Ack == f.lastAck
+	if same && win != 0 && win != f.lastWin {
+		v |= tracer.VerdictWindowUpdate
+	}
+	if rev.seen && r.Len > 0 && !control && revScale >= 0 && r.Seq+r.Len == rev.lastAck+rev.lastWin<<uint(revScale) {
+		v |= tracer.VerdictWindowFull
+	}
+	switch {
+	case !same || win != f.lastWin:
+	case win != 0 && rev.verdicts&tracer.VerdictKeepAlive != 0:
+		v |= tracer.VerdictKeepAliveACK
+	case win == 0 && rev.verdicts&tracer.VerdictZeroWindowProbe != 0:
+		// A zero-window probe's ACK: no duplicate (tshark's
+		// zero_window_probe_ack, not reported).
+	case win != 0:
+		if f.dupAcks < 0 {
+			f.dupAcks = 1
+		} else {
+			f.dupAcks++
+		}
+		v |= tracer.VerdictDuplicateACK
+	}
+	return v
+}
+
+// retransmissionKind says what a segment carrying data, SYN or FIN is
+// when it does not advance its direction's sequence number: a spurious,
+// fast or plain retransmission, or out of order.
+func retransmissionKind(f, rev *flow, r *tracer.Record, seg uint32, oooWindow time.Duration) tracer.Verdicts {
+	t := r.Time
+	notAdvanced := f.seen && seqLT(r.Seq, f.nextSeq)
+	// More than one byte starting one before next seq adds data (after a
+	// zero-window probe): not a retransmission.
+	if r.Len > 1 && f.seen && f.nextSeq-1 == r.Seq {
+		notAdvanced = false
+	}
+	// As tshark, a fast or spurious retransmission is also a
+	// retransmission (tcp.analysis.retransmission is set for both).
+	switch {
+	case r.Len > 0 && rev.seen && rev.lastAck != 0 && seqLE(r.Seq+r.Len, rev.lastAck):
+		// Every byte of it was acknowledged already.
+		return tracer.VerdictSpuriousRetransmission | tracer.VerdictRetransmission
+	case !notAdvanced:
+		return 0
+	case rev.dupAcks >= 2 && rev.lastAck == r.Seq && t.Sub(rev.lastTime) < fastRetransWindow:
+		return tracer.VerdictFastRetransmission | tracer.VerdictRetransmission
+	case t.Sub(f.nextSeqTime) < oooWindow && f.nextSeq != r.Seq+seg:
+		return tracer.VerdictOutOfOrder
+	}
+	return tracer.VerdictRetransmission
 }
