@@ -12,7 +12,9 @@ import (
 // starts (the peer server closes its listener once it accepted) is listed at start-up as socket records marked
 // preexisting, with the owners of both ends; its later events share its
 // conn and carry the owners too (also the server's CLOSE_WAIT, which runs
-// in softirq); its summary says preexisting.
+// in softirq); its summary says preexisting. A connection in another
+// namespace, not the tracer's, is listed too (socket events cover every
+// namespace by default).
 func TestPreexistingConnections(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -29,9 +31,23 @@ func TestPreexistingConnections(t *testing.T) {
 	if _, err := cli.waitLine(ctx, false, "connected "); err != nil {
 		t.Fatal(err)
 	}
+	// The same in a second namespace.
+	other := newNetns(ctx, t, "preexisting-other")
+	otherServer := netip.MustParseAddrPort("127.0.0.1:7702")
+	otherClient := netip.MustParseAddrPort("127.0.0.1:41702")
+	srv2 := startProc(t, "other server", other.exec(bins.server, "serve-echo", otherServer.String())...)
+	if _, err := srv2.waitLine(ctx, false, "listening "); err != nil {
+		t.Fatal(err)
+	}
+	cli2 := startProc(t, "other client", other.exec(bins.client, "connect-keepalive", otherServer.String(), otherClient.String(), "3000")...)
+	if _, err := cli2.waitLine(ctx, false, "connected "); err != nil {
+		t.Fatal(err)
+	}
 	tracer := startTracer(ctx, t, ns, "-i", "lo")
 	mustSucceed(ctx, t, cli)
 	mustSucceed(ctx, t, srv)
+	mustSucceed(ctx, t, cli2)
+	mustSucceed(ctx, t, srv2)
 	time.Sleep(settle)
 	recs := stopTracer(ctx, t, tracer)
 
@@ -48,9 +64,12 @@ func TestPreexistingConnections(t *testing.T) {
 		local, remote netip.AddrPort
 		state, comm   string
 		pid           int
+
+		netns uint64
 	}{
-		{"client", client, server, "ESTABLISHED", "tcli", cli.pid()},
-		{"server", server, client, "ESTABLISHED", "tsrv", srv.pid()},
+		{"client", client, server, "ESTABLISHED", "tcli", cli.pid(), ns.inode},
+		{"server", server, client, "ESTABLISHED", "tsrv", srv.pid(), ns.inode},
+		{"other namespace's client", otherClient, otherServer, "ESTABLISHED", "tcli", cli2.pid(), other.inode},
 	} {
 		r := find(c.local, c.remote)
 		if r == nil {
@@ -61,7 +80,7 @@ func TestPreexistingConnections(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.raw), &m); err != nil {
 			t.Fatal(err)
 		}
-		if m["state"] != c.state || m["preexisting"] != true {
+		if m["state"] != c.state || m["preexisting"] != true || r.Netns != c.netns {
 			t.Errorf("%s: %s", c.name, r)
 		}
 		checkOwner(t, c.name, r, c.pid, c.comm)

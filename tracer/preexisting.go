@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -14,55 +15,122 @@ import (
 )
 
 // Connections that existed before tracing started are listed once at
-// start-up with sock_diag (every state, TIME_WAIT included), in the
-// traced namespace: one socket record each, preexisting, so that their
-// later events find their connection. Their owners come from the socket
-// inodes in /proc/*/fd and are seeded into the kernel's owner tables, so
-// later events of those sockets carry pid and comm too.
+// start-up with sock_diag (every state, TIME_WAIT included), in every
+// namespace whose socket events are traced (all of them by default, found
+// through /run/netns, /run/docker/netns and /proc/*/ns/net): one socket
+// record each, preexisting, so that their later events find their
+// connection. Their owners come from the socket inodes in /proc/*/fd and
+// are seeded into the kernel's owner tables, so later events of those
+// sockets carry pid and comm too.
 
 // maxProcFDs bounds the /proc scan for socket owners.
 const maxProcFDs = 1 << 20
 
-// snapshotSockets lists the TCP sockets of the traced namespace.
+// maxSnapshotNetns bounds how many namespaces are listed at start-up.
+const maxSnapshotNetns = 4096
+
+// snapshotSockets lists the TCP sockets of the namespaces whose socket
+// events are traced. A namespace that cannot be listed is skipped with a
+// warning; an error is returned only when none could be.
 func (t *Tracer) snapshotSockets() ([]Record, error) {
+	spaces := []*Netns{t.netns}
+	if t.cfg.Netns == nil {
+		others, skipped := otherNetns(t.netns.Inode)
+		if skipped > 0 {
+			t.log.Warn("list preexisting sockets: too many network namespaces", "listed", maxSnapshotNetns, "skipped", skipped)
+		}
+		defer func() {
+			for _, n := range others {
+				n.Close()
+			}
+		}()
+		spaces = append(spaces, others...)
+	}
+	owners := socketOwners()
+	now := time.Now()
+	var recs []Record
+	var firstErr error
+	listed := 0
+	for _, ns := range spaces {
+		socks, err := diagTCP(ns)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			t.log.Warn("list preexisting sockets", "netns", ns.Inode, "err", err)
+			continue
+		}
+		listed++
+		for _, s := range socks {
+			local, lok := addrPort(s.ID.Source, s.ID.SourcePort)
+			remote, rok := addrPort(s.ID.Destination, s.ID.DestinationPort)
+			if !lok || !rok {
+				continue
+			}
+			r := Record{Type: TypeSocket, Time: now, Netns: ns.Inode, Local: local, Remote: remote,
+				State: TCPState(s.State), HasState: true, Preexisting: true,
+				Cookie: uint64(s.ID.Cookie[0]) | uint64(s.ID.Cookie[1])<<32}
+			if o, ok := owners[s.INode]; ok && s.INode != 0 {
+				r.Owner = o
+				r.Owner.UID = s.UID
+			}
+			recs = append(recs, r)
+		}
+	}
+	if listed == 0 {
+		return nil, firstErr
+	}
+	return recs, nil
+}
+
+// diagTCP dumps the TCP sockets (IPv4 and IPv6) of one namespace.
+func diagTCP(ns *Netns) ([]*netlink.Socket, error) {
 	var socks []*netlink.Socket
-	err := t.netns.Do(func() error {
+	err := ns.Do(func() error {
 		h, err := netlink.NewHandle(unix.NETLINK_INET_DIAG)
 		if err != nil {
-			return err
+			return fmt.Errorf("open sock_diag: %w", err)
 		}
 		defer h.Close()
 		for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
 			s, err := h.SocketDiagTCP(family)
 			if err != nil {
-				return err
+				return fmt.Errorf("dump tcp sockets: %w", err)
 			}
 			socks = append(socks, s...)
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	return socks, err
+}
+
+// otherNetns opens every network namespace other than own that a name
+// (ip netns, Docker) or a process holds, once each, at most
+// maxSnapshotNetns; it returns them and how many more were left out.
+func otherNetns(own uint32) (spaces []*Netns, skipped int) {
+	seen := map[uint32]bool{own: true}
+	var candidates []string
+	for _, pattern := range []string{"/run/netns/*", "/run/docker/netns/*", "/proc/[0-9]*/ns/net"} {
+		found, _ := filepath.Glob(pattern)
+		candidates = append(candidates, found...)
 	}
-	owners := socketOwners()
-	now := time.Now()
-	recs := make([]Record, 0, len(socks))
-	for _, s := range socks {
-		local, lok := addrPort(s.ID.Source, s.ID.SourcePort)
-		remote, rok := addrPort(s.ID.Destination, s.ID.DestinationPort)
-		if !lok || !rok {
+	for _, p := range candidates {
+		ino, err := netnsInode(p)
+		if err != nil || seen[ino] {
 			continue
 		}
-		r := Record{Type: TypeSocket, Time: now, Netns: t.netns.Inode, Local: local, Remote: remote,
-			State: TCPState(s.State), HasState: true, Preexisting: true,
-			Cookie: uint64(s.ID.Cookie[0]) | uint64(s.ID.Cookie[1])<<32}
-		if o, ok := owners[s.INode]; ok && s.INode != 0 {
-			r.Owner = o
-			r.Owner.UID = s.UID
+		seen[ino] = true
+		if len(spaces) >= maxSnapshotNetns {
+			skipped++
+			continue
 		}
-		recs = append(recs, r)
+		n, err := OpenNetns(p)
+		if err != nil {
+			continue // the process exited, or not a namespace file
+		}
+		spaces = append(spaces, n)
 	}
-	return recs, nil
+	return spaces, skipped
 }
 
 func addrPort(ip net.IP, port uint16) (netip.AddrPort, bool) {
