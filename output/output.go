@@ -318,6 +318,9 @@ func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
 	if s.SynRetrans > 0 {
 		o.uint("syn_retransmits", uint64(s.SynRetrans))
 	}
+	if s.HandshakeCheck != "" {
+		o.str("handshake_check", s.HandshakeCheck)
+	}
 	o.time("start", s.Start)
 	o.time("end", s.End)
 	o.ms("duration_ms", s.End.Sub(s.Start))
@@ -366,6 +369,16 @@ func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
 	}
 	if s.HalfClose > 0 {
 		o.ms("half_close_ms", s.HalfClose)
+	}
+	if s.FinSeen[0] || s.FinSeen[1] {
+		o.key("fin_acked")
+		sub := jsonObj{b: append(o.b, '{')}
+		for i, side := range [2]string{"local", "remote"} {
+			if s.FinSeen[i] {
+				sub.bool(side, s.FinAcked[i])
+			}
+		}
+		o.b = append(sub.b, '}')
 	}
 	if s.ResetReason != "" {
 		o.str("reset_reason", s.ResetReason)
@@ -609,6 +622,10 @@ func appendTextSummary(dst []byte, s *tracer.ConnSummary) []byte {
 		dst = append(dst, " rtt "...)
 		dst = appendDuration(dst, s.HandshakeRTT)
 	}
+	if s.HandshakeCheck != "" && s.HandshakeCheck != "ok" {
+		dst = append(dst, " handshake "...)
+		dst = append(dst, s.HandshakeCheck...)
+	}
 	dst = append(dst, " out "...)
 	dst = strconv.AppendUint(dst, s.BytesOut, 10)
 	dst = append(dst, "B/"...)
@@ -639,6 +656,12 @@ func appendTextSummary(dst []byte, s *tracer.ConnSummary) []byte {
 			dst = append(dst, " ("...)
 			dst = append(dst, s.ResetReason...)
 			dst = append(dst, ')')
+		}
+		for i, side := range [2]string{" local", " remote"} {
+			if s.FinSeen[i] && !s.FinAcked[i] {
+				dst = append(dst, side...)
+				dst = append(dst, " FIN unacked"...)
+			}
 		}
 	}
 	if s.TimeWait > 0 {

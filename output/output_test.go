@@ -83,7 +83,8 @@ func sampleRecords() []tracer.Record {
 		{Time: t0.Add(14 * time.Microsecond), Type: tracer.TypeConn, Conn: 1, Netns: 4026531840, Summary: &tracer.ConnSummary{
 			Local: ap("10.0.0.1:5555"), Remote: ap("10.0.0.2:80"), Role: "client", Owner: owner(123, "curl"),
 			Outcome: "established", ISNLocal: 1000, ISNRemote: 5000, HasISN: true,
-			HandshakeRTT: 123 * time.Microsecond, SynAckToAck: 45 * time.Microsecond,
+			HandshakeRTT: 123 * time.Microsecond, SynAckToAck: 45 * time.Microsecond, HandshakeCheck: "ok",
+			FinSeen: [2]bool{true, true}, FinAcked: [2]bool{true, false},
 			Start: t0, End: t0.Add(1500 * time.Millisecond),
 			StateTime: [16]time.Duration{tracer.StateEstablished: 1400 * time.Millisecond, tracer.StateFinWait1: 2 * time.Millisecond},
 			BytesOut:  1448, BytesIn: 10, SegsOut: 4, SegsIn: 3, RetransKernel: 1, RetransSeen: 1, FastRetrans: 1,

@@ -240,10 +240,15 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*re
 		switch c.name {
 		case "clean", "loss", "zero-window", "keep-alive":
 			want["outcome"], want["close_kind"], want["closed_by"] = "established", "fin", "local"
+			want["handshake_check"] = "ok"
+			if fa, _ := s["fin_acked"].(map[string]any); fa["local"] != true || fa["remote"] != true {
+				t.Errorf("%s: fin_acked %v, want both FINs acked: %s", c.name, s["fin_acked"], sums[0].raw)
+			}
 		case "refused":
 			want["outcome"], want["close_kind"], want["closed_by"] = "refused", "reset", "remote"
 		case "simultaneous-close":
 			want["outcome"], want["close_kind"], want["closed_by"] = "established", "fin", "both"
+			want["handshake_check"] = "ok"
 			checkSimultaneousClose(t, client, server, recs)
 		case "timeout":
 			want["outcome"], want["close_kind"] = "timeout", "timeout"
@@ -423,11 +428,14 @@ func tsharkPackets(ctx context.Context, t *testing.T, pcap string) []tsharkPacke
 	return pkts
 }
 
-// startPcap runs tcpdump writing a pcap file (every packet flushed) and
-// waits until it captures.
+// startPcap runs tcpdump writing a pcap file (every packet flushed, ns
+// timestamps) and waits until it captures.
 func startPcap(ctx context.Context, t *testing.T, ns *netns, ifname, file string) *proc {
 	t.Helper()
-	p := startProc(t, "tcpdump -w", ns.exec("tcpdump", "-U", "-s", "128", "-B", "16384", "-i", ifname, "-w", file, "tcp")...)
+	// Nanosecond timestamps: tshark's out-of-order window is the
+	// connection's iRTT, tens of microseconds on veth.
+	p := startProc(t, "tcpdump -w", ns.exec("tcpdump", "-U", "-s", "128", "-B", "16384", "--time-stamp-precision=nano",
+		"-i", ifname, "-w", file, "tcp")...)
 	if _, err := p.waitLine(ctx, true, "listening on "+ifname); err != nil {
 		t.Fatal(err)
 	}

@@ -342,6 +342,11 @@ type ConnSummary struct {
 	HandshakeRTT  time.Duration // SYN to SYN-ACK, at the capture point
 	SynAckToAck   time.Duration
 	SynRetrans    int // SYN (or SYN-ACK) retransmissions seen
+	// HandshakeCheck: "ok" when the SYN-ACK acked the client's ISN + 1
+	// and the client's first ACK the server's ISN + 1;
+	// "synack_ack_mismatch" or "ack_mismatch" when one did not; "" when
+	// the handshake was not seen.
+	HandshakeCheck string
 	Start, End    time.Time
 	StateTime     [16]time.Duration // time in each TCPState of the local end
 	BytesOut      uint64            // payload the local end sent
@@ -360,6 +365,9 @@ type ConnSummary struct {
 	ClosedBy      string        // local, remote, both, ""
 	CloseKind     string        // fin, reset, timeout, ""
 	HalfClose     time.Duration // first FIN to last FIN
+	// FinSeen and FinAcked: local, then remote. A FIN is acked by an ACK
+	// of its seq + len + 1 (the FIN takes one sequence number).
+	FinSeen, FinAcked [2]bool
 	ResetReason   string
 	TimeWait      time.Duration
 	TimeWaitEnd   string // expired, killed, ""

@@ -144,6 +144,11 @@ type conn struct {
 	synTime, synAckTime, ackTime time.Time
 	synCount, synAckCount        int
 	outcome                      string
+	// The handshake's acknowledgment checks: hsProblem names the first
+	// that failed; finalAck is set once the client's first ACK after
+	// the SYN-ACK was checked.
+	hsProblem string
+	finalAck  bool
 
 	points  map[pointKey]*point
 	primary pointKey
@@ -312,9 +317,15 @@ func (a *Analyzer) packet(c *conn, r *tracer.Record) bool {
 	if ack && c.baseSet[o] {
 		r.RelAck, r.RelAckValid = r.Ack-c.base[o], true
 	}
-	if primary && ack && !syn && !c.synAckTime.IsZero() && c.ackTime.IsZero() && s == 0 && c.isnSeen[1] && r.Ack == c.base[1]+1 {
-		c.ackTime = r.Time
-		c.outcome = "established"
+	if primary && ack && !syn && !rst && s == 0 && !c.synAckTime.IsZero() && c.isnSeen[1] && !c.finalAck {
+		// The handshake's last ACK acknowledges the server's ISN + 1.
+		c.finalAck = true
+		if r.Ack == c.base[1]+1 {
+			c.ackTime = r.Time
+			c.outcome = "established"
+		} else if c.hsProblem == "" {
+			c.hsProblem = "ack_mismatch"
+		}
 	}
 
 	ooo := defaultOutOfOrderWindow
@@ -365,6 +376,10 @@ func (c *conn) isn(r *tracer.Record, s int) {
 // handshake counts SYNs and SYN-ACKs and times them, at the primary point.
 func (c *conn) handshake(r *tracer.Record, ack bool) {
 	if ack {
+		// The SYN-ACK acknowledges the client's ISN + 1.
+		if c.isnSeen[0] && r.Ack != c.base[0]+1 && c.hsProblem == "" {
+			c.hsProblem = "synack_ack_mismatch"
+		}
 		c.synAckCount++
 		if c.synAckTime.IsZero() {
 			c.synAckTime = r.Time
@@ -818,6 +833,14 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	if !c.synAckTime.IsZero() && !c.ackTime.IsZero() {
 		sum.SynAckToAck = c.ackTime.Sub(c.synAckTime)
 	}
+	switch {
+	case c.hsProblem != "":
+		sum.HandshakeCheck = c.hsProblem
+	case c.isnSeen[0] && !c.synAckTime.IsZero() && !c.ackTime.IsZero():
+		sum.HandshakeCheck = "ok"
+	}
+	sum.FinSeen = [2]bool{!c.finTime[l].IsZero(), !c.finTime[r].IsZero()}
+	sum.FinAcked = [2]bool{c.finAcked[l], c.finAcked[r]}
 	sum.BytesOut, sum.BytesIn, sum.SegsOut, sum.SegsIn = c.sent(l), c.sent(r), c.segs[l], c.segs[r]
 
 	// Who closed first, and how: from the packets when the capture saw

@@ -679,3 +679,37 @@ func TestBytesBySequence(t *testing.T) {
 		t.Errorf("bytes out %d in %d, want 250 and 30", s.BytesOut, s.BytesIn)
 	}
 }
+
+// TestHandshakeAndFinChecks: the SYN-ACK must ack the client's ISN + 1,
+// the handshake's last ACK the server's ISN + 1, and a FIN is acked by
+// its seq + len + 1.
+func TestHandshakeAndFinChecks(t *testing.T) {
+	syn := withWScale(seg(0, cli, srv, S, 1000, 0, 0, 64240), 7)
+	close := []tracer.Record{
+		seg(700, cli, srv, F|A, 1001, 5001, 0, 502),
+		seg(800, srv, cli, F|A, 5001, 1002, 0, 508), // acks the FIN: 1001 + 0 + 1
+		seg(900, cli, srv, A, 1002, 5001, 0, 502),   // acks the FIN's seq, not past it
+	}
+	cases := []struct {
+		name     string
+		recs     []tracer.Record
+		check    string
+		finAcked [2]bool
+	}{
+		{"clean", append(handshake(), close...), "ok", [2]bool{true, false}},
+		{"SYN-ACK acks the wrong number", []tracer.Record{syn,
+			withWScale(seg(100, srv, cli, S|A, 5000, 1005, 0, 508), 7),
+			seg(150, cli, srv, R, 1005, 0, 0, 0)}, "synack_ack_mismatch", [2]bool{}},
+		{"last ACK acks the wrong number", []tracer.Record{syn,
+			withWScale(seg(100, srv, cli, S|A, 5000, 1001, 0, 508), 7),
+			seg(200, cli, srv, A, 1001, 5007, 0, 502)}, "ack_mismatch", [2]bool{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := run(t, Config{}, c.recs).summary(t)
+			if s.HandshakeCheck != c.check || s.FinAcked != c.finAcked {
+				t.Errorf("handshake_check %q fin_acked %v, want %q %v", s.HandshakeCheck, s.FinAcked, c.check, c.finAcked)
+			}
+		})
+	}
+}
