@@ -124,19 +124,6 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 			recs := stopTracer(ctx, t, tracer)
 
 			theirs := tsharkPackets(ctx, t, pcap)
-			ours := map[string][]string{}
-			seen := map[string]int{}
-			var ourOrder []orderedPacket
-			for _, r := range selectRecords(recs, func(r *record) bool { return r.Type == "packet" }) {
-				k := verdictKey(r.src.Port(), *r.Seq, r.Ack, *r.Len, seen)
-				ours[k] = r.Analysis
-				ourOrder = append(ourOrder, orderedPacket{k, r.src.Port(), r.dst.Port()})
-			}
-			var theirOrder []orderedPacket
-			for _, p := range theirs {
-				theirOrder = append(theirOrder, orderedPacket{p.key, p.port, p.dport})
-			}
-			ourPrev, theirPrev := previousOpposite(ourOrder), previousOpposite(theirOrder)
 			for _, c := range cases {
 				got := map[string]int{}
 				for _, p := range theirs {
@@ -157,52 +144,11 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 					}
 				}
 			}
-			differ, swaps, reordering := 0, 0, 0
-			for _, p := range theirs {
-				mine, ok := ours[p.key]
-				if !ok {
-					t.Errorf("packet %s (tshark %v) not in tcpscope's output", p.key, p.verdicts)
-					continue
-				}
-				sort.Strings(mine)
-				a, b := strings.Join(p.verdicts, ","), strings.Join(mine, ",")
-				if strings.Contains(a, "retransmission") || strings.Contains(a, "out_of_order") {
-					reordering++
-				}
-				if a == b {
-					continue
-				}
-				// tcpscope sees egress before tcpdump's tap and ingress
-				// after it: when the two directions interleave differently
-				// around a packet, verdicts that depend on the other
-				// direction's latest ACK or window may differ.
-				if ourPrev[p.key] != theirPrev[p.key] && onlyCrossDirection(p.verdicts, mine) {
-					t.Logf("packet %s: tshark %v, tcpscope %v (directions interleaved differently: after %s vs %s)",
-						p.key, p.verdicts, mine, theirPrev[p.key], ourPrev[p.key])
-					continue
-				}
-				// Out-of-order or retransmission is decided by a time
-				// window (the connection's iRTT, ~50-80us here): tcpscope
-				// stamps packets at the TC hook in ns, tcpdump at its tap
-				// in us. A few packets per run come out differently;
-				// docs/analysis.md keeps this as an open difference.
-				if a == "retransmission" && b == "out_of_order" || a == "out_of_order" && b == "retransmission" {
-					swaps++
-					t.Logf("packet %s: tshark %v, tcpscope %v (timing window)", p.key, p.verdicts, mine)
-					continue
-				}
-				differ++
-				if differ <= 15 {
-					t.Errorf("packet %s: tshark %v, tcpscope %v", p.key, p.verdicts, mine)
-				}
-			}
-			if swaps > max(2, reordering/20) {
-				t.Errorf("%d retransmission/out-of-order swaps among %d such verdicts: more than timing explains", swaps, reordering)
-			}
+			cmp := compareVerdicts(t, theirs, recs)
 			if len(theirs) < 50 {
 				t.Errorf("tshark decoded only %d packets", len(theirs))
 			}
-			t.Logf("%d packets compared, %d differ, %d timing-window swaps", len(theirs), differ, swaps)
+			t.Logf("%d packets compared, %d differ, %d timing-window swaps", cmp.compared, cmp.differ, cmp.swaps)
 			checkSummaries(t, cases, tp, recs, theirs)
 			checkKernelConfirmation(t, netip.AddrPortFrom(tp.clientIP, cases[1].sc.clientPort), recs)
 		})
@@ -434,16 +380,22 @@ func startPcap(ctx context.Context, t *testing.T, ns *netns, ifname, file string
 	t.Helper()
 	// Nanosecond timestamps: tshark's out-of-order window is the
 	// connection's iRTT, tens of microseconds on veth.
-	p := startProc(t, "tcpdump -w", ns.exec("tcpdump", "-U", "-s", "128", "-B", "16384", "--time-stamp-precision=nano",
-		"-i", ifname, "-w", file, "tcp")...)
+	// Immediate mode: without it tcpdump hands packets over a block at a
+	// time (when full, or after a second), and on SIGINT writes nothing of
+	// the block not yet read.
+	p := startProc(t, "tcpdump -w", ns.exec("tcpdump", "-U", "--immediate-mode", "-s", "128", "-B", "16384",
+		"--time-stamp-precision=nano", "-i", ifname, "-w", file, "tcp")...)
 	if _, err := p.waitLine(ctx, true, "listening on "+ifname); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-// stopPcap stops tcpdump and requires that it dropped nothing.
-func stopPcap(ctx context.Context, t *testing.T, p *proc) {
+// stopPcap stops tcpdump and requires that it dropped nothing and wrote
+// every packet its filter accepted; it returns how many packets it wrote.
+// For veth and other interfaces where each packet passes the filter once
+// (on lo the filter sees each packet twice).
+func stopPcap(ctx context.Context, t *testing.T, p *proc) int {
 	t.Helper()
 	if err := p.stop(ctx, syscall.SIGINT); err != nil {
 		t.Fatalf("tcpdump after SIGINT: %v\n%s", err, p.output())
@@ -451,6 +403,7 @@ func stopPcap(ctx context.Context, t *testing.T, p *proc) {
 	if !regexp.MustCompile(`(?m)^0 packets dropped by kernel$`).MatchString(p.stderr.String()) {
 		t.Fatalf("tcpdump dropped packets, cannot be used as the oracle:\n%s", p.stderr.String())
 	}
+	return requireFullPcap(t, p)
 }
 
 // finHoldTable is the nftables table that holds the FINs of the

@@ -1,0 +1,285 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Interface names of the relayed path: C's end, R's two ends, S's end.
+const (
+	relayClientIf = "cli0"
+	relayInIf     = "r1" // in R, towards C
+	relayOutIf    = "r2" // in R, towards S
+	relayServerIf = "srv0"
+)
+
+// Reordering parameters and what the test requires of them.
+const (
+	// reorderEvery: the relay holds back every reorderEvery-th data segment.
+	reorderEvery = 8
+	// reorderHoldMax: a held segment goes out after this long at the latest.
+	reorderHoldMax = 2 * time.Millisecond
+	// minReordered is the least number of segments the relay must have
+	// reordered for the run to count (1 MiB is ~725 segments: ~90).
+	minReordered = 30
+	// minOutOfOrder is the least number of out_of_order verdicts tshark
+	// must give: fewer, and the scenario did not make reordering.
+	minOutOfOrder = 20
+)
+
+// relayPath is a client namespace C and a server namespace S on one IPv4
+// /24 and one IPv6 /64, joined through a router namespace R by two veth
+// pairs (C-R and R-S). R has no bridge and no address: the test's l2Relay
+// copies frames between r1 and r2.
+type relayPath struct {
+	c, r, s *netns
+	c4, s4  netip.Addr
+	c6, s6  netip.Addr
+}
+
+// newRelayPath creates the namespaces and links of a relayPath, subnet
+// number x (10.200.x.0/24, fd00:200:x::/64). The client's interface sends
+// no GSO super-packets (gso_max_segs 1), so the relay sees and reorders
+// single segments.
+func newRelayPath(ctx context.Context, t *testing.T, tag string, x int) *relayPath {
+	t.Helper()
+	p := &relayPath{
+		c:  newNetns(ctx, t, tag+"-c"),
+		r:  newNetns(ctx, t, tag+"-r"),
+		s:  newNetns(ctx, t, tag+"-s"),
+		c4: netip.MustParseAddr(fmt.Sprintf("10.200.%d.1", x)),
+		s4: netip.MustParseAddr(fmt.Sprintf("10.200.%d.2", x)),
+		c6: netip.MustParseAddr(fmt.Sprintf("fd00:200:%d::1", x)),
+		s6: netip.MustParseAddr(fmt.Sprintf("fd00:200:%d::2", x)),
+	}
+	mac := func(n int) string { return fmt.Sprintf("02:00:00:00:%02x:%02x", x, n) }
+	macC, macS := mac(1), mac(2)
+	runCmd(ctx, t, "ip", "link", "add", relayClientIf, "address", macC, "netns", p.c.name, "type", "veth",
+		"peer", "name", relayInIf, "address", mac(0x11), "netns", p.r.name)
+	runCmd(ctx, t, "ip", "link", "add", relayServerIf, "address", macS, "netns", p.s.name, "type", "veth",
+		"peer", "name", relayOutIf, "address", mac(0x12), "netns", p.r.name)
+	for _, ifname := range []string{relayInIf, relayOutIf} {
+		// No link-local address: R itself sends nothing.
+		runCmd(ctx, t, "ip", "-n", p.r.name, "link", "set", ifname, "addrgenmode", "none")
+		runCmd(ctx, t, "ip", "-n", p.r.name, "link", "set", ifname, "up")
+	}
+	runCmd(ctx, t, "ip", "-n", p.c.name, "link", "set", relayClientIf, "gso_max_segs", "1")
+	ends := []struct {
+		ns       *netns
+		ifname   string
+		ip4, ip6 netip.Addr
+	}{{p.c, relayClientIf, p.c4, p.c6}, {p.s, relayServerIf, p.s4, p.s6}}
+	for i, end := range ends {
+		// The far end's MAC: frames cross R unchanged.
+		peer, peerMAC := ends[1-i], macS
+		if i == 1 {
+			peerMAC = macC
+		}
+		ip := func(args ...string) { runCmd(ctx, t, append([]string{"ip", "-n", end.ns.name}, args...)...) }
+		ip("addr", "add", end.ip4.String()+"/24", "dev", end.ifname)
+		ip("addr", "add", end.ip6.String()+"/64", "dev", end.ifname, "nodad")
+		ip("link", "set", end.ifname, "up")
+		// Static neighbours, as in newVethPair.
+		ip("neigh", "replace", peer.ip4.String(), "lladdr", peerMAC, "dev", end.ifname, "nud", "permanent")
+		ip("neigh", "replace", peer.ip6.String(), "lladdr", peerMAC, "dev", end.ifname, "nud", "permanent")
+	}
+	return p
+}
+
+// TestReorderAgainstTshark makes real reordering: a 1 MiB transfer from
+// C to S crosses R, where the relay holds back every reorderEvery-th data
+// segment until the next one has passed. tcpscope and tcpdump watch S's
+// interface, where the segments arrive out of order; for every packet
+// tshark decodes, tcpscope must give the same verdicts (with the
+// tolerances of TestAnalysisAgainstTshark), and in particular
+// out_of_order on the packets tshark calls out of order. IPv4 and IPv6.
+func TestReorderAgainstTshark(t *testing.T) {
+	requireE2E(t)
+	if _, err := exec.LookPath("tshark"); err != nil {
+		if os.Getenv("TCPSCOPE_E2E") == "1" {
+			t.Fatalf("tshark is the oracle of this test: %v", err)
+		}
+		t.Skip("no tshark")
+	}
+	for i, ipv6 := range []bool{false, true} {
+		family := "ipv4"
+		if ipv6 {
+			family = "ipv6"
+		}
+		t.Run(family, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			p := newRelayPath(ctx, t, "reorder-"+family, 90+i)
+			tp := &topology{name: "relay", clientNS: p.c, serverNS: p.s, watchNS: p.s, ifname: relayServerIf,
+				clientIP: p.c4, serverIP: p.s4}
+			if ipv6 {
+				tp.clientIP, tp.serverIP = p.c6, p.s6
+			}
+			sc := scenario{name: "reorder", serverPort: 7601, clientPort: 41601, serve: "serve-sink",
+				connect: []string{"connect-bulk", fmt.Sprint(bulkBytes)}}
+			relay := startRelay(ctx, t, p.r, relayInIf, relayOutIf, sc.serverPort, reorderEvery, reorderHoldMax)
+
+			pcap := filepath.Join(t.TempDir(), "capture.pcap")
+			tracer := startTracer(ctx, t, p.s, "-i", relayServerIf)
+			dump := startPcap(ctx, t, p.s, relayServerIf, pcap)
+			runScenario(ctx, t, tp, &sc)
+			time.Sleep(settle)
+			captured := stopPcap(ctx, t, dump)
+			recs := stopTracer(ctx, t, tracer)
+			up, down, err := relay.stop()
+			if err != nil {
+				t.Fatalf("relay: %v", err)
+			}
+			t.Logf("relay C->S: %+v; S->C: %+v", up, down)
+
+			// Preconditions: the relay reordered and lost nothing (a loss
+			// makes retransmissions, not reordering), and tshark saw it.
+			if up.dropped+down.dropped > 0 {
+				t.Fatalf("the relay's sockets dropped %d frames C->S and %d S->C", up.dropped, down.dropped)
+			}
+			if up.reordered < minReordered {
+				t.Fatalf("the relay reordered %d segments (held %d, %d let go late), want at least %d",
+					up.reordered, up.held, up.timedOut, minReordered)
+			}
+			theirs := tsharkPackets(ctx, t, pcap)
+			if len(theirs) != captured {
+				t.Fatalf("tshark decoded %d packets, tcpdump captured %d", len(theirs), captured)
+			}
+			if n := len(selectRecords(recs, func(r *record) bool { return r.Type == "packet" })); n != captured {
+				t.Errorf("tcpscope reported %d packets, tcpdump captured %d", n, captured)
+			}
+			cmp := compareVerdicts(t, theirs, recs)
+			if cmp.tsharkOOO < max(minOutOfOrder, up.reordered/2) {
+				t.Fatalf("tshark reports %d out_of_order packets for %d segments reordered, want at least %d and half: "+
+					"the reordering did not show at %s", cmp.tsharkOOO, up.reordered, minOutOfOrder, relayServerIf)
+			}
+			if cmp.matchedOOO < cmp.tsharkOOO-cmp.swaps {
+				t.Errorf("tcpscope says out_of_order on %d of tshark's %d out_of_order packets (%d timing swaps)",
+					cmp.matchedOOO, cmp.tsharkOOO, cmp.swaps)
+			}
+			t.Logf("%d packets compared, %d differ, %d timing-window swaps; out_of_order: tshark %d, tcpscope on the same packets %d; verdicts: tshark %v, tcpscope %v",
+				cmp.compared, cmp.differ, cmp.swaps, cmp.tsharkOOO, cmp.matchedOOO, cmp.theirCounts, cmp.ourCounts)
+		})
+	}
+}
+
+// requireFullPcap fails t unless the stopped tcpdump wrote every packet
+// its filter accepted, and returns how many it wrote.
+func requireFullPcap(t *testing.T, dump *proc) int {
+	t.Helper()
+	stats := dump.stderr.String()
+	count := func(what string) int {
+		m := regexp.MustCompile(`(?m)^(\d+) packets ` + what + `$`).FindStringSubmatch(stats)
+		if m == nil {
+			t.Fatalf("tcpdump does not say how many packets were %s:\n%s", what, stats)
+		}
+		n, err := strconv.Atoi(m[1])
+		if err != nil {
+			t.Fatalf("tcpdump's count of packets %s: %v", what, err)
+		}
+		return n
+	}
+	captured, received := count("captured"), count("received by filter")
+	if captured != received {
+		t.Fatalf("tcpdump wrote %d of the %d packets its filter accepted: the pcap is incomplete\n%s", captured, received, stats)
+	}
+	return captured
+}
+
+// verdictComparison is the outcome of compareVerdicts.
+type verdictComparison struct {
+	compared   int // tshark's packets
+	differ     int // packets whose verdicts differ beyond the tolerances
+	swaps      int // retransmission/out-of-order swaps (timing window)
+	tsharkOOO  int // packets tshark calls out_of_order
+	matchedOOO int // of those, packets tcpscope calls out_of_order too
+	// theirCounts and ourCounts count each verdict over the packets
+	// compared.
+	theirCounts, ourCounts map[string]int
+}
+
+// compareVerdicts requires, for every packet tshark decoded, the same
+// verdict set in tcpscope's packet record, with the tolerances of
+// TestAnalysisAgainstTshark: verdicts that depend on the other direction
+// may differ where the two directions interleave differently at the two
+// capture points, and a few retransmission/out-of-order swaps are timing.
+// tcpscope's packets are put in the order of their timestamps first.
+func compareVerdicts(t *testing.T, theirs []tsharkPacket, recs []*record) verdictComparison {
+	t.Helper()
+	cmp := verdictComparison{compared: len(theirs), theirCounts: map[string]int{}, ourCounts: map[string]int{}}
+	ours := map[string][]string{}
+	seen := map[string]int{}
+	var ourOrder, theirOrder []orderedPacket
+	// Capture order: tcpscope prints a packet it guessed to be a
+	// retransmission or out of order only once the kernel confirmed it or
+	// not, after later packets.
+	pkts := selectRecords(recs, func(r *record) bool { return r.Type == "packet" })
+	slices.SortStableFunc(pkts, func(a, b *record) int { return a.time.Compare(b.time) })
+	for _, r := range pkts {
+		k := verdictKey(r.src.Port(), *r.Seq, r.Ack, *r.Len, seen)
+		ours[k] = r.Analysis
+		ourOrder = append(ourOrder, orderedPacket{k, r.src.Port(), r.dst.Port()})
+	}
+	for _, p := range theirs {
+		theirOrder = append(theirOrder, orderedPacket{p.key, p.port, p.dport})
+	}
+	ourPrev, theirPrev := previousOpposite(ourOrder), previousOpposite(theirOrder)
+	reordering := 0
+	for _, p := range theirs {
+		for _, v := range p.verdicts {
+			cmp.theirCounts[v]++
+		}
+		isOOO := slices.Contains(p.verdicts, "out_of_order")
+		if isOOO {
+			cmp.tsharkOOO++
+		}
+		mine, ok := ours[p.key]
+		if !ok {
+			cmp.differ++
+			t.Errorf("packet %s (tshark %v) not in tcpscope's output", p.key, p.verdicts)
+			continue
+		}
+		mine = slices.Sorted(slices.Values(mine))
+		for _, v := range mine {
+			cmp.ourCounts[v]++
+		}
+		if isOOO && slices.Contains(mine, "out_of_order") {
+			cmp.matchedOOO++
+		}
+		a, b := strings.Join(p.verdicts, ","), strings.Join(mine, ",")
+		if strings.Contains(a, "retransmission") || strings.Contains(a, "out_of_order") {
+			reordering++
+		}
+		if a == b {
+			continue
+		}
+		if ourPrev[p.key] != theirPrev[p.key] && onlyCrossDirection(p.verdicts, mine) {
+			t.Logf("packet %s: tshark %v, tcpscope %v (directions interleaved differently: after %s vs %s)",
+				p.key, p.verdicts, mine, theirPrev[p.key], ourPrev[p.key])
+			continue
+		}
+		if a == "retransmission" && b == "out_of_order" || a == "out_of_order" && b == "retransmission" {
+			cmp.swaps++
+			t.Logf("packet %s: tshark %v, tcpscope %v (timing window)", p.key, p.verdicts, mine)
+			continue
+		}
+		cmp.differ++
+		if cmp.differ <= 15 {
+			t.Errorf("packet %s: tshark %v, tcpscope %v", p.key, p.verdicts, mine)
+		}
+	}
+	if cmp.swaps > max(2, reordering/20) {
+		t.Errorf("%d retransmission/out-of-order swaps among %d such verdicts: more than timing explains", cmp.swaps, reordering)
+	}
+	return cmp
+}
