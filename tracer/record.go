@@ -347,34 +347,34 @@ type ConnSummary struct {
 	// "synack_ack_mismatch" or "ack_mismatch" when one did not; "" when
 	// the handshake was not seen.
 	HandshakeCheck string
-	Start, End    time.Time
-	StateTime     [16]time.Duration // time in each TCPState of the local end
-	BytesOut      uint64            // payload the local end sent
-	BytesIn       uint64
-	SegsOut       uint64
-	SegsIn        uint64
-	RetransKernel uint64 // tcp_retransmit_skb events
-	RetransSeen   uint64 // retransmission verdicts of all kinds
-	FastRetrans   uint64
-	Spurious      uint64
-	ResetsSent    uint64
-	ResetsRecv    uint64
-	ZeroWindows   uint64
-	SRTT          time.Duration // last smoothed RTT the kernel had, 0 unknown
-	Cwnd          uint32        // last congestion window, 0 unknown
-	ClosedBy      string        // local, remote, both, ""
-	CloseKind     string        // fin, reset, timeout, ""
-	HalfClose     time.Duration // first FIN to last FIN
+	Start, End     time.Time
+	StateTime      [16]time.Duration // time in each TCPState of the local end
+	BytesOut       uint64            // payload the local end sent
+	BytesIn        uint64
+	SegsOut        uint64
+	SegsIn         uint64
+	RetransKernel  uint64 // tcp_retransmit_skb events
+	RetransSeen    uint64 // retransmission verdicts of all kinds
+	FastRetrans    uint64
+	Spurious       uint64
+	ResetsSent     uint64
+	ResetsRecv     uint64
+	ZeroWindows    uint64
+	SRTT           time.Duration // last smoothed RTT the kernel had, 0 unknown
+	Cwnd           uint32        // last congestion window, 0 unknown
+	ClosedBy       string        // local, remote, both, ""
+	CloseKind      string        // fin, reset, timeout, ""
+	HalfClose      time.Duration // first FIN to last FIN
 	// FinSeen and FinAcked: local, then remote. A FIN is acked by an ACK
 	// of its seq + len + 1 (the FIN takes one sequence number).
 	FinSeen, FinAcked [2]bool
-	ResetReason   string
-	TimeWait      time.Duration
-	TimeWaitEnd   string // expired, killed, ""
-	Complete      bool   // the connection is fully gone
-	Evicted       bool   // forgotten to bound memory
-	Preexisting   bool   // the connection existed when tracing started
-	Incomplete    string // why events may be missing, "" when none
+	ResetReason       string
+	TimeWait          time.Duration
+	TimeWaitEnd       string // expired, killed, ""
+	Complete          bool   // the connection is fully gone
+	Evicted           bool   // forgotten to bound memory
+	Preexisting       bool   // the connection existed when tracing started
+	Incomplete        string // why events may be missing, "" when none
 }
 
 // HasAck reports whether the ACK flag is set (and so Ack is meaningful).
