@@ -136,8 +136,11 @@ type conn struct {
 	base    [2]uint32 // relative-number base: ISN, or first seq seen
 	baseSet [2]bool
 	isnSeen [2]bool // base is a real ISN (SYN seen)
-	scale   [2]int  // window scale shift, -1 unknown
-	wsOpt   [2]int  // window scale option of each side's SYN, -1 none
+	// scale is each side's window scale shift as tshark tracks it: -1
+	// unknown (no SYN of that side seen yet), -2 no scaling, else the
+	// shift.
+	scale  [2]int
+	synLen [2]uint32 // data on each side's SYN (TCP Fast Open)
 
 	// Handshake, at the primary capture point. synTime is the most recent
 	// SYN before the SYN-ACK, as tshark's iRTT uses.
@@ -159,6 +162,7 @@ type conn struct {
 	// sent are dataEnd - dataStart (retransmissions and reordering do not
 	// count twice, segments the capture missed do count).
 	dataStart, dataEnd [2]uint32
+	dataBytes          [2]uint64 // dataEnd - dataStart, without wrapping
 	dataSeen           [2]bool
 	kernelRtx          [2][]rtxEvent
 	sockets            map[uint64]*socket
@@ -201,7 +205,7 @@ func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
 		}
 	}
 	c = &conn{id: r.Conn, netns: r.Netns, start: r.Time, points: map[pointKey]*point{}, sockets: map[uint64]*socket{},
-		scale: [2]int{-1, -1}, wsOpt: [2]int{-1, -1}, rstSide: -1, stateRstSide: -1, losses: a.losses, twTracked: a.cfg.TimeWaitTracked}
+		scale: [2]int{-1, -1}, rstSide: -1, stateRstSide: -1, losses: a.losses, twTracked: a.cfg.TimeWaitTracked}
 	c.elem = a.lru.PushFront(c)
 	a.conns[r.Conn] = c
 	return c, nil
@@ -328,9 +332,17 @@ func (a *Analyzer) packet(c *conn, r *tracer.Record) bool {
 		}
 	}
 
+	// tshark's iRTT, per capture point: the most recent SYN (without
+	// ACK) to the first packet with ACK and without SYN, either way.
+	switch {
+	case syn && !ack:
+		pt.mruSyn = r.Time
+	case ack && !syn && pt.firstRTT == 0 && !pt.mruSyn.IsZero():
+		pt.firstRTT = max(r.Time.Sub(pt.mruSyn), 1)
+	}
 	ooo := defaultOutOfOrderWindow
-	if !c.synTime.IsZero() && !c.ackTime.IsZero() {
-		ooo = c.ackTime.Sub(c.synTime) // tshark's iRTT
+	if pt.firstRTT > 0 {
+		ooo = pt.firstRTT
 	}
 	r.Verdicts, r.DupAckCount = analyze(pt, s, r, c.scale, ooo)
 	if primary {
@@ -364,12 +376,17 @@ func (c *conn) isn(r *tracer.Record, s int) {
 		ws = int(r.Options.WScale)
 	}
 	c.base[s], c.baseSet[s], c.isnSeen[s] = r.Seq, true, true
-	c.wsOpt[s] = ws
-	// RFC 7323: scaling is in effect only when both SYNs carried it.
-	if c.wsOpt[0] >= 0 && c.wsOpt[1] >= 0 {
-		c.scale = [2]int{c.wsOpt[0], c.wsOpt[1]}
-	} else if c.isnSeen[0] && c.isnSeen[1] {
-		c.scale = [2]int{0, 0}
+	c.synLen[s] = r.Len
+	// RFC 7323: scaling is in effect only when both SYNs carry it. As
+	// tshark: a SYN without the option turns scaling off both ways at
+	// once; a SYN-ACK with it after a SYN without it changes nothing.
+	switch {
+	case ws < 0:
+		c.scale = [2]int{-2, -2}
+	case r.Flags&tracer.FlagACK != 0 && c.scale[1-s] == -2:
+		c.scale[s] = -2
+	default:
+		c.scale[s] = ws
 	}
 }
 
@@ -377,7 +394,8 @@ func (c *conn) isn(r *tracer.Record, s int) {
 func (c *conn) handshake(r *tracer.Record, ack bool) {
 	if ack {
 		// The SYN-ACK acknowledges the client's ISN + 1.
-		if c.isnSeen[0] && r.Ack != c.base[0]+1 && c.hsProblem == "" {
+		// With TCP Fast Open, also its SYN's data.
+		if c.isnSeen[0] && r.Ack != c.base[0]+1 && r.Ack != c.base[0]+1+c.synLen[0] && c.hsProblem == "" {
 			c.hsProblem = "synack_ack_mismatch"
 		}
 		c.synAckCount++
@@ -411,16 +429,29 @@ func (c *conn) countPacket(s int, r *tracer.Record) {
 			start++ // data on a SYN (TCP Fast Open) follows the SYN's number
 		}
 		end := start + r.Len
+		advanced := true
 		switch {
 		case !c.dataSeen[s]:
-			c.dataStart[s], c.dataEnd[s], c.dataSeen[s] = start, end, true
+			c.dataStart[s], c.dataEnd[s], c.dataBytes[s], c.dataSeen[s] = start, end, uint64(r.Len), true
 		case seqGT(end, c.dataEnd[s]):
+			c.dataBytes[s] += uint64(end - c.dataEnd[s])
 			c.dataEnd[s] = end
+		default:
+			advanced = false
 		}
-		if c.isnSeen[s] {
-			c.dataStart[s] = c.base[s] + 1 // data begins right after the SYN
-		} else if seqLT(start, c.dataStart[s]) {
-			c.dataStart[s] = start // an earlier segment, late
+		// Data begins right after the SYN; without one, at the lowest
+		// byte seen: an earlier segment that comes late (not one that
+		// just moved the end, which past 2 GiB compares as earlier).
+		first := start
+		switch {
+		case c.isnSeen[s]:
+			first = c.base[s] + 1
+		case advanced || c.dataStart[s]-start >= 1<<30:
+			first = c.dataStart[s] // only a late segment from before the start extends it
+		}
+		if seqLT(first, c.dataStart[s]) {
+			c.dataBytes[s] += uint64(c.dataStart[s] - first)
+			c.dataStart[s] = first
 		}
 	}
 	if r.Verdicts&tracer.Retransmissions != 0 {
@@ -530,9 +561,10 @@ func (c *conn) closeFromState(sk *socket, r *tracer.Record) {
 	case r.State == tracer.StateClosing: // the peer's FIN crossed ours
 		setOnce(&c.stateFin[o], r.Time)
 		c.stateClosing = true
-	case r.State == tracer.StateClose && r.OldState == tracer.StateFinWait2 && !sk.gotReset:
-		setOnce(&c.stateFin[o], r.Time) // to TIME_WAIT: the peer's FIN came
 	}
+	// FIN_WAIT2 -> CLOSE says nothing of the peer: an orphaned socket
+	// (closed by its owner) hands over to a TIME_WAIT socket as soon as
+	// its own FIN is acknowledged.
 }
 
 func setOnce(t *time.Time, at time.Time) {
@@ -654,7 +686,12 @@ func (a *Analyzer) release(pick func(*held) bool) error {
 }
 
 func (c *conn) resetEvent(r *tracer.Record) {
-	sk := c.socketOf(r)
+	var sk *socket
+	// A listener answers segments of a connection whose socket is gone:
+	// its reset belongs to no socket of the connection.
+	if r.State != tracer.StateListen {
+		sk = c.socketOf(r)
+	}
 	if s := c.sideOf(r.Local); s >= 0 {
 		if r.ResetDir == tracer.ResetReceived {
 			s = 1 - s
@@ -888,10 +925,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 
 // sent is how many bytes of data side s sent, by sequence progress.
 func (c *conn) sent(s int) uint64 {
-	if !c.dataSeen[s] || !seqGT(c.dataEnd[s], c.dataStart[s]) {
-		return 0
-	}
-	return uint64(c.dataEnd[s] - c.dataStart[s])
+	return c.dataBytes[s]
 }
 
 func absDur(d time.Duration) time.Duration {

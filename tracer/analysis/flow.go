@@ -33,6 +33,11 @@ type flow struct {
 // retransmission.
 type point struct {
 	flows [2]flow // by side
+	// tshark's iRTT at this point: mruSyn is the most recent SYN without
+	// ACK, firstRTT the time from it to the first packet with ACK and
+	// without SYN (0 until then).
+	mruSyn   time.Time
+	firstRTT time.Duration
 }
 
 // Timing thresholds, as tshark's defaults.
@@ -62,7 +67,8 @@ func segLen(r *tracer.Record) uint32 {
 
 // analyze computes the verdicts of packet r sent by side, seen at pt, and
 // updates the point's state. scale holds each side's window scale shift,
-// or -1 when unknown; oooWindow is the out-of-order window.
+// -1 when unknown, -2 when not in use; oooWindow is the out-of-order
+// window.
 //
 // The checks and their order are tshark's (4.0, default preferences:
 // fast retransmission before out-of-order), so that the same packets get
@@ -89,7 +95,9 @@ func analyze(pt *point, side int, r *tracer.Record, scale [2]int, oooWindow time
 		f.dupAcks = 0
 	}
 	if ack && rev.seen && seqGT(r.Ack, rev.maxSeqToBeAcked) {
-		if seqGT(rev.maxSeqToBeAcked, rev.nextSeq) {
+		// A plain comparison, as tshark's: true only when the gap spans
+		// the wrap of the sequence space.
+		if rev.maxSeqToBeAcked > rev.nextSeq {
 			rev.maxSeqToBeAcked = rev.nextSeq
 			v |= tracer.VerdictAckUnseenSegment
 		} else {
@@ -131,8 +139,11 @@ func forwardChecks(f, rev *flow, r *tracer.Record, revScale int) (v tracer.Verdi
 	if win == 0 && !control {
 		v |= tracer.VerdictZeroWindow
 	}
+	// The peer's window edge, when its scaling is known (-2: none).
+	windowFull := rev.seen && r.Len > 0 && !control && revScale != -1 &&
+		r.Seq+r.Len == rev.lastAck+rev.lastWin<<uint(max(revScale, 0))
 	if !f.seen {
-		if rev.seen && r.Len > 0 && !control && revScale >= 0 && r.Seq+r.Len == rev.lastAck+rev.lastWin<<uint(revScale) {
+		if windowFull {
 			v |= tracer.VerdictWindowFull
 		}
 		return v
@@ -150,7 +161,7 @@ func forwardChecks(f, rev *flow, r *tracer.Record, revScale int) (v tracer.Verdi
 	if same && win != 0 && win != f.lastWin {
 		v |= tracer.VerdictWindowUpdate
 	}
-	if rev.seen && r.Len > 0 && !control && revScale >= 0 && r.Seq+r.Len == rev.lastAck+rev.lastWin<<uint(revScale) {
+	if windowFull {
 		v |= tracer.VerdictWindowFull
 	}
 	switch {
@@ -190,10 +201,14 @@ func retransmissionKind(f, rev *flow, r *tracer.Record, seg uint32, oooWindow ti
 		return tracer.VerdictSpuriousRetransmission | tracer.VerdictRetransmission
 	case !notAdvanced:
 		return 0
-	case rev.dupAcks >= 2 && rev.lastAck == r.Seq && t.Sub(rev.lastTime) < fastRetransWindow:
+	case rev.dupAcks >= 2 && rev.lastAck == r.Seq && within(t.Sub(rev.lastTime), fastRetransWindow):
 		return tracer.VerdictFastRetransmission | tracer.VerdictRetransmission
-	case t.Sub(f.nextSeqTime) < oooWindow && f.nextSeq != r.Seq+seg:
+	case within(t.Sub(f.nextSeqTime), oooWindow) && f.nextSeq != r.Seq+seg:
 		return tracer.VerdictOutOfOrder
 	}
 	return tracer.VerdictRetransmission
 }
+
+// within reports whether d is in [0, window): like tshark's unsigned
+// difference, a packet stamped before the reference is never within.
+func within(d, window time.Duration) bool { return d >= 0 && d < window }
