@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +88,93 @@ func TestTimeWaitLifecycle(t *testing.T) {
 	if sum["time_wait_end"] != "killed" || sum["time_wait_ms"] != ms || sum["complete"] != true || sum["closed_by"] != "local" {
 		t.Errorf("summary: time_wait_end %v time_wait_ms %v (want %v) complete %v closed_by %v",
 			sum["time_wait_end"], sum["time_wait_ms"], ms, sum["complete"], sum["closed_by"])
+	}
+}
+
+// TestTimeWaitEndedBySYN: the server closes first, so its end goes to
+// TIME_WAIT (ss lists it); the client connects again from the same port,
+// and the new SYN ends the server's TIME_WAIT early: the kernel reuses the
+// 4-tuple. tcpscope reports TIME_WAIT -> CLOSE "killed" for the first
+// connection while the second connects, and the two connections of the
+// same 4-tuple get different conn ids, each with its own summary.
+func TestTimeWaitEndedBySYN(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	ns := newNetns(ctx, t, "tw-syn")
+	server := netip.MustParseAddrPort("127.0.0.1:7602")
+	client := netip.MustParseAddrPort("127.0.0.1:41602")
+	tracer := startTracer(ctx, t, ns, "-i", "lo")
+	srv := startProc(t, "server", ns.exec(bins.server, "serve-first-close", server.String(), "2")...)
+	if _, err := srv.waitLine(ctx, false, "listening "); err != nil {
+		t.Fatal(err)
+	}
+	connect := func() {
+		mustSucceed(ctx, t, startProc(t, "client", ns.exec(bins.client, "connect-read", server.String(), client.String())...))
+	}
+	listed := func() bool {
+		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait",
+			"src", server.String(), "dst", client.String()).Output()
+		if err != nil {
+			t.Fatalf("ss: %v", err)
+		}
+		return strings.TrimSpace(string(out)) != ""
+	}
+	connect()
+	for deadline := time.Now().Add(2 * time.Second); !listed(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ss lists no TIME_WAIT socket for %s -> %s", server, client)
+		}
+	}
+	from := time.Now()
+	connect()
+	to := time.Now()
+	mustSucceed(ctx, t, srv)
+	if !listed() {
+		t.Fatalf("ss lists no TIME_WAIT socket after the second connection")
+	}
+	time.Sleep(settle)
+	recs := stopTracer(ctx, t, tracer)
+
+	tw := selectRecords(recs, func(r *record) bool {
+		return r.Type == "state" && r.TimeWait && r.local == server && r.remote == client
+	})
+	// The kill is printed 50 ms late (a cancel followed by an arm would
+	// be a re-arm), after the next connection's records: time order.
+	slices.SortStableFunc(tw, func(a, b *record) int { return a.time.Compare(b.time) })
+	if len(tw) != 3 || tw[0].New != "TIME_WAIT" || tw[1].Old != "TIME_WAIT" || tw[1].New != "CLOSE" ||
+		tw[1].TimeWaitEnd != "killed" || tw[2].New != "TIME_WAIT" {
+		t.Fatalf("want TIME_WAIT, its end (killed), TIME_WAIT again for %s:\n%s\nall:\n%s", server, describe(tw),
+			describe(selectRecords(recs, func(r *record) bool { return r.Type != "packet" })))
+	}
+	if tw[1].time.Before(from) || tw[1].time.After(to) {
+		t.Errorf("TIME_WAIT killed at %s, not while the second connection connected (%s to %s)",
+			tw[1].time.Format(time.StampMicro), from.Format(time.StampMicro), to.Format(time.StampMicro))
+	}
+	first, second := tw[0].conn(), tw[2].conn()
+	if tw[1].conn() != first || second == first {
+		t.Errorf("conn ids: TIME_WAIT %d, its end %d, the next connection's TIME_WAIT %d", first, tw[1].conn(), second)
+	}
+	sums := map[uint64]map[string]any{}
+	for _, r := range recs {
+		if r.Type == "conn" && r.local == client {
+			var s map[string]any
+			if err := json.Unmarshal([]byte(r.raw), &s); err != nil {
+				t.Fatal(err)
+			}
+			sums[r.conn()] = s
+		}
+	}
+	if len(sums) != 2 || sums[first] == nil || sums[second] == nil {
+		t.Fatalf("want one summary for each connection (%d, %d), got %v", first, second, sums)
+	}
+	// Summaries are the client's view (both ends are local): the
+	// server closed first.
+	for id, want := range map[uint64]bool{first: true, second: false} {
+		s := sums[id]
+		if s["closed_by"] != "remote" || s["outcome"] != "established" || s["complete"] != want {
+			t.Errorf("conn %d: closed_by %v outcome %v complete %v (want remote, established, %v)",
+				id, s["closed_by"], s["outcome"], s["complete"], want)
+		}
 	}
 }

@@ -51,6 +51,9 @@ type connEntry struct {
 	synISN     bool
 	finA, finB bool // a FIN was seen from endpoint a, from endpoint b
 	closed     bool // a socket reached CLOSE, a RST passed, or both sides sent FIN
+	// cookies of the local sockets whose events joined this connection
+	// (both ends when both are local), for byCookie.
+	cookies    [2]uint64
 	prev, next *connEntry
 }
 
@@ -78,13 +81,21 @@ type correlator struct {
 	// local port is known: connect() enters SYN_SENT before the kernel
 	// picks the port, so that record alone cannot be keyed.
 	pending map[uint64]*Record
+	// byCookie finds a socket's connection by the socket's cookie, so that
+	// its late events (the end of its TIME_WAIT, 50 ms after the kill)
+	// join the right connection after a new one took over the 4-tuple.
+	// An entry replaced on its key stays in the LRU list (and here) until
+	// swept or evicted; size counts every entry of the list.
+	byCookie map[uint64]*connEntry
+	size     int
 }
 
 func newCorrelator(max int) *correlator {
 	if max <= 0 {
 		max = DefaultMaxConns
 	}
-	c := &correlator{conns: make(map[connKey]*connEntry), max: max, pending: make(map[uint64]*Record)}
+	c := &correlator{conns: make(map[connKey]*connEntry), max: max, pending: make(map[uint64]*Record),
+		byCookie: make(map[uint64]*connEntry)}
 	c.lru.next, c.lru.prev = &c.lru, &c.lru
 	return c
 }
@@ -157,13 +168,27 @@ func (c *correlator) assign(r *Record) {
 		return
 	}
 	e := c.conns[key]
-	if e == nil || c.startsNew(e, r) {
+	sockCookie := uint64(0)
+	if r.Type != TypePacket && r.Cookie != 0 && r.State != StateListen && !r.Remote.Addr().IsUnspecified() {
+		sockCookie = r.Cookie // a connected socket's event; a listener's reset is none
+	}
+	if old := c.byCookie[sockCookie]; sockCookie != 0 && old != nil && old != e && old.key == key {
+		// A late event of a socket whose 4-tuple a new connection took.
+		e = old
+	} else if e == nil || c.startsNew(e, r) {
 		e = c.insert(key)
 	}
 	c.observe(e, r)
 	e.lastSeen = r.Time
 	c.touch(e)
 	r.Conn = e.id
+	if sockCookie != 0 && e.cookies[0] != sockCookie && e.cookies[1] != sockCookie {
+		if prev := c.byCookie[e.cookies[1]]; e.cookies[1] != 0 && prev == e {
+			delete(c.byCookie, e.cookies[1])
+		}
+		e.cookies[0], e.cookies[1] = sockCookie, e.cookies[0]
+		c.byCookie[sockCookie] = e
+	}
 }
 
 // startsNew reports whether r opens a new connection on a known key.
@@ -217,15 +242,16 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 }
 
 func (c *correlator) insert(key connKey) *connEntry {
-	if old := c.conns[key]; old != nil {
-		c.unlink(old) // replaced by a new connection on the same tuple
-	} else if len(c.conns) >= c.max {
+	// A replaced entry (a new connection on the same tuple) stays in the
+	// list for its sockets' late events, until swept or evicted.
+	if c.size >= c.max {
 		c.evict(c.lru.prev)
 	}
 	c.next++
 	e := &connEntry{key: key, id: c.next}
 	c.conns[key] = e
 	c.pushFront(e)
+	c.size++
 	return e
 }
 
@@ -240,7 +266,15 @@ func (c *correlator) evict(e *connEntry) {
 
 func (c *correlator) remove(e *connEntry) {
 	c.unlink(e)
-	delete(c.conns, e.key)
+	c.size--
+	if c.conns[e.key] == e {
+		delete(c.conns, e.key)
+	}
+	for _, ck := range e.cookies {
+		if ck != 0 && c.byCookie[ck] == e {
+			delete(c.byCookie, ck)
+		}
+	}
 }
 
 func (c *correlator) unlink(e *connEntry) {

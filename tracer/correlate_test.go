@@ -275,3 +275,55 @@ func TestEvictionIsLeastRecentlySeen(t *testing.T) {
 		t.Errorf("evicted %d, table %d", c.evicted, len(c.conns))
 	}
 }
+
+// TestLateEventAfterTupleReuse: the server's TIME_WAIT is killed by a new
+// SYN on the same 4-tuple, and the kill's record (with the cookie of the
+// socket TIME_WAIT replaced) comes after the new connection's first
+// records: it joins the old connection, by cookie. A listener's reset on
+// that tuple carries the listener's cookie and joins by tuple.
+func TestLateEventAfterTupleReuse(t *testing.T) {
+	const cli, srv = "10.0.0.1:40000", "10.0.0.2:80"
+	kill := state(30, srv, cli, StateTimeWait, StateClose, 22, 1)
+	kill.TimeWait = true
+	listenerReset := Record{Type: TypeReset, Time: base.Add(40 * time.Millisecond), Netns: 1,
+		Local: ap(srv), Remote: ap(cli), State: StateListen, HasState: true, Cookie: 5}
+	in := []Record{
+		pkt(0, cli, srv, FlagSYN, 100, 0),
+		state(1, srv, cli, StateSynRecv, StateEstablished, 22, 1),
+		state(2, srv, cli, StateFinWait2, StateClose, 22, 1), // to TIME_WAIT
+		pkt(20, cli, srv, FlagSYN, 5000, 0),                  // the tuple reused
+		state(21, srv, cli, StateSynRecv, StateEstablished, 33, 1),
+		kill, // 50 ms hold: emitted late, stamped earlier
+		listenerReset,
+	}
+	out := run(t, newCorrelator(0), in)
+	first, second := out[0].Conn, out[3].Conn
+	if first == second {
+		t.Fatalf("the reused tuple kept conn %d", first)
+	}
+	if out[5].Conn != first {
+		t.Errorf("TIME_WAIT end in conn %d, want the old connection %d", out[5].Conn, first)
+	}
+	if out[6].Conn != second {
+		t.Errorf("listener reset in conn %d, want the current connection %d", out[6].Conn, second)
+	}
+}
+
+// TestReplacedEntriesBounded: connections replaced on their tuple count
+// toward the cap until swept, so reuse storms cannot grow the table.
+func TestReplacedEntriesBounded(t *testing.T) {
+	c := newCorrelator(10)
+	var in []Record
+	for i := range 100 {
+		in = append(in, pkt(i, "10.0.0.1:40000", "10.0.0.2:80", FlagSYN, uint32(1000*i), 0),
+			state(i, "10.0.0.2:80", "10.0.0.1:40000", StateSynRecv, StateEstablished, uint64(100+i), 1))
+	}
+	run(t, c, in)
+	if c.size > 10 || len(c.byCookie) > 20 {
+		t.Errorf("%d entries, %d cookies after 100 reuses of one tuple, cap 10", c.size, len(c.byCookie))
+	}
+	c.sweep(base.Add(time.Hour))
+	if c.size != 0 || len(c.byCookie) != 0 || len(c.conns) != 0 {
+		t.Errorf("after the idle sweep: %d entries, %d cookies, %d keys", c.size, len(c.byCookie), len(c.conns))
+	}
+}

@@ -18,6 +18,10 @@
 //	                            idle second, stay idle MS milliseconds, close
 //	peer serve-shutdown ADDR    accept one connection, echo one message, shut down
 //	                            writing (FIN) at once, read until EOF, close
+//	peer serve-first-close ADDR N  accept N connections one after the other; on each
+//	                            send a greeting and close first (this end goes to
+//	                            TIME_WAIT)
+//	peer connect-read ADDR LOCAL  read until EOF, close
 //	peer connect-shutdown ADDR LOCAL MSG  send MSG, read it back, shut down writing,
 //	                            read until EOF, close (with serve-shutdown and both
 //	                            FINs held back by the test: a simultaneous close)
@@ -70,6 +74,10 @@ func main() {
 		err = withArgs(rest, 2, func() error { return connectEcho(addr, rest[0], rest[1], true) })
 	case "connect-bulk":
 		err = withArgs(rest, 2, func() error { return connectBulk(addr, rest[0], rest[1]) })
+	case "serve-first-close":
+		err = withArgs(rest, 1, func() error { return serveFirstClose(addr, rest[0]) })
+	case "connect-read":
+		err = withArgs(rest, 1, func() error { return connectRead(addr, rest[0]) })
 	case "serve-shutdown":
 		err = serveShutdown(addr)
 	case "connect-shutdown":
@@ -376,6 +384,62 @@ func shutdownAndDrain(c *net.TCPConn) error {
 	if n != 0 {
 		return fmt.Errorf("%d bytes after shutdown, want none", n)
 	}
+	if err := c.Close(); err != nil {
+		return err
+	}
+	say("closed")
+	return nil
+}
+
+// greeting is what serve-first-close sends on each connection.
+const greeting = "hello, closing now\n"
+
+// serveFirstClose accepts n connections one after the other, sends each
+// the greeting and closes it at once: the server closes first.
+func serveFirstClose(addr, count string) error {
+	n, err := strconv.Atoi(count)
+	if err != nil || n < 1 {
+		return fmt.Errorf("bad connection count %q", count)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	say("listening %s", ln.Addr())
+	if err := ln.(*net.TCPListener).SetDeadline(time.Now().Add(deadline)); err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		c, err := ln.Accept()
+		if err != nil {
+			return fmt.Errorf("accept %d: %w", i+1, err)
+		}
+		say("accepted %s %s", c.LocalAddr(), c.RemoteAddr())
+		if _, err := io.WriteString(c, greeting); err != nil {
+			c.Close()
+			return fmt.Errorf("write: %w", err)
+		}
+		if err := c.Close(); err != nil {
+			return err
+		}
+		say("closed")
+	}
+	return nil
+}
+
+// connectRead reads until EOF and closes.
+func connectRead(addr, local string) error {
+	c, err := dial(addr, local)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	say("read %d", len(b))
 	if err := c.Close(); err != nil {
 		return err
 	}
