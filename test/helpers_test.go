@@ -287,27 +287,34 @@ func newVethPair(ctx context.Context, t *testing.T, tag string, x int) *vethPair
 	macA, macB := fmt.Sprintf("02:00:00:00:%02x:01", x), fmt.Sprintf("02:00:00:00:%02x:02", x)
 	runCmd(ctx, t, "ip", "link", "add", vethA, "address", macA, "netns", v.a.name, "type", "veth",
 		"peer", "name", vethB, "address", macB, "netns", v.b.name)
-	ends := []struct {
-		ns       *netns
-		ifname   string
-		ip4, ip6 netip.Addr
-	}{{v.a, vethA, v.a4, v.a6}, {v.b, vethB, v.b4, v.b6}}
-	for i, end := range ends {
-		peer, peerMAC := ends[1-i], macB
-		if i == 1 {
-			peerMAC = macA
-		}
-		ip := func(args ...string) { runCmd(ctx, t, append([]string{"ip", "-n", end.ns.name}, args...)...) }
-		ip("addr", "add", end.ip4.String()+"/24", "dev", end.ifname)
-		ip("addr", "add", end.ip6.String()+"/64", "dev", end.ifname, "nodad")
-		ip("link", "set", end.ifname, "up")
-		// Static neighbours: no ARP or neighbour discovery can hold the
-		// first SYN back (a fresh IPv6 peer may miss the first
-		// solicitation, and the SYN then waits a second in the queue).
-		ip("neigh", "replace", peer.ip4.String(), "lladdr", peerMAC, "dev", end.ifname, "nud", "permanent")
-		ip("neigh", "replace", peer.ip6.String(), "lladdr", peerMAC, "dev", end.ifname, "nud", "permanent")
-	}
+	a := linkEnd{v.a, vethA, v.a4, v.a6, macA}
+	b := linkEnd{v.b, vethB, v.b4, v.b6, macB}
+	a.configure(ctx, t, b)
+	b.configure(ctx, t, a)
 	return v
+}
+
+// linkEnd is one host end of a test link: its namespace, interface,
+// addresses and MAC.
+type linkEnd struct {
+	ns       *netns
+	ifname   string
+	ip4, ip6 netip.Addr
+	mac      string
+}
+
+// configure gives the end its addresses (a /24 and a /64), brings it up
+// and makes peer a static neighbour: no ARP or neighbour discovery can
+// hold the first SYN back (a fresh IPv6 peer may miss the first
+// solicitation, and the SYN then waits a second in the queue).
+func (e linkEnd) configure(ctx context.Context, t *testing.T, peer linkEnd) {
+	t.Helper()
+	ip := func(args ...string) { runCmd(ctx, t, append([]string{"ip", "-n", e.ns.name}, args...)...) }
+	ip("addr", "add", e.ip4.String()+"/24", "dev", e.ifname)
+	ip("addr", "add", e.ip6.String()+"/64", "dev", e.ifname, "nodad")
+	ip("link", "set", e.ifname, "up")
+	ip("neigh", "replace", peer.ip4.String(), "lladdr", peer.mac, "dev", e.ifname, "nud", "permanent")
+	ip("neigh", "replace", peer.ip6.String(), "lladdr", peer.mac, "dev", e.ifname, "nud", "permanent")
 }
 
 // tcxPrograms returns the ids of the BPF programs attached with TCX to the

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -74,25 +72,11 @@ func newRelayPath(ctx context.Context, t *testing.T, tag string, x int) *relayPa
 		runCmd(ctx, t, "ip", "-n", p.r.name, "link", "set", ifname, "up")
 	}
 	runCmd(ctx, t, "ip", "-n", p.c.name, "link", "set", relayClientIf, "gso_max_segs", "1")
-	ends := []struct {
-		ns       *netns
-		ifname   string
-		ip4, ip6 netip.Addr
-	}{{p.c, relayClientIf, p.c4, p.c6}, {p.s, relayServerIf, p.s4, p.s6}}
-	for i, end := range ends {
-		// The far end's MAC: frames cross R unchanged.
-		peer, peerMAC := ends[1-i], macS
-		if i == 1 {
-			peerMAC = macC
-		}
-		ip := func(args ...string) { runCmd(ctx, t, append([]string{"ip", "-n", end.ns.name}, args...)...) }
-		ip("addr", "add", end.ip4.String()+"/24", "dev", end.ifname)
-		ip("addr", "add", end.ip6.String()+"/64", "dev", end.ifname, "nodad")
-		ip("link", "set", end.ifname, "up")
-		// Static neighbours, as in newVethPair.
-		ip("neigh", "replace", peer.ip4.String(), "lladdr", peerMAC, "dev", end.ifname, "nud", "permanent")
-		ip("neigh", "replace", peer.ip6.String(), "lladdr", peerMAC, "dev", end.ifname, "nud", "permanent")
-	}
+	// Each end's neighbour is the far end's MAC: frames cross R unchanged.
+	c := linkEnd{p.c, relayClientIf, p.c4, p.c6, macC}
+	s := linkEnd{p.s, relayServerIf, p.s4, p.s6, macS}
+	c.configure(ctx, t, s)
+	s.configure(ctx, t, c)
 	return p
 }
 
@@ -104,13 +88,7 @@ func newRelayPath(ctx context.Context, t *testing.T, tag string, x int) *relayPa
 // tolerances of TestAnalysisAgainstTshark), and in particular
 // out_of_order on the packets tshark calls out of order. IPv4 and IPv6.
 func TestReorderAgainstTshark(t *testing.T) {
-	requireE2E(t)
-	if _, err := exec.LookPath("tshark"); err != nil {
-		if os.Getenv("TCPSCOPE_E2E") == "1" {
-			t.Fatalf("tshark is the oracle of this test: %v", err)
-		}
-		t.Skip("no tshark")
-	}
+	requireTshark(t)
 	for i, ipv6 := range []bool{false, true} {
 		family := "ipv4"
 		if ipv6 {

@@ -52,13 +52,7 @@ type analysisCase struct {
 // requires, for every packet tshark decodes, the same set of verdicts in
 // tcpscope's analysis (docs/analysis.md explains the mapping).
 func TestAnalysisAgainstTshark(t *testing.T) {
-	requireE2E(t)
-	if _, err := exec.LookPath("tshark"); err != nil {
-		if os.Getenv("TCPSCOPE_E2E") == "1" {
-			t.Fatalf("tshark is the oracle of this test: %v", err)
-		}
-		t.Skip("no tshark")
-	}
+	requireTshark(t)
 	cases := []analysisCase{
 		{name: "clean", sc: scenario{name: "clean", serverPort: 7501, clientPort: 41501, serve: "serve-echo",
 			connect: []string{"connect-echo", echoMessage}}},
@@ -152,6 +146,20 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 			checkSummaries(t, cases, tp, recs, theirs)
 			checkKernelConfirmation(t, netip.AddrPortFrom(tp.clientIP, cases[1].sc.clientPort), recs)
 		})
+	}
+}
+
+// requireTshark skips the test without root or tshark, or fails it when
+// the end-to-end tests were asked for (TCPSCOPE_E2E=1) and tshark is
+// missing.
+func requireTshark(t *testing.T) {
+	t.Helper()
+	requireE2E(t)
+	if _, err := exec.LookPath("tshark"); err != nil {
+		if os.Getenv("TCPSCOPE_E2E") == "1" {
+			t.Fatalf("tshark is the oracle of this test: %v", err)
+		}
+		t.Skip("no tshark")
 	}
 }
 

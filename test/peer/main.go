@@ -109,18 +109,30 @@ func say(format string, args ...any) {
 	fmt.Printf(format+"\n", args...)
 }
 
-// acceptOne listens on addr, announces it, accepts one connection and
-// closes the listener.
-func acceptOne(addr string) (*net.TCPConn, error) {
+// listen listens on addr, announces it, and bounds accepting by the
+// deadline.
+func listen(addr string) (*net.TCPListener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	defer ln.Close()
 	say("listening %s", ln.Addr())
-	if err := ln.(*net.TCPListener).SetDeadline(time.Now().Add(deadline)); err != nil {
+	tl := ln.(*net.TCPListener)
+	if err := tl.SetDeadline(time.Now().Add(deadline)); err != nil {
+		ln.Close()
 		return nil, err
 	}
+	return tl, nil
+}
+
+// acceptOne listens on addr, announces it, accepts one connection and
+// closes the listener.
+func acceptOne(addr string) (*net.TCPConn, error) {
+	ln, err := listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
 	c, err := ln.Accept()
 	if err != nil {
 		return nil, fmt.Errorf("accept: %w", err)
@@ -201,17 +213,9 @@ func connectEcho(addr, local, msg string, abort bool) error {
 		return err
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, msg); err != nil {
-		return fmt.Errorf("write: %w", err)
+	if err := exchange(c, msg); err != nil {
+		return err
 	}
-	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return fmt.Errorf("read echo: %w", err)
-	}
-	if string(buf) != msg {
-		return fmt.Errorf("echo %q, want %q", buf, msg)
-	}
-	say("echoed %d", len(buf))
 	if abort {
 		if err := c.SetLinger(0); err != nil {
 			return err
@@ -352,6 +356,22 @@ func serveShutdown(addr string) error {
 	return shutdownAndDrain(c)
 }
 
+// exchange sends msg, reads it back, checks it and says "echoed N".
+func exchange(c *net.TCPConn, msg string) error {
+	if _, err := io.WriteString(c, msg); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return fmt.Errorf("read echo: %w", err)
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("echo %q, want %q", buf, msg)
+	}
+	say("echoed %d", len(buf))
+	return nil
+}
+
 // connectShutdown sends msg, reads it back, shuts its side down and reads
 // until EOF.
 func connectShutdown(addr, local, msg string) error {
@@ -360,12 +380,8 @@ func connectShutdown(addr, local, msg string) error {
 		return err
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, msg); err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return fmt.Errorf("read echo: %w", err)
+	if err := exchange(c, msg); err != nil {
+		return err
 	}
 	return shutdownAndDrain(c)
 }
@@ -401,15 +417,11 @@ func serveFirstClose(addr, count string) error {
 	if err != nil || n < 1 {
 		return fmt.Errorf("bad connection count %q", count)
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listen(addr)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	say("listening %s", ln.Addr())
-	if err := ln.(*net.TCPListener).SetDeadline(time.Now().Add(deadline)); err != nil {
-		return err
-	}
 	for i := 0; i < n; i++ {
 		c, err := ln.Accept()
 		if err != nil {
