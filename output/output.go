@@ -338,23 +338,35 @@ func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
 		}
 		o.b = append(sub.b, '}')
 	}
-	o.uint("bytes_out", s.BytesOut)
-	o.uint("bytes_in", s.BytesIn)
-	o.uint("segs_out", s.SegsOut)
-	o.uint("segs_in", s.SegsIn)
-	o.key("retransmits")
-	sub := jsonObj{b: append(o.b, '{')}
-	sub.uint("kernel", s.RetransKernel)
-	sub.uint("seen", s.RetransSeen)
-	sub.uint("fast", s.FastRetrans)
-	sub.uint("spurious", s.Spurious)
-	o.b = append(sub.b, '}')
-	o.key("resets")
-	sub = jsonObj{b: append(o.b, '{')}
-	sub.uint("sent", s.ResetsSent)
-	sub.uint("received", s.ResetsRecv)
-	o.b = append(sub.b, '}')
-	o.uint("zero_windows", s.ZeroWindows)
+	if s.PacketsSeen {
+		o.uint("bytes_out", s.BytesOut)
+		o.uint("bytes_in", s.BytesIn)
+		o.uint("segs_out", s.SegsOut)
+		o.uint("segs_in", s.SegsIn)
+	}
+	if s.KernelCounted || s.PacketsSeen {
+		o.key("retransmits")
+		sub := jsonObj{b: append(o.b, '{')}
+		if s.KernelCounted {
+			sub.uint("kernel", s.RetransKernel)
+		}
+		if s.PacketsSeen {
+			sub.uint("seen", s.RetransSeen)
+			sub.uint("fast", s.FastRetrans)
+			sub.uint("spurious", s.Spurious)
+		}
+		o.b = append(sub.b, '}')
+	}
+	if s.ResetsCounted {
+		o.key("resets")
+		sub := jsonObj{b: append(o.b, '{')}
+		sub.uint("sent", s.ResetsSent)
+		sub.uint("received", s.ResetsRecv)
+		o.b = append(sub.b, '}')
+	}
+	if s.PacketsSeen {
+		o.uint("zero_windows", s.ZeroWindows)
+	}
 	if s.SRTT > 0 {
 		o.ms("srtt_ms", s.SRTT)
 	}
@@ -626,14 +638,16 @@ func appendTextSummary(dst []byte, s *tracer.ConnSummary) []byte {
 		dst = append(dst, " handshake "...)
 		dst = append(dst, s.HandshakeCheck...)
 	}
-	dst = append(dst, " out "...)
-	dst = strconv.AppendUint(dst, s.BytesOut, 10)
-	dst = append(dst, "B/"...)
-	dst = strconv.AppendUint(dst, s.SegsOut, 10)
-	dst = append(dst, " in "...)
-	dst = strconv.AppendUint(dst, s.BytesIn, 10)
-	dst = append(dst, "B/"...)
-	dst = strconv.AppendUint(dst, s.SegsIn, 10)
+	if s.PacketsSeen {
+		dst = append(dst, " out "...)
+		dst = strconv.AppendUint(dst, s.BytesOut, 10)
+		dst = append(dst, "B/"...)
+		dst = strconv.AppendUint(dst, s.SegsOut, 10)
+		dst = append(dst, " in "...)
+		dst = strconv.AppendUint(dst, s.BytesIn, 10)
+		dst = append(dst, "B/"...)
+		dst = strconv.AppendUint(dst, s.SegsIn, 10)
+	}
 	if s.RetransSeen > 0 || s.RetransKernel > 0 {
 		dst = append(dst, " retrans "...)
 		dst = strconv.AppendUint(dst, s.RetransSeen, 10)

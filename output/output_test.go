@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -89,7 +90,8 @@ func sampleRecords() []tracer.Record {
 			StateTime: [16]time.Duration{tracer.StateEstablished: 1400 * time.Millisecond, tracer.StateFinWait1: 2 * time.Millisecond},
 			BytesOut:  1448, BytesIn: 10, SegsOut: 4, SegsIn: 3, RetransKernel: 1, RetransSeen: 1, FastRetrans: 1,
 			SRTT: 250 * time.Microsecond, Cwnd: 10, ClosedBy: "local", CloseKind: "fin", HalfClose: time.Millisecond,
-			TimeWait: 60 * time.Second, Complete: false, Incomplete: "events lost (ring buffer full)"}},
+			TimeWait: 60 * time.Second, Complete: false, Incomplete: "events lost (ring buffer full)",
+			PacketsSeen: true, KernelCounted: true, ResetsCounted: true}},
 	}
 }
 
@@ -301,5 +303,48 @@ func TestAppendTimeMatchesLayout(t *testing.T) {
 		if got := string(appendTime(nil, tm)); got != want {
 			t.Errorf("appendTime(%v) = %s, want %s", tm, got, want)
 		}
+	}
+}
+
+// TestUnknownCountersAbsent: a summary counter whose source was not traced
+// is left out, never printed as zero; known zeros are printed.
+func TestUnknownCountersAbsent(t *testing.T) {
+	render := func(s tracer.ConnSummary) map[string]any {
+		t.Helper()
+		var buf bytes.Buffer
+		w := NewWriter(&buf, FormatJSON)
+		r := tracer.Record{Type: tracer.TypeConn, Conn: 1, Summary: &s}
+		if err := w.Write(&r); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(buf.Bytes(), &m); err != nil {
+			t.Fatalf("%v: %s", err, buf.Bytes())
+		}
+		return m
+	}
+	counters := []string{"bytes_out", "bytes_in", "segs_out", "segs_in", "retransmits", "resets", "zero_windows"}
+	none := render(tracer.ConnSummary{})
+	for _, k := range counters {
+		if _, ok := none[k]; ok {
+			t.Errorf("%q present although nothing was counted: %v", k, none)
+		}
+	}
+	all := render(tracer.ConnSummary{PacketsSeen: true, KernelCounted: true, ResetsCounted: true})
+	for _, k := range counters {
+		if _, ok := all[k]; !ok {
+			t.Errorf("%q absent although counted: %v", k, all)
+		}
+	}
+	kernelOnly := render(tracer.ConnSummary{KernelCounted: true})
+	if got := fmt.Sprint(kernelOnly["retransmits"]); got != "map[kernel:0]" {
+		t.Errorf("retransmits with only kernel events = %s, want map[kernel:0]", got)
+	}
+	packetsOnly := render(tracer.ConnSummary{PacketsSeen: true})
+	if got := fmt.Sprint(packetsOnly["retransmits"]); got != "map[fast:0 seen:0 spurious:0]" {
+		t.Errorf("retransmits with only packets = %s, want map[fast:0 seen:0 spurious:0]", got)
 	}
 }

@@ -34,7 +34,11 @@ func ProbeFeatures() ([]Feature, error) {
 	features := []Feature{{Name: "kernel", Value: release, Note: "running kernel (for reference; features below come from its BTF)"}}
 	for _, p := range tracepointPrograms {
 		_, ok := kinfo.tracepointArgs(p.tracepoint)
-		features = append(features, Feature{Name: p.tracepoint, Value: yesNo(ok), Note: p.feature})
+		note := p.feature
+		if !ok {
+			note = "tracepoint not in this kernel; lost: " + p.feature
+		}
+		features = append(features, Feature{Name: p.tracepoint, Value: yesNo(ok), Note: note})
 	}
 	// Each row: when the kernel has it, and when it does not.
 	for _, c := range []struct {
@@ -49,7 +53,7 @@ func ProbeFeatures() ([]Feature, error) {
 			Feature{"reset_reasons", "inferred", "no reason argument (before ~6.10): NO_SOCKET, TCP_TIMEWAIT_SOCKET or NOT_SPECIFIED from context"}},
 		{kinfo.socketlessResets,
 			Feature{"reset_without_socket", "yes", "resets sent with no full socket (connection refused, TIME_WAIT) are reported"},
-			Feature{"reset_without_socket", "no", "before ~6.8 the kernel reports sent resets only for full sockets: none for refused connections or TIME_WAIT"}},
+			Feature{"reset_without_socket", "no", "before ~6.10 the kernel reports sent resets only for full sockets: none for refused connections or TIME_WAIT"}},
 		{kinfo.retransmitErr,
 			Feature{"retransmit_err", "yes", "failed retransmit attempts (err != 0, 6.17+) are skipped"},
 			Feature{"retransmit_err", "no", "the tracepoint fires only for retransmits that were sent"}},

@@ -89,7 +89,7 @@ type kernelInfo struct {
 	// retransmitErr: tcp_retransmit_skb carries err (6.17+).
 	retransmitErr bool
 	// socketlessResets: tcp_send_reset fires also without a full socket
-	// (refused connections, TIME_WAIT), since ~6.8; the tracepoint then got
+	// (refused connections, TIME_WAIT), since ~6.10; the tracepoint then got
 	// its own event class, visible in BTF.
 	socketlessResets bool
 }

@@ -375,6 +375,11 @@ type ConnSummary struct {
 	Evicted           bool   // forgotten to bound memory
 	Preexisting       bool   // the connection existed when tracing started
 	Incomplete        string // why events may be missing, "" when none
+	// Which counters are known. A counter whose source was not traced is
+	// absent from the output, never zero.
+	PacketsSeen   bool // packets were captured: bytes, segments, capture-seen retransmits, zero windows
+	KernelCounted bool // tcp_retransmit_skb was traced for a local socket: RetransKernel
+	ResetsCounted bool // reset events were traced for a local socket: ResetsSent, ResetsRecv
 }
 
 // HasAck reports whether the ACK flag is set (and so Ack is meaningful).

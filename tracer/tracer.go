@@ -202,7 +202,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 		t.unavailable = append(t.unavailable, "kernel reset reasons (tcp_send_reset has no reason argument: inferred from context)")
 	}
 	if !kinfo.socketlessResets {
-		t.unavailable = append(t.unavailable, "resets sent without a full socket (refused connections, TIME_WAIT): the kernel does not report them before ~6.8")
+		t.unavailable = append(t.unavailable, "resets sent without a full socket (refused connections, TIME_WAIT): the kernel does not report them before ~6.10")
 	}
 
 	for _, p := range tracepointPrograms {

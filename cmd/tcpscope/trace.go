@@ -202,6 +202,7 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 	if o.analysis == "on" {
 		analyzer = analysis.New(sink, analysis.Config{SummaryOnly: o.summaryOnly, MaxConns: cfg.MaxConns,
 			IdleTimeout: o.idleTimeout, KernelRetransmits: cfg.Events.Has(tracer.TypeRetransmit),
+			ResetEvents:     cfg.Events.Has(tracer.TypeReset),
 			TimeWaitTracked: t.TimeWaitTracked()})
 		sink = analyzer
 	}

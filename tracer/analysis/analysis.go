@@ -46,6 +46,9 @@ type Config struct {
 	// KernelRetransmits: retransmit events are traced, so a retransmission
 	// guess can be confirmed or contradicted by the kernel.
 	KernelRetransmits bool
+	// ResetEvents: reset events are traced, so the summary's reset
+	// counters are known (absent otherwise).
+	ResetEvents bool
 	// TimeWaitTracked: TIME_WAIT start and end records come (the tracer
 	// observes the TIME_WAIT timer), so a connection whose local end is in
 	// TIME_WAIT is summarized when TIME_WAIT ends.
@@ -66,7 +69,8 @@ type Analyzer struct {
 	goneAt  int
 	losses  uint64 // lost records seen so far
 	lossKnd string
-	stopped bool // the next sink asked to stop
+	stopped bool      // the next sink asked to stop
+	exitAt  time.Time // when tracing stopped (Finish), zero before
 	out     tracer.Record
 }
 
@@ -781,6 +785,11 @@ func (a *Analyzer) flushAt(now time.Time) error {
 // Finish summarizes every connection still open (complete: false) and
 // flushes; call it once tracing has stopped.
 func (a *Analyzer) Finish() error {
+	return a.finishAt(time.Now())
+}
+
+func (a *Analyzer) finishAt(now time.Time) error {
+	a.exitAt = now
 	var err error
 	for e := a.lru.Back(); e != nil && err == nil; {
 		prev := e.Prev()
@@ -856,7 +865,13 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		case sk.twEnd != "":
 			sum.TimeWait, sum.TimeWaitEnd = sk.twDur, sk.twEnd
 		case sk.twActive:
-			sum.TimeWait = c.last.Sub(sk.twStart) // so far: still in TIME_WAIT at exit
+			// Still in TIME_WAIT when tracing stopped: the time so far.
+			until := c.last
+			if a.exitAt.After(until) {
+				until = a.exitAt
+			}
+			sum.TimeWait = until.Sub(sk.twStart)
+			sum.StateTime[tracer.StateTimeWait] += sum.TimeWait
 		case sk.timeWait && !c.twTracked:
 			sum.TimeWaitEnd = "not_observed"
 		}
@@ -879,6 +894,9 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	sum.FinSeen = [2]bool{!c.finTime[l].IsZero(), !c.finTime[r].IsZero()}
 	sum.FinAcked = [2]bool{c.finAcked[l], c.finAcked[r]}
 	sum.BytesOut, sum.BytesIn, sum.SegsOut, sum.SegsIn = c.sent(l), c.sent(r), c.segs[l], c.segs[r]
+	sum.PacketsSeen = c.segs[l]+c.segs[r] > 0
+	sum.KernelCounted = a.cfg.KernelRetransmits && len(c.sockets) > 0 || c.retransKernel > 0
+	sum.ResetsCounted = a.cfg.ResetEvents && len(c.sockets) > 0 || c.resetsSent+c.resetsRecv > 0
 
 	// Who closed first, and how: from the packets when the capture saw
 	// the close, else from the sockets' state changes and reset events.

@@ -104,7 +104,7 @@ func run(t *testing.T, cfg Config, recs []tracer.Record) *collect {
 	if err := a.flushAt(recs[len(recs)-1].Time.Add(5 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Finish(); err != nil {
+	if err := a.finishAt(recs[len(recs)-1].Time.Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -555,6 +555,24 @@ func TestTimeWaitObserved(t *testing.T) {
 		s.StateTime[tracer.StateTimeWait] != 60*time.Second {
 		t.Errorf("summary: time wait %s %q complete %v", s.TimeWait, s.TimeWaitEnd, s.Complete)
 	}
+
+	// Still in TIME_WAIT when tracing stops: the time so far, in
+	// time_wait_ms and in state_ms alike.
+	out = &collect{}
+	a = New(out, Config{TimeWaitTracked: true})
+	for i := range recs {
+		if err := a.Write(&recs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.finishAt(t0.Add(20*time.Second + 399*time.Microsecond)); err != nil {
+		t.Fatal(err)
+	}
+	s = out.summary(t)
+	if s.TimeWait != 20*time.Second || s.StateTime[tracer.StateTimeWait] != 20*time.Second || s.Complete || s.TimeWaitEnd != "" {
+		t.Errorf("at exit in TIME_WAIT: time_wait %s, state_ms TIME_WAIT %s, complete %v, end %q; want 20s, 20s, false, none",
+			s.TimeWait, s.StateTime[tracer.StateTimeWait], s.Complete, s.TimeWaitEnd)
+	}
 }
 
 // TestTsharkPrecedence pins the order of tshark's checks where two
@@ -710,6 +728,38 @@ func TestHandshakeAndFinChecks(t *testing.T) {
 			s := run(t, Config{}, c.recs).summary(t)
 			if s.HandshakeCheck != c.check || s.FinAcked != c.finAcked {
 				t.Errorf("handshake_check %q fin_acked %v, want %q %v", s.HandshakeCheck, s.FinAcked, c.check, c.finAcked)
+			}
+		})
+	}
+}
+
+// TestCountersKnownBySource: a counter is known only where its source was
+// traced: packets for bytes and capture-seen verdicts, retransmit and
+// reset events (of a local socket) for the kernel's counts.
+func TestCountersKnownBySource(t *testing.T) {
+	st := func(at int, old, new tracer.TCPState) tracer.Record {
+		return sockEvent(at, tracer.TypeState, cli, srv, old, new, 9)
+	}
+	socketOnly := []tracer.Record{st(0, tracer.StateClose, tracer.StateSynSent),
+		st(100, tracer.StateSynSent, tracer.StateEstablished), st(900, tracer.StateEstablished, tracer.StateClose)}
+	all := Config{KernelRetransmits: true, ResetEvents: true}
+	cases := []struct {
+		name                    string
+		cfg                     Config
+		recs                    []tracer.Record
+		packets, kernel, resets bool
+	}{
+		{"socket events only", all, socketOnly, false, true, true},
+		{"packets only (forwarded)", all, handshake(), true, false, false},
+		{"both", all, append(append([]tracer.Record{}, socketOnly...), handshake()...), true, true, true},
+		{"retransmit and reset events not traced", Config{}, append(append([]tracer.Record{}, socketOnly...), handshake()...), true, false, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := run(t, c.cfg, c.recs).summary(t)
+			if s.PacketsSeen != c.packets || s.KernelCounted != c.kernel || s.ResetsCounted != c.resets {
+				t.Errorf("packets %v kernel %v resets %v known, want %v %v %v",
+					s.PacketsSeen, s.KernelCounted, s.ResetsCounted, c.packets, c.kernel, c.resets)
 			}
 		})
 	}
