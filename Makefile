@@ -2,7 +2,10 @@
 # `make help` lists the targets. The BPF objects in tracer/ are generated
 # with the pinned clang-19 and committed; building needs only Go.
 
-GO      ?= go
+# Go from PATH, else where the official tarball puts it (sudo drops PATH).
+GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+# The tests and test/vm/run.sh run `go` themselves: the same one.
+export PATH := $(dir $(GO)):$(PATH)
 CLANG   ?= clang-19
 BIN     := bin/tcpscope
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)

@@ -82,6 +82,11 @@ func OpenNetns(arg string) (*Netns, error) {
 		f.Close()
 		return nil, fmt.Errorf("%q is not a network namespace file", arg)
 	}
+	// ... and a network namespace, not another kind (NS_GET_NSTYPE, 4.11+).
+	if typ, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE); err == nil && typ != unix.CLONE_NEWNET {
+		f.Close()
+		return nil, fmt.Errorf("%q is a namespace file, but not of a network namespace", arg)
+	}
 	return &Netns{Inode: uint32(st.Ino), Path: path, file: f}, nil
 }
 

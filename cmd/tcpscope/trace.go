@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"syscall"
@@ -174,7 +175,11 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 	// once tracing has started: a typo must not clobber an old trace.
 	out := stdout
 	var file *os.File
+	created := false // by this run: removed again if tracing cannot start
 	if o.write != "" && o.write != "-" {
+		if _, err := os.Lstat(o.write); errors.Is(err, fs.ErrNotExist) {
+			created = true
+		}
 		file, err = os.OpenFile(o.write, os.O_WRONLY|os.O_CREATE, 0o644)
 		if err != nil {
 			return usageError{fmt.Errorf("open --write file: %w", err)}
@@ -185,6 +190,9 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 
 	t, err := tracer.Open(cfg)
 	if err != nil {
+		if created {
+			_ = os.Remove(o.write)
+		}
 		return err
 	}
 	defer t.Close()
