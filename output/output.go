@@ -401,6 +401,9 @@ func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
 	if s.TimeWaitEnd != "" {
 		o.str("time_wait_end", s.TimeWaitEnd)
 	}
+	if s.TimeWaitKill != "" {
+		o.str("time_wait_kill", s.TimeWaitKill)
+	}
 	o.bool("complete", s.Complete)
 	if s.Evicted {
 		o.bool("evicted", true)
@@ -681,6 +684,13 @@ func appendTextSummary(dst []byte, s *tracer.ConnSummary) []byte {
 	if s.TimeWait > 0 {
 		dst = append(dst, " time-wait "...)
 		dst = appendDuration(dst, s.TimeWait)
+		if s.TimeWaitEnd == "killed" {
+			dst = append(dst, " killed"...)
+			if s.TimeWaitKill != "" {
+				dst = append(dst, " by "...)
+				dst = append(dst, s.TimeWaitKill...)
+			}
+		}
 	}
 	if !s.Complete {
 		dst = append(dst, " incomplete"...)

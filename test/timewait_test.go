@@ -89,6 +89,10 @@ func TestTimeWaitLifecycle(t *testing.T) {
 		t.Errorf("summary: time_wait_end %v time_wait_ms %v (want %v) complete %v closed_by %v",
 			sum["time_wait_end"], sum["time_wait_ms"], ms, sum["complete"], sum["closed_by"])
 	}
+	// ss -K leaves no sign on the wire: the killer is not guessed.
+	if kill, ok := sum["time_wait_kill"]; ok {
+		t.Errorf("summary: time_wait_kill %v after ss -K, want it absent", kill)
+	}
 }
 
 // TestTimeWaitEndedBySYN: the server closes first, so its end goes to
@@ -176,5 +180,10 @@ func TestTimeWaitEndedBySYN(t *testing.T) {
 			t.Errorf("conn %d: closed_by %v outcome %v complete %v (want remote, established, %v)",
 				id, s["closed_by"], s["outcome"], s["complete"], want)
 		}
+	}
+	// The first connection's TIME_WAIT (at the server) was killed by the
+	// client's new SYN on the same 4-tuple.
+	if s := sums[first]; s["time_wait_end"] != "killed" || s["time_wait_kill"] != "syn" {
+		t.Errorf("conn %d: time_wait_end %v time_wait_kill %v, want killed by syn", first, s["time_wait_end"], s["time_wait_kill"])
 	}
 }

@@ -371,10 +371,14 @@ type ConnSummary struct {
 	ResetReason       string
 	TimeWait          time.Duration
 	TimeWaitEnd       string // expired, killed, ""
-	Complete          bool   // the connection is fully gone
-	Evicted           bool   // forgotten to bound memory
-	Preexisting       bool   // the connection existed when tracing started
-	Incomplete        string // why events may be missing, "" when none
+	// TimeWaitKill: what killed TIME_WAIT early, when a sign of it was
+	// seen: "syn" (the peer's new SYN on the 4-tuple), "rst" (a RST
+	// received), "tw_reuse" (a local connect() took the 4-tuple over).
+	TimeWaitKill string
+	Complete     bool   // the connection is fully gone
+	Evicted      bool   // forgotten to bound memory
+	Preexisting  bool   // the connection existed when tracing started
+	Incomplete   string // why events may be missing, "" when none
 	// Which counters are known. A counter whose source was not traced is
 	// absent from the output, never zero.
 	PacketsSeen   bool // packets were captured: bytes, segments, capture-seen retransmits, zero windows

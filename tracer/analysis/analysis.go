@@ -69,9 +69,12 @@ type Analyzer struct {
 	goneAt  int
 	losses  uint64 // lost records seen so far
 	lossKnd string
-	stopped bool      // the next sink asked to stop
-	exitAt  time.Time // when tracing stopped (Finish), zero before
-	out     tracer.Record
+	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
+	// one early; entries go when their connection is summarized.
+	timeWaits map[tuple]*socket
+	stopped   bool      // the next sink asked to stop
+	exitAt    time.Time // when tracing stopped (Finish), zero before
+	out       tracer.Record
 }
 
 // held is a packet record kept back until the kernel's retransmit event
@@ -92,8 +95,11 @@ func New(next tracer.Sink, cfg Config) *Analyzer {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	return &Analyzer{next: next, cfg: cfg, conns: make(map[uint64]*conn), lru: list.New(),
-		ended: make(map[uint64]*conn), gone: make(map[uint64]bool)}
+		ended: make(map[uint64]*conn), gone: make(map[uint64]bool), timeWaits: make(map[tuple]*socket)}
 }
+
+// tuple is a socket's 4-tuple: its local end, then the peer.
+type tuple struct{ local, remote netip.AddrPort }
 
 // pointKey names a capture point.
 type pointKey struct {
@@ -123,6 +129,13 @@ type socket struct {
 	twActive bool
 	twEnd    string // "expired", "killed"
 	twDur    time.Duration
+	twTuple  tuple
+	// What killed the TIME_WAIT socket: the nearest sign within
+	// killWindow of the kill ("syn", "rst", "tw_reuse").
+	twSign     string
+	twSignAt   time.Time
+	twKilledAt time.Time
+	twKill     string
 }
 
 // conn is the analysis state of one connection (one conn id).
@@ -252,6 +265,9 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		return err
 	}
 	c.last = r.Time
+	if len(a.timeWaits) > 0 && (r.Type == tracer.TypePacket || r.Type == tracer.TypeState) {
+		a.timeWaitSign(r)
+	}
 	switch r.Type {
 	case tracer.TypePacket:
 		if a.packet(c, r) {
@@ -259,6 +275,9 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		}
 	case tracer.TypeState:
 		c.stateEvent(r)
+		if r.TimeWait {
+			a.timeWaitEvent(c, r)
+		}
 	case tracer.TypeRetransmit:
 		if err := a.retransmitEvent(c, r); err != nil {
 			return err
@@ -276,6 +295,98 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		}
 	}
 	return a.pass(r)
+}
+
+// timeWaitOf fills sum's TIME_WAIT fields from sk; false when sk had no
+// TIME_WAIT.
+func (a *Analyzer) timeWaitOf(c *conn, sk *socket, sum *tracer.ConnSummary) bool {
+	switch {
+	case sk.twEnd != "":
+		sum.TimeWait, sum.TimeWaitEnd, sum.TimeWaitKill = sk.twDur, sk.twEnd, sk.twKill
+	case sk.twActive:
+		// Still in TIME_WAIT when tracing stopped: the time so far.
+		until := c.last
+		if a.exitAt.After(until) {
+			until = a.exitAt
+		}
+		sum.TimeWait = until.Sub(sk.twStart)
+	case sk.timeWait && !c.twTracked:
+		sum.TimeWaitEnd = "not_observed"
+	default:
+		return false
+	}
+	return true
+}
+
+// killWindow: how close to a TIME_WAIT socket's early end a sign of its
+// killer must be. The kernel kills it while handling the SYN or RST (after
+// the ingress hook saw it) or inside connect() (between the new socket's
+// SYN_SENT and its SYN): microseconds apart on the same CPU.
+const killWindow = 50 * time.Millisecond
+
+// timeWaitEvent tracks a TIME_WAIT socket of c from its start and end
+// records.
+func (a *Analyzer) timeWaitEvent(c *conn, r *tracer.Record) {
+	sk := c.socketOf(r)
+	if sk == nil {
+		return
+	}
+	key := tuple{r.Local, r.Remote}
+	if r.State == tracer.StateTimeWait {
+		sk.twTuple = key
+		a.timeWaits[key] = sk
+		return
+	}
+	if r.TimeWaitEnd != "killed" {
+		delete(a.timeWaits, key)
+		return
+	}
+	sk.twKilledAt = r.Time
+	// The kill's record may come after its sign's or before (the tracer
+	// holds a cancel back to tell it from a re-arm): compare times.
+	if sk.twSign != "" && r.Time.Sub(sk.twSignAt).Abs() <= killWindow {
+		sk.twKill = sk.twSign
+		delete(a.timeWaits, key)
+	}
+}
+
+// timeWaitSign notes, for a TIME_WAIT socket on r's 4-tuple, a sign of
+// what may end it early: the peer's SYN (a new connection reusing the
+// 4-tuple) or RST, or a local connect() taking the 4-tuple over
+// (tcp_tw_reuse: the new socket's SYN_SENT, its SYN).
+func (a *Analyzer) timeWaitSign(r *tracer.Record) {
+	var key tuple
+	var sign string
+	switch {
+	case r.Type == tracer.TypeState:
+		if r.TimeWait || r.State != tracer.StateSynSent {
+			return
+		}
+		key, sign = tuple{r.Local, r.Remote}, "tw_reuse"
+	case r.Flags&tracer.FlagRST != 0:
+		key, sign = tuple{r.Dst, r.Src}, "rst"
+	case r.Flags&(tracer.FlagSYN|tracer.FlagACK) == tracer.FlagSYN:
+		if sk := a.timeWaits[tuple{r.Src, r.Dst}]; sk != nil {
+			key, sign = tuple{r.Src, r.Dst}, "tw_reuse" // our own new SYN
+		} else {
+			key, sign = tuple{r.Dst, r.Src}, "syn"
+		}
+	default:
+		return
+	}
+	sk := a.timeWaits[key]
+	if sk == nil {
+		return
+	}
+	if !sk.twKilledAt.IsZero() {
+		// Killed first (connect() kills it, then sends the SYN).
+		if r.Time.Sub(sk.twKilledAt).Abs() <= killWindow && sk.twKill == "" {
+			sk.twKill = sign
+		}
+		delete(a.timeWaits, key)
+		return
+	}
+	sk.twSign, sk.twSignAt = sign, r.Time
 }
 
 func (a *Analyzer) pass(r *tracer.Record) error {
@@ -817,6 +928,11 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	}
 	a.lru.Remove(c.elem)
 	delete(a.conns, c.id)
+	for _, sk := range c.sockets {
+		if sk.twTuple.local.IsValid() && a.timeWaits[sk.twTuple] == sk {
+			delete(a.timeWaits, sk.twTuple)
+		}
+	}
 	delete(a.ended, c.id)
 	if old := a.goneIDs[a.goneAt%goneKept]; old != 0 {
 		delete(a.gone, old)
@@ -861,19 +977,18 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		if !sk.closed && !sk.since.IsZero() && int(sk.state) < len(sum.StateTime) {
 			sum.StateTime[sk.state] += c.last.Sub(sk.since)
 		}
-		switch {
-		case sk.twEnd != "":
-			sum.TimeWait, sum.TimeWaitEnd = sk.twDur, sk.twEnd
-		case sk.twActive:
-			// Still in TIME_WAIT when tracing stopped: the time so far.
-			until := c.last
-			if a.exitAt.After(until) {
-				until = a.exitAt
-			}
-			sum.TimeWait = until.Sub(sk.twStart)
+		if a.timeWaitOf(c, sk, sum) && sk.twActive {
 			sum.StateTime[tracer.StateTimeWait] += sum.TimeWait
-		case sk.timeWait && !c.twTracked:
-			sum.TimeWaitEnd = "not_observed"
+		}
+	}
+	// Both ends on this host: the TIME_WAIT is the active closer's,
+	// whichever end that was.
+	for _, sk := range c.sockets {
+		if sum.TimeWait > 0 || sum.TimeWaitEnd != "" {
+			break
+		}
+		if sk.local != sum.Local {
+			a.timeWaitOf(c, sk, sum)
 		}
 	}
 	if c.isnSeen[l] && c.isnSeen[r] {

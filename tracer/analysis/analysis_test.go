@@ -764,3 +764,60 @@ func TestCountersKnownBySource(t *testing.T) {
 		})
 	}
 }
+
+// TestTimeWaitKillCause: an early end of TIME_WAIT says what killed it
+// when a sign of the killer came within killWindow of the kill.
+func TestTimeWaitKillCause(t *testing.T) {
+	tw := func(at int, old, new tracer.TCPState, end string) tracer.Record {
+		r := sockEvent(at, tracer.TypeState, cli, srv, old, new, 9)
+		r.TimeWait, r.TimeWaitEnd = true, end
+		return r
+	}
+	closed := []tracer.Record{
+		sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9),
+		sockEvent(100, tracer.TypeState, cli, srv, tracer.StateSynSent, tracer.StateEstablished, 9),
+		sockEvent(200, tracer.TypeState, cli, srv, tracer.StateEstablished, tracer.StateFinWait1, 9),
+		sockEvent(300, tracer.TypeState, cli, srv, tracer.StateFinWait1, tracer.StateFinWait2, 9),
+		tw(399, tracer.StateFinWait2, tracer.StateTimeWait, ""),
+		sockEvent(400, tracer.TypeState, cli, srv, tracer.StateFinWait2, tracer.StateClose, 9),
+	}
+	killed := tw(300000, tracer.StateTimeWait, tracer.StateClose, "killed")
+	newConn := func(r tracer.Record) tracer.Record { r.Conn = 2; r.Cookie = 10; return r }
+	peerSYN := newConn(seg(299990, srv, cli, S, 7000, 0, 0, 64240))
+	peerRST := seg(299990, srv, cli, R, 5001, 0, 0, 0)
+	ownSYN := newConn(seg(300010, cli, srv, S, 9000, 0, 0, 64240))
+	reuse := newConn(sockEvent(300005, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 10))
+	early := newConn(seg(100000, srv, cli, S, 7000, 0, 0, 64240)) // 200 ms before the kill
+	wrongTuple := newConn(seg(299990, "10.0.0.3:80", cli, S, 7000, 0, 0, 64240))
+	cases := []struct {
+		name string
+		tail []tracer.Record
+		want string
+	}{
+		{"peer's SYN", []tracer.Record{peerSYN, killed}, "syn"},
+		{"RST received", []tracer.Record{peerRST, killed}, "rst"},
+		{"tcp_tw_reuse, state first", []tracer.Record{killed, reuse, ownSYN}, "tw_reuse"},
+		{"tcp_tw_reuse, SYN only", []tracer.Record{killed, ownSYN}, "tw_reuse"},
+		{"no sign (ss -K)", []tracer.Record{killed}, ""},
+		{"sign too early", []tracer.Record{early, killed}, ""},
+		{"other 4-tuple", []tracer.Record{wrongTuple, killed}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			recs := append(append([]tracer.Record{}, closed...), c.tail...)
+			out := run(t, Config{TimeWaitTracked: true}, recs)
+			var s *tracer.ConnSummary
+			for _, r := range out.recs {
+				if r.Type == tracer.TypeConn && r.Conn == 1 {
+					s = r.Summary
+				}
+			}
+			if s == nil {
+				t.Fatal("no summary of the TIME_WAIT connection")
+			}
+			if s.TimeWaitEnd != "killed" || s.TimeWaitKill != c.want {
+				t.Errorf("time_wait_end %q kill %q, want killed %q", s.TimeWaitEnd, s.TimeWaitKill, c.want)
+			}
+		})
+	}
+}
