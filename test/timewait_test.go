@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -185,5 +186,84 @@ func TestTimeWaitEndedBySYN(t *testing.T) {
 	// client's new SYN on the same 4-tuple.
 	if s := sums[first]; s["time_wait_end"] != "killed" || s["time_wait_kill"] != "syn" {
 		t.Errorf("conn %d: time_wait_end %v time_wait_kill %v, want killed by syn", first, s["time_wait_end"], s["time_wait_kill"])
+	}
+}
+
+// TestTimeWaitEndedByReuse: the client closes first (its end goes to
+// TIME_WAIT), and its namespace has a single ephemeral port and
+// net.ipv4.tcp_tw_reuse=1: the next connect() must take that 4-tuple over
+// from the TIME_WAIT socket, which the kernel kills inside connect().
+// tcpscope reports the kill for the first connection and says what killed
+// it (time_wait_kill "tw_reuse").
+func TestTimeWaitEndedByReuse(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	ns := newNetns(ctx, t, "tw-reuse")
+	const port = 41603
+	runCmd(ctx, t, ns.exec("sysctl", "-q", "-w", fmt.Sprintf("net.ipv4.ip_local_port_range=%d %d", port, port))...)
+	runCmd(ctx, t, ns.exec("sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1")...)
+	server := netip.MustParseAddrPort("127.0.0.1:7603")
+	client := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", port))
+	tracer := startTracer(ctx, t, ns, "-i", "lo")
+	exchange := func() {
+		srv := startProc(t, "server", ns.exec(bins.server, "serve-echo", server.String())...)
+		if _, err := srv.waitLine(ctx, false, "listening "); err != nil {
+			t.Fatal(err)
+		}
+		cli := startProc(t, "client", ns.exec(bins.client, "connect-echo", server.String(), "-", echoMessage)...)
+		mustSucceed(ctx, t, cli)
+		mustSucceed(ctx, t, srv)
+		if line, _ := cli.waitLine(ctx, false, "connected "); !strings.Contains(line, client.String()) {
+			t.Fatalf("client connected as %q, want %s (the only ephemeral port)", line, client)
+		}
+	}
+	listed := func() bool {
+		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait",
+			"src", client.String(), "dst", server.String()).Output()
+		if err != nil {
+			t.Fatalf("ss: %v", err)
+		}
+		return strings.TrimSpace(string(out)) != ""
+	}
+	exchange()
+	if !listed() {
+		t.Fatalf("ss lists no TIME_WAIT socket for %s -> %s", client, server)
+	}
+	// tcp_tw_reuse takes a TIME_WAIT socket over only once the last
+	// timestamp it got is more than a second old.
+	time.Sleep(2100 * time.Millisecond)
+	from := time.Now()
+	exchange()
+	to := time.Now()
+	time.Sleep(settle)
+	recs := stopTracer(ctx, t, tracer)
+
+	tw := selectRecords(recs, func(r *record) bool {
+		return r.Type == "state" && r.TimeWait && r.local == client && r.remote == server
+	})
+	slices.SortStableFunc(tw, func(a, b *record) int { return a.time.Compare(b.time) })
+	if len(tw) != 3 || tw[0].New != "TIME_WAIT" || tw[1].Old != "TIME_WAIT" || tw[1].TimeWaitEnd != "killed" || tw[2].New != "TIME_WAIT" {
+		t.Fatalf("want TIME_WAIT, its end (killed), TIME_WAIT again for %s:\n%s", client, describe(tw))
+	}
+	if tw[1].time.Before(from) || tw[1].time.After(to) {
+		t.Errorf("TIME_WAIT killed at %s, not while the second connection connected (%s to %s)",
+			tw[1].time.Format(time.StampMicro), from.Format(time.StampMicro), to.Format(time.StampMicro))
+	}
+	first := tw[0].conn()
+	var sum map[string]any
+	for _, r := range recs {
+		if r.Type == "conn" && r.conn() == first {
+			if err := json.Unmarshal([]byte(r.raw), &sum); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if sum == nil {
+		t.Fatalf("no summary of the first connection (%d)", first)
+	}
+	if sum["time_wait_end"] != "killed" || sum["time_wait_kill"] != "tw_reuse" || sum["closed_by"] != "local" || sum["complete"] != true {
+		t.Errorf("first connection: time_wait_end %v time_wait_kill %v closed_by %v complete %v, want killed by tw_reuse, local, true",
+			sum["time_wait_end"], sum["time_wait_kill"], sum["closed_by"], sum["complete"])
 	}
 }
