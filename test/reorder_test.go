@@ -130,12 +130,7 @@ func TestReorderAgainstTshark(t *testing.T) {
 					up.reordered, up.held, up.timedOut, minReordered)
 			}
 			theirs := tsharkPackets(ctx, t, pcap)
-			if len(theirs) != captured {
-				t.Fatalf("tshark decoded %d packets, tcpdump captured %d", len(theirs), captured)
-			}
-			if n := len(selectRecords(recs, func(r *record) bool { return r.Type == "packet" })); n != captured {
-				t.Errorf("tcpscope reported %d packets, tcpdump captured %d", n, captured)
-			}
+			checkPacketCount(t, captured, theirs, recs, p.s, relayServerIf)
 			cmp := compareVerdicts(t, theirs, recs)
 			if cmp.tsharkOOO < max(minOutOfOrder, up.reordered/2) {
 				t.Fatalf("tshark reports %d out_of_order packets for %d segments reordered, want at least %d and half: "+
@@ -176,23 +171,47 @@ func requireFullPcap(t *testing.T, dump *proc) int {
 
 // verdictComparison is the outcome of compareVerdicts.
 type verdictComparison struct {
-	compared   int // tshark's packets
-	differ     int // packets whose verdicts differ beyond the tolerances
-	swaps      int // retransmission/out-of-order swaps (timing window)
-	tsharkOOO  int // packets tshark calls out_of_order
-	matchedOOO int // of those, packets tcpscope calls out_of_order too
+	compared int // tshark's packets
+	differ   int // packets whose verdicts differ beyond the tolerances
+	swaps    int // retransmission/out-of-order swaps (timing window)
+	// interleaved: packets whose verdicts differ only in cross-direction
+	// verdicts where the two tools ordered the directions differently
+	// (excused up to interleaveBound).
+	interleaved int
+	tsharkOOO   int // packets tshark calls out_of_order
+	matchedOOO  int // of those, packets tcpscope calls out_of_order too
 	// theirCounts and ourCounts count each verdict over the packets
 	// compared.
 	theirCounts, ourCounts map[string]int
+}
+
+// Bound on the packets compareVerdicts excuses because the two tools saw
+// the directions interleaved differently: at most maxInterleaved, and at
+// most interleavedPerCent % of the packets compared. Runs on veth and
+// through the relay show none (0 in 12 comparisons of
+// TestAnalysisAgainstTshark and TestReorderAgainstTshark, IPv4 and IPv6);
+// the tolerance is for a rare crossing of a data segment and an ACK on two
+// CPUs, not for a pattern: more than this hides real mismatches.
+const (
+	maxInterleaved     = 5
+	interleavedPerCent = 2
+)
+
+// interleaveBound is how many packets compareVerdicts may excuse as
+// interleaved among compared packets.
+func interleaveBound(compared int) int {
+	return min(maxInterleaved, compared*interleavedPerCent/100)
 }
 
 // compareVerdicts requires, for every packet tshark decoded, the same
 // verdict set in tcpscope's packet record, with the tolerances of
 // TestAnalysisAgainstTshark: verdicts that depend on the other direction
 // may differ where the two directions interleave differently at the two
-// capture points, and a few retransmission/out-of-order swaps are timing.
-// tcpscope's packets are put in the order of their timestamps first.
-func compareVerdicts(t *testing.T, theirs []tsharkPacket, recs []*record) verdictComparison {
+// capture points (each such packet is logged and counted, and more than
+// interleaveBound of them fail t), and a few retransmission/out-of-order
+// swaps are timing. tcpscope's packets are put in the order of their
+// timestamps first.
+func compareVerdicts(t testing.TB, theirs []tsharkPacket, recs []*record) verdictComparison {
 	t.Helper()
 	cmp := verdictComparison{compared: len(theirs), theirCounts: map[string]int{}, ourCounts: map[string]int{}}
 	ours := map[string][]string{}
@@ -242,6 +261,7 @@ func compareVerdicts(t *testing.T, theirs []tsharkPacket, recs []*record) verdic
 			continue
 		}
 		if ourPrev[p.key] != theirPrev[p.key] && onlyCrossDirection(p.verdicts, mine) {
+			cmp.interleaved++
 			t.Logf("packet %s: tshark %v, tcpscope %v (directions interleaved differently: after %s vs %s)",
 				p.key, p.verdicts, mine, theirPrev[p.key], ourPrev[p.key])
 			continue
@@ -259,5 +279,104 @@ func compareVerdicts(t *testing.T, theirs []tsharkPacket, recs []*record) verdic
 	if cmp.swaps > max(2, reordering/20) {
 		t.Errorf("%d retransmission/out-of-order swaps among %d such verdicts: more than timing explains", cmp.swaps, reordering)
 	}
+	if bound := interleaveBound(cmp.compared); cmp.interleaved > bound {
+		t.Errorf("%d of %d packets differ in cross-direction verdicts where the directions interleaved differently: "+
+			"more than the %d (at most %d, %d%% of the packets) a rare crossing explains", cmp.interleaved, cmp.compared,
+			bound, maxInterleaved, interleavedPerCent)
+	} else {
+		t.Logf("%d of %d packets excused as interleaved differently (bound %d)", cmp.interleaved, cmp.compared, bound)
+	}
 	return cmp
+}
+
+// recordingTB is a testing.TB that keeps the errors reported to it
+// instead of failing the test (for the self-checks of the comparisons).
+type recordingTB struct {
+	testing.TB
+	errors []string
+}
+
+func (r *recordingTB) Helper()             {}
+func (r *recordingTB) Logf(string, ...any) {}
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+// TestCompareVerdictsSelfCheck makes sure compareVerdicts can fail where
+// it excuses packets: a connection of pairs (a client data segment, the
+// server's ACK of it) that tshark sees in that order and tcpscope's
+// timestamps put the other way round, so that every packet follows a
+// different packet of the other direction in the two orders. Cross-
+// direction differences on such packets are excused up to
+// interleaveBound, and no further; other differences never. It needs no
+// privileges.
+func TestCompareVerdictsSelfCheck(t *testing.T) {
+	client := netip.MustParseAddrPort("10.0.0.1:41000")
+	server := netip.MustParseAddrPort("10.0.0.2:7000")
+	base := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	// build makes pairs pairs; the client segments of the first
+	// len(theirVerdicts) pairs get theirVerdicts[i] from tshark and none
+	// from tcpscope. With swapped, tcpscope's timestamps put each ACK
+	// before the segment it acknowledges.
+	build := func(pairs int, swapped bool, theirVerdicts ...[]string) ([]tsharkPacket, []*record) {
+		var theirs []tsharkPacket
+		var recs []*record
+		seen := map[string]int{}
+		add := func(src, dst netip.AddrPort, seq, ack, length uint32, at int, verdicts []string) {
+			k := verdictKey(src.Port(), seq, &ack, length, seen)
+			theirs = append(theirs, tsharkPacket{key: k, port: src.Port(), dport: dst.Port(), verdicts: verdicts})
+			recs = append(recs, &record{Type: "packet", src: src, dst: dst, Seq: &seq, Ack: &ack, Len: &length,
+				time: base.Add(time.Duration(at) * time.Microsecond)})
+		}
+		for i := range pairs {
+			data, ack := 2*i, 2*i+1
+			if swapped {
+				data, ack = ack, data
+			}
+			var v []string
+			if i < len(theirVerdicts) {
+				v = theirVerdicts[i]
+			}
+			end := uint32(1 + 100*(i+1))
+			add(client, server, end-100, 1, 100, data, v)
+			add(server, client, 1, end, 0, ack, nil)
+		}
+		return theirs, recs
+	}
+	repeat := func(n int, v ...string) [][]string {
+		out := make([][]string, n)
+		for i := range out {
+			out[i] = v
+		}
+		return out
+	}
+	cases := []struct {
+		name        string
+		pairs       int
+		swapped     bool
+		verdicts    [][]string
+		interleaved int
+		differ      int
+		fails       bool
+	}{
+		{"identical", 200, true, nil, 0, 0, false},
+		{"interleaved up to the bound", 200, true, repeat(maxInterleaved, "window_full"), maxInterleaved, 0, false},
+		{"interleaved beyond the bound", 200, true, repeat(maxInterleaved+1, "window_full"), maxInterleaved + 1, 0, true},
+		// 100 packets: 2% is 2.
+		{"interleaved beyond 2%", 50, true, repeat(3, "spurious_retransmission", "retransmission"), 3, 0, true},
+		{"not cross-direction", 200, true, repeat(1, "duplicate_ack"), 0, 1, true},
+		{"same order", 200, false, repeat(1, "window_full"), 0, 1, true},
+	}
+	for _, c := range cases {
+		theirs, recs := build(c.pairs, c.swapped, c.verdicts...)
+		rec := &recordingTB{TB: t}
+		cmp := compareVerdicts(rec, theirs, recs)
+		if cmp.compared != 2*c.pairs || cmp.interleaved != c.interleaved || cmp.differ != c.differ {
+			t.Errorf("%s: compared %d, interleaved %d, differ %d; want %d, %d, %d",
+				c.name, cmp.compared, cmp.interleaved, cmp.differ, 2*c.pairs, c.interleaved, c.differ)
+		}
+		if failed := len(rec.errors) > 0; failed != c.fails {
+			t.Errorf("%s: failed %v, want %v: %q", c.name, failed, c.fails, rec.errors)
+		}
+	}
 }

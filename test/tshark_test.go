@@ -114,10 +114,11 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 				}
 			}
 			time.Sleep(settle)
-			stopPcap(ctx, t, dump)
+			captured := stopPcap(ctx, t, dump)
 			recs := stopTracer(ctx, t, tracer)
 
 			theirs := tsharkPackets(ctx, t, pcap)
+			checkPacketCount(t, captured, theirs, recs, v.a, vethA)
 			for _, c := range cases {
 				got := map[string]int{}
 				for _, p := range theirs {
@@ -412,6 +413,25 @@ func stopPcap(ctx context.Context, t *testing.T, p *proc) int {
 		t.Fatalf("tcpdump dropped packets, cannot be used as the oracle:\n%s", p.stderr.String())
 	}
 	return requireFullPcap(t, p)
+}
+
+// checkPacketCount requires tshark to have decoded every packet tcpdump
+// wrote to the pcap, and tcpscope to have reported exactly as many packets
+// at the capture point (ifname in ns) as tcpdump captured there, and none
+// elsewhere: no packet missed, none reported twice.
+func checkPacketCount(t *testing.T, captured int, theirs []tsharkPacket, recs []*record, ns *netns, ifname string) {
+	t.Helper()
+	if len(theirs) != captured {
+		t.Fatalf("tshark decoded %d packets, tcpdump captured %d", len(theirs), captured)
+	}
+	pkts := selectRecords(recs, func(r *record) bool { return r.Type == "packet" })
+	at := selectRecords(pkts, func(r *record) bool { return r.Ifname == ifname && r.Netns == ns.inode })
+	if len(at) != captured {
+		t.Errorf("tcpscope reported %d packets on %s, tcpdump captured %d", len(at), ifname, captured)
+	}
+	if n := len(pkts) - len(at); n > 0 {
+		t.Errorf("tcpscope reported %d packets elsewhere than %s in %s, the only interface it watches", n, ifname, ns.name)
+	}
 }
 
 // finHoldTable is the nftables table that holds the FINs of the
