@@ -267,3 +267,85 @@ func TestTimeWaitEndedByReuse(t *testing.T) {
 			sum["time_wait_end"], sum["time_wait_kill"], sum["closed_by"], sum["complete"])
 	}
 }
+
+// TestTimeWaitEndedByRST: the client closes first (its end goes to
+// TIME_WAIT), then a bare RST with the sequence number the TIME_WAIT socket
+// expects (the server's FIN + 1, read off tcpdump -S) arrives from the
+// server's address: with tcp_rfc1337 off, the kernel kills the TIME_WAIT
+// socket (ss lists it no more). tcpscope reports the kill and says what
+// killed it (time_wait_kill "rst").
+func TestTimeWaitEndedByRST(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	ns := newNetns(ctx, t, "tw-rst")
+	runCmd(ctx, t, ns.exec("sysctl", "-q", "-w", "net.ipv4.tcp_rfc1337=0")...)
+	tracer := startTracer(ctx, t, ns, "-i", "lo")
+	td := startTcpdump(ctx, t, ns, "lo")
+	sc := &scenario{name: "tw-rst", serverPort: 7604, clientPort: 41604, serve: "serve-echo",
+		connect: []string{"connect-echo", echoMessage}}
+	run := runScenario(ctx, t, loTopology(ns, false), sc)
+	listed := func() bool {
+		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait",
+			"src", run.client.String(), "dst", run.server.String()).Output()
+		if err != nil {
+			t.Fatalf("ss: %v", err)
+		}
+		return strings.TrimSpace(string(out)) != ""
+	}
+	if !listed() {
+		t.Fatalf("ss lists no TIME_WAIT socket for %s -> %s", run.client, run.server)
+	}
+	time.Sleep(settle) // tcpdump prints the FIN
+	var fin *tdPacket
+	for _, p := range parseTcpdumpLines(t, td) {
+		if p.src == run.server && strings.Contains(p.flags, "F") && p.seq != nil {
+			fin = p
+		}
+	}
+	if fin == nil {
+		t.Fatalf("tcpdump saw no FIN from %s", run.server)
+	}
+	rst := startProc(t, "rst", ns.exec(bins.client, "send-rst", run.client.String(), run.server.String(),
+		fmt.Sprint(*fin.seq+fin.length+1))...)
+	from := time.Now()
+	mustSucceed(ctx, t, rst)
+	for deadline := time.Now().Add(2 * time.Second); listed(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the RST did not end the TIME_WAIT socket of %s", run.client)
+		}
+	}
+	to := time.Now()
+	time.Sleep(settle)
+	stopTcpdump(ctx, t, td)
+	recs := stopTracer(ctx, t, tracer)
+
+	tw := selectRecords(recs, func(r *record) bool {
+		return r.Type == "state" && r.TimeWait && r.local == run.client && r.remote == run.server
+	})
+	if len(tw) != 2 || tw[1].TimeWaitEnd != "killed" || tw[1].time.Before(from.Add(-time.Millisecond)) || tw[1].time.After(to) {
+		t.Fatalf("want TIME_WAIT then its end (killed) between %s and %s for %s:\n%s", from.Format(time.StampMicro),
+			to.Format(time.StampMicro), run.client, describe(tw))
+	}
+	var sum map[string]any
+	for _, r := range recs {
+		if r.Type == "conn" && r.conn() == tw[0].conn() {
+			if err := json.Unmarshal([]byte(r.raw), &sum); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if sum == nil || sum["time_wait_end"] != "killed" || sum["time_wait_kill"] != "rst" {
+		t.Errorf("summary %v: want time_wait_end killed, time_wait_kill rst", sum)
+	}
+}
+
+// parseTcpdumpLines parses what a running tcpdump printed so far.
+func parseTcpdumpLines(t *testing.T, p *proc) []*tdPacket {
+	t.Helper()
+	pkts, err := parseTcpdump(p.stdout.String())
+	if err != nil {
+		t.Fatalf("tcpdump output: %v", err)
+	}
+	return pkts
+}

@@ -22,6 +22,9 @@
 //	                            send a greeting and close first (this end goes to
 //	                            TIME_WAIT)
 //	peer connect-read ADDR LOCAL  read until EOF, close
+//	peer send-rst ADDR FROM SEQ  send one bare RST with sequence number SEQ from FROM to
+//	                            ADDR through a raw socket (IPv4): a RST to a TIME_WAIT socket
+//	                            kills it (RFC 1337 assassination)
 //	peer connect-shutdown ADDR LOCAL MSG  send MSG, read it back, shut down writing,
 //	                            read until EOF, close (with serve-shutdown and both
 //	                            FINs held back by the test: a simultaneous close)
@@ -38,10 +41,12 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"syscall"
@@ -82,6 +87,8 @@ func main() {
 		err = serveShutdown(addr)
 	case "connect-shutdown":
 		err = withArgs(rest, 2, func() error { return connectShutdown(addr, rest[0], rest[1]) })
+	case "send-rst":
+		err = withArgs(rest, 2, func() error { return sendReset(addr, rest[0], rest[1]) })
 	case "connect-refused":
 		err = withArgs(rest, 1, func() error { return connectRefused(addr, rest[0]) })
 	default:
@@ -456,5 +463,58 @@ func connectRead(addr, local string) error {
 		return err
 	}
 	say("closed")
+	return nil
+}
+
+// sendReset sends one bare RST (no ACK, no options) from "from" to addr
+// with sequence number seq, through a raw IPv4 socket.
+func sendReset(addr, from, seqArg string) error {
+	dst, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return err
+	}
+	src, err := netip.ParseAddrPort(from)
+	if err != nil {
+		return err
+	}
+	seq, err := strconv.ParseUint(seqArg, 10, 32)
+	if err != nil {
+		return fmt.Errorf("bad sequence number %q", seqArg)
+	}
+	if !src.Addr().Is4() || !dst.Addr().Is4() {
+		return errors.New("send-rst: IPv4 only")
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_TCP)
+	if err != nil {
+		return fmt.Errorf("raw socket: %w", err)
+	}
+	defer syscall.Close(fd)
+	// The kernel writes the IP header, from the bound source address.
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: src.Addr().As4()}); err != nil {
+		return fmt.Errorf("bind raw socket: %w", err)
+	}
+	tcp := make([]byte, 20)
+	binary.BigEndian.PutUint16(tcp[0:], src.Port())
+	binary.BigEndian.PutUint16(tcp[2:], dst.Port())
+	binary.BigEndian.PutUint32(tcp[4:], uint32(seq))
+	tcp[12] = 5 << 4 // data offset: 5 words, no options
+	tcp[13] = 0x04   // RST
+	// Checksum over the IPv4 pseudo-header and the segment.
+	var sum uint32
+	s, d := src.Addr().As4(), dst.Addr().As4()
+	pseudo := append(append(append([]byte{}, s[:]...), d[:]...), 0, syscall.IPPROTO_TCP, 0, byte(len(tcp)))
+	for _, b := range [][]byte{pseudo, tcp} {
+		for i := 0; i < len(b); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(b[i:]))
+		}
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	binary.BigEndian.PutUint16(tcp[16:], ^uint16(sum))
+	if err := syscall.Sendto(fd, tcp, 0, &syscall.SockaddrInet4{Addr: d}); err != nil {
+		return fmt.Errorf("send reset: %w", err)
+	}
+	say("reset sent")
 	return nil
 }
