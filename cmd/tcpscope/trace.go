@@ -65,7 +65,7 @@ func newTraceCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringSliceVar(&opts.events, "events", []string{"packet", "state", "retransmit", "reset"}, "event types to trace")
 	f.StringVar(&opts.ringSize, "ring-size", "8M", "BPF ring buffer size (power of two; K, M, G suffixes)")
 	f.DurationVar(&opts.flushInterval, "flush-interval", tracer.DefaultFlushInterval, "how often queued events are read and output is flushed")
-	f.IntVar(&opts.maxConns, "max-conns", tracer.DefaultMaxConns, "connections tracked for conn ids; the least recently seen are forgotten beyond it")
+	f.IntVar(&opts.maxConns, "max-conns", tracer.DefaultMaxConns, "connections tracked for conn ids and analyzed; beyond it the least recently seen are forgotten (summarized with evicted: true)")
 	f.IntVar(&opts.maxSockets, "max-sockets", tracer.DefaultMaxSockets, "sockets whose owning process the kernel remembers (LRU)")
 	f.StringVar(&opts.tcMode, "tc-mode", string(tracer.TCAuto), "how packet hooks attach: auto (TCX on Linux >= 6.6, else clsact), tcx or clsact")
 	f.StringVar(&opts.analysis, "analysis", "on", "per-packet analysis and conn summaries: on, or off for the lowest overhead")
