@@ -299,17 +299,13 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 
 // timeWaitOf fills sum's TIME_WAIT fields from sk; false when sk had no
 // TIME_WAIT.
-func (a *Analyzer) timeWaitOf(c *conn, sk *socket, sum *tracer.ConnSummary) bool {
+func timeWaitOf(c *conn, sk *socket, sum *tracer.ConnSummary) bool {
 	switch {
 	case sk.twEnd != "":
 		sum.TimeWait, sum.TimeWaitEnd, sum.TimeWaitKill = sk.twDur, sk.twEnd, sk.twKill
 	case sk.twActive:
 		// Still in TIME_WAIT when tracing stopped: the time so far.
-		until := c.last
-		if a.exitAt.After(until) {
-			until = a.exitAt
-		}
-		sum.TimeWait = until.Sub(sk.twStart)
+		sum.TimeWait = sum.End.Sub(sk.twStart)
 	case sk.timeWait && !c.twTracked:
 		sum.TimeWaitEnd = "not_observed"
 	default:
@@ -963,6 +959,13 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	}
 	r := 1 - l
 	sum.Local, sum.Remote = c.ends[l], c.ends[r]
+	// A connection with a socket still open (or in TIME_WAIT) when tracing
+	// stopped lasted until then: its end, and the time in its last state.
+	for _, sk := range c.sockets {
+		if (!sk.closed || sk.twActive) && a.exitAt.After(sum.End) {
+			sum.End = a.exitAt
+		}
+	}
 	if c.client {
 		sum.Role = [2]string{"client", "server"}[l]
 	}
@@ -975,9 +978,9 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		sum.StateTime = sk.stateTime
 		sum.SRTT, sum.Cwnd = sk.srtt, sk.cwnd
 		if !sk.closed && !sk.since.IsZero() && int(sk.state) < len(sum.StateTime) {
-			sum.StateTime[sk.state] += c.last.Sub(sk.since)
+			sum.StateTime[sk.state] += sum.End.Sub(sk.since)
 		}
-		if a.timeWaitOf(c, sk, sum) && sk.twActive {
+		if timeWaitOf(c, sk, sum) && sk.twActive {
 			sum.StateTime[tracer.StateTimeWait] += sum.TimeWait
 		}
 	}
@@ -988,7 +991,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 			break
 		}
 		if sk.local != sum.Local {
-			a.timeWaitOf(c, sk, sum)
+			timeWaitOf(c, sk, sum)
 		}
 	}
 	if c.isnSeen[l] && c.isnSeen[r] {

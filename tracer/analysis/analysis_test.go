@@ -569,6 +569,9 @@ func TestTimeWaitObserved(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = out.summary(t)
+	if want := t0.Add(20*time.Second + 399*time.Microsecond); !s.End.Equal(want) {
+		t.Errorf("at exit in TIME_WAIT: end %s, want the exit %s", s.End, want)
+	}
 	if s.TimeWait != 20*time.Second || s.StateTime[tracer.StateTimeWait] != 20*time.Second || s.Complete || s.TimeWaitEnd != "" {
 		t.Errorf("at exit in TIME_WAIT: time_wait %s, state_ms TIME_WAIT %s, complete %v, end %q; want 20s, 20s, false, none",
 			s.TimeWait, s.StateTime[tracer.StateTimeWait], s.Complete, s.TimeWaitEnd)
