@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -325,5 +326,39 @@ func TestReplacedEntriesBounded(t *testing.T) {
 	c.sweep(base.Add(time.Hour))
 	if c.size != 0 || len(c.byCookie) != 0 || len(c.conns) != 0 {
 		t.Errorf("after the idle sweep: %d entries, %d cookies, %d keys", c.size, len(c.byCookie), len(c.conns))
+	}
+}
+
+// BenchmarkCorrelatorMemoryPerConnection reports the live heap per
+// connection the correlator tracks (B/conn): N client connections, each
+// with its SYN, SYN-ACK and both sockets' state changes, held open.
+func BenchmarkCorrelatorMemoryPerConnection(b *testing.B) {
+	const n = 20000
+	discard := func(*Record) error { return nil }
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		c := newCorrelator(n)
+		for i := range n {
+			cli := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 40000)
+			srv := netip.MustParseAddrPort("10.0.0.2:80")
+			cookie := uint64(2*i + 1)
+			recs := []Record{
+				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateClose, State: StateSynSent, HasState: true, Cookie: cookie},
+				{Type: TypePacket, Time: base, Netns: 1, Src: cli, Dst: srv, Flags: FlagSYN, Cookie: cookie},
+				{Type: TypePacket, Time: base, Netns: 1, Src: srv, Dst: cli, Flags: FlagSYN | FlagACK},
+				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateSynSent, State: StateEstablished, HasState: true, Cookie: cookie},
+			}
+			for j := range recs {
+				if err := c.process(&recs[j], discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/conn")
+		runtime.KeepAlive(c)
 	}
 }
