@@ -129,13 +129,17 @@ type socket struct {
 	twActive bool
 	twEnd    string // "expired", "killed"
 	twDur    time.Duration
-	twTuple  tuple
-	// What killed the TIME_WAIT socket: the nearest sign within
-	// killWindow of the kill ("syn", "rst", "tw_reuse").
-	twSign     string
-	twSignAt   time.Time
-	twKilledAt time.Time
-	twKill     string
+	tw       *timeWait // set when TIME_WAIT begins: most sockets never have one
+}
+
+// timeWait tells what killed a TIME_WAIT socket: the sign of it nearest the
+// kill, within killWindow ("syn", "rst", "tw_reuse").
+type timeWait struct {
+	tuple    tuple
+	sign     string
+	signAt   time.Time
+	killedAt time.Time
+	kill     string
 }
 
 // conn is the analysis state of one connection (one conn id).
@@ -302,7 +306,10 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 func timeWaitOf(c *conn, sk *socket, sum *tracer.ConnSummary) bool {
 	switch {
 	case sk.twEnd != "":
-		sum.TimeWait, sum.TimeWaitEnd, sum.TimeWaitKill = sk.twDur, sk.twEnd, sk.twKill
+		sum.TimeWait, sum.TimeWaitEnd = sk.twDur, sk.twEnd
+		if sk.tw != nil {
+			sum.TimeWaitKill = sk.tw.kill
+		}
 	case sk.twActive:
 		// Still in TIME_WAIT when tracing stopped: the time so far.
 		sum.TimeWait = sum.End.Sub(sk.twStart)
@@ -329,20 +336,25 @@ func (a *Analyzer) timeWaitEvent(c *conn, r *tracer.Record) {
 	}
 	key := tuple{r.Local, r.Remote}
 	if r.State == tracer.StateTimeWait {
-		sk.twTuple = key
+		sk.tw = &timeWait{tuple: key}
 		a.timeWaits[key] = sk
 		return
 	}
-	if r.TimeWaitEnd != "killed" {
-		delete(a.timeWaits, key)
+	tw := sk.tw
+	if tw == nil || r.TimeWaitEnd != "killed" {
+		if a.timeWaits[key] == sk {
+			delete(a.timeWaits, key)
+		}
 		return
 	}
-	sk.twKilledAt = r.Time
+	tw.killedAt = r.Time
 	// The kill's record may come after its sign's or before (the tracer
 	// holds a cancel back to tell it from a re-arm): compare times.
-	if sk.twSign != "" && r.Time.Sub(sk.twSignAt).Abs() <= killWindow {
-		sk.twKill = sk.twSign
-		delete(a.timeWaits, key)
+	if tw.sign != "" && r.Time.Sub(tw.signAt).Abs() <= killWindow {
+		tw.kill = tw.sign
+		if a.timeWaits[key] == sk {
+			delete(a.timeWaits, key)
+		}
 	}
 }
 
@@ -374,15 +386,16 @@ func (a *Analyzer) timeWaitSign(r *tracer.Record) {
 	if sk == nil {
 		return
 	}
-	if !sk.twKilledAt.IsZero() {
+	tw := sk.tw
+	if !tw.killedAt.IsZero() {
 		// Killed first (connect() kills it, then sends the SYN).
-		if r.Time.Sub(sk.twKilledAt).Abs() <= killWindow && sk.twKill == "" {
-			sk.twKill = sign
+		if r.Time.Sub(tw.killedAt).Abs() <= killWindow && tw.kill == "" {
+			tw.kill = sign
 		}
 		delete(a.timeWaits, key)
 		return
 	}
-	sk.twSign, sk.twSignAt = sign, r.Time
+	tw.sign, tw.signAt = sign, r.Time
 }
 
 func (a *Analyzer) pass(r *tracer.Record) error {
@@ -925,8 +938,8 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	a.lru.Remove(c.elem)
 	delete(a.conns, c.id)
 	for _, sk := range c.sockets {
-		if sk.twTuple.local.IsValid() && a.timeWaits[sk.twTuple] == sk {
-			delete(a.timeWaits, sk.twTuple)
+		if sk.tw != nil && a.timeWaits[sk.tw.tuple] == sk {
+			delete(a.timeWaits, sk.tw.tuple)
 		}
 	}
 	delete(a.ended, c.id)
