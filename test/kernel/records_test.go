@@ -31,6 +31,7 @@ type record struct {
 
 	TimeWait    bool   `json:"timewait"`
 	TimeWaitEnd string `json:"time_wait_end"`
+	Preexisting *bool  `json:"preexisting"`
 
 	raw                     string
 	src, dst, local, remote netip.AddrPort
