@@ -3,6 +3,7 @@ package tracer
 import (
 	"strings"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,6 +58,9 @@ func ProbeFeatures() ([]Feature, error) {
 		{kinfo.retransmitErr,
 			Feature{"retransmit_err", "yes", "failed retransmit attempts (err != 0, 6.17+) are skipped"},
 			Feature{"retransmit_err", "no", "the tracepoint fires only for retransmits that were sent"}},
+		{canDiagTCP(),
+			Feature{"preexisting", "yes", "sockets open before tracing are listed at start (sock_diag)"},
+			Feature{"preexisting", "no", "sock_diag cannot dump TCP sockets (tcp_diag module missing?): sockets open before tracing are not listed"}},
 		{kallsymsAddr("tw_timer_handler") != 0,
 			Feature{"time_wait", "yes", "TIME_WAIT start and end (expired or killed) from the TIME_WAIT socket's timer"},
 			Feature{"time_wait", "no", "tw_timer_handler not in /proc/kallsyms (run as root, kptr_restrict): TIME_WAIT end not observed"}},
@@ -68,4 +72,16 @@ func ProbeFeatures() ([]Feature, error) {
 		}
 	}
 	return features, nil
+}
+
+// canDiagTCP reports whether sock_diag dumps TCP sockets here (tcp_diag is a
+// module on some kernels; without it the start-up listing fails).
+func canDiagTCP() bool {
+	h, err := netlink.NewHandle(unix.NETLINK_INET_DIAG)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	_, err = h.SocketDiagTCP(unix.AF_INET)
+	return err == nil
 }
