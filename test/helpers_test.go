@@ -404,12 +404,19 @@ func stopTcpdump(ctx context.Context, t *testing.T, p *proc) []*tdPacket {
 	if !regexp.MustCompile(`(?m)^0 packets dropped by kernel$`).MatchString(stats) {
 		t.Fatalf("tcpdump dropped packets, cannot be used as the oracle:\n%s", stats)
 	}
+	pkts := parseTcpdumpLines(t, p)
+	if want := fmt.Sprintf("%d packets captured", len(pkts)); !regexp.MustCompile(`(?m)^` + want + `$`).MatchString(stats) {
+		t.Fatalf("tcpdump printed %d packets, but its statistics do not say %q:\n%s", len(pkts), want, stats)
+	}
+	return pkts
+}
+
+// parseTcpdumpLines parses what a running tcpdump printed so far.
+func parseTcpdumpLines(t *testing.T, p *proc) []*tdPacket {
+	t.Helper()
 	pkts, err := parseTcpdump(p.stdout.String())
 	if err != nil {
 		t.Fatalf("tcpdump output: %v", err)
-	}
-	if want := fmt.Sprintf("%d packets captured", len(pkts)); !regexp.MustCompile(`(?m)^` + want + `$`).MatchString(stats) {
-		t.Fatalf("tcpdump printed %d packets, but its statistics do not say %q:\n%s", len(pkts), want, stats)
 	}
 	return pkts
 }

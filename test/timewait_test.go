@@ -31,13 +31,7 @@ func TestTimeWaitLifecycle(t *testing.T) {
 		connect: []string{"connect-echo", echoMessage}}
 	run := runScenario(ctx, t, tp, sc)
 
-	listed := func() bool {
-		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait").Output()
-		if err != nil {
-			t.Fatalf("ss: %v", err)
-		}
-		return strings.Contains(string(out), run.client.String())
-	}
+	listed := func() bool { return timeWaitListed(ctx, t, ns, run.client, run.server) }
 	if !listed() {
 		t.Fatalf("ss lists no TIME_WAIT socket for %s", run.client)
 	}
@@ -117,14 +111,7 @@ func TestTimeWaitEndedBySYN(t *testing.T) {
 	connect := func() {
 		mustSucceed(ctx, t, startProc(t, "client", ns.exec(bins.client, "connect-read", server.String(), client.String())...))
 	}
-	listed := func() bool {
-		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait",
-			"src", server.String(), "dst", client.String()).Output()
-		if err != nil {
-			t.Fatalf("ss: %v", err)
-		}
-		return strings.TrimSpace(string(out)) != ""
-	}
+	listed := func() bool { return timeWaitListed(ctx, t, ns, server, client) }
 	connect()
 	for deadline := time.Now().Add(2 * time.Second); !listed(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -218,14 +205,7 @@ func TestTimeWaitEndedByReuse(t *testing.T) {
 			t.Fatalf("client connected as %q, want %s (the only ephemeral port)", line, client)
 		}
 	}
-	listed := func() bool {
-		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait",
-			"src", client.String(), "dst", server.String()).Output()
-		if err != nil {
-			t.Fatalf("ss: %v", err)
-		}
-		return strings.TrimSpace(string(out)) != ""
-	}
+	listed := func() bool { return timeWaitListed(ctx, t, ns, client, server) }
 	exchange()
 	if !listed() {
 		t.Fatalf("ss lists no TIME_WAIT socket for %s -> %s", client, server)
@@ -251,14 +231,7 @@ func TestTimeWaitEndedByReuse(t *testing.T) {
 			tw[1].time.Format(time.StampMicro), from.Format(time.StampMicro), to.Format(time.StampMicro))
 	}
 	first := tw[0].conn()
-	var sum map[string]any
-	for _, r := range recs {
-		if r.Type == "conn" && r.conn() == first {
-			if err := json.Unmarshal([]byte(r.raw), &sum); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	sum := summaryOf(t, recs, first)
 	if sum == nil {
 		t.Fatalf("no summary of the first connection (%d)", first)
 	}
@@ -285,14 +258,7 @@ func TestTimeWaitEndedByRST(t *testing.T) {
 	sc := &scenario{name: "tw-rst", serverPort: 7604, clientPort: 41604, serve: "serve-echo",
 		connect: []string{"connect-echo", echoMessage}}
 	run := runScenario(ctx, t, loTopology(ns, false), sc)
-	listed := func() bool {
-		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait",
-			"src", run.client.String(), "dst", run.server.String()).Output()
-		if err != nil {
-			t.Fatalf("ss: %v", err)
-		}
-		return strings.TrimSpace(string(out)) != ""
-	}
+	listed := func() bool { return timeWaitListed(ctx, t, ns, run.client, run.server) }
 	if !listed() {
 		t.Fatalf("ss lists no TIME_WAIT socket for %s -> %s", run.client, run.server)
 	}
@@ -327,25 +293,35 @@ func TestTimeWaitEndedByRST(t *testing.T) {
 		t.Fatalf("want TIME_WAIT then its end (killed) between %s and %s for %s:\n%s", from.Format(time.StampMicro),
 			to.Format(time.StampMicro), run.client, describe(tw))
 	}
-	var sum map[string]any
-	for _, r := range recs {
-		if r.Type == "conn" && r.conn() == tw[0].conn() {
-			if err := json.Unmarshal([]byte(r.raw), &sum); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	sum := summaryOf(t, recs, tw[0].conn())
 	if sum == nil || sum["time_wait_end"] != "killed" || sum["time_wait_kill"] != "rst" {
 		t.Errorf("summary %v: want time_wait_end killed, time_wait_kill rst", sum)
 	}
 }
 
-// parseTcpdumpLines parses what a running tcpdump printed so far.
-func parseTcpdumpLines(t *testing.T, p *proc) []*tdPacket {
+// timeWaitListed reports whether `ss -tan state time-wait` in ns lists the
+// TIME_WAIT socket local -> remote.
+func timeWaitListed(ctx context.Context, t *testing.T, ns *netns, local, remote netip.AddrPort) bool {
 	t.Helper()
-	pkts, err := parseTcpdump(p.stdout.String())
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait",
+		"src", local.String(), "dst", remote.String()).Output()
 	if err != nil {
-		t.Fatalf("tcpdump output: %v", err)
+		t.Fatalf("ss: %v", err)
 	}
-	return pkts
+	return strings.TrimSpace(string(out)) != ""
+}
+
+// summaryOf returns the conn record of connection id, parsed; nil when
+// there is none.
+func summaryOf(t *testing.T, recs []*record, id uint64) map[string]any {
+	t.Helper()
+	var sum map[string]any
+	for _, r := range recs {
+		if r.Type == "conn" && r.conn() == id {
+			if err := json.Unmarshal([]byte(r.raw), &sum); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return sum
 }
