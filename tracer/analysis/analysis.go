@@ -342,9 +342,7 @@ func (a *Analyzer) timeWaitEvent(c *conn, r *tracer.Record) {
 	}
 	tw := sk.tw
 	if tw == nil || r.TimeWaitEnd != "killed" {
-		if a.timeWaits[key] == sk {
-			delete(a.timeWaits, key)
-		}
+		a.forgetTimeWait(sk)
 		return
 	}
 	tw.killedAt = r.Time
@@ -352,9 +350,15 @@ func (a *Analyzer) timeWaitEvent(c *conn, r *tracer.Record) {
 	// holds a cancel back to tell it from a re-arm): compare times.
 	if tw.sign != "" && r.Time.Sub(tw.signAt).Abs() <= killWindow {
 		tw.kill = tw.sign
-		if a.timeWaits[key] == sk {
-			delete(a.timeWaits, key)
-		}
+		a.forgetTimeWait(sk)
+	}
+}
+
+// forgetTimeWait drops sk from the TIME_WAIT index, unless a newer socket
+// of the same 4-tuple took its place there.
+func (a *Analyzer) forgetTimeWait(sk *socket) {
+	if sk.tw != nil && a.timeWaits[sk.tw.tuple] == sk {
+		delete(a.timeWaits, sk.tw.tuple)
 	}
 }
 
@@ -363,26 +367,25 @@ func (a *Analyzer) timeWaitEvent(c *conn, r *tracer.Record) {
 // 4-tuple) or RST, or a local connect() taking the 4-tuple over
 // (tcp_tw_reuse: the new socket's SYN_SENT, its SYN).
 func (a *Analyzer) timeWaitSign(r *tracer.Record) {
-	var key tuple
+	var sk *socket
 	var sign string
 	switch {
 	case r.Type == tracer.TypeState:
 		if r.TimeWait || r.State != tracer.StateSynSent {
 			return
 		}
-		key, sign = tuple{r.Local, r.Remote}, "tw_reuse"
+		sk, sign = a.timeWaits[tuple{r.Local, r.Remote}], "tw_reuse"
 	case r.Flags&tracer.FlagRST != 0:
-		key, sign = tuple{r.Dst, r.Src}, "rst"
+		sk, sign = a.timeWaits[tuple{r.Dst, r.Src}], "rst"
 	case r.Flags&(tracer.FlagSYN|tracer.FlagACK) == tracer.FlagSYN:
-		if sk := a.timeWaits[tuple{r.Src, r.Dst}]; sk != nil {
-			key, sign = tuple{r.Src, r.Dst}, "tw_reuse" // our own new SYN
+		if sk = a.timeWaits[tuple{r.Src, r.Dst}]; sk != nil {
+			sign = "tw_reuse" // our own new SYN
 		} else {
-			key, sign = tuple{r.Dst, r.Src}, "syn"
+			sk, sign = a.timeWaits[tuple{r.Dst, r.Src}], "syn"
 		}
 	default:
 		return
 	}
-	sk := a.timeWaits[key]
 	if sk == nil {
 		return
 	}
@@ -392,7 +395,7 @@ func (a *Analyzer) timeWaitSign(r *tracer.Record) {
 		if r.Time.Sub(tw.killedAt).Abs() <= killWindow && tw.kill == "" {
 			tw.kill = sign
 		}
-		delete(a.timeWaits, key)
+		a.forgetTimeWait(sk)
 		return
 	}
 	tw.sign, tw.signAt = sign, r.Time
@@ -938,9 +941,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	a.lru.Remove(c.elem)
 	delete(a.conns, c.id)
 	for _, sk := range c.sockets {
-		if sk.tw != nil && a.timeWaits[sk.tw.tuple] == sk {
-			delete(a.timeWaits, sk.tw.tuple)
-		}
+		a.forgetTimeWait(sk)
 	}
 	delete(a.ended, c.id)
 	if old := a.goneIDs[a.goneAt%goneKept]; old != 0 {
