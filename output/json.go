@@ -1,0 +1,363 @@
+package output
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+type jsonObj struct{ b []byte }
+
+func (o *jsonObj) key(k string) {
+	if len(o.b) > 0 && o.b[len(o.b)-1] != '{' {
+		o.b = append(o.b, ',')
+	}
+	o.b = append(o.b, '"')
+	o.b = append(o.b, k...)
+	o.b = append(o.b, '"', ':')
+}
+
+// str appends a string the tracer chose itself (names, enum values): it
+// holds no character that needs JSON escaping.
+func (o *jsonObj) str(k, v string) {
+	o.key(k)
+	o.b = append(o.b, '"')
+	o.b = append(o.b, v...)
+	o.b = append(o.b, '"')
+}
+
+func (o *jsonObj) uint(k string, v uint64) {
+	o.key(k)
+	o.b = strconv.AppendUint(o.b, v, 10)
+}
+
+func (o *jsonObj) addr(k string, ap netip.AddrPort) {
+	o.key(k)
+	o.b = append(o.b, '"')
+	o.b = ap.AppendTo(o.b)
+	o.b = append(o.b, '"')
+}
+
+// AppendJSON appends r as one JSON object (no newline). The field order is
+// fixed; see docs/schema.md.
+func AppendJSON(dst []byte, r *tracer.Record) []byte {
+	o := jsonObj{b: append(dst, '{')}
+	o.key("ts")
+	o.b = append(o.b, '"')
+	o.b = appendTime(o.b, r.Time)
+	o.b = append(o.b, '"')
+	o.str("type", r.Type.String())
+	o.uint("conn", r.Conn)
+	o.uint("netns", uint64(r.Netns))
+	switch r.Type {
+	case tracer.TypePacket:
+		o.key("ifname")
+		o.b = appendJSONEscaped(o.b, []byte(r.Ifname))
+		o.str("dir", r.Dir.String())
+		o.addr("src", r.Src)
+		o.addr("dst", r.Dst)
+		o.key("flags")
+		o.b = append(o.b, '"')
+		o.b = tracer.AppendFlags(o.b, r.Flags)
+		o.b = append(o.b, '"')
+		o.uint("seq", uint64(r.Seq))
+		if r.HasAck() {
+			o.uint("ack", uint64(r.Ack))
+		}
+		o.uint("win", uint64(r.Win))
+		o.uint("len", uint64(r.Len))
+		if r.Options.Present != 0 {
+			o.key("options")
+			o.b = appendJSONOptions(o.b, &r.Options)
+		}
+		if r.Analyzed {
+			appendJSONAnalysis(&o, r)
+		}
+	case tracer.TypeState:
+		o.addr("local", r.Local)
+		o.addr("remote", r.Remote)
+		o.str("old", r.OldState.String())
+		o.str("new", r.State.String())
+		if r.HasTCPInfo {
+			o.uint("srtt_us", uint64(r.SRTTMicros))
+			o.uint("cwnd", uint64(r.Cwnd))
+		}
+		if r.TimeWait {
+			o.bool("timewait", true)
+		}
+		if r.TimeWaitEnd != "" {
+			o.str("time_wait_end", r.TimeWaitEnd)
+			if r.TimeWaitDur > 0 {
+				o.ms("time_wait_ms", r.TimeWaitDur)
+			}
+		}
+		appendJSONSocket(&o, r)
+	case tracer.TypeRetransmit:
+		o.addr("local", r.Local)
+		o.addr("remote", r.Remote)
+		o.str("state", r.State.String())
+		o.uint("seq", uint64(r.Seq))
+		o.uint("len", uint64(r.Len))
+		o.key("flags")
+		o.b = append(o.b, '"')
+		o.b = tracer.AppendFlags(o.b, r.Flags)
+		o.b = append(o.b, '"')
+		appendJSONSocket(&o, r)
+	case tracer.TypeReset:
+		o.addr("local", r.Local)
+		o.addr("remote", r.Remote)
+		o.str("dir", r.ResetDir.String())
+		if r.Reason != "" {
+			o.str("reason", r.Reason)
+		}
+		if r.HasState {
+			o.str("state", r.State.String())
+		}
+		appendJSONSocket(&o, r)
+	case tracer.TypeLost:
+		o.uint("count", r.LostCount)
+		o.str("kind", r.LostKind)
+	case tracer.TypeConn:
+		appendJSONSummary(&o, r.Summary)
+	case tracer.TypeSocket:
+		o.addr("local", r.Local)
+		o.addr("remote", r.Remote)
+		o.str("state", r.State.String())
+		o.bool("preexisting", r.Preexisting)
+		appendJSONSocket(&o, r)
+	}
+	return append(o.b, '}')
+}
+
+func (o *jsonObj) bool(k string, v bool) {
+	o.key(k)
+	o.b = strconv.AppendBool(o.b, v)
+}
+
+// ms appends a duration in milliseconds with microsecond precision.
+func (o *jsonObj) ms(k string, d time.Duration) {
+	o.key(k)
+	o.b = strconv.AppendFloat(o.b, float64(d.Microseconds())/1000, 'f', -1, 64)
+}
+
+func (o *jsonObj) time(k string, t time.Time) {
+	o.key(k)
+	o.b = append(o.b, '"')
+	o.b = appendTime(o.b, t)
+	o.b = append(o.b, '"')
+}
+
+// appendJSONAnalysis appends rel_seq, rel_ack and the verdicts of a packet.
+func appendJSONAnalysis(o *jsonObj, r *tracer.Record) {
+	o.uint("rel_seq", uint64(r.RelSeq))
+	if r.HasAck() && r.RelAckValid {
+		o.uint("rel_ack", uint64(r.RelAck))
+	}
+	if r.Verdicts == 0 {
+		return
+	}
+	o.key("analysis")
+	o.b = append(o.b, '[')
+	first := true
+	for _, v := range tracer.VerdictNames {
+		if r.Verdicts&v.Verdict == 0 {
+			continue
+		}
+		if !first {
+			o.b = append(o.b, ',')
+		}
+		first = false
+		o.b = append(o.b, '"')
+		o.b = append(o.b, v.JSON...)
+		o.b = append(o.b, '"')
+	}
+	o.b = append(o.b, ']')
+	if r.Verdicts&tracer.VerdictDuplicateACK != 0 {
+		o.uint("dup_ack_count", uint64(r.DupAckCount))
+	}
+	if r.KernelConfirmed != 0 {
+		o.bool("kernel_confirmed", r.KernelConfirmed > 0)
+	}
+}
+
+// appendJSONSummary appends the fields of a conn record (docs/schema.md).
+func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
+	if s.Local.IsValid() {
+		o.addr("local", s.Local)
+		o.addr("remote", s.Remote)
+	}
+	if s.Role != "" {
+		o.str("role", s.Role)
+	}
+	if s.Owner.Known {
+		o.uint("pid", uint64(s.Owner.PID))
+		o.key("comm")
+		o.b = appendJSONEscaped(o.b, s.Owner.CommBytes())
+	}
+	if s.Outcome != "" {
+		o.str("outcome", s.Outcome)
+	}
+	if s.HasISN {
+		o.uint("isn_local", uint64(s.ISNLocal))
+		o.uint("isn_remote", uint64(s.ISNRemote))
+	}
+	if s.HandshakeRTT > 0 {
+		o.ms("handshake_rtt_ms", s.HandshakeRTT)
+	}
+	if s.SynAckToAck > 0 {
+		o.ms("synack_to_ack_ms", s.SynAckToAck)
+	}
+	if s.SynRetrans > 0 {
+		o.uint("syn_retransmits", uint64(s.SynRetrans))
+	}
+	if s.HandshakeCheck != "" {
+		o.str("handshake_check", s.HandshakeCheck)
+	}
+	o.time("start", s.Start)
+	o.time("end", s.End)
+	o.ms("duration_ms", s.End.Sub(s.Start))
+	var states []int
+	for st, d := range s.StateTime {
+		if d > 0 {
+			states = append(states, st)
+		}
+	}
+	if len(states) > 0 {
+		o.key("state_ms")
+		sub := jsonObj{b: append(o.b, '{')}
+		for _, st := range states {
+			sub.ms(tracer.TCPState(st).String(), s.StateTime[st])
+		}
+		o.b = append(sub.b, '}')
+	}
+	if s.PacketsSeen {
+		o.uint("bytes_out", s.BytesOut)
+		o.uint("bytes_in", s.BytesIn)
+		o.uint("segs_out", s.SegsOut)
+		o.uint("segs_in", s.SegsIn)
+	}
+	if s.KernelCounted || s.PacketsSeen {
+		o.key("retransmits")
+		sub := jsonObj{b: append(o.b, '{')}
+		if s.KernelCounted {
+			sub.uint("kernel", s.RetransKernel)
+		}
+		if s.PacketsSeen {
+			sub.uint("seen", s.RetransSeen)
+			sub.uint("fast", s.FastRetrans)
+			sub.uint("spurious", s.Spurious)
+		}
+		o.b = append(sub.b, '}')
+	}
+	if s.ResetsCounted {
+		o.key("resets")
+		sub := jsonObj{b: append(o.b, '{')}
+		sub.uint("sent", s.ResetsSent)
+		sub.uint("received", s.ResetsRecv)
+		o.b = append(sub.b, '}')
+	}
+	if s.PacketsSeen {
+		o.uint("zero_windows", s.ZeroWindows)
+	}
+	if s.SRTT > 0 {
+		o.ms("srtt_ms", s.SRTT)
+	}
+	if s.Cwnd > 0 {
+		o.uint("cwnd", uint64(s.Cwnd))
+	}
+	if s.ClosedBy != "" {
+		o.str("closed_by", s.ClosedBy)
+	}
+	if s.CloseKind != "" {
+		o.str("close_kind", s.CloseKind)
+	}
+	if s.HalfClose > 0 {
+		o.ms("half_close_ms", s.HalfClose)
+	}
+	if s.FinSeen[0] || s.FinSeen[1] {
+		o.key("fin_acked")
+		sub := jsonObj{b: append(o.b, '{')}
+		for i, side := range [2]string{"local", "remote"} {
+			if s.FinSeen[i] {
+				sub.bool(side, s.FinAcked[i])
+			}
+		}
+		o.b = append(sub.b, '}')
+	}
+	if s.ResetReason != "" {
+		o.str("reset_reason", s.ResetReason)
+	}
+	if s.TimeWait > 0 {
+		o.ms("time_wait_ms", s.TimeWait)
+	}
+	if s.TimeWaitEnd != "" {
+		o.str("time_wait_end", s.TimeWaitEnd)
+	}
+	if s.TimeWaitKill != "" {
+		o.str("time_wait_kill", s.TimeWaitKill)
+	}
+	o.bool("complete", s.Complete)
+	if s.Evicted {
+		o.bool("evicted", true)
+	}
+	if s.Preexisting {
+		o.bool("preexisting", true)
+	}
+	if s.Incomplete != "" {
+		o.bool("incomplete", true)
+		o.str("incomplete_reason", s.Incomplete)
+	}
+}
+
+// appendJSONSocket appends the owner and cookie of a socket event; absent
+// when the kernel could not tell.
+func appendJSONSocket(o *jsonObj, r *tracer.Record) {
+	if r.Owner.Known {
+		o.uint("pid", uint64(r.Owner.PID))
+		o.uint("tid", uint64(r.Owner.TID))
+		o.uint("uid", uint64(r.Owner.UID))
+		o.uint("cgroup_id", r.Owner.CgroupID)
+		o.key("comm")
+		o.b = appendJSONEscaped(o.b, r.Owner.CommBytes())
+	}
+	if r.Cookie != 0 {
+		o.uint("cookie", r.Cookie)
+	}
+}
+
+func appendJSONOptions(dst []byte, opt *tracer.TCPOptions) []byte {
+	o := jsonObj{b: append(dst, '{')}
+	if opt.Present&tracer.OptMSS != 0 {
+		o.uint("mss", uint64(opt.MSS))
+	}
+	if opt.Present&tracer.OptWScale != 0 {
+		o.uint("wscale", uint64(opt.WScale))
+	}
+	if opt.Present&tracer.OptSackOK != 0 {
+		o.key("sack_ok")
+		o.b = append(o.b, "true"...)
+	}
+	if opt.Present&tracer.OptTimestamp != 0 {
+		o.uint("ts_val", uint64(opt.TSVal))
+		o.uint("ts_ecr", uint64(opt.TSEcr))
+	}
+	if opt.Present&tracer.OptSack != 0 {
+		o.uint("sack_blocks", uint64(opt.SackBlocks))
+		o.key("sack")
+		o.b = append(o.b, '[')
+		for i, b := range opt.Sack[:opt.SackKept()] {
+			if i > 0 {
+				o.b = append(o.b, ',')
+			}
+			o.b = append(o.b, '[')
+			o.b = strconv.AppendUint(o.b, uint64(b[0]), 10)
+			o.b = append(o.b, ',')
+			o.b = strconv.AppendUint(o.b, uint64(b[1]), 10)
+			o.b = append(o.b, ']')
+		}
+		o.b = append(o.b, ']')
+	}
+	return append(o.b, '}')
+}
