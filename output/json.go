@@ -51,6 +51,10 @@ func AppendJSON(dst []byte, r *tracer.Record) []byte {
 	o.str("type", r.Type.String())
 	o.uint("conn", r.Conn)
 	o.uint("netns", uint64(r.Netns))
+	if r.NetnsName != "" {
+		o.key("netns_name")
+		o.b = appendJSONEscaped(o.b, []byte(r.NetnsName))
+	}
 	switch r.Type {
 	case tracer.TypePacket:
 		o.key("ifname")

@@ -16,6 +16,10 @@ func AppendText(dst []byte, r *tracer.Record) []byte {
 		dst = append(dst, " conn "...)
 		dst = strconv.AppendUint(dst, r.Conn, 10)
 	}
+	if r.NetnsName != "" {
+		dst = append(dst, " netns "...)
+		dst = appendTextWord(dst, r.NetnsName)
+	}
 	dst = append(dst, ' ')
 	switch r.Type {
 	case tracer.TypePacket:
@@ -312,6 +316,21 @@ func appendTextOptions(dst []byte, opt *tracer.TCPOptions) []byte {
 		default:
 			dst = append(dst, "unknown"...)
 		}
+	}
+	return dst
+}
+
+// appendTextWord appends a name from user space (a namespace name) as one
+// space-free word: escaped like comm, and a space as \x20, so that the
+// fields of a line stay where a reader expects them.
+func appendTextWord(dst []byte, name string) []byte {
+	var scratch [128]byte
+	for _, c := range AppendEscaped(scratch[:0], []byte(name)) {
+		if c == ' ' {
+			dst = append(dst, `\x20`...)
+			continue
+		}
+		dst = append(dst, c)
 	}
 	return dst
 }

@@ -229,6 +229,9 @@ type Record struct {
 	Type  RecordType
 	Conn  uint64
 	Netns uint32
+	// NetnsName is the name user space gave the namespace (ip netns,
+	// Docker), "" when it has none; set by NetnsNamer.
+	NetnsName string
 
 	// Packet fields.
 	Ifindex  uint32
