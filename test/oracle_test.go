@@ -31,6 +31,8 @@ type record struct {
 	Type  string  `json:"type"`
 	Conn  *uint64 `json:"conn"`
 	Netns uint64  `json:"netns"`
+	// NetnsName: the namespace's name, when it has one.
+	NetnsName string `json:"netns_name"`
 
 	// packet
 	Ifname  string      `json:"ifname"`

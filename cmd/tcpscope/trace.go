@@ -203,6 +203,10 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 	}
 
 	var sink tracer.Sink = output.NewWriter(out, format)
+	// Namespace names for the output, resolved off the record path.
+	names := tracer.NewNetnsNames()
+	defer names.Close()
+	sink = &tracer.NetnsNamer{Next: sink, Names: names}
 	if o.count > 0 {
 		sink = &countingSink{Sink: sink, left: o.count}
 	}
