@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Defaults for Config.
@@ -21,6 +22,36 @@ const (
 	maxPorts          = 64
 	maxHosts          = 64
 )
+
+// Ranges of the Config fields that the CLI exposes as flags.
+const (
+	MinFlushInterval = time.Millisecond
+	MaxFlushInterval = 10 * time.Second
+	MinMaxConns      = 16
+	MaxMaxConns      = 1 << 26
+	MinMaxSockets    = 1024
+	MaxMaxSockets    = 1 << 24
+)
+
+// maxQuoted is how many bytes of a user-supplied value an error message
+// echoes.
+const maxQuoted = 64
+
+// QuoteArg returns a user-supplied value for an error message: quoted,
+// with control characters, invalid UTF-8 and non-printable runes escaped
+// as strconv.Quote does, and cut after 64 bytes (on a rune boundary)
+// with "..." and the full length, so that no argument can break a line of
+// stderr, move the terminal's cursor or flood the log.
+func QuoteArg(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	n := maxQuoted
+	for n > maxQuoted-utf8.UTFMax && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return strconv.Quote(s[:n]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
+}
 
 // ConfigError is invalid user input, found before anything is loaded or
 // attached. The CLI turns it into exit status 2.
@@ -66,7 +97,7 @@ func ParseEvents(list []string) (EventSet, error) {
 			case "all":
 				s |= AllEvents
 			default:
-				return 0, &ConfigError{Msg: fmt.Sprintf("unknown event type %q (want packet, state, retransmit, reset)", name)}
+				return 0, &ConfigError{Msg: fmt.Sprintf("unknown event type %s (want packet, state, retransmit, reset)", QuoteArg(name))}
 			}
 		}
 	}
@@ -76,20 +107,25 @@ func ParseEvents(list []string) (EventSet, error) {
 	return s, nil
 }
 
-// ParseHost parses a --host value: an IP address or a CIDR.
+// ParseHost parses a --host value: an IP address or a CIDR. An IPv6 zone
+// (fe80::1%eth0) is rejected: the kernel filter compares addresses only,
+// so dropping the zone would silently match the address on every link.
 func ParseHost(s string) (netip.Prefix, error) {
+	if i := strings.IndexByte(s, '%'); i >= 0 {
+		return netip.Prefix{}, &ConfigError{Msg: fmt.Sprintf("bad --host %s: IPv6 zones (%s) are not supported, the filter matches addresses only: give the address without it",
+			QuoteArg(s), QuoteArg(s[i:]))}
+	}
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return netip.Prefix{}, &ConfigError{Msg: fmt.Sprintf("bad --host %q: not an IP address or CIDR", s)}
+			return netip.Prefix{}, &ConfigError{Msg: fmt.Sprintf("bad --host %s: not an IP address or CIDR", QuoteArg(s))}
 		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Prefix{}, &ConfigError{Msg: fmt.Sprintf("bad --host %q: not an IP address or CIDR", s)}
+		return netip.Prefix{}, &ConfigError{Msg: fmt.Sprintf("bad --host %s: not an IP address or CIDR", QuoteArg(s))}
 	}
-	a = a.WithZone("")
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
@@ -97,7 +133,7 @@ func ParseHost(s string) (netip.Prefix, error) {
 func ParsePort(s string) (uint16, error) {
 	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
 	if err != nil || n == 0 {
-		return 0, &ConfigError{Msg: fmt.Sprintf("bad --port %q: want a number from 1 to 65535", s)}
+		return 0, &ConfigError{Msg: fmt.Sprintf("bad --port %s: want a number from 1 to 65535", QuoteArg(s))}
 	}
 	return uint16(n), nil
 }
@@ -142,7 +178,60 @@ func ParseTCMode(s string) (TCMode, error) {
 	case TCAuto, TCX, TCClsact:
 		return m, nil
 	}
-	return "", &ConfigError{Msg: fmt.Sprintf("bad --tc-mode %q: want auto, tcx or clsact", s)}
+	return "", &ConfigError{Msg: fmt.Sprintf("bad --tc-mode %s: want auto, tcx or clsact", QuoteArg(s))}
+}
+
+// CheckInterfaceName rejects what the kernel never accepts as an interface
+// name (dev_valid_name): empty, 16 bytes or longer (IFNAMSIZ with its
+// NUL), "." or "..", or containing '/', ':' or white space. Anything
+// else, commas and quotes included, is a name some interface may have.
+func CheckInterfaceName(name string) error {
+	bad := ""
+	switch {
+	case name == "":
+		bad = "empty"
+	case len(name) >= 16:
+		bad = "longer than 15 bytes"
+	case name == "." || name == "..":
+		bad = "not a name"
+	case strings.ContainsAny(name, "/:"):
+		bad = "contains '/' or ':'"
+	default:
+		for i := 0; i < len(name); i++ {
+			switch name[i] {
+			case ' ', '\t', '\n', '\v', '\f', '\r', 0xa0: // the kernel's isspace
+				bad = "contains white space"
+			}
+		}
+	}
+	if bad != "" {
+		return &ConfigError{Msg: fmt.Sprintf("bad --interface %s: %s, the kernel allows no such interface name", QuoteArg(name), bad)}
+	}
+	return nil
+}
+
+// CheckFlushInterval checks a --flush-interval value.
+func CheckFlushInterval(d time.Duration) error {
+	if d < MinFlushInterval || d > MaxFlushInterval {
+		return &ConfigError{Msg: fmt.Sprintf("bad --flush-interval %s: want %s to %s", d, MinFlushInterval, MaxFlushInterval)}
+	}
+	return nil
+}
+
+// CheckMaxConns checks a --max-conns value.
+func CheckMaxConns(n int) error {
+	if n < MinMaxConns || n > MaxMaxConns {
+		return &ConfigError{Msg: fmt.Sprintf("bad --max-conns %d: want %d to %d", n, MinMaxConns, MaxMaxConns)}
+	}
+	return nil
+}
+
+// CheckMaxSockets checks a --max-sockets value.
+func CheckMaxSockets(n int) error {
+	if n < MinMaxSockets || n > MaxMaxSockets {
+		return &ConfigError{Msg: fmt.Sprintf("bad --max-sockets %d: want %d to %d", n, MinMaxSockets, MaxMaxSockets)}
+	}
+	return nil
 }
 
 // Config is everything the tracer needs to start.
@@ -194,8 +283,13 @@ func (c *Config) Validate() error {
 	if c.FlushInterval == 0 {
 		c.FlushInterval = DefaultFlushInterval
 	}
-	if c.FlushInterval < time.Millisecond || c.FlushInterval > 10*time.Second {
-		return &ConfigError{Msg: fmt.Sprintf("bad --flush-interval %s: want 1ms to 10s", c.FlushInterval)}
+	if err := CheckFlushInterval(c.FlushInterval); err != nil {
+		return err
+	}
+	for _, name := range c.Interfaces {
+		if err := CheckInterfaceName(name); err != nil {
+			return err
+		}
 	}
 	if len(c.Ports) > maxPorts {
 		return &ConfigError{Msg: fmt.Sprintf("too many --port values: %d, at most %d", len(c.Ports), maxPorts)}
@@ -212,14 +306,14 @@ func (c *Config) Validate() error {
 	if c.MaxConns == 0 {
 		c.MaxConns = DefaultMaxConns
 	}
-	if c.MaxConns < 16 || c.MaxConns > 1<<26 {
-		return &ConfigError{Msg: fmt.Sprintf("bad --max-conns %d: want 16 to %d", c.MaxConns, 1<<26)}
+	if err := CheckMaxConns(c.MaxConns); err != nil {
+		return err
 	}
 	if c.MaxSockets == 0 {
 		c.MaxSockets = DefaultMaxSockets
 	}
-	if c.MaxSockets < 1024 || c.MaxSockets > 1<<24 {
-		return &ConfigError{Msg: fmt.Sprintf("bad --max-sockets %d: want 1024 to %d", c.MaxSockets, 1<<24)}
+	if err := CheckMaxSockets(c.MaxSockets); err != nil {
+		return err
 	}
 	return nil
 }
