@@ -3,9 +3,11 @@
 package output
 
 import (
-	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"strconv"
 	"time"
@@ -28,40 +30,146 @@ func ParseFormat(s string) (Format, error) {
 	case FormatJSON, FormatText:
 		return Format(s), nil
 	}
-	return "", fmt.Errorf("unknown output format %q (want json or text)", s)
+	return "", fmt.Errorf("unknown output format %s (want json or text)", tracer.QuoteArg(s))
 }
 
 // TimeLayout is the timestamp format of both outputs: RFC 3339, UTC, with
 // all nine digits of nanoseconds.
 const TimeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
-// Writer writes records in one format to a buffered io.Writer. It
-// implements tracer.Sink. One line per record, no blank lines.
+// Writer writes records in one format to an io.Writer, one line per
+// record, no blank lines. It implements tracer.Sink.
+//
+// Only whole lines reach the underlying writer: lines are buffered (64
+// KiB) and every Write call on it carries whole lines only, so a reader
+// that goes away between two writes never sees half a line. When a write
+// to a regular file fails part-way (a full disk: the kernel writes what
+// fits, then ENOSPC), the partial last line is cut off again: the file is
+// truncated back to the end of its last whole line. After a failed write
+// the Writer keeps returning that error.
 type Writer struct {
-	w      *bufio.Writer
+	out    io.Writer
+	file   rewinder // out, when it is a regular file
+	buf    []byte   // whole lines not yet written
 	format Format
 	line   []byte
+	err    error // sticky, a *WriteError
 }
 
-// NewWriter returns a Writer of format f on w.
+// rewinder is what a regular file needs for the Writer to cut a partial
+// line (*os.File has it).
+type rewinder interface {
+	Seek(offset int64, whence int) (int64, error)
+	Truncate(size int64) error
+	Stat() (fs.FileInfo, error)
+}
+
+// bufSize is the Writer's buffer: records are written in chunks of up to
+// this many bytes, whole lines each.
+const bufSize = 64 << 10
+
+// WriteError is a failed write of output. Err is the system's error
+// without the file name (the caller names the output).
+type WriteError struct{ Err error }
+
+func (e *WriteError) Error() string { return "write output: " + e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// NewWriter returns a Writer of format f on w. If w is a regular file
+// (an *os.File, or anything that has Stat, Seek and Truncate and says it
+// is one), a partial line left by a failed write is removed.
 func NewWriter(w io.Writer, f Format) *Writer {
-	return &Writer{w: bufio.NewWriterSize(w, 64<<10), format: f, line: make([]byte, 0, 512)}
+	wr := &Writer{out: w, format: f, buf: make([]byte, 0, bufSize), line: make([]byte, 0, 512)}
+	if rw, ok := w.(rewinder); ok {
+		if st, err := rw.Stat(); err == nil && st.Mode().IsRegular() {
+			wr.file = rw
+		}
+	}
+	return wr
 }
 
 // Write formats one record and buffers it.
 func (w *Writer) Write(r *tracer.Record) error {
+	if w.err != nil {
+		return w.err
+	}
 	if w.format == FormatText {
 		w.line = AppendText(w.line[:0], r)
 	} else {
 		w.line = AppendJSON(w.line[:0], r)
 	}
 	w.line = append(w.line, '\n')
-	_, err := w.w.Write(w.line)
-	return err
+	if len(w.buf)+len(w.line) > cap(w.buf) {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		if len(w.line) > cap(w.buf) {
+			return w.write(w.line) // a line longer than the buffer goes alone
+		}
+	}
+	w.buf = append(w.buf, w.line...)
+	return nil
 }
 
 // Flush writes out buffered records.
-func (w *Writer) Flush() error { return w.w.Flush() }
+func (w *Writer) Flush() error {
+	if w.err != nil {
+		return w.err
+	}
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := w.write(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+// write writes whole lines p in one call. On failure it removes a partial
+// line from a regular file and makes the error sticky.
+func (w *Writer) write(p []byte) error {
+	n, err := w.out.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if n > 0 && n < len(p) {
+		if cerr := w.cutPartialLine(p[:n]); cerr != nil {
+			err = fmt.Errorf("%w (and the partial last line could not be removed: %v)", err, cerr)
+		}
+	}
+	w.err = &WriteError{Err: err}
+	return w.err
+}
+
+// cutPartialLine truncates a regular file back to the end of the last
+// whole line after written, the part of a write that reached it.
+func (w *Writer) cutPartialLine(written []byte) error {
+	tail := int64(len(written) - (bytes.LastIndexByte(written, '\n') + 1))
+	if tail == 0 || w.file == nil {
+		return nil // ended on a line boundary; or a pipe: nothing to undo
+	}
+	end, err := w.file.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	// Opened for appending and shared: another writer's data may follow.
+	if st, err := w.file.Stat(); err != nil {
+		return err
+	} else if st.Size() != end {
+		return fmt.Errorf("file is %d bytes, not %d: written to by another process too", st.Size(), end)
+	}
+	if err := w.file.Truncate(end - tail); err != nil {
+		return err
+	}
+	_, err = w.file.Seek(end-tail, io.SeekStart)
+	return err
+}
 
 // appendTime appends t in TimeLayout; a hand-rolled equivalent of
 // t.UTC().AppendFormat(dst, TimeLayout), three times faster on the hot path.
