@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 )
 
 // iface is an interface chosen for packet capture.
@@ -88,8 +90,14 @@ type tcPrograms struct {
 // attachTC attaches the classifiers to one interface with TCX. On loopback
 // every packet passes egress and then ingress: packets are reported at
 // ingress only (after GSO segmentation, as tcpdump sees them), so each is
-// reported once.
-func attachTC(progs tcPrograms, ifc iface) ([]io.Closer, error) {
+// reported once. First it removes what a killed tcpscope in clsact mode
+// left there (h is a netlink handle in the interface's namespace): stale
+// cls_bpf filters, and the clsact qdisc if tcpscope created it.
+func attachTC(h *netlink.Handle, progs tcPrograms, ifc iface, netnsIno uint32, log *slog.Logger) ([]io.Closer, error) {
+	dev := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: ifc.index}}
+	if res := cleanLink(h, dev, ifc.name, netnsIno, cleanOpts{own: progs.ids(), removeQdisc: true, log: log}); res.err != nil {
+		log.Warn("remove stale tcpscope filters", "interface", ifc.name, "err", res.err)
+	}
 	var links []io.Closer
 	egress := progs.egress
 	if ifc.loopback {

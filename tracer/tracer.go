@@ -41,7 +41,8 @@ type Tracer struct {
 	links       []link.Link
 	tcLinks     []io.Closer
 	tcMode      TCMode
-	nl          *netlink.Handle // clsact mode: netlink in the interfaces' namespace
+	nl          *netlink.Handle // netlink in the interfaces' namespace
+	ifw         *ifWatch        // logs traced interfaces that go away (ifwatch.go)
 	reader      *ringbuf.Reader
 	dec         decoder
 	corr        *correlator
@@ -126,6 +127,13 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	}
 	if err := t.attach(); err != nil {
 		return nil, err
+	}
+	if len(t.ifaces) > 0 {
+		ifw, werr := startIfWatch(t.netns, t.ifaces, t.log)
+		if werr != nil {
+			t.log.Warn("deleted interfaces will not be reported", "err", werr)
+		}
+		t.ifw = ifw
 	}
 	// After attaching: a socket that changes state from now on is seen
 	// either way.
@@ -379,21 +387,20 @@ func (t *Tracer) attach() error {
 		loEgress: t.coll.Programs[tcpscopeProgTcLoEgress],
 	}
 	return t.netns.Do(func() error {
-		if t.tcMode == TCClsact {
-			// Only the route family: XFRM may be a module that is absent.
-			h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-			if err != nil {
-				return fmt.Errorf("open netlink: %w", err)
-			}
-			t.nl = h
+		// Both modes: stale clsact filters are removed first. Only the
+		// route family: XFRM may be a module that is absent.
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("open netlink: %w", err)
 		}
+		t.nl = h
 		for _, ifc := range t.ifaces {
 			var links []io.Closer
 			var err error
 			if t.tcMode == TCClsact {
-				links, err = attachClsact(t.nl, progs, ifc)
+				links, err = attachClsact(t.nl, progs, ifc, t.netns.Inode, t.log)
 			} else {
-				links, err = attachTC(progs, ifc)
+				links, err = attachTC(t.nl, progs, ifc, t.netns.Inode, t.log)
 			}
 			if err != nil {
 				return err
@@ -424,6 +431,7 @@ func (t *Tracer) Close() error {
 		return nil
 	}
 	t.closed = true
+	t.ifw.stop()
 	var errs []error
 	errs = append(errs, t.detach())
 	if t.reader != nil {

@@ -1,0 +1,263 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+// What a killed tcpscope leaves in clsact mode (cls_bpf filters, and the
+// clsact qdisc it created), and who removes it: the next run on that
+// interface in either TC mode, and `tcpscope cleanup`, never touching the
+// filters of a tcpscope that still runs. And a traced interface deleted
+// while tracing is reported once.
+
+// tcState is what TC holds on one interface: tcpscope's cls_bpf filter
+// names and whether a clsact qdisc is there.
+type tcState struct {
+	filters []string
+	clsact  bool
+}
+
+// tcStateOf reads the TC state of ifname in ns.
+func tcStateOf(t *testing.T, ns *netns, ifname string) tcState {
+	t.Helper()
+	handle, err := tracer.OpenNetns("/run/netns/" + ns.name)
+	if err != nil {
+		t.Fatalf("open namespace %s: %v", ns.name, err)
+	}
+	defer handle.Close()
+	var st tcState
+	err = handle.Do(func() error {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		l, err := h.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		qdiscs, err := h.QdiscList(l)
+		if err != nil {
+			return err
+		}
+		for _, q := range qdiscs {
+			st.clsact = st.clsact || q.Type() == "clsact"
+		}
+		if !st.clsact {
+			return nil
+		}
+		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+			filters, err := h.FilterList(l, parent)
+			if err != nil {
+				return err
+			}
+			for _, f := range filters {
+				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "tcpscope-") {
+					st.filters = append(st.filters, bf.Name)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read TC state of %s in %s: %v", ifname, ns.name, err)
+	}
+	return st
+}
+
+// filtersOf counts the filters of the process pid.
+func (s tcState) filtersOf(pid int) int {
+	n := 0
+	for _, f := range s.filters {
+		if strings.HasPrefix(f, fmt.Sprintf("tcpscope-%d-", pid)) {
+			n++
+		}
+	}
+	return n
+}
+
+// killTracer kills p with SIGKILL and waits for it: nothing of tcpscope
+// runs at exit.
+func killTracer(ctx context.Context, t *testing.T, p *proc) {
+	t.Helper()
+	err := p.stop(ctx, syscall.SIGKILL)
+	if err == nil || p.exitCode() != -1 {
+		t.Fatalf("tcpscope after SIGKILL: %v, exit code %d", err, p.exitCode())
+	}
+}
+
+// countLines counts the lines of s that contain substr.
+func countLines(s, substr string) int {
+	n := 0
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestClsactLeftoversRemovedByTCXRun: SIGKILL in clsact mode leaves both
+// filters; a TCX run on that interface removes them and says so, but not
+// those of a clsact tcpscope that still runs there; the qdisc the killed
+// run created goes when the last tcpscope on it exits.
+func TestClsactLeftoversRemovedByTCXRun(t *testing.T) {
+	requireE2E(t)
+	ctx := context.Background()
+	v := newVethPair(ctx, t, "stale-tcx", 150)
+
+	killed := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "clsact")
+	live := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "clsact")
+	killTracer(ctx, t, killed)
+	st := tcStateOf(t, v.a, vethA)
+	if st.filtersOf(killed.pid()) != 2 || st.filtersOf(live.pid()) != 2 {
+		t.Fatalf("after SIGKILL: filters %v, want 2 of the killed pid %d and 2 of the live pid %d", st.filters, killed.pid(), live.pid())
+	}
+
+	tcx := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "tcx")
+	logged := fmt.Sprintf("removed stale tcpscope filter left by pid %d", killed.pid())
+	if n := countLines(tcx.stderr.String(), logged); n != 2 {
+		t.Errorf("the TCX run logged %q %d times, want 2 (ingress, egress)\n%s", logged, n, tcx.output())
+	}
+	if n := countLines(tcx.stderr.String(), fmt.Sprintf("left by pid %d", live.pid())); n != 0 {
+		t.Errorf("the TCX run removed filters of the live tcpscope\n%s", tcx.output())
+	}
+	st = tcStateOf(t, v.a, vethA)
+	if st.filtersOf(killed.pid()) != 0 || st.filtersOf(live.pid()) != 2 || len(st.filters) != 2 || !st.clsact {
+		t.Errorf("after the TCX run started: filters %v, clsact %v; want only the live pid %d's 2, and the qdisc", st.filters, st.clsact, live.pid())
+	}
+	stopTracer(ctx, t, tcx)
+	stopTracer(ctx, t, live)
+	if st := tcStateOf(t, v.a, vethA); len(st.filters) != 0 || st.clsact {
+		t.Errorf("after every tcpscope exited: filters %v, clsact qdisc %v; want none (a tcpscope created it)", st.filters, st.clsact)
+	}
+}
+
+// TestClsactQdiscRemovedAfterKill: the next clsact run removes the killed
+// run's filters, says so, and at its clean exit removes the qdisc the
+// killed run created.
+func TestClsactQdiscRemovedAfterKill(t *testing.T) {
+	requireE2E(t)
+	ctx := context.Background()
+	v := newVethPair(ctx, t, "stale-qdisc", 151)
+	if st := tcStateOf(t, v.a, vethA); st.clsact {
+		t.Fatalf("fresh veth already has a clsact qdisc")
+	}
+
+	killed := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "clsact")
+	killTracer(ctx, t, killed)
+	if st := tcStateOf(t, v.a, vethA); st.filtersOf(killed.pid()) != 2 || !st.clsact {
+		t.Fatalf("after SIGKILL: filters %v, clsact %v; want 2 of pid %d and the qdisc", st.filters, st.clsact, killed.pid())
+	}
+	next := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "clsact")
+	logged := fmt.Sprintf("removed stale tcpscope filter left by pid %d", killed.pid())
+	if n := countLines(next.stderr.String(), logged); n != 2 {
+		t.Errorf("the next clsact run logged %q %d times, want 2\n%s", logged, n, next.output())
+	}
+	if st := tcStateOf(t, v.a, vethA); st.filtersOf(killed.pid()) != 0 || st.filtersOf(next.pid()) != 2 {
+		t.Errorf("while the next run traces: filters %v, want only its own 2", st.filters)
+	}
+	stopTracer(ctx, t, next)
+	if st := tcStateOf(t, v.a, vethA); len(st.filters) != 0 || st.clsact {
+		t.Errorf("after the next run exited: filters %v, clsact qdisc %v; want none", st.filters, st.clsact)
+	}
+}
+
+// TestCleanupCommand: `tcpscope cleanup --dry-run` lists what a killed
+// tcpscope left (one line per item) and removes nothing; `tcpscope
+// cleanup` removes it, and leaves a running tcpscope's filters alone; a
+// second run finds nothing there.
+func TestCleanupCommand(t *testing.T) {
+	requireE2E(t)
+	ctx := context.Background()
+	v := newVethPair(ctx, t, "cleanup", 152)
+	killed := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "clsact")
+	live := startTracer(ctx, t, v.b, "-i", vethB, "--tc-mode", "clsact")
+	killTracer(ctx, t, killed)
+
+	cleanup := func(args ...string) []string {
+		t.Helper()
+		p := startProc(t, "tcpscope cleanup", append([]string{bins.tcpscope, "cleanup"}, args...)...)
+		mustSucceed(ctx, t, p)
+		var mine []string
+		for _, line := range strings.Split(p.stdout.String(), "\n") {
+			if strings.Contains(line, fmt.Sprintf(" netns=%d ", v.b.inode)) {
+				t.Errorf("cleanup %v lists the live tcpscope's objects: %q", args, line)
+			}
+			if strings.Contains(line, fmt.Sprintf(" netns=%d ", v.a.inode)) {
+				mine = append(mine, line)
+			}
+		}
+		return mine
+	}
+	pid := fmt.Sprintf(" pid=%d", killed.pid())
+	want := []string{
+		fmt.Sprintf("filter netns=%d interface=%s dir=ingress name=tcpscope-%d-", v.a.inode, vethA, killed.pid()),
+		fmt.Sprintf("filter netns=%d interface=%s dir=egress name=tcpscope-%d-", v.a.inode, vethA, killed.pid()),
+		fmt.Sprintf("qdisc netns=%d interface=%s kind=clsact%s", v.a.inode, vethA, pid),
+	}
+	check := func(what string, lines []string) {
+		t.Helper()
+		if len(lines) != len(want) {
+			t.Fatalf("%s: %d lines for the test namespace, want %d:\n%s", what, len(lines), len(want), strings.Join(lines, "\n"))
+		}
+		for i, w := range want {
+			if !strings.HasPrefix(lines[i], w) || !strings.HasSuffix(lines[i], pid) {
+				t.Errorf("%s line %d: %q, want %q...%q", what, i, lines[i], w, pid)
+			}
+		}
+	}
+
+	check("cleanup --dry-run", cleanup("--dry-run"))
+	if st := tcStateOf(t, v.a, vethA); st.filtersOf(killed.pid()) != 2 || !st.clsact {
+		t.Fatalf("after cleanup --dry-run: filters %v, clsact %v; want them untouched", st.filters, st.clsact)
+	}
+	check("cleanup", cleanup())
+	if st := tcStateOf(t, v.a, vethA); len(st.filters) != 0 || st.clsact {
+		t.Errorf("after cleanup: filters %v, clsact qdisc %v; want none", st.filters, st.clsact)
+	}
+	if st := tcStateOf(t, v.b, vethB); st.filtersOf(live.pid()) != 2 {
+		t.Errorf("after cleanup: the live tcpscope's filters %v, want its 2", st.filters)
+	}
+	if again := cleanup(); len(again) != 0 {
+		t.Errorf("second cleanup found %v", again)
+	}
+	stopTracer(ctx, t, live)
+	if st := tcStateOf(t, v.b, vethB); len(st.filters) != 0 || st.clsact {
+		t.Errorf("after the live tcpscope exited: filters %v, clsact qdisc %v; want none", st.filters, st.clsact)
+	}
+}
+
+// TestDeletedInterfaceWarned: with the default interface set, deleting a
+// traced interface while tracing is logged once, naming it; tracing goes
+// on and ends cleanly.
+func TestDeletedInterfaceWarned(t *testing.T) {
+	requireE2E(t)
+	ctx := context.Background()
+	v := newVethPair(ctx, t, "ifdel", 153)
+	p := startTracer(ctx, t, v.a)
+	runCmd(ctx, t, "ip", "-n", v.a.name, "link", "del", vethA)
+	line, err := p.waitLine(ctx, true, "traced interface deleted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(line, "interface="+vethA) {
+		t.Errorf("the warning does not name %s: %q", vethA, line)
+	}
+	stopTracer(ctx, t, p)
+	if n := countLines(p.stderr.String(), "traced interface deleted"); n != 1 {
+		t.Errorf("%d deletion warnings, want 1\n%s", n, p.output())
+	}
+	if n := countLines(p.stderr.String(), "interface=lo"); n != 0 {
+		t.Errorf("lo reported, but it was not deleted\n%s", p.output())
+	}
+}
