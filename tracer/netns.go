@@ -1,7 +1,9 @@
 package tracer
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -57,7 +59,7 @@ func OpenNetns(arg string) (*Netns, error) {
 	case isDigits(arg):
 		ino, err := strconv.ParseUint(arg, 10, 32)
 		if err != nil {
-			return nil, fmt.Errorf("network namespace inode %q: %w", arg, err)
+			return nil, fmt.Errorf("network namespace inode %s: not a 32-bit number", QuoteArg(arg))
 		}
 		p, err := findNetnsByInode(uint32(ino))
 		if err != nil {
@@ -69,25 +71,35 @@ func OpenNetns(arg string) (*Netns, error) {
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("open network namespace %q: %w", arg, err)
+		return nil, fmt.Errorf("open network namespace %s: %w", QuoteArg(arg), pathErrno(err))
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("stat network namespace %q: %w", arg, err)
+		return nil, fmt.Errorf("stat network namespace %s: %w", QuoteArg(arg), err)
 	}
 	// A namespace file lives on nsfs; setns would reject anything else.
 	var fs unix.Statfs_t
 	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
 		f.Close()
-		return nil, fmt.Errorf("%q is not a network namespace file", arg)
+		return nil, fmt.Errorf("%s is not a network namespace file", QuoteArg(arg))
 	}
 	// ... and a network namespace, not another kind (NS_GET_NSTYPE, 4.11+).
 	if typ, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE); err == nil && typ != unix.CLONE_NEWNET {
 		f.Close()
-		return nil, fmt.Errorf("%q is a namespace file, but not of a network namespace", arg)
+		return nil, fmt.Errorf("%s is a namespace file, but not of a network namespace", QuoteArg(arg))
 	}
 	return &Netns{Inode: uint32(st.Ino), Path: path, file: f}, nil
+}
+
+// pathErrno strips the path from an *fs.PathError: the caller quotes the
+// argument itself (escaped and shortened).
+func pathErrno(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func isDigits(s string) bool {

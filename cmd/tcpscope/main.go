@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,15 +15,35 @@ func main() {
 	// A closed stdout pipe (tcpscope | head) must end tracing cleanly, not
 	// kill the process before it detaches: make writes return EPIPE.
 	signal.Ignore(syscall.SIGPIPE)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// The first signal asks for a clean stop (detach, drain, flush). Then
-	// the default action is restored, so a second signal kills a process
-	// stuck writing to a stalled reader; TCX links go away with it.
-	context.AfterFunc(ctx, stop)
-	err := newRootCmd(os.Stdout, os.Stderr).ExecuteContext(ctx)
-	stop()
+	root, a := newRootCmd(os.Stdout, os.Stderr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go handleSignals(a, cancel, os.Exit)
+	err := root.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "tcpscope: %s\n", oneLine(err.Error()))
+		a.logError(err)
 	}
 	os.Exit(exitCode(err))
+}
+
+// handleSignals: the first SIGINT or SIGTERM asks for a clean stop
+// (cancel: detach, drain, flush); the second ends the process at once
+// through exit, whatever blocks (a stalled reader of the output, a FIFO
+// nobody opens). The handler stays installed for the second signal rather
+// than restoring the default action: a process started with SIGINT
+// ignored (a script's background job) would otherwise ignore it again.
+// TCX links go away with the process.
+func handleSignals(a *app, cancel context.CancelFunc, exit func(int)) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	first := <-sigs
+	a.log().Debug("stopping", "signal", first.String())
+	cancel()
+	second := <-sigs
+	code := exitSignalBase
+	if s, ok := second.(syscall.Signal); ok {
+		code += int(s)
+	}
+	a.log().Error("second signal: exiting at once, output not flushed", "signal", second.String(), "exit_status", code)
+	exit(code)
 }

@@ -11,7 +11,7 @@ import (
 
 func execute(args ...string) (stdout, stderr string, err error) {
 	var out, errb bytes.Buffer
-	cmd := newRootCmd(&out, &errb)
+	cmd, _ := newRootCmd(&out, &errb)
 	cmd.SetArgs(args)
 	// Cancelled: input that validation wrongly accepts must not trace on
 	// (these tests run as root under make test); it fails fast instead.
@@ -48,6 +48,30 @@ func TestBadInputIsUsageError(t *testing.T) {
 		"summary w/o anal.":  {"--analysis", "off", "--summary-only"},
 		"idle too short":     {"--idle-timeout", "10ms"},
 		"bad tc mode":        {"--tc-mode", "xdp"},
+		// Empty values never widen what is traced (a script's unset $PORT).
+		"empty interface":   {"-i", ""},
+		"empty interface 2": {"-i", "lo", "-i", ""},
+		"empty port":        {"--port", ""},
+		"empty port item":   {"--port", "80,"},
+		"empty host":        {"--host", ""},
+		"empty netns":       {"--netns", ""},
+		"empty output":      {"-o", ""},
+		"empty write":       {"-w", ""},
+		"empty events":      {"--events", ""},
+		"empty tc mode":     {"--tc-mode", ""},
+		"empty ring size":   {"--ring-size", ""},
+		"empty analysis":    {"--analysis", ""},
+		"empty log format":  {"--log-format", ""},
+		"bad log format":    {"--log-format", "xml"},
+		// Documented ranges hold for an explicit 0 too.
+		"flush zero":       {"--flush-interval", "0s"},
+		"max-conns zero":   {"--max-conns", "0"},
+		"max-sockets zero": {"--max-sockets", "0"},
+		"host with zone":   {"--host", "fe80::1%lo"},
+		"iface slash":      {"-i", "a/b"},
+		"iface space":      {"-i", "a b"},
+		"iface too long":   {"-i", "sixteen-chars-if"},
+		"version -o xml":   {"version", "-o", "xml"},
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -80,7 +104,7 @@ func TestVersion(t *testing.T) {
 
 // TestRootRunsTrace: plain tcpscope takes every trace flag.
 func TestRootRunsTrace(t *testing.T) {
-	root := newRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
+	root, _ := newRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
 	trace, _, err := root.Find([]string{"trace"})
 	if err != nil {
 		t.Fatal(err)

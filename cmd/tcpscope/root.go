@@ -14,6 +14,9 @@ const (
 	exitOK    = 0
 	exitError = 1 // the tracer failed (load, attach, I/O)
 	exitUsage = 2 // bad command line; nothing was loaded or attached
+	// A second SIGINT or SIGTERM ends the process at once with 128 plus
+	// the signal's number (130, 143), as a shell reports a signal death.
+	exitSignalBase = 128
 )
 
 // usageError is bad user input; it exits with status 2.
@@ -40,9 +43,11 @@ func oneLine(s string) string {
 }
 
 // newRootCmd builds the tcpscope command tree. Plain `tcpscope` runs
-// `tcpscope trace` with the same flags.
-func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
-	traceCmd := newTraceCmd(stdout, stderr)
+// `tcpscope trace` with the same flags. The app carries the streams and
+// the logger that main also uses for the final error.
+func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *app) {
+	a := &app{stdout: stdout, stderr: stderr}
+	traceCmd := newTraceCmd(a)
 	root := &cobra.Command{
 		Use:   "tcpscope",
 		Short: "Trace TCP connections with eBPF: handshakes, data, closes, resets",
@@ -53,18 +58,32 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		RunE:          traceCmd.RunE,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Every command logs through one slog logger, chosen here once
+		// the flags are parsed.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			debug := false
+			if f := cmd.Flags().Lookup("debug"); f != nil {
+				debug = f.Value.String() == "true"
+			}
+			a.newLogger(debug)
+			return nil
+		},
 	}
+	root.PersistentFlags().Var(newStringValue(&a.logFormat, "text", "text", "json"), "log-format",
+		"log format on stderr: text (slog's key=value) or json (one JSON object per line)")
 	root.Flags().AddFlagSet(traceCmd.Flags())
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(traceCmd, newVersionCmd(stdout))
-	return root
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagError(err) })
+	root.AddCommand(traceCmd, newVersionCmd(a))
+	root.AddCommand(newCleanupCmd(a))
+	registerCompletions(traceCmd)
+	return root, a
 }
 
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageError{errors.New("unexpected argument " + `"` + args[0] + `"` + " for " + `"` + cmd.CommandPath() + `"`)}
+		return usageError{errors.New("unexpected argument " + tracer.QuoteArg(args[0]) + " for " + `"` + cmd.CommandPath() + `"`)}
 	}
 	return nil
 }

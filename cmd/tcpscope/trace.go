@@ -7,10 +7,13 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/tcpscope/tcpscope/output"
@@ -39,7 +42,12 @@ type traceOptions struct {
 	debug         bool
 }
 
-func newTraceCmd(stdout, stderr io.Writer) *cobra.Command {
+// netnsOnce is the advice when --netns is given twice: the kernel filter
+// holds one namespace.
+const netnsOnce = "one namespace per run: run one tcpscope per namespace, " +
+	"or leave --netns out to get the socket events of every namespace"
+
+func newTraceCmd(a *app) *cobra.Command {
 	opts := &traceOptions{}
 	cmd := &cobra.Command{
 		Use:   "trace",
@@ -51,24 +59,28 @@ func newTraceCmd(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runTrace(cmd, opts, stdout, stderr)
+			return runTrace(cmd, opts, a)
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVarP(&opts.interfaces, "interface", "i", nil, "capture packets on this interface (repeatable; default: every interface that is up)")
-	f.StringVarP(&opts.output, "output", "o", "", "output format: json or text (default: text on a terminal, json otherwise)")
-	f.StringVarP(&opts.write, "write", "w", "", "write records to FILE instead of stdout")
+	// String and list flags reject empty values: "" never widens what is
+	// traced nor falls back to a default.
+	f.VarP(newListValue(&opts.interfaces, false), "interface", "i", "capture packets on this interface (repeatable, one name each; default: every interface that is up)")
+	f.VarP(newStringValue(&opts.output, "", "json", "text"), "output", "o", "output format: json or text (default: text on a terminal, json otherwise)")
+	f.VarP(newStringValue(&opts.write, ""), "write", "w", "write records to FILE instead of stdout (- is stdout)")
 	f.IntVarP(&opts.count, "count", "c", 0, "stop after N records (0: until interrupted)")
-	f.StringSliceVar(&opts.ports, "port", nil, "only connections with this port at either end (repeatable)")
-	f.StringSliceVar(&opts.hosts, "host", nil, "only connections with this IP or CIDR at either end (repeatable)")
-	f.StringVar(&opts.netns, "netns", "", "only this network namespace (name, path or inode); interfaces are taken from it")
-	f.StringSliceVar(&opts.events, "events", []string{"packet", "state", "retransmit", "reset"}, "event types to trace")
-	f.StringVar(&opts.ringSize, "ring-size", "8M", "BPF ring buffer size (power of two; K, M, G suffixes)")
-	f.DurationVar(&opts.flushInterval, "flush-interval", tracer.DefaultFlushInterval, "how often queued events are read and output is flushed")
+	f.Var(newListValue(&opts.ports, true), "port", "only connections with this port at either end (repeatable, or comma-separated)")
+	f.Var(newListValue(&opts.hosts, true), "host", "only connections with this IP or CIDR at either end (repeatable, or comma-separated)")
+	netns := newStringValue(&opts.netns, "")
+	netns.once = netnsOnce
+	f.Var(netns, "netns", "only this network namespace (name, path or inode; once); interfaces are taken from it")
+	f.Var(newListValue(&opts.events, true, "packet", "state", "retransmit", "reset"), "events", "event types to trace: packet, state, retransmit, reset, all")
+	f.Var(newStringValue(&opts.ringSize, "8M"), "ring-size", "BPF ring buffer size (power of two; K, M, G suffixes)")
+	f.DurationVar(&opts.flushInterval, "flush-interval", tracer.DefaultFlushInterval, "how often queued events are read and output is flushed (1ms to 10s)")
 	f.IntVar(&opts.maxConns, "max-conns", tracer.DefaultMaxConns, "connections tracked for conn ids and analyzed; beyond it the least recently seen are forgotten (summarized with evicted: true)")
 	f.IntVar(&opts.maxSockets, "max-sockets", tracer.DefaultMaxSockets, "sockets whose owning process the kernel remembers (LRU)")
-	f.StringVar(&opts.tcMode, "tc-mode", string(tracer.TCAuto), "how packet hooks attach: auto (TCX on Linux >= 6.6, else clsact), tcx or clsact")
-	f.StringVar(&opts.analysis, "analysis", "on", "per-packet analysis and conn summaries: on, or off for the lowest overhead")
+	f.Var(newStringValue(&opts.tcMode, string(tracer.TCAuto), string(tracer.TCAuto), string(tracer.TCX), string(tracer.TCClsact)), "tc-mode", "how packet hooks attach: auto (TCX on Linux >= 6.6, else clsact), tcx or clsact")
+	f.Var(newStringValue(&opts.analysis, "on", "on", "off"), "analysis", "per-packet analysis and conn summaries: on, or off for the lowest overhead")
 	f.BoolVar(&opts.summaryOnly, "summary-only", false, "print only one conn record per connection (and lost records)")
 	f.DurationVar(&opts.idleTimeout, "idle-timeout", analysis.DefaultIdleTimeout, "summarize (as evicted) connections idle this long")
 	f.BoolVar(&opts.debug, "debug", false, "debug logging, with the full verifier log if a program is rejected")
@@ -77,7 +89,7 @@ func newTraceCmd(stdout, stderr io.Writer) *cobra.Command {
 
 // buildConfig turns flags into a tracer configuration. Every error is a
 // usage error; nothing is loaded yet.
-func (o *traceOptions) buildConfig(logger *slog.Logger) (tracer.Config, error) {
+func (o *traceOptions) buildConfig(flags *pflag.FlagSet, logger *slog.Logger) (tracer.Config, error) {
 	cfg := tracer.Config{
 		Interfaces:    o.interfaces,
 		FlushInterval: o.flushInterval,
@@ -88,6 +100,19 @@ func (o *traceOptions) buildConfig(logger *slog.Logger) (tracer.Config, error) {
 	}
 	if o.count < 0 {
 		return cfg, usageError{fmt.Errorf("bad --count %d: want 0 or more", o.count)}
+	}
+	// The tracer reads 0 as "the default"; given on the command line, 0
+	// is out of range like any other value.
+	for name, check := range map[string]func() error{
+		"flush-interval": func() error { return tracer.CheckFlushInterval(o.flushInterval) },
+		"max-conns":      func() error { return tracer.CheckMaxConns(o.maxConns) },
+		"max-sockets":    func() error { return tracer.CheckMaxSockets(o.maxSockets) },
+	} {
+		if flags.Changed(name) {
+			if err := check(); err != nil {
+				return cfg, err
+			}
+		}
 	}
 	for _, p := range o.ports {
 		port, err := tracer.ParsePort(p)
@@ -110,12 +135,12 @@ func (o *traceOptions) buildConfig(logger *slog.Logger) (tracer.Config, error) {
 	cfg.Events = events
 	size, err := tracer.ParseSize(o.ringSize)
 	if err != nil {
-		return cfg, usageError{fmt.Errorf("bad --ring-size %q: want a power of two such as 8M, at most 1G", o.ringSize)}
+		return cfg, usageError{fmt.Errorf("bad --ring-size %s: want a power of two such as 8M, at most 1G", tracer.QuoteArg(o.ringSize))}
 	}
 	cfg.RingSize = size
 	switch {
 	case o.analysis != "on" && o.analysis != "off":
-		return cfg, usageError{fmt.Errorf("bad --analysis %q: want on or off", o.analysis)}
+		return cfg, usageError{fmt.Errorf("bad --analysis %s: want on or off", tracer.QuoteArg(o.analysis))}
 	case o.analysis == "off" && o.summaryOnly:
 		return cfg, usageError{errors.New("--summary-only needs --analysis on")}
 	case o.idleTimeout < time.Second:
@@ -147,14 +172,11 @@ func (o *traceOptions) outputFormat(stdout io.Writer) (output.Format, error) {
 	return output.FormatJSON, nil
 }
 
-func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) error {
-	level := slog.LevelInfo
-	if o.debug {
-		level = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+func runTrace(cmd *cobra.Command, o *traceOptions, a *app) error {
+	stdout := a.stdout
+	logger := a.log()
 
-	cfg, err := o.buildConfig(logger)
+	cfg, err := o.buildConfig(cmd.Flags(), logger)
 	if err != nil {
 		return err
 	}
@@ -173,18 +195,27 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 
 	// Check the --write file before loading anything, but truncate it only
 	// once tracing has started: a typo must not clobber an old trace.
+	// Only a regular file is truncated: a FIFO, /dev/null or /dev/stdout
+	// (a pipe or a terminal) is written as it is. Opening a FIFO waits
+	// for its reader.
 	out := stdout
 	var file *os.File
+	outName := "stdout"
 	created := false // by this run: removed again if tracing cannot start
-	if o.write != "" && o.write != "-" {
+	regular := false
+	if o.write != "-" && o.write != "" {
+		outName = "--write file " + tracer.QuoteArg(o.write)
 		if _, err := os.Lstat(o.write); errors.Is(err, fs.ErrNotExist) {
 			created = true
 		}
 		file, err = os.OpenFile(o.write, os.O_WRONLY|os.O_CREATE, 0o644)
 		if err != nil {
-			return usageError{fmt.Errorf("open --write file: %w", err)}
+			return usageError{fmt.Errorf("open %s: %w", outName, pathErrno(err))}
 		}
 		defer file.Close()
+		if st, err := file.Stat(); err == nil {
+			regular = st.Mode().IsRegular()
+		}
 		out = file
 	}
 
@@ -193,12 +224,15 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 		if created {
 			_ = os.Remove(o.write)
 		}
+		if ce := (*tracer.ConfigError)(nil); errors.As(err, &ce) && slices.ContainsFunc(o.interfaces, func(s string) bool { return strings.Contains(s, ",") }) {
+			return &tracer.ConfigError{Msg: ce.Msg + " (-i takes one name: repeat -i for several interfaces)"}
+		}
 		return err
 	}
 	defer t.Close()
-	if file != nil {
+	if regular {
 		if err := file.Truncate(0); err != nil {
-			return fmt.Errorf("truncate --write file: %w", err)
+			return fmt.Errorf("truncate %s: %w", outName, pathErrno(err))
 		}
 	}
 
@@ -215,7 +249,7 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 		analyzer = analysis.New(sink, analysis.Config{SummaryOnly: o.summaryOnly, MaxConns: cfg.MaxConns,
 			IdleTimeout: o.idleTimeout, KernelRetransmits: cfg.Events.Has(tracer.TypeRetransmit),
 			ResetEvents:     cfg.Events.Has(tracer.TypeReset),
-			TimeWaitTracked: t.TimeWaitTracked()})
+			TimeWaitTracked: t.TimeWaitTracked(), Events: cfg.Events})
 		sink = analyzer
 	}
 	err = t.Run(cmd.Context(), sink)
@@ -229,8 +263,21 @@ func runTrace(cmd *cobra.Command, o *traceOptions, stdout, stderr io.Writer) err
 		// The reader of our output went away: a normal way to stop.
 		err = nil
 	}
+	if we := (*output.WriteError)(nil); errors.As(err, &we) {
+		err = fmt.Errorf("write %s: %w", outName, we.Err)
+	}
 	if cerr := t.Close(); err == nil && cerr != nil {
 		err = cerr
+	}
+	return err
+}
+
+// pathErrno strips the file name from an *fs.PathError (the caller names
+// the file, escaped).
+func pathErrno(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
 	}
 	return err
 }
