@@ -19,7 +19,8 @@ import (
 // namespace whose socket events are traced (all of them by default, found
 // through /run/netns, /run/docker/netns and /proc/*/ns/net): one socket
 // record each, preexisting, so that their later events find their
-// connection. Their owners come from the socket inodes in /proc/*/fd and
+// connection. They pass the same filters as the kernel's events
+// (recordFilter: --netns, --port, --host). Their owners come from the socket inodes in /proc/*/fd and
 // are seeded into the kernel's owner tables, so later events of those
 // sockets carry pid and comm too.
 
@@ -46,9 +47,14 @@ func (t *Tracer) snapshotSockets() ([]Record, error) {
 		}()
 		spaces = append(spaces, others...)
 	}
-	owners := socketOwners()
+	filter := t.filter
+	if filter == nil {
+		filter = newRecordFilter(&t.cfg)
+	}
 	now := time.Now()
 	var recs []Record
+	type sockMeta struct{ inode, uid uint32 }
+	var metas []sockMeta // of recs, for their owners
 	var firstErr error
 	listed := 0
 	for _, ns := range spaces {
@@ -70,11 +76,23 @@ func (t *Tracer) snapshotSockets() ([]Record, error) {
 			r := Record{Type: TypeSocket, Time: now, Netns: ns.Inode, Local: local, Remote: remote,
 				State: TCPState(s.State), HasState: true, Preexisting: true,
 				Cookie: uint64(s.ID.Cookie[0]) | uint64(s.ID.Cookie[1])<<32}
-			if o, ok := owners[s.INode]; ok && s.INode != 0 {
-				r.Owner = o
-				r.Owner.UID = s.UID
+			// The kernel filters its own events; these come from
+			// sock_diag and must pass the same filters.
+			if !filter.passes(&r) {
+				continue
 			}
 			recs = append(recs, r)
+			metas = append(metas, sockMeta{s.INode, s.UID})
+		}
+	}
+	if len(recs) > 0 {
+		// Only the sockets that pass get an owner (and have it seeded).
+		owners := socketOwners()
+		for i := range recs {
+			if o, ok := owners[metas[i].inode]; ok && metas[i].inode != 0 {
+				o.UID = metas[i].uid
+				recs[i].Owner = o
+			}
 		}
 	}
 	if listed == 0 {

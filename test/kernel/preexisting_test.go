@@ -285,3 +285,84 @@ func (n *namespace) do(t *testing.T, f func() error) {
 		t.Fatalf("in namespace %s: %v", n.name, err)
 	}
 }
+
+// TestPreexistingFiltered: --port, --host and -c hold for the sockets
+// listed at start-up as for the kernel's events: with an IPv4 and an IPv6
+// connection in tcpscope's namespace and one in another, `--port P` lists
+// only P's listener and ends, `--host ::1` only the IPv6 ones, and
+// `-c 3 --port P` prints three records of P and exits.
+func TestPreexistingFiltered(t *testing.T) {
+	requireSetup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*startTimeout)
+	defer cancel()
+	watch := newNamespace(t, "prefilter")
+	other := newNamespace(t, "prefilter-other")
+	v4 := &preConn{name: "ipv4", ns: watch, server: netip.MustParseAddrPort("127.0.0.1:7211"), client: netip.MustParseAddrPort("127.0.0.1:37211")}
+	v6 := &preConn{name: "ipv6", ns: watch, server: netip.MustParseAddrPort("[::1]:7212"), client: netip.MustParseAddrPort("[::1]:37212")}
+	far := &preConn{name: "other namespace", ns: other, server: netip.MustParseAddrPort("127.0.0.1:7211"), client: netip.MustParseAddrPort("127.0.0.1:37213")}
+	for _, c := range []*preConn{v4, v6, far} {
+		c.establish(t)
+	}
+	type sock struct {
+		ns            *namespace
+		local, remote netip.AddrPort
+	}
+	sockets := func(c *preConn, unspec string) []sock {
+		return []sock{{c.ns, c.server, netip.MustParseAddrPort(unspec)}, {c.ns, c.server, c.client}, {c.ns, c.client, c.server}}
+	}
+	trace := func(t *testing.T, args ...string) []*record {
+		tr := startProc(t, "tcpscope", watch.command(ctx, append([]string{bins.tcpscope, "trace", "-o", "json", "--events", "state"}, args...)...))
+		if args[0] == "-c" {
+			tr.wait(t)
+		} else {
+			tr.waitFor(t, true, `msg="tracing started"`)
+			time.Sleep(settle)
+			tr.stop(t)
+		}
+		recs, err := parseRecords(tr.stdout.String())
+		if err != nil {
+			t.Fatalf("tcpscope output: %v", err)
+		}
+		return recs
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		pass func(netip.AddrPort) bool
+		want []sock // at least these
+		n    int    // exactly this many records when > 0
+	}{
+		// The other namespace's connection is on the same port: --port
+		// does not narrow namespaces, so it is listed too.
+		{"port", []string{"--port", "7211"}, func(a netip.AddrPort) bool { return a.Port() == 7211 },
+			append(sockets(v4, "0.0.0.0:0"), sockets(far, "0.0.0.0:0")...), 0},
+		{"host", []string{"--host", "::1"}, func(a netip.AddrPort) bool { return a.Addr() == v6.server.Addr() },
+			sockets(v6, "[::]:0"), 0},
+		{"count", []string{"-c", "3", "--port", "7212"}, func(a netip.AddrPort) bool { return a.Port() == 7212 },
+			nil, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			recs := trace(t, c.args...)
+			defer func() {
+				if t.Failed() {
+					t.Logf("records:\n%s", describe(recs))
+				}
+			}()
+			for _, r := range recs {
+				if r.Type == "socket" && !c.pass(r.local) && !c.pass(r.remote) {
+					t.Errorf("%s: a socket record that does not pass: %s", strings.Join(c.args, " "), r)
+				}
+			}
+			for _, s := range c.want {
+				if len(filter(recs, func(r *record) bool {
+					return r.Type == "socket" && r.Netns == s.ns.inode && r.local == s.local && r.remote == s.remote
+				})) != 1 {
+					t.Errorf("want one socket record of %s %s in %s", s.local, s.remote, s.ns.name)
+				}
+			}
+			if c.n > 0 && (len(recs) != c.n || len(filter(recs, func(r *record) bool { return r.Type == "socket" })) != c.n) {
+				t.Errorf("want exactly %d socket records, got %d records", c.n, len(recs))
+			}
+		})
+	}
+}
