@@ -47,8 +47,7 @@ type Tracer struct {
 	dec         decoder
 	corr        *correlator
 	tw          *twTracker
-	snapshot    []Record      // preexisting sockets, emitted first by Run
-	filter      *recordFilter // for records the kernel did not filter
+	snapshot    []Record // preexisting sockets, emitted first by Run
 	netns       *Netns
 	ifaces      []iface
 	unavailable []string
@@ -57,6 +56,7 @@ type Tracer struct {
 	lostSeen         [tcpscopeEventKindEVENT_KIND_MAX]uint64
 	malformed        uint64
 	evictedSeen      uint64
+	lossWarn         lossWarnings // rate limit of the loss warnings (reportLost)
 	closed           bool
 }
 
@@ -66,7 +66,7 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Tracer{cfg: cfg, log: cfg.Logger, netns: cfg.Netns, filter: newRecordFilter(&cfg)}
+	t := &Tracer{cfg: cfg, log: cfg.Logger, netns: cfg.Netns}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -341,8 +341,10 @@ func (t *Tracer) fillMaps() error {
 		}
 	}
 	for _, h := range t.cfg.Hosts {
-		p := prefix16(h) // as recordFilter compares
-		key := tcpscopeHostKey{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}
+		key := tcpscopeHostKey{Prefixlen: uint32(h.Bits()), Addr: h.Addr().As16()}
+		if h.Addr().Is4() {
+			key.Prefixlen += 96
+		}
 		if err := t.coll.Maps[tcpscopeMapHostsFilter].Put(key, one); err != nil {
 			return fmt.Errorf("set host filter %s: %w", h, err)
 		}
@@ -620,6 +622,9 @@ func (t *Tracer) TimeWaitTracked() bool { return t.timeWaitAttached }
 func (t *Tracer) reportLost(sink Sink, rec *Record) error {
 	drops := t.coll.Maps[tcpscopeMapDrops]
 	var perCPU []uint64
+	now := time.Now()
+	// The warnings are rate-limited (lossWarnings), the records are not.
+	defer t.lossWarn.warn(now, t.log, t.cfg.MaxConns)
 	for kind := tcpscopeEventKindEVENT_PACKET; kind < tcpscopeEventKindEVENT_KIND_MAX; kind++ {
 		if err := drops.Lookup(uint32(kind), &perCPU); err != nil {
 			return fmt.Errorf("read drop counters: %w", err)
@@ -633,19 +638,18 @@ func (t *Tracer) reportLost(sink Sink, rec *Record) error {
 		}
 		delta := total - t.lostSeen[kind]
 		t.lostSeen[kind] = total
-		t.log.Warn("ring buffer full, events lost; raise --ring-size or narrow filters", "kind", lostKindNames[kind], "count", delta)
-		*rec = Record{Type: TypeLost, Time: time.Now(), LostCount: delta, LostKind: lostKindNames[kind]}
+		t.lossWarn.lost[kind] += delta
+		*rec = Record{Type: TypeLost, Time: now, LostCount: delta, LostKind: lostKindNames[kind]}
 		if err := sink.Write(rec); err != nil {
 			return err
 		}
 	}
 	if n := t.corr.evicted; n > t.evictedSeen {
-		t.log.Warn("connection table full: forgot the least recently seen connections; their later records get new conn ids (raise --max-conns)",
-			"forgotten", n-t.evictedSeen, "max_conns", t.cfg.MaxConns)
+		t.lossWarn.evicted += n - t.evictedSeen
 		t.evictedSeen = n
 	}
 	if t.malformed > 0 {
-		*rec = Record{Type: TypeLost, Time: time.Now(), LostCount: t.malformed, LostKind: "malformed"}
+		*rec = Record{Type: TypeLost, Time: now, LostCount: t.malformed, LostKind: "malformed"}
 		t.malformed = 0
 		if err := sink.Write(rec); err != nil {
 			return err
