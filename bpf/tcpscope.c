@@ -544,7 +544,8 @@ int BPF_PROG(on_recv_length, struct sock *sk, int ret, int flags)
 }
 
 /* on_retransmit: tp_btf/tcp_retransmit_skb (kernel >= 4.16). The kernel
- * retransmitted a segment; seq and length come from the skb control block.
+ * retransmitted a segment; seq, length and segment count (GSO) come from
+ * the skb control block.
  * Since 6.17 the tracepoint also fires for attempts that failed (err != 0,
  * e.g. the original still in a host queue): those sent nothing and are
  * skipped, as older kernels never reported them. */
@@ -557,7 +558,7 @@ int on_retransmit(__u64 *ctx)
 	struct tcp_skb_cb *tcb;
 	struct sock_id id;
 	__u32 seq, end_seq;
-	__u16 tflags;
+	__u16 tflags, segs;
 
 	if (!kind_enabled(EVENT_RETRANSMIT) || !sk || !skb || !is_tcp_sock(sk))
 		return 0;
@@ -575,6 +576,10 @@ int on_retransmit(__u64 *ctx)
 	seq = BPF_CORE_READ(tcb, seq);
 	end_seq = BPF_CORE_READ(tcb, end_seq);
 	tflags = BPF_CORE_READ(tcb, tcp_flags);
+	/* tcp_skb_pcount(skb), what __tcp_retransmit_skb adds to
+	 * TcpRetransSegs; at least one. */
+	segs = BPF_CORE_READ(tcb, tcp_gso_segs);
+	ev->segs = segs ? segs : 1;
 	ev->seq = seq;
 	ev->len = end_seq - seq;
 	if (tflags & (TCPHDR_SYN | TCPHDR_FIN))
@@ -588,7 +593,7 @@ int on_retransmit(__u64 *ctx)
 /* read_skb_id takes addresses from the headers of the segment that provoked
  * a reset: the reset goes back to its source, so the segment's destination
  * is the local end. The skb's data is not BTF memory: probe reads. */
-static __always_inline bool read_skb_id(struct sock_id *id, const struct sk_buff *skb)
+static __always_inline bool read_skb_id(struct sock_id *id, __u8 *tcp_flags, const struct sk_buff *skb)
 {
 	unsigned char *head = skb->head;
 	__u16 nh = skb->network_header;
@@ -622,6 +627,7 @@ static __always_inline bool read_skb_id(struct sock_id *id, const struct sk_buff
 		return false;
 	id->lport = bpf_ntohs(tcp.dest);
 	id->rport = bpf_ntohs(tcp.source);
+	*tcp_flags = ((__u8 *)&tcp)[13];
 	id->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
 	return true;
 }
@@ -639,6 +645,7 @@ int on_send_reset(__u64 *ctx)
 	struct sock_event *ev;
 	bool has_state = false;
 	__u64 cookie = 0;
+	__u8 tflags = 0;
 
 	if (!kind_enabled(EVENT_RESET))
 		return 0;
@@ -648,7 +655,7 @@ int on_send_reset(__u64 *ctx)
 	 * also when sk is a listener (remote 0.0.0.0:0) or a TIME_WAIT or
 	 * request socket; the socket gives state, netns and cookie. */
 	if (skb) {
-		if (!read_skb_id(&id, skb))
+		if (!read_skb_id(&id, &tflags, skb))
 			return 0;
 		if (sk) {
 			id.state = sk->__sk_common.skc_state;
@@ -671,6 +678,7 @@ int on_send_reset(__u64 *ctx)
 	if (!ev)
 		return 0;
 	ev->reset_dir = RESET_SENT;
+	ev->tcp_flags = tflags;
 	ev->cookie = cookie;
 	put_sock_id(ev, &id, has_state);
 	if (send_reset_has_reason) {

@@ -128,13 +128,19 @@ struct sock_event {
 	__u16 lport;    /* host byte order */
 	__u16 rport;
 	__u32 seq;      /* EVENT_RETRANSMIT: first sequence number */
-	__u32 len;      /* EVENT_RETRANSMIT: payload bytes */
+	__u32 len;      /* EVENT_RETRANSMIT: payload bytes (SYN and FIN not counted) */
 	__u32 reason;   /* EVENT_RESET: enum sk_rst_reason when SOCK_HAS_REASON */
 	__u8 reset_dir; /* EVENT_RESET: enum reset_dir */
-	__u8 tcp_flags; /* EVENT_RETRANSMIT: flags of the retransmitted segment */
+	/* EVENT_RETRANSMIT: flags of the retransmitted segment; EVENT_RESET
+	 * sent in reply to a segment: that segment's flags (0 for an active
+	 * reset, which answers none). */
+	__u8 tcp_flags;
 	__u8 flags;     /* enum sock_event_flag */
 	__u8 tw_event;  /* EVENT_TIMEWAIT: enum tw_event; state holds tw_substate */
-	__u8 _pad[4];
+	/* EVENT_RETRANSMIT: segments retransmitted, tcp_skb_pcount(skb): a
+	 * GSO/TSO skb counts one per MSS, as the kernel's TcpRetransSegs. */
+	__u16 segs;
+	__u8 _pad[2];
 	__u32 srtt_us;  /* EVENT_STATE, SOCK_HAS_TCPINFO: smoothed RTT, in us */
 	__u32 snd_cwnd; /* EVENT_STATE, SOCK_HAS_TCPINFO: congestion window, in segments */
 	struct owner owner;

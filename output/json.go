@@ -219,9 +219,16 @@ func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
 	if s.HandshakeCheck != "" {
 		o.str("handshake_check", s.HandshakeCheck)
 	}
-	o.time("start", s.Start)
-	o.time("end", s.End)
-	o.ms("duration_ms", s.End.Sub(s.Start))
+	// Times of the connection itself, when seen (not its TIME_WAIT).
+	if !s.Start.IsZero() {
+		o.time("start", s.Start)
+	}
+	if !s.End.IsZero() {
+		o.time("end", s.End)
+	}
+	if !s.Start.IsZero() && !s.End.IsZero() {
+		o.ms("duration_ms", s.End.Sub(s.Start))
+	}
 	var states []int
 	for st, d := range s.StateTime {
 		if d > 0 {
@@ -247,6 +254,8 @@ func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
 		sub := jsonObj{b: append(o.b, '{')}
 		if s.KernelCounted {
 			sub.uint("kernel", s.RetransKernel)
+			sub.uint("kernel_segs", s.RetransSegs)
+			sub.uint("kernel_bytes", s.RetransBytes)
 		}
 		if s.PacketsSeen {
 			sub.uint("seen", s.RetransSeen)
@@ -292,6 +301,9 @@ func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
 	}
 	if s.ResetReason != "" {
 		o.str("reset_reason", s.ResetReason)
+	}
+	if s.TimeWaitSide != "" {
+		o.str("time_wait_side", s.TimeWaitSide)
 	}
 	if s.TimeWait > 0 {
 		o.ms("time_wait_ms", s.TimeWait)

@@ -88,7 +88,8 @@ func sampleRecords() []tracer.Record {
 			FinSeen: [2]bool{true, true}, FinAcked: [2]bool{true, false},
 			Start: t0, End: t0.Add(1500 * time.Millisecond),
 			StateTime: [16]time.Duration{tracer.StateEstablished: 1400 * time.Millisecond, tracer.StateFinWait1: 2 * time.Millisecond},
-			BytesOut:  1448, BytesIn: 10, SegsOut: 4, SegsIn: 3, RetransKernel: 1, RetransSeen: 1, FastRetrans: 1,
+			BytesOut:  1448, BytesIn: 10, SegsOut: 4, SegsIn: 3, RetransKernel: 1, RetransSegs: 1, RetransBytes: 1448,
+			RetransSeen: 1, FastRetrans: 1, TimeWaitSide: "local",
 			SRTT: 250 * time.Microsecond, Cwnd: 10, ClosedBy: "local", CloseKind: "fin", HalfClose: time.Millisecond,
 			TimeWait: 60 * time.Second, Complete: false, Incomplete: "events lost (ring buffer full)",
 			PacketsSeen: true, KernelCounted: true, ResetsCounted: true}},
@@ -340,8 +341,8 @@ func TestUnknownCountersAbsent(t *testing.T) {
 		}
 	}
 	kernelOnly := render(tracer.ConnSummary{KernelCounted: true})
-	if got := fmt.Sprint(kernelOnly["retransmits"]); got != "map[kernel:0]" {
-		t.Errorf("retransmits with only kernel events = %s, want map[kernel:0]", got)
+	if got := fmt.Sprint(kernelOnly["retransmits"]); got != "map[kernel:0 kernel_bytes:0 kernel_segs:0]" {
+		t.Errorf("retransmits with only kernel events = %s, want map[kernel:0 kernel_bytes:0 kernel_segs:0]", got)
 	}
 	packetsOnly := render(tracer.ConnSummary{PacketsSeen: true})
 	if got := fmt.Sprint(packetsOnly["retransmits"]); got != "map[fast:0 seen:0 spurious:0]" {

@@ -157,23 +157,27 @@ func appendTextVerdicts(dst []byte, r *tracer.Record) []byte {
 
 // appendTextSummary appends one readable line about a connection.
 func appendTextSummary(dst []byte, s *tracer.ConnSummary) []byte {
-	dst = append(dst, "summary "...)
+	dst = append(dst, "summary"...)
 	if s.Local.IsValid() {
+		dst = append(dst, ' ')
 		dst = s.Local.AppendTo(dst)
 		dst = append(dst, ' ')
 		dst = s.Remote.AppendTo(dst)
-		dst = append(dst, ' ')
 	}
 	if s.Role != "" {
-		dst = append(dst, s.Role...)
 		dst = append(dst, ' ')
+		dst = append(dst, s.Role...)
 	}
 	if s.Outcome != "" {
-		dst = append(dst, s.Outcome...)
 		dst = append(dst, ' ')
+		dst = append(dst, s.Outcome...)
 	}
-	dst = append(dst, "dur "...)
-	dst = appendDuration(dst, s.End.Sub(s.Start))
+	// The connection's own duration (TIME_WAIT apart), when its start
+	// was seen.
+	if !s.Start.IsZero() && !s.End.IsZero() {
+		dst = append(dst, " dur "...)
+		dst = appendDuration(dst, s.End.Sub(s.Start))
+	}
 	if s.HandshakeRTT > 0 {
 		dst = append(dst, " rtt "...)
 		dst = appendDuration(dst, s.HandshakeRTT)
@@ -192,12 +196,23 @@ func appendTextSummary(dst []byte, s *tracer.ConnSummary) []byte {
 		dst = append(dst, "B/"...)
 		dst = strconv.AppendUint(dst, s.SegsIn, 10)
 	}
+	// Retransmissions the capture saw (packets), then the kernel's:
+	// events (skbs), the segments in them (as TcpRetransSegs), bytes.
 	if s.RetransSeen > 0 || s.RetransKernel > 0 {
-		dst = append(dst, " retrans "...)
-		dst = strconv.AppendUint(dst, s.RetransSeen, 10)
-		dst = append(dst, " (kernel "...)
-		dst = strconv.AppendUint(dst, s.RetransKernel, 10)
-		dst = append(dst, ')')
+		dst = append(dst, " retrans"...)
+		if s.PacketsSeen {
+			dst = append(dst, " seen "...)
+			dst = strconv.AppendUint(dst, s.RetransSeen, 10)
+		}
+		if s.KernelCounted {
+			dst = append(dst, " kernel "...)
+			dst = strconv.AppendUint(dst, s.RetransKernel, 10)
+			dst = append(dst, " ("...)
+			dst = strconv.AppendUint(dst, s.RetransSegs, 10)
+			dst = append(dst, " segs, "...)
+			dst = strconv.AppendUint(dst, s.RetransBytes, 10)
+			dst = append(dst, "B)"...)
+		}
 	}
 	if s.ZeroWindows > 0 {
 		dst = append(dst, " zero-windows "...)
@@ -222,15 +237,28 @@ func appendTextSummary(dst []byte, s *tracer.ConnSummary) []byte {
 			}
 		}
 	}
-	if s.TimeWait > 0 {
-		dst = append(dst, " time-wait "...)
-		dst = appendDuration(dst, s.TimeWait)
-		if s.TimeWaitEnd == "killed" {
+	// Whose TIME_WAIT: "remote" when the peer (also on this host) had it.
+	if s.TimeWaitSide != "" || s.TimeWait > 0 || s.TimeWaitEnd != "" {
+		if s.TimeWaitSide == "remote" {
+			dst = append(dst, " remote"...)
+		}
+		dst = append(dst, " time-wait"...)
+		if s.TimeWait > 0 {
+			dst = append(dst, ' ')
+			dst = appendDuration(dst, s.TimeWait)
+		}
+		switch {
+		case s.TimeWaitEnd == "killed":
 			dst = append(dst, " killed"...)
 			if s.TimeWaitKill != "" {
 				dst = append(dst, " by "...)
 				dst = append(dst, s.TimeWaitKill...)
 			}
+		case s.TimeWaitEnd == "not_observed":
+			dst = append(dst, " not-observed"...)
+		case s.TimeWaitEnd != "" && s.TimeWait == 0:
+			dst = append(dst, ' ')
+			dst = append(dst, s.TimeWaitEnd...) // expired, its start not seen: no time
 		}
 	}
 	if !s.Complete {

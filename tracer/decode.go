@@ -126,6 +126,7 @@ func (d *decoder) decodeSock(ev *tcpscopeSockEvent, r *Record) {
 	r.Seq = ev.Seq
 	r.Len = ev.Len
 	r.Flags = ev.TcpFlags
+	r.Segs = ev.Segs
 	if ev.ResetDir == uint8(tcpscopeResetDirRESET_RECEIVED) {
 		r.ResetDir = ResetReceived
 	}

@@ -200,3 +200,25 @@ func TestInferredResetReasons(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeRetransmitSegments: a retransmit event carries the segments
+// the kernel retransmitted (GSO: several per skb) besides seq and bytes,
+// and a sent reset the flags of the segment it answers.
+func TestDecodeRetransmitSegments(t *testing.T) {
+	ev := tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_RETRANSMIT), Family: afInet, Cookie: 3,
+		Seq: 1001, Len: 14480, Segs: 10, TcpFlags: FlagACK | FlagPSH}
+	var r Record
+	if err := testDecoder().decode(rawBytes(&ev), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Type != TypeRetransmit || r.Seq != 1001 || r.Len != 14480 || r.Segs != 10 || r.Flags != FlagACK|FlagPSH {
+		t.Errorf("retransmit fields: seq %d len %d segs %d flags %s", r.Seq, r.Len, r.Segs, FlagString(r.Flags))
+	}
+	rst := tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_RESET), Family: afInet, TcpFlags: FlagSYN}
+	if err := testDecoder().decode(rawBytes(&rst), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Type != TypeReset || r.Flags != FlagSYN {
+		t.Errorf("sent reset answering a SYN: flags %s", FlagString(r.Flags))
+	}
+}

@@ -238,7 +238,9 @@ type Record struct {
 	Ifname   string
 	Dir      Direction
 	Src, Dst netip.AddrPort
-	Flags    uint8 // TCP flags; for retransmits, the retransmitted segment's
+	// TCP flags; for retransmits, the retransmitted segment's; for resets
+	// sent in reply to a segment, that segment's (0 for an active reset).
+	Flags    uint8
 	Seq, Ack uint32
 	Win      uint16
 	Len      uint32
@@ -253,6 +255,9 @@ type Record struct {
 	ResetDir      ResetDir
 	Reason        string // reset reason (kernel name); "" when the kernel gives none
 	Owner         Owner
+	// Segs: for retransmits, how many segments the kernel retransmitted
+	// (tcp_skb_pcount: a GSO skb counts one per MSS, as TcpRetransSegs).
+	Segs uint16
 	// TimeWait marks the state records of a TIME_WAIT socket
 	// (FIN_WAIT2/CLOSING -> TIME_WAIT, TIME_WAIT -> CLOSE); the end one
 	// says how TIME_WAIT ended ("expired", "killed") and how long it was.
@@ -350,24 +355,30 @@ type ConnSummary struct {
 	// "synack_ack_mismatch" or "ack_mismatch" when one did not; "" when
 	// the handshake was not seen.
 	HandshakeCheck string
-	Start, End     time.Time
-	StateTime      [16]time.Duration // time in each TCPState of the local end
-	BytesOut       uint64            // payload the local end sent
-	BytesIn        uint64
-	SegsOut        uint64
-	SegsIn         uint64
-	RetransKernel  uint64 // tcp_retransmit_skb events
-	RetransSeen    uint64 // retransmission verdicts of all kinds
-	FastRetrans    uint64
-	Spurious       uint64
-	ResetsSent     uint64
-	ResetsRecv     uint64
-	ZeroWindows    uint64
-	SRTT           time.Duration // last smoothed RTT the kernel had, 0 unknown
-	Cwnd           uint32        // last congestion window, 0 unknown
-	ClosedBy       string        // local, remote, both, ""
-	CloseKind      string        // fin, reset, timeout, ""
-	HalfClose      time.Duration // first FIN to last FIN
+	// Start: the connection's first packet or state change, zero when its
+	// beginning (SYN or the opening state change) was not seen. End: its
+	// last packet or state change of a full socket (TIME_WAIT is apart),
+	// or the stop for a socket still open then; zero when none was seen.
+	Start, End    time.Time
+	StateTime     [16]time.Duration // time in each TCPState of the local end
+	BytesOut      uint64            // payload the local end sent
+	BytesIn       uint64
+	SegsOut       uint64
+	SegsIn        uint64
+	RetransKernel uint64 // tcp_retransmit_skb events (one per skb, GSO or not)
+	RetransSegs   uint64 // segments of those events (tcp_skb_pcount), as TcpRetransSegs counts
+	RetransBytes  uint64 // payload bytes of those events
+	RetransSeen   uint64 // packets with a retransmission verdict of any kind, at the capture point
+	FastRetrans   uint64
+	Spurious      uint64
+	ResetsSent    uint64
+	ResetsRecv    uint64
+	ZeroWindows   uint64
+	SRTT          time.Duration // last smoothed RTT the kernel had, 0 unknown
+	Cwnd          uint32        // last congestion window, 0 unknown
+	ClosedBy      string        // local, remote, both, ""
+	CloseKind     string        // fin, reset, timeout, ""
+	HalfClose     time.Duration // first FIN to last FIN
 	// FinSeen and FinAcked: local, then remote. A FIN is acked by an ACK
 	// of its seq + len + 1 (the FIN takes one sequence number).
 	FinSeen, FinAcked [2]bool
@@ -378,6 +389,10 @@ type ConnSummary struct {
 	// seen: "syn" (the peer's new SYN on the 4-tuple), "rst" (a RST
 	// received), "tw_reuse" (a local connect() took the 4-tuple over).
 	TimeWaitKill string
+	// TimeWaitSide: whose TIME_WAIT the fields above describe, "local" or
+	// "remote" (both ends on this host and the peer closed first); ""
+	// when none.
+	TimeWaitSide string
 	Complete     bool   // the connection is fully gone
 	Evicted      bool   // forgotten to bound memory
 	Preexisting  bool   // the connection existed when tracing started

@@ -121,7 +121,8 @@ type tcpscopeSockEvent struct {
 	TcpFlags uint8
 	Flags    uint8
 	TwEvent  uint8
-	Pad      [4]uint8
+	Segs     uint16
+	Pad      [2]uint8
 	SrttUs   uint32
 	SndCwnd  uint32
 	Owner    tcpscopeOwner

@@ -53,6 +53,10 @@ type Config struct {
 	// observes the TIME_WAIT timer), so a connection whose local end is in
 	// TIME_WAIT is summarized when TIME_WAIT ends.
 	TimeWaitTracked bool
+	// Events are the record types traced (0: all). Without state events a
+	// connection ends with a reset, or its packets' FINs or RST; without
+	// any end it is summarized when idle or at exit.
+	Events tracer.EventSet
 }
 
 // Analyzer annotates records and adds conn summary records. It implements
@@ -144,15 +148,25 @@ type timeWait struct {
 
 // conn is the analysis state of one connection (one conn id).
 type conn struct {
-	id      uint64
-	elem    *list.Element
-	netns   uint32
-	start   time.Time
-	last    time.Time
-	ends    [2]netip.AddrPort // side 0 is the client (SYN sender) when known
-	endsSet bool
-	client  bool // ends[0] is known to be the client
-	losses  uint64
+	id    uint64
+	elem  *list.Element
+	netns uint32
+	// start and lastOwn: the first and the last packet, state change of a
+	// full socket, retransmit or reset (not TIME_WAIT records, not the
+	// start-up snapshot); opened: the connection's beginning was seen
+	// (a SYN, or a socket's opening state change). last: any record.
+	start, lastOwn time.Time
+	last           time.Time
+	ends           [2]netip.AddrPort // side 0 is the client (SYN sender) when known
+	endsSet        bool
+	client         bool // ends[0] is known to be the client
+	opened         bool
+	// Which ends are on this host, bit 1<<side: localEv from socket events
+	// (their local end, also of a reset sent with no socket), localPkt
+	// from the packets' directions at the capture points (egress source,
+	// ingress destination).
+	localEv, localPkt uint8
+	losses            uint64
 
 	base    [2]uint32 // relative-number base: ISN, or first seq seen
 	baseSet [2]bool
@@ -166,17 +180,17 @@ type conn struct {
 	// Handshake, at the primary capture point. synTime is the most recent
 	// SYN before the SYN-ACK, as tshark's iRTT uses.
 	synTime, synAckTime, ackTime time.Time
-	synCount, synAckCount        int
+	synCount, synAckCount        int32
 	outcome                      string
 	// The handshake's acknowledgment checks: hsProblem names the first
 	// that failed; finalAck is set once the client's first ACK after
 	// the SYN-ACK was checked.
 	hsProblem string
-	finalAck  bool
 
-	points  map[pointKey]*point
-	primary pointKey
-	primSet bool
+	points   map[pointKey]*point
+	primary  pointKey
+	primSet  bool
+	finalAck bool
 
 	segs [2]uint64
 	// Sequence progress of each side's data at the primary point: bytes
@@ -189,13 +203,14 @@ type conn struct {
 	sockets            map[uint64]*socket
 
 	retransKernel, retransSeen, fast, spurious, zeroWin uint64
+	retransSegs, retransBytes                           uint64 // of the kernel's retransmit events
 	resetsSent, resetsRecv                              uint64
 	resetReason                                         string
 	finTime                                             [2]time.Time
 	finAcked                                            [2]bool
 	finSeq                                              [2]uint32
 	simultaneousClose                                   bool
-	rstSide                                             int // -1 none
+	rstSide                                             int8 // -1 none
 	rstTime                                             time.Time
 	rstBy                                               [2]bool // a RST was seen from each side
 	// The close as the local sockets saw it, for when no packet of it was
@@ -204,7 +219,7 @@ type conn struct {
 	stateFin     [2]time.Time
 	stateActive  [2]bool // the side's socket closed first (FIN_WAIT1)
 	stateClosing bool    // a socket went FIN_WAIT1 -> CLOSING
-	stateRstSide int     // -1 none
+	stateRstSide int8    // -1 none
 	stateRstTime time.Time
 	stateRstBy   [2]bool
 	incomplete   string
@@ -225,7 +240,7 @@ func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
 			}
 		}
 	}
-	c = &conn{id: r.Conn, netns: r.Netns, start: r.Time, points: map[pointKey]*point{}, sockets: map[uint64]*socket{},
+	c = &conn{id: r.Conn, netns: r.Netns, points: map[pointKey]*point{}, sockets: map[uint64]*socket{},
 		scale: [2]int{-1, -1}, rstSide: -1, stateRstSide: -1, losses: a.losses, twTracked: a.cfg.TimeWaitTracked}
 	c.elem = a.lru.PushFront(c)
 	a.conns[r.Conn] = c
@@ -269,6 +284,16 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		return err
 	}
 	c.last = r.Time
+	if r.Type != tracer.TypeSocket && !r.TimeWait {
+		// The connection's own life: TIME_WAIT and the start-up
+		// snapshot are apart.
+		if c.start.IsZero() || r.Time.Before(c.start) {
+			c.start = r.Time
+		}
+		if r.Time.After(c.lastOwn) {
+			c.lastOwn = r.Time
+		}
+	}
 	if len(a.timeWaits) > 0 && (r.Type == tracer.TypePacket || r.Type == tracer.TypeState) {
 		a.timeWaitSign(r)
 	}
@@ -287,23 +312,57 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 			return err
 		}
 	case tracer.TypeReset:
-		c.resetEvent(r)
+		a.resetEvent(c, r)
 	case tracer.TypeSocket:
 		c.snapshot(r)
 	}
-	// A packet can end only a connection without local sockets, and only
-	// once a FIN or RST was seen: spare the check on the rest.
-	if r.Type != tracer.TypePacket || len(c.sockets) == 0 && (c.rstSide >= 0 || !c.finTime[0].IsZero() || !c.finTime[1].IsZero()) {
-		if c.ended() {
+	if r.Type != tracer.TypePacket {
+		c.socketEnds(r)
+	}
+	// A packet can end only a connection whose end its sockets do not
+	// tell, and only once a FIN or RST was seen: spare the check on the
+	// rest.
+	if r.Type != tracer.TypePacket || (len(c.sockets) == 0 || !a.stateTraced()) &&
+		(c.rstSide >= 0 || !c.finTime[0].IsZero() || !c.finTime[1].IsZero()) {
+		if a.connEnded(c) {
 			a.ended[c.id] = c
 		}
 	}
 	return a.pass(r)
 }
 
+// stateTraced reports whether state events are traced.
+func (a *Analyzer) stateTraced() bool {
+	return a.cfg.Events == 0 || a.cfg.Events.Has(tracer.TypeState)
+}
+
+// socketEnds sets the connection's ends from a socket event when nothing
+// did before (a reset or a retransmit the first record of it), and notes
+// that the event's local end is on this host.
+func (c *conn) socketEnds(r *tracer.Record) {
+	if r.Remote.Port() == 0 || r.Local.Port() == 0 {
+		return // a listener, or a SYN_SENT whose port is unknown
+	}
+	if !c.endsSet {
+		c.ends, c.endsSet = [2]netip.AddrPort{r.Local, r.Remote}, true
+		syn := r.Flags&(tracer.FlagSYN|tracer.FlagACK) == tracer.FlagSYN
+		switch {
+		case r.Type == tracer.TypeReset && r.ResetDir == tracer.ResetSent && r.Cookie == 0 && syn:
+			// A reset answering a SYN: the peer is the client.
+			c.ends, c.client = [2]netip.AddrPort{r.Remote, r.Local}, true
+		case r.HasState && r.State == tracer.StateSynSent, r.Type == tracer.TypeRetransmit && syn:
+			c.client = true
+		}
+	}
+	if s := c.sideOf(r.Local); s >= 0 {
+		c.localEv |= 1 << s
+	}
+}
+
 // timeWaitOf fills sum's TIME_WAIT fields from sk; false when sk had no
-// TIME_WAIT.
-func timeWaitOf(c *conn, sk *socket, sum *tracer.ConnSummary) bool {
+// TIME_WAIT. One still going on lasted until until, when its start was
+// seen.
+func timeWaitOf(c *conn, sk *socket, sum *tracer.ConnSummary, until time.Time) bool {
 	switch {
 	case sk.twEnd != "":
 		sum.TimeWait, sum.TimeWaitEnd = sk.twDur, sk.twEnd
@@ -312,7 +371,9 @@ func timeWaitOf(c *conn, sk *socket, sum *tracer.ConnSummary) bool {
 		}
 	case sk.twActive:
 		// Still in TIME_WAIT when tracing stopped: the time so far.
-		sum.TimeWait = sum.End.Sub(sk.twStart)
+		if !sk.twStart.IsZero() && until.After(sk.twStart) {
+			sum.TimeWait = until.Sub(sk.twStart)
+		}
 	case sk.timeWait && !c.twTracked:
 		sum.TimeWaitEnd = "not_observed"
 	default:
@@ -418,6 +479,14 @@ func (a *Analyzer) packet(c *conn, r *tracer.Record) bool {
 	syn, ack, rst := r.Flags&tracer.FlagSYN != 0, r.Flags&tracer.FlagACK != 0, r.Flags&tracer.FlagRST != 0
 	s := c.side(r.Src, r.Dst, syn, ack)
 	o := 1 - s
+	if syn {
+		c.opened = true
+	}
+	if r.Dir == tracer.DirOut {
+		c.localPkt |= 1 << s
+	} else {
+		c.localPkt |= 1 << o
+	}
 
 	key := pointKey{ifindex: r.Ifindex, netns: r.Netns}
 	pt := c.points[key]
@@ -611,7 +680,7 @@ func (c *conn) countPacket(s int, r *tracer.Record) {
 		c.rstBy[s] = true
 	}
 	if r.Flags&tracer.FlagRST != 0 && c.rstSide < 0 {
-		c.rstSide, c.rstTime = s, r.Time
+		c.rstSide, c.rstTime = int8(s), r.Time
 		if c.outcome == "" && !c.synTime.IsZero() {
 			if r.Flags&tracer.FlagACK != 0 && c.synAckTime.IsZero() {
 				c.outcome = "refused"
@@ -641,6 +710,9 @@ func (c *conn) stateEvent(r *tracer.Record) {
 		sk.stateTime[sk.state] += r.Time.Sub(sk.since)
 	}
 	sk.state, sk.since = r.State, r.Time
+	if r.State == tracer.StateSynSent || r.State == tracer.StateSynRecv || r.OldState == tracer.StateSynRecv {
+		c.opened = true
+	}
 	if r.HasTCPInfo && r.SRTTMicros > 0 {
 		sk.srtt, sk.cwnd = time.Duration(r.SRTTMicros)*time.Microsecond, r.Cwnd
 	}
@@ -724,13 +796,12 @@ func (c *conn) snapshot(r *tracer.Record) {
 	if c.incomplete == "" {
 		c.incomplete = "began before tracing"
 	}
-	if !c.endsSet {
-		c.ends, c.endsSet = [2]netip.AddrPort{r.Local, r.Remote}, true
-	}
-	sk.state, sk.since = r.State, r.Time
+	// The state found at start-up was entered at an unknown time: its
+	// time is not counted (since stays zero), nor a TIME_WAIT's so far.
+	sk.state = r.State
 	if r.State == tracer.StateTimeWait {
 		// A TIME_WAIT socket: its end comes from its timer.
-		sk.closed, sk.timeWait, sk.twActive, sk.twStart = true, true, true, r.Time
+		sk.closed, sk.timeWait, sk.twActive = true, true, true
 	}
 }
 
@@ -753,6 +824,22 @@ func (c *conn) socketOf(r *tracer.Record) *socket {
 	return sk
 }
 
+// localSide is the end a summary is written from: the one on this host,
+// by its socket events (also a reset sent with no socket), else by the
+// packets' directions at the capture points; the client (side 0) when
+// both ends are on this host or neither is known to be.
+func (c *conn) localSide() int {
+	for _, bits := range [2]uint8{c.localEv, c.localPkt} {
+		switch bits & 3 {
+		case 1, 3:
+			return 0
+		case 2:
+			return 1
+		}
+	}
+	return 0
+}
+
 // isLocal reports whether a socket of this host owns side s.
 func (c *conn) isLocal(s int) bool {
 	if !c.endsSet {
@@ -770,7 +857,10 @@ func (c *conn) isLocal(s int) bool {
 // held packets it confirms.
 func (a *Analyzer) retransmitEvent(c *conn, r *tracer.Record) error {
 	c.retransKernel++
+	c.retransSegs += max(uint64(r.Segs), 1)
+	c.retransBytes += uint64(r.Len)
 	sk := c.socketOf(r)
+	c.socketEnds(r)
 	if sk == nil || !c.endsSet {
 		return nil
 	}
@@ -812,12 +902,18 @@ func (a *Analyzer) release(pick func(*held) bool) error {
 	return err
 }
 
-func (c *conn) resetEvent(r *tracer.Record) {
+func (a *Analyzer) resetEvent(c *conn, r *tracer.Record) {
 	var sk *socket
 	// A listener answers segments of a connection whose socket is gone:
 	// its reset belongs to no socket of the connection.
 	if r.State != tracer.StateListen {
 		sk = c.socketOf(r)
+	}
+	c.socketEnds(r)
+	if sk != nil && !a.stateTraced() {
+		// No state event will say the socket closed: a reset ends it
+		// (tcp_reset and active resets move it to CLOSE).
+		sk.closed = true
 	}
 	if s := c.sideOf(r.Local); s >= 0 {
 		if r.ResetDir == tracer.ResetReceived {
@@ -825,13 +921,17 @@ func (c *conn) resetEvent(r *tracer.Record) {
 		}
 		c.stateRstBy[s] = true
 		if c.stateRstSide < 0 {
-			c.stateRstSide, c.stateRstTime = s, r.Time
+			c.stateRstSide, c.stateRstTime = int8(s), r.Time
 		}
 	}
 	if r.ResetDir == tracer.ResetSent {
 		c.resetsSent++
 		if r.Reason != "" && c.resetReason == "" {
 			c.resetReason = r.Reason
+		}
+		// With no socket, in answer to a SYN: refused here.
+		if r.Cookie == 0 && r.Flags&(tracer.FlagSYN|tracer.FlagACK) == tracer.FlagSYN && c.outcome == "" {
+			c.outcome = "refused"
 		}
 		return
 	}
@@ -844,13 +944,14 @@ func (c *conn) resetEvent(r *tracer.Record) {
 	}
 }
 
-// ended reports whether the connection is gone: every local socket
+// connEnded reports whether the connection is gone: every local socket
 // closed, and TIME_WAIT over where it is observed, or, with no local
-// socket, both FINs acknowledged or a RST. Where TIME_WAIT is not observed
-// a socket replaced by a TIME_WAIT socket counts as closed (the summary
-// says time_wait_end "not_observed").
-func (c *conn) ended() bool {
-	if len(c.sockets) > 0 {
+// socket or without state events, both FINs acknowledged or a RST (seen
+// or a reset event). Where TIME_WAIT is not observed a socket replaced by
+// a TIME_WAIT socket counts as closed (the summary says time_wait_end
+// "not_observed").
+func (a *Analyzer) connEnded(c *conn) bool {
+	if len(c.sockets) > 0 && a.stateTraced() {
 		for _, sk := range c.sockets {
 			if !sk.closed || sk.twActive || c.twTracked && sk.timeWait && sk.twEnd == "" {
 				return false // TIME_WAIT goes on
@@ -858,7 +959,7 @@ func (c *conn) ended() bool {
 		}
 		return true
 	}
-	return c.rstSide >= 0 || c.finAcked[0] && c.finAcked[1]
+	return c.rstSide >= 0 || c.stateRstSide >= 0 || c.finAcked[0] && c.finAcked[1]
 }
 
 // Flush releases packets whose kernel confirmation did not come,
@@ -881,7 +982,7 @@ func (a *Analyzer) flushAt(now time.Time) error {
 		if err != nil {
 			break
 		}
-		if !c.ended() {
+		if !a.connEnded(c) {
 			delete(a.ended, id) // a new socket joined it
 			continue
 		}
@@ -961,24 +1062,29 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	}
 
 	sum := &tracer.ConnSummary{Complete: complete && c.incomplete == "", Evicted: evicted, Incomplete: c.incomplete,
-		Outcome: c.outcome, SynRetrans: max(c.synCount-1, 0) + max(c.synAckCount-1, 0),
-		Start: c.start, End: c.last, RetransKernel: c.retransKernel, RetransSeen: c.retransSeen,
-		FastRetrans: c.fast, Spurious: c.spurious, ZeroWindows: c.zeroWin,
+		Outcome: c.outcome, SynRetrans: int(max(c.synCount-1, 0) + max(c.synAckCount-1, 0)),
+		End: c.lastOwn, RetransKernel: c.retransKernel, RetransSegs: c.retransSegs, RetransBytes: c.retransBytes,
+		RetransSeen: c.retransSeen, FastRetrans: c.fast, Spurious: c.spurious, ZeroWindows: c.zeroWin,
 		ResetsSent: c.resetsSent, ResetsRecv: c.resetsRecv, ResetReason: c.resetReason, Preexisting: c.preexisting}
-	// The local end: the client when both ends are local, else the one
-	// that is; side 0 when neither is.
-	l := 0
-	if !c.isLocal(0) && c.isLocal(1) {
-		l = 1
+	if c.opened {
+		sum.Start = c.start
 	}
+	l := c.localSide()
 	r := 1 - l
 	sum.Local, sum.Remote = c.ends[l], c.ends[r]
-	// A connection with a socket still open (or in TIME_WAIT) when tracing
-	// stopped lasted until then: its end, and the time in its last state.
+	// A connection with a full socket still open when tracing stopped
+	// lasted until then: its end, and the time in its last state. Its
+	// TIME_WAIT is apart.
 	for _, sk := range c.sockets {
-		if (!sk.closed || sk.twActive) && a.exitAt.After(sum.End) {
+		if !sk.closed && a.stateTraced() && a.exitAt.After(sum.End) {
 			sum.End = a.exitAt
 		}
+	}
+	// TIME_WAIT still going on lasted until the stop, or (evicted) until
+	// the connection's last record.
+	twUntil := a.exitAt
+	if twUntil.IsZero() {
+		twUntil = c.last
 	}
 	if c.client {
 		sum.Role = [2]string{"client", "server"}[l]
@@ -994,18 +1100,21 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		if !sk.closed && !sk.since.IsZero() && int(sk.state) < len(sum.StateTime) {
 			sum.StateTime[sk.state] += sum.End.Sub(sk.since)
 		}
-		if timeWaitOf(c, sk, sum) && sk.twActive {
-			sum.StateTime[tracer.StateTimeWait] += sum.TimeWait
+		if timeWaitOf(c, sk, sum, twUntil) {
+			sum.TimeWaitSide = "local"
+			if sk.twActive {
+				sum.StateTime[tracer.StateTimeWait] += sum.TimeWait
+			}
 		}
 	}
 	// Both ends on this host: the TIME_WAIT is the active closer's,
-	// whichever end that was.
+	// whichever end that was; the summary says when it is the peer's.
 	for _, sk := range c.sockets {
-		if sum.TimeWait > 0 || sum.TimeWaitEnd != "" {
+		if sum.TimeWaitSide != "" {
 			break
 		}
-		if sk.local != sum.Local {
-			timeWaitOf(c, sk, sum)
+		if sk.local != sum.Local && timeWaitOf(c, sk, sum, twUntil) {
+			sum.TimeWaitSide = "remote"
 		}
 	}
 	if c.isnSeen[l] && c.isnSeen[r] {
@@ -1046,7 +1155,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		switch {
 		case rstBy[0] && rstBy[1]: // a RST never answers a RST: they crossed
 			sum.ClosedBy = "both"
-		case rstSide == l:
+		case int(rstSide) == l:
 			sum.ClosedBy = "local"
 		default:
 			sum.ClosedBy = "remote"

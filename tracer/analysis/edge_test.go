@@ -14,7 +14,9 @@ func TestBytesPast2GiB(t *testing.T) {
 		recs := handshake()
 		seq := uint32(1001)
 		for i := 0; i < n; i++ {
-			recs = append(recs, seg(1000+i*1000, cli, srv, P|A, seq, 5001, gib, 502))
+			r := seg(1000+i*1000, cli, srv, P|A, seq, 5001, gib, 502)
+			r.Dir = tracer.DirOut // sent from this host: the client's end is local
+			recs = append(recs, r)
 			seq += gib
 		}
 		s := run(t, Config{}, recs).summary(t)
