@@ -18,7 +18,7 @@ GENERATED := tracer/tcpscope_bpfel.go tracer/tcpscope_bpfel.o
 .PHONY: help build run test test-unit test-e2e test-kernels bench generate vmlinux check-generate vet deps-test deps-gen deps-vm clean
 
 help: ## list targets
-	@awk 'BEGIN{FS=":.*## "} /^[a-z0-9-]+:.*## /{printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN{FS=":.*## "} /^[a-z0-9-]+:.*## /{printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build bin/tcpscope
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tcpscope
@@ -26,8 +26,19 @@ build: ## build bin/tcpscope
 run: build ## build and trace this host (as root); pass flags with ARGS="..."
 	./$(BIN) trace $(ARGS)
 
-test: deps-test ## the whole suite: unit tests and, as root, end-to-end tests
-	TCPSCOPE_E2E=1 $(GO) test -count=1 ./...
+# `make test` keeps the whole `go test -json` stream here (the output of
+# the tests that passed too); it prints only failures, skips, package
+# results and a count.
+TESTLOG ?= .cache/test.json
+# Packages `make test` runs.
+TESTPKGS ?= ./...
+
+test: SHELL := /bin/bash
+test: deps-test ## the whole suite: unit tests and, as root, end-to-end tests; ends with a count of passed, failed, skipped
+	@mkdir -p .cache $(dir $(TESTLOG))
+	@$(GO) build -o .cache/testsum ./test/testsum
+	set -o pipefail; TCPSCOPE_E2E=1 $(GO) test -json -count=1 $(TESTPKGS) | tee $(TESTLOG) | .cache/testsum
+
 
 test-unit: ## unit tests only (no root needed)
 	$(GO) test -count=1 ./cmd/... ./tracer/... ./output/...

@@ -236,11 +236,12 @@ func runCmd(ctx context.Context, t *testing.T, argv ...string) {
 }
 
 // newNetns creates a network namespace with a name unique to this process
-// and brings its loopback up. It is deleted when the test ends, pass or
-// fail (processes started after it are killed first).
+// (PREFIX-PID-TAG, PREFIX from $TCPSCOPE_E2E_PREFIX) and brings its
+// loopback up. It is deleted when the test ends, pass or fail (processes
+// started after it are killed first).
 func newNetns(ctx context.Context, t *testing.T, tag string) *netns {
 	t.Helper()
-	name := fmt.Sprintf("tcpscope-e2e-%d-%s", os.Getpid(), tag)
+	name := fmt.Sprintf("%s-%d-%s", netnsPrefix, os.Getpid(), tag)
 	runCmd(ctx, t, "ip", "netns", "add", name)
 	t.Cleanup(func() {
 		out, err := exec.Command("ip", "netns", "del", name).CombinedOutput()

@@ -34,11 +34,11 @@ type namespace struct {
 	inode uint64
 }
 
-// newNamespace creates a named namespace with lo up; it is deleted when
-// the test ends.
+// newNamespace creates a named namespace (PREFIX-PID-TAG, PREFIX from
+// $TCPSCOPE_E2E_PREFIX) with lo up; it is deleted when the test ends.
 func newNamespace(t *testing.T, tag string) *namespace {
 	t.Helper()
-	name := fmt.Sprintf("tcpscope-k-%d-%s", os.Getpid(), tag)
+	name := fmt.Sprintf("%s-%d-%s", netnsPrefix, os.Getpid(), tag)
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
