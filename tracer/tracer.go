@@ -47,7 +47,8 @@ type Tracer struct {
 	dec         decoder
 	corr        *correlator
 	tw          *twTracker
-	snapshot    []Record // preexisting sockets, emitted first by Run
+	snapshot    []Record      // preexisting sockets, emitted first by Run
+	filter      *recordFilter // for records the kernel did not filter
 	netns       *Netns
 	ifaces      []iface
 	unavailable []string
@@ -66,7 +67,7 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Tracer{cfg: cfg, log: cfg.Logger, netns: cfg.Netns}
+	t := &Tracer{cfg: cfg, log: cfg.Logger, netns: cfg.Netns, filter: newRecordFilter(&cfg)}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -341,10 +342,8 @@ func (t *Tracer) fillMaps() error {
 		}
 	}
 	for _, h := range t.cfg.Hosts {
-		key := tcpscopeHostKey{Prefixlen: uint32(h.Bits()), Addr: h.Addr().As16()}
-		if h.Addr().Is4() {
-			key.Prefixlen += 96
-		}
+		p := prefix16(h) // as recordFilter compares
+		key := tcpscopeHostKey{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}
 		if err := t.coll.Maps[tcpscopeMapHostsFilter].Put(key, one); err != nil {
 			return fmt.Errorf("set host filter %s: %w", h, err)
 		}
