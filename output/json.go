@@ -104,6 +104,9 @@ func AppendJSON(dst []byte, r *tracer.Record) []byte {
 		o.str("state", r.State.String())
 		o.uint("seq", uint64(r.Seq))
 		o.uint("len", uint64(r.Len))
+		if r.Segs > 0 {
+			o.uint("segs", uint64(r.Segs))
+		}
 		o.key("flags")
 		o.b = append(o.b, '"')
 		o.b = tracer.AppendFlags(o.b, r.Flags)

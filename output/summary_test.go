@@ -80,3 +80,25 @@ func TestSummaryRetransmitKinds(t *testing.T) {
 		t.Errorf("kernel events only: text %q", text)
 	}
 }
+
+// TestRetransmitRecordSegments: a retransmit record says how many
+// segments the kernel retransmitted (GSO), when it knows.
+func TestRetransmitRecordSegments(t *testing.T) {
+	r := tracer.Record{Time: t0, Type: tracer.TypeRetransmit, Conn: 1, Local: ap("10.0.0.1:5555"), Remote: ap("10.0.0.2:80"),
+		State: tracer.StateEstablished, Seq: 1001, Len: 14480, Segs: 10, Flags: tracer.FlagACK}
+	var m map[string]any
+	if err := json.Unmarshal(AppendJSON(nil, &r), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["segs"] != 10.0 || m["len"] != 14480.0 {
+		t.Errorf("segs %v len %v, want 10 and 14480", m["segs"], m["len"])
+	}
+	r.Segs = 0
+	m = nil
+	if err := json.Unmarshal(AppendJSON(nil, &r), &m); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m["segs"]; ok {
+		t.Errorf("segs %v although unknown", m["segs"])
+	}
+}
