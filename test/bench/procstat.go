@@ -1,0 +1,162 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat:
+// AT_CLKTCK from the auxiliary vector (what sysconf(_SC_CLK_TCK) returns),
+// 100 if it cannot be read.
+var clockTicks = readClockTicks()
+
+// atClkTck is the auxiliary vector entry of the clock tick rate.
+const atClkTck = 17
+
+func readClockTicks() int64 {
+	b, err := os.ReadFile("/proc/self/auxv")
+	if err != nil {
+		return 100
+	}
+	if v, ok := auxvValue(b, atClkTck); ok && v > 0 {
+		return int64(v)
+	}
+	return 100
+}
+
+// auxvValue finds key in a 64-bit auxiliary vector (pairs of native
+// words).
+func auxvValue(b []byte, key uint64) (uint64, bool) {
+	for i := 0; i+16 <= len(b); i += 16 {
+		k := binary.NativeEndian.Uint64(b[i:])
+		v := binary.NativeEndian.Uint64(b[i+8:])
+		if k == key {
+			return v, true
+		}
+		if k == 0 {
+			break
+		}
+	}
+	return 0, false
+}
+
+// cpuTime is a process's utime + stime so far, all its threads, dead ones
+// included, from /proc/PID/stat (resolution 1/clockTicks s).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read stat of %d: %w", pid, err)
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU extracts utime + stime (fields 14 and 15) from a
+// /proc/PID/stat line. The command name (field 2) may hold spaces and
+// parentheses: fields are counted after its last ')'.
+func parseStatCPU(line string) (time.Duration, error) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bad stat line %q", line)
+	}
+	f := strings.Fields(line[i+1:])
+	// f[0] is field 3 (state): utime is field 14, stime field 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bad stat line %q", line)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad stat line %q", line)
+	}
+	return time.Duration((ut + st) * int64(time.Second) / clockTicks), nil
+}
+
+// statusKiB reads one "Name:   N kB" field of /proc/PID/status (VmHWM,
+// VmRSS).
+func statusKiB(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read status of %d: %w", pid, err)
+	}
+	return parseStatusKiB(string(b), field)
+}
+
+func parseStatusKiB(s, field string) (int64, error) {
+	for _, l := range strings.Split(s, "\n") {
+		rest, ok := strings.CutPrefix(l, field+":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			break
+		}
+		return strconv.ParseInt(f[0], 10, 64)
+	}
+	return 0, fmt.Errorf("no %s in status", field)
+}
+
+// bpfProgIDs returns the ids of the BPF programs a process holds, from the
+// `prog_id:` lines of /proc/PID/fdinfo (program fds and link fds both name
+// one). These are exactly the tracer's programs, whatever else loads
+// programs meanwhile.
+func bpfProgIDs(pid int) ([]uint32, error) {
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list fds of %d: %w", pid, err)
+	}
+	seen := map[uint32]bool{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		for _, id := range parseFdinfoProgIDs(string(b)) {
+			seen[id] = true
+		}
+	}
+	ids := make([]uint32, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids, nil
+}
+
+func parseFdinfoProgIDs(s string) []uint32 {
+	var ids []uint32
+	for _, l := range strings.Split(s, "\n") {
+		rest, ok := strings.CutPrefix(l, "prog_id:")
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseUint(strings.TrimSpace(rest), 10, 32); err == nil {
+			ids = append(ids, uint32(v))
+		}
+	}
+	return ids
+}
+
+// fdKinds counts a process's fds by link target ("anon_inode:bpf_link",
+// "anon_inode:[perf_event]", ...).
+func fdKinds(pid int) map[string]int {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	kinds := map[string]int{}
+	for _, e := range ents {
+		if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil {
+			kinds[t]++
+		}
+	}
+	return kinds
+}
