@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -237,21 +239,21 @@ func TestCleanupCommand(t *testing.T) {
 	}
 }
 
-// TestDeletedInterfaceWarned: with the default interface set, deleting a
-// traced interface while tracing is logged once, naming it; tracing goes
-// on and ends cleanly.
+// TestDeletedInterfaceWarned: an interface named with -i and deleted
+// while tracing is a warning, once, naming it; tracing goes on and ends
+// cleanly.
 func TestDeletedInterfaceWarned(t *testing.T) {
 	requireE2E(t)
 	ctx := context.Background()
 	v := newVethPair(ctx, t, "ifdel", 153)
-	p := startTracer(ctx, t, v.a)
+	p := startTracer(ctx, t, v.a, "-i", vethA, "-i", "lo")
 	runCmd(ctx, t, "ip", "-n", v.a.name, "link", "del", vethA)
 	line, err := p.waitLine(ctx, true, "traced interface deleted")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(line, "interface="+vethA) {
-		t.Errorf("the warning does not name %s: %q", vethA, line)
+	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "interface="+vethA) {
+		t.Errorf("want a warning naming %s: %q", vethA, line)
 	}
 	stopTracer(ctx, t, p)
 	if n := countLines(p.stderr.String(), "traced interface deleted"); n != 1 {
@@ -259,5 +261,51 @@ func TestDeletedInterfaceWarned(t *testing.T) {
 	}
 	if n := countLines(p.stderr.String(), "interface=lo"); n != 0 {
 		t.Errorf("lo reported, but it was not deleted\n%s", p.output())
+	}
+}
+
+// TestInterfacesFollowed: with the default interface set, an interface
+// that appears while tracing is traced (every packet tcpdump sees on it,
+// named after it), and one deleted is let go, said once in the log.
+func TestInterfacesFollowed(t *testing.T) {
+	requireE2E(t)
+	ctx := context.Background()
+	v := newVethPair(ctx, t, "follow", 154)
+	p := startTracer(ctx, t, v.a)
+
+	const vethC, vethD = "veth-c", "veth-d"
+	c := linkEnd{v.a, vethC, netip.MustParseAddr("10.200.155.1"), netip.MustParseAddr("fd00:200:155::1"), "02:00:00:00:9b:01"}
+	d := linkEnd{v.b, vethD, netip.MustParseAddr("10.200.155.2"), netip.MustParseAddr("fd00:200:155::2"), "02:00:00:00:9b:02"}
+	runCmd(ctx, t, "ip", "link", "add", vethC, "address", c.mac, "netns", v.a.name, "type", "veth",
+		"peer", "name", vethD, "address", d.mac, "netns", v.b.name)
+	c.configure(ctx, t, d)
+	d.configure(ctx, t, c)
+	line, err := p.waitLine(ctx, true, "tracing an interface that appeared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(line, "interface="+vethC) {
+		t.Fatalf("traced %q, want %s", line, vethC)
+	}
+
+	tp := &topology{name: "followed veth", clientNS: v.a, serverNS: v.b, watchNS: v.a, ifname: vethC,
+		clientIP: c.ip4, serverIP: d.ip4}
+	dump := startTcpdump(ctx, t, v.a, vethC)
+	runScenario(ctx, t, tp, &scenarios[0])
+	time.Sleep(settle)
+	td := stopTcpdump(ctx, t, dump)
+
+	runCmd(ctx, t, "ip", "-n", v.a.name, "link", "del", vethC)
+	line, err = p.waitLine(ctx, true, "traced interface deleted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(line, "interface="+vethC) {
+		t.Errorf("deleted %q, want %s", line, vethC)
+	}
+	recs := stopTracer(ctx, t, p)
+	checkPackets(t, tp, td, recs)
+	if n := countLines(p.stderr.String(), "traced interface deleted"); n != 1 {
+		t.Errorf("%d deletion lines, want 1\n%s", n, p.output())
 	}
 }

@@ -131,7 +131,7 @@ func Open(cfg Config) (_ *Tracer, err error) {
 		return nil, err
 	}
 	if len(t.ifaces) > 0 {
-		ifw, werr := startIfWatch(t.netns, t.ifaces, t.log)
+		ifw, werr := startIfWatch(t.netns, t.ifaces, t.follower(), t.log)
 		if werr != nil {
 			t.log.Warn("deleted interfaces will not be reported", "err", werr)
 		}
@@ -445,7 +445,7 @@ func (t *Tracer) Close() error {
 
 // detach closes every link so that no new events are produced.
 func (t *Tracer) detach() error {
-	var errs []error
+	errs := []error{t.ifw.detachFollowed()}
 	for _, l := range t.tcLinks {
 		if err := l.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach: %w", err))
@@ -498,6 +498,7 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		lastTick = now
 		t.reader.SetDeadline(now.Add(interval))
 		t.dec.clock.sync()
+		t.ifw.register(t.dec.ifaces, t.netns.Inode)
 		if err := t.reportLost(sink, &rec); err != nil {
 			return err
 		}
