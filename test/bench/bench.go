@@ -60,10 +60,22 @@ type Result struct {
 	Rate  float64 `json:"rate"`
 	Ratio float64 `json:"ratio"`
 
-	LoadCPU         *cpuUse       `json:"load_cpu,omitempty"` // the storm generator's own CPU
-	Server          *serverResult `json:"server,omitempty"`
-	LeftoverSockets int           `json:"leftover_sockets"` // still listed after ss -K, before the run
-	Loadavg         string        `json:"loadavg"`          // /proc/loadavg before the run
+	LoadCPU *cpuUse       `json:"load_cpu,omitempty"` // the storm generator's own CPU
+	Server  *serverResult `json:"server,omitempty"`
+	// HostBusyNS is the host's busy CPU time over the load window (all
+	// CPUs, /proc/stat, sampled at each timer tick), SoftirqNS the part
+	// of it in softirq, HostNS all CPUs' time over the window. OthersNS
+	// is busy time less the load generator, the server (whole-life CPU)
+	// and the tracer (window CPU); softirq run in their context is part
+	// of their CPU, so what is left is other workloads, ksoftirqd and
+	// kworkers, give or take the tick sampling. A high OthersNS makes
+	// the round suspect.
+	HostBusyNS      int64  `json:"host_busy_ns"`
+	SoftirqNS       int64  `json:"softirq_ns"`
+	HostNS          int64  `json:"host_ns"`
+	OthersNS        int64  `json:"others_ns"`
+	LeftoverSockets int    `json:"leftover_sockets"` // still listed after ss -K, before the run
+	Loadavg         string `json:"loadavg"`          // /proc/loadavg before the run
 
 	Tracer *TracerResult `json:"tracer,omitempty"`
 }
@@ -171,7 +183,7 @@ func (r *Result) summary(mode string) string {
 	if mode == "bulk" {
 		rate = fmt.Sprintf("%.2f Gbit/s", r.Rate*8/1e9)
 	}
-	s := fmt.Sprintf("%-14s %s, ratio %.3f", r.Config, rate, r.Ratio)
+	s := fmt.Sprintf("%-14s %s, ratio %.3f, others %.0f%% of the host", r.Config, rate, r.Ratio, r.othersPercent())
 	if t := r.Tracer; t != nil {
 		s += fmt.Sprintf(", CPU %.1f%%, %d records (%.2f/conn), %.0f ns/record, lost %d, maxrss %.0f MiB, exit %s",
 			t.CPUPercent, t.Output.Records, t.PerConn, t.NSPerRecord, t.Output.Lost, float64(t.MaxRSSKiB)/1024, t.ExitStatus)
@@ -358,6 +370,10 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 	}
 
 	// The measured window: "go" to the load's result line.
+	host0, err := hostCPU()
+	if err != nil {
+		return nil, err
+	}
 	t0 := time.Now()
 	if _, err := load.stdin.Write([]byte("go\n")); err != nil {
 		return nil, fmt.Errorf("start the load: %w", err)
@@ -371,6 +387,13 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 		return nil, err
 	}
 	t1 := time.Now()
+	host1, err := hostCPU()
+	if err != nil {
+		return nil, err
+	}
+	res.HostBusyNS = (host1.busy - host0.busy).Nanoseconds()
+	res.SoftirqNS = (host1.softirq - host0.softirq).Nanoseconds()
+	res.HostNS = (host1.total - host0.total).Nanoseconds()
 	if tr != nil {
 		if err := tr.windowEnd(t0, t1); err != nil {
 			return nil, err
@@ -424,7 +447,19 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 	} else if err := server.wait(ctx, 10*time.Second); err != nil {
 		return nil, fmt.Errorf("bulk receiver: %w\n%s", err, server.output())
 	}
+	res.OthersNS = res.HostBusyNS - procCPU(load) - procCPU(server)
+	if res.Tracer != nil {
+		res.OthersNS -= res.Tracer.CPUWindowNS
+	}
 	return res, nil
+}
+
+// procCPU is an exited process's whole-life CPU time (wait4 rusage).
+func procCPU(p *proc) int64 {
+	if p.cmd.ProcessState == nil {
+		return 0
+	}
+	return (p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()).Nanoseconds()
 }
 
 // sleepCtx sleeps d unless ctx ends first.

@@ -140,6 +140,20 @@ func TestParseStatCPU(t *testing.T) {
 	}
 }
 
+func TestParseHostCPU(t *testing.T) {
+	h, err := parseHostCPU("cpu  100 5 50 1000 7 3 20 2 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tick := time.Second / time.Duration(clockTicks)
+	if h.busy != 180*tick || h.softirq != 20*tick || h.total != 1187*tick {
+		t.Errorf("got %+v", h)
+	}
+	if _, err := parseHostCPU("intr 1 2 3"); err == nil {
+		t.Error("bad line accepted")
+	}
+}
+
 func TestParseStatus(t *testing.T) {
 	s := "Name:\ttcpscope\nVmPeak:\t 1000 kB\nVmHWM:\t   45320 kB\nVmRSS:\t 40000 kB\n"
 	if v, err := parseStatusKiB(s, "VmHWM"); err != nil || v != 45320 {

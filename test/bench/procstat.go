@@ -160,3 +160,38 @@ func fdKinds(pid int) map[string]int {
 	}
 	return kinds
 }
+
+// hostTimes is the host's CPU time so far, summed over CPUs, from the
+// first line of /proc/stat.
+type hostTimes struct {
+	busy    time.Duration // user, nice, system, irq, softirq, steal
+	softirq time.Duration // part of busy
+	total   time.Duration // busy, idle, iowait
+}
+
+func hostCPU() (hostTimes, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return hostTimes{}, fmt.Errorf("read /proc/stat: %w", err)
+	}
+	return parseHostCPU(string(b))
+}
+
+func parseHostCPU(s string) (hostTimes, error) {
+	line, _, _ := strings.Cut(s, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return hostTimes{}, fmt.Errorf("bad /proc/stat line %q", line)
+	}
+	var v [8]int64
+	for i := range v {
+		var err error
+		if v[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return hostTimes{}, fmt.Errorf("bad /proc/stat line %q", line)
+		}
+	}
+	tick := func(n int64) time.Duration { return time.Duration(n * int64(time.Second) / clockTicks) }
+	// user nice system idle iowait irq softirq steal
+	b := v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+	return hostTimes{busy: tick(b), softirq: tick(v[6]), total: tick(b + v[3] + v[4])}, nil
+}

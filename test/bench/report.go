@@ -183,6 +183,15 @@ func units(res *Result) float64 {
 	return float64(res.Conns)
 }
 
+// othersPercent is OthersNS as a percentage of the host's CPU time over
+// the window.
+func (r *Result) othersPercent() float64 {
+	if r.HostNS <= 0 {
+		return 0
+	}
+	return 100 * float64(r.OthersNS) / float64(r.HostNS)
+}
+
 // markdown renders the report.
 func (r *report) markdown() string {
 	var b strings.Builder
@@ -213,7 +222,8 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "- each run: one %s connection from A to B sending 256 KiB writes for %s over a veth pair; tracers run in A (packet hooks on A's veth)\n", fam, m.Duration)
 	}
 	fmt.Fprintf(&b, "- %d rounds, configurations rotated each round; each cell is the median [min–max] over rounds; `vs none` is the ratio to the no-tracer run of the same round\n", m.Rounds)
-	fmt.Fprintf(&b, "- load average at start: %s\n\n", m.Loadavg)
+	others := collect(r.Results, true, func(res *Result) float64 { return res.othersPercent() })
+	fmt.Fprintf(&b, "- load average at start: %s; CPU used by other workloads during the load windows (host busy time less load generator, server and tracer; approximate): %s %% of the host\n\n", m.Loadavg, others.format(1))
 
 	if storm {
 		b.WriteString("| configuration | conn/s | vs none | errors | tracer CPU, % of one core | tracer CPU s, storm to exit | tracer CPU s, whole life | records/conn | CPU ns/record | CPU µs/conn | lost | peak RSS MiB | exit |\n")
@@ -409,7 +419,7 @@ func (r *report) markdown() string {
 				notes = append(notes, fmt.Sprintf("%s: tracer exit %s (killed: %v)", where, t.ExitStatus, t.Killed))
 			}
 			if t.Output.Foreign > 0 {
-				notes = append(notes, fmt.Sprintf("%s: %d records of other namespaces (not counted)", where, t.Output.Foreign))
+				notes = append(notes, fmt.Sprintf("%s: %d records of other workloads (other namespaces or addresses; not counted)", where, t.Output.Foreign))
 			}
 		}
 	}
