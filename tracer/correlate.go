@@ -40,35 +40,48 @@ func makeConnKey(x, y netip.AddrPort, netns uint32) connKey {
 }
 
 // connEntry is one connection of the table, also a node of its
-// least-recently-seen list.
+// least-recently-seen list. Per-endpoint fields are indexed by end: 0 for
+// key.a, 1 for key.b.
 type connEntry struct {
-	key        connKey
-	id         uint64
-	lastSeen   time.Time
-	synSeen    bool      // a SYN_SENT transition or a SYN was seen
-	synTime    time.Time // when the first of them happened
-	isn        uint32    // sequence number of the opening SYN, when synISN
-	synISN     bool
-	finA, finB bool // a FIN was seen from endpoint a, from endpoint b
-	closed     bool // a socket reached CLOSE, a RST passed, or both sides sent FIN
-	// cookies of the local sockets whose events joined this connection
-	// (both ends when both are local), for byCookie.
+	key      connKey
+	id       uint64
+	lastSeen time.Time
+	// first is the timestamp (Unix ns) of the earliest record of the
+	// connection, closedAt of the first sign of its end (with closed).
+	first, closedAt int64
+	isn             [2]uint32 // each end's initial sequence number, when isnKnown
+	isnKnown        [2]bool
+	// synced: the end is past its handshake (it sent an ACK without SYN,
+	// or its socket reached ESTABLISHED or a later state): it sends no
+	// more SYNs on this connection.
+	synced [2]bool
+	fin    [2]bool // a FIN was seen from each end
+	closed bool    // a socket reached CLOSE, a RST passed, or both ends sent FIN
+	// cookies of the local sockets whose events joined this connection,
+	// one per end (both when both ends are local), for byCookie.
 	cookies    [2]uint64
 	prev, next *connEntry
 }
 
-func (e *connEntry) markSyn(t time.Time) {
-	if !e.synSeen || t.Before(e.synTime) {
-		e.synTime = t
+// end returns which end of e's key addr is.
+func (e *connEntry) end(addr netip.AddrPort) int {
+	if addr == e.key.a {
+		return 0
 	}
-	e.synSeen = true
+	return 1
+}
+
+func (e *connEntry) close(t int64) {
+	if !e.closed {
+		e.closed, e.closedAt = true, t
+	}
 }
 
 // correlator gives every record of one connection the same conn id: both
 // directions, packets and socket events, both ends. A new connection on a
-// reused 4-tuple (a new SYN with another ISN, or a new connect) gets a new
-// id. The table is capped; the least recently seen connection goes first.
-// It is used by the single reader goroutine only.
+// reused 4-tuple gets a new id (startsNew says when). The table is capped;
+// the least recently seen connection goes first. It is used by the single
+// reader goroutine only.
 type correlator struct {
 	next    uint64
 	conns   map[connKey]*connEntry
@@ -155,6 +168,36 @@ func (c *correlator) expire(now time.Time, emit func(*Record) error) error {
 	return nil
 }
 
+// stateNewSynRecv is the state of a request socket (a listener's
+// half-open connection): its cookie is not the one of the connection's
+// socket, which does not exist yet.
+const stateNewSynRecv TCPState = 12
+
+// socketCookie returns the cookie of the connection's own socket when r is
+// an event of one (a connected socket, or a listener on its own key), 0
+// otherwise. A listener's or a request socket's reset names the
+// connection's 4-tuple with the cookie of another socket: none.
+func socketCookie(r *Record) uint64 {
+	if r.Type == TypePacket || r.Cookie == 0 || r.State == stateNewSynRecv {
+		return 0
+	}
+	if r.State == StateListen && !r.Remote.Addr().IsUnspecified() {
+		return 0
+	}
+	return r.Cookie
+}
+
+// births reports whether r is the first event of a socket: connect()
+// (CLOSE -> SYN_SENT), a child socket of a listener (LISTEN -> SYN_RECV),
+// listen() (CLOSE -> LISTEN).
+func births(r *Record) bool {
+	if r.Type != TypeState {
+		return false
+	}
+	return r.OldState == StateClose && (r.State == StateSynSent || r.State == StateListen) ||
+		r.OldState == StateListen && r.State == StateSynRecv
+}
+
 // assign sets r.Conn.
 func (c *correlator) assign(r *Record) {
 	var key connKey
@@ -168,75 +211,124 @@ func (c *correlator) assign(r *Record) {
 		return
 	}
 	e := c.conns[key]
-	sockCookie := uint64(0)
-	if r.Type != TypePacket && r.Cookie != 0 && r.State != StateListen && !r.Remote.Addr().IsUnspecified() {
-		sockCookie = r.Cookie // a connected socket's event; a listener's reset is none
-	}
-	if old := c.byCookie[sockCookie]; sockCookie != 0 && old != nil && old != e && old.key == key {
+	cookie := socketCookie(r)
+	birth := births(r)
+	if old := c.byCookie[cookie]; cookie != 0 && !birth && old != nil && old != e && old.key == key {
 		// A late event of a socket whose 4-tuple a new connection took.
 		e = old
-	} else if e == nil || c.startsNew(e, r) {
+	} else if e == nil || c.startsNew(e, r, cookie, birth) {
 		e = c.insert(key)
 	}
 	c.observe(e, r)
 	e.lastSeen = r.Time
 	c.touch(e)
 	r.Conn = e.id
-	if sockCookie != 0 && e.cookies[0] != sockCookie && e.cookies[1] != sockCookie {
-		if prev := c.byCookie[e.cookies[1]]; e.cookies[1] != 0 && prev == e {
-			delete(c.byCookie, e.cookies[1])
+	if cookie != 0 {
+		end := e.end(r.Local)
+		if e.cookies[end] == 0 {
+			e.cookies[end] = cookie
 		}
-		e.cookies[0], e.cookies[1] = sockCookie, e.cookies[0]
-		c.byCookie[sockCookie] = e
+		if e.cookies[end] == cookie {
+			c.byCookie[cookie] = e
+		}
 	}
 }
 
-// startsNew reports whether r opens a new connection on a known key.
-func (c *correlator) startsNew(e *connEntry, r *Record) bool {
-	switch r.Type {
-	case TypePacket:
-		if r.Flags&(FlagSYN|FlagACK) == FlagSYN {
-			return e.synISN && e.isn != r.Seq
+// startsNew reports whether r, a record of e's 4-tuple, belongs to a new
+// connection on that 4-tuple rather than to e. cookie is r's socket cookie
+// (socketCookie), birth whether r is a socket's first event.
+//
+// A record that opens a connection opens a new one when e shows an
+// earlier connection: a connect() after anything of e; a SYN (or SYN-ACK)
+// whose sequence numbers contradict e's ISNs, or, when e knows no ISN of
+// that end, after e closed or after that end was past its handshake; a
+// new child socket or listener after e closed. A socket other than the
+// one e knows at the same end is another connection whatever its record.
+// Everything else joins e, also after e closed: retransmitted FINs,
+// TIME_WAIT ACKs, the RST that answers them, the end of TIME_WAIT.
+func (c *correlator) startsNew(e *connEntry, r *Record, cookie uint64, birth bool) bool {
+	t := r.Time.UnixNano()
+	after := e.closed && t > e.closedAt
+	if r.Type == TypePacket {
+		if r.Flags&FlagSYN == 0 {
+			return false
 		}
-	case TypeState:
-		if r.State == StateSynSent && r.OldState == StateClose {
-			// A connect after this connection's SYN is a new connection.
-			// One before it is this connection's own SYN_SENT, released
-			// late because its SYN could not be tied to it by cookie.
-			return e.synSeen && !r.Time.Before(e.synTime)
+		s := e.end(r.Src)
+		if r.Flags&FlagACK == 0 {
+			if e.isnKnown[s] {
+				return r.Seq != e.isn[s] // a retransmitted SYN has the same ISN
+			}
+			return after || e.synced[s]
 		}
-		if r.State == StateListen {
-			return e.closed
+		// A SYN-ACK: its own ISN, and it acknowledges the peer's.
+		o := 1 - s
+		if e.isnKnown[s] || e.isnKnown[o] {
+			return e.isnKnown[s] && r.Seq != e.isn[s] || e.isnKnown[o] && r.Ack != e.isn[o]+1
+		}
+		return after
+	}
+	if cookie != 0 {
+		if known := e.cookies[e.end(r.Local)]; known != 0 && known != cookie {
+			return true // another socket at this end
 		}
 	}
-	return false
+	if !birth {
+		return false
+	}
+	if r.State == StateSynSent {
+		// Nothing of a connection comes before its connect(). A
+		// SYN_SENT stamped before e's first record is this connection's
+		// own, released late because its SYN could not be tied to it by
+		// cookie.
+		return t > e.first
+	}
+	return after
 }
 
+// observe notes what r tells about e's connection: ISNs, handshake,
+// close.
 func (c *correlator) observe(e *connEntry, r *Record) {
+	t := r.Time.UnixNano()
+	if e.first == 0 || t < e.first {
+		e.first = t
+	}
 	switch r.Type {
 	case TypePacket:
+		s := e.end(r.Src)
 		switch {
-		case r.Flags&(FlagSYN|FlagACK) == FlagSYN:
-			e.markSyn(r.Time)
-			if !e.synISN {
-				e.isn, e.synISN = r.Seq, true
+		case r.Flags&FlagSYN != 0:
+			if !e.isnKnown[s] {
+				e.isn[s], e.isnKnown[s] = r.Seq, true
+			}
+			if o := 1 - s; r.Flags&FlagACK != 0 && !e.isnKnown[o] {
+				e.isn[o], e.isnKnown[o] = r.Ack-1, true
 			}
 		case r.Flags&FlagRST != 0:
-			e.closed = true
-		case r.Flags&FlagFIN != 0:
-			if r.Src == e.key.a {
-				e.finA = true
-			} else {
-				e.finB = true
+			e.close(t)
+		default:
+			if r.Flags&FlagACK != 0 {
+				e.synced[s] = true
 			}
-			e.closed = e.closed || e.finA && e.finB
+			if r.Flags&FlagFIN != 0 {
+				e.fin[s] = true
+				if e.fin[1-s] {
+					e.close(t)
+				}
+			}
 		}
-	case TypeState:
-		if r.State == StateSynSent {
-			e.markSyn(r.Time)
-		}
-		if r.State == StateClose {
-			e.closed = true
+	case TypeState, TypeSocket:
+		s := e.end(r.Local)
+		switch r.State {
+		case StateClose, StateTimeWait:
+			// A TIME_WAIT socket listed at start-up: its connection is over.
+			if r.State == StateClose || r.Type == TypeSocket {
+				e.close(t)
+			}
+			if r.State == StateTimeWait {
+				e.synced[s] = true
+			}
+		case StateEstablished, StateFinWait1, StateFinWait2, StateCloseWait, StateClosing, StateLastAck:
+			e.synced[s] = true
 		}
 	}
 }

@@ -16,6 +16,13 @@ func pkt(ms int, src, dst string, flags uint8, seq uint32, cookie uint64) Record
 		Src: ap(src), Dst: ap(dst), Flags: flags, Seq: seq, Cookie: cookie}
 }
 
+// synAck is a SYN-ACK acknowledging the peer's ISN isn.
+func synAck(ms int, src, dst string, seq, isn uint32) Record {
+	r := pkt(ms, src, dst, FlagSYN|FlagACK, seq, 0)
+	r.Ack = isn + 1
+	return r
+}
+
 func state(ms int, local, remote string, old, new TCPState, cookie uint64, netns uint32) Record {
 	return Record{Type: TypeState, Time: base.Add(time.Duration(ms) * time.Millisecond), Netns: netns,
 		Local: ap(local), Remote: ap(remote), OldState: old, State: new, HasState: true, Cookie: cookie}
@@ -46,7 +53,7 @@ func TestOneConnForBothEnds(t *testing.T) {
 	in := []Record{
 		state(0, "127.0.0.1:0", srv, StateClose, StateSynSent, 11, 1),
 		pkt(1, cli, srv, FlagSYN, 100, 11),
-		pkt(2, srv, cli, FlagSYN|FlagACK, 900, 0),
+		synAck(2, srv, cli, 900, 100),
 		state(3, cli, srv, StateSynSent, StateEstablished, 11, 1),
 		pkt(4, cli, srv, FlagACK, 101, 11),
 		state(5, srv, cli, StateListen, StateSynRecv, 22, 1),
@@ -78,7 +85,7 @@ func TestReusedTupleGetsNewConn(t *testing.T) {
 	out := run(t, newCorrelator(0), []Record{
 		pkt(0, a, b, FlagSYN, 100, 0),
 		pkt(1000, a, b, FlagSYN, 100, 0), // retransmitted SYN
-		pkt(1001, b, a, FlagSYN|FlagACK, 5, 0),
+		synAck(1001, b, a, 5, 100),
 		pkt(1002, a, b, FlagFIN|FlagACK, 101, 0),
 		pkt(5000, a, b, FlagSYN, 777, 0), // new connection, same tuple
 		state(5001, a, b, StateSynSent, StateEstablished, 0, 9),
@@ -201,7 +208,7 @@ func TestLateSynSentJoinsItsConnection(t *testing.T) {
 	out := run(t, newCorrelator(0), []Record{
 		state(0, "127.0.0.1:0", srv, StateClose, StateSynSent, 11, 1),
 		pkt(1, cli, srv, FlagSYN, 100, 0), // no cookie
-		pkt(2, srv, cli, FlagSYN|FlagACK, 900, 0),
+		synAck(2, srv, cli, 900, 100),
 		state(3, cli, srv, StateSynSent, StateEstablished, 11, 1),
 	})
 	for _, r := range out {
@@ -360,5 +367,154 @@ func BenchmarkCorrelatorMemoryPerConnection(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/conn")
 		runtime.KeepAlive(c)
+	}
+}
+
+// sock is a socket record listed at start-up.
+func sock(local, remote string, st TCPState, cookie uint64) Record {
+	return Record{Type: TypeSocket, Time: base, Netns: 1, Local: ap(local), Remote: ap(remote), State: st,
+		HasState: true, Preexisting: true, Cookie: cookie}
+}
+
+func data(ms int, src, dst string, flags uint8, seq, ack uint32) Record {
+	r := pkt(ms, src, dst, flags, seq, 0)
+	r.Ack = ack
+	return r
+}
+
+// checkConns runs in through a correlator and checks that the records
+// out carry the same conn exactly where want has the same label.
+func checkConns(t *testing.T, in []Record, want []int) {
+	t.Helper()
+	out := run(t, newCorrelator(0), in)
+	if len(out) != len(want) {
+		t.Fatalf("%d records out, want %d", len(out), len(want))
+	}
+	ids := map[int]uint64{}
+	labels := map[uint64]int{}
+	for i, r := range out {
+		id, ok := ids[want[i]]
+		lb, seen := labels[r.Conn]
+		if r.Conn == 0 || ok && id != r.Conn || seen && lb != want[i] {
+			got := make([]uint64, len(out))
+			for j := range out {
+				got[j] = out[j].Conn
+			}
+			t.Fatalf("record %d (%v %s %s): conns %v, want the grouping %v", i, r.Type, r.OldState, r.State, got, want)
+		}
+		ids[want[i]], labels[r.Conn] = r.Conn, want[i]
+	}
+}
+
+// TestTupleReuse: every way a 4-tuple is reused by a new connection gives
+// the new one its own conn; late records of the old one keep the old.
+func TestTupleReuse(t *testing.T) {
+	const cli, srv = "10.0.0.1:40000", "10.0.0.2:80"
+	rstIn := Record{Type: TypeReset, Time: base.Add(2 * time.Millisecond), Netns: 1, Local: ap(cli), Remote: ap(srv),
+		ResetDir: ResetReceived, Cookie: 1, HasState: true, State: StateEstablished}
+	for _, c := range []struct {
+		name string
+		in   []Record
+		want []int
+	}{
+		{"preexisting reset, then connect and SYN on the same tuple", []Record{
+			sock(cli, srv, StateEstablished, 1),
+			sock(srv, cli, StateEstablished, 2),
+			data(1, srv, cli, FlagRST|FlagACK, 7000, 5000),
+			rstIn,
+			state(3, cli, srv, StateEstablished, StateClose, 1, 1),
+			state(500, cli, srv, StateClose, StateSynSent, 3, 1),
+			pkt(501, cli, srv, FlagSYN, 9000, 3),
+			synAck(502, srv, cli, 1234, 9000),
+			state(503, cli, srv, StateSynSent, StateEstablished, 3, 1),
+			data(504, cli, srv, FlagACK, 9001, 1235),
+			state(505, srv, cli, StateListen, StateSynRecv, 4, 1),
+			state(505, srv, cli, StateSynRecv, StateEstablished, 4, 1),
+		}, []int{1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2}},
+		{"preexisting closed by RST, then a SYN alone (packets only)", []Record{
+			sock(cli, srv, StateEstablished, 1),
+			data(1, cli, srv, FlagRST, 5000, 0),
+			pkt(500, cli, srv, FlagSYN, 9000, 0),
+			synAck(501, srv, cli, 1234, 9000),
+		}, []int{1, 1, 2, 2}},
+		{"preexisting whose close was lost, then a SYN: the end was established", []Record{
+			sock(cli, srv, StateEstablished, 1),
+			data(1, cli, srv, FlagACK, 5000, 7000),
+			pkt(500, cli, srv, FlagSYN, 9000, 0),
+		}, []int{1, 1, 2}},
+		{"SYN lost: the SYN-ACK gave both ISNs; a retransmitted SYN joins, another ISN does not", []Record{
+			synAck(1, srv, cli, 1234, 9000),
+			data(2, cli, srv, FlagACK, 9001, 1235),
+			pkt(3, cli, srv, FlagSYN, 9000, 0), // late copy of the lost SYN
+			data(4, cli, srv, FlagFIN|FlagACK, 9001, 1235),
+			data(5, srv, cli, FlagFIN|FlagACK, 1235, 9002),
+			pkt(800, cli, srv, FlagSYN, 4444, 0),
+		}, []int{1, 1, 1, 1, 1, 2}},
+		{"SYN and connect lost: a SYN-ACK acknowledging another ISN", []Record{
+			pkt(0, cli, srv, FlagSYN, 9000, 0),
+			synAck(1, srv, cli, 1234, 9000),
+			data(2, cli, srv, FlagACK, 9001, 1235),
+			synAck(900, srv, cli, 5555, 3000),
+			data(901, cli, srv, FlagACK, 3001, 5556),
+		}, []int{1, 1, 1, 2, 2}},
+		{"state events only: closed, then a new connect", []Record{
+			state(0, cli, srv, StateClose, StateSynSent, 1, 1),
+			state(1, cli, srv, StateSynSent, StateEstablished, 1, 1),
+			state(2, cli, srv, StateEstablished, StateClose, 1, 1),
+			state(3, cli, srv, StateClose, StateSynSent, 5, 1),
+			state(4, cli, srv, StateSynSent, StateEstablished, 5, 1),
+		}, []int{1, 1, 1, 2, 2}},
+		{"server side only: closed, then a new child socket", []Record{
+			state(0, srv, cli, StateListen, StateSynRecv, 2, 1),
+			state(1, srv, cli, StateSynRecv, StateEstablished, 2, 1),
+			state(2, srv, cli, StateLastAck, StateClose, 2, 1),
+			state(3, srv, cli, StateListen, StateSynRecv, 6, 1),
+			state(3, srv, cli, StateSynRecv, StateEstablished, 6, 1),
+		}, []int{1, 1, 1, 2, 2}},
+		{"another socket at the same end, its first events lost", []Record{
+			sock(srv, cli, StateEstablished, 2),
+			state(700, srv, cli, StateEstablished, StateCloseWait, 8, 1),
+			state(701, srv, cli, StateCloseWait, StateLastAck, 8, 1),
+			// The old socket's late event still finds its connection.
+			state(702, srv, cli, StateEstablished, StateFinWait1, 2, 1),
+		}, []int{1, 2, 2, 1}},
+		{"late packets of a closed connection join it", []Record{
+			pkt(0, cli, srv, FlagSYN, 9000, 0),
+			synAck(1, srv, cli, 1234, 9000),
+			data(2, cli, srv, FlagFIN|FlagACK, 9001, 1235),
+			data(3, srv, cli, FlagFIN|FlagACK, 1235, 9002),
+			data(300, cli, srv, FlagFIN|FlagACK, 9001, 1235), // retransmitted FIN
+			data(301, srv, cli, FlagACK, 1236, 9002),         // TIME_WAIT ACK
+			data(302, cli, srv, FlagRST, 9002, 0),
+			state(303, srv, cli, StateTimeWait, StateClose, 2, 1),
+		}, []int{1, 1, 1, 1, 1, 1, 1, 1}},
+		{"a RST the client ignores, then its retransmitted SYN", []Record{
+			pkt(0, cli, srv, FlagSYN, 9000, 0),
+			data(1, srv, cli, FlagRST|FlagACK, 0, 77), // acks nothing of ours
+			pkt(1000, cli, srv, FlagSYN, 9000, 0),
+		}, []int{1, 1, 1}},
+		{"simultaneous open: a SYN from each end", []Record{
+			pkt(0, cli, srv, FlagSYN, 9000, 0),
+			pkt(0, srv, cli, FlagSYN, 1234, 0),
+			synAck(1, cli, srv, 9000, 1234),
+			synAck(1, srv, cli, 1234, 9000),
+		}, []int{1, 1, 1, 1}},
+		{"one socket connects again after a refusal (bound port)", []Record{
+			state(0, cli, srv, StateClose, StateSynSent, 1, 1),
+			pkt(0, cli, srv, FlagSYN, 9000, 1),
+			data(1, srv, cli, FlagRST|FlagACK, 0, 9001),
+			state(1, cli, srv, StateSynSent, StateClose, 1, 1),
+			state(50, cli, srv, StateClose, StateSynSent, 1, 1),
+			pkt(50, cli, srv, FlagSYN, 12000, 1),
+		}, []int{1, 1, 1, 1, 2, 2}},
+		{"listeners: listen again after a close; SO_REUSEPORT listeners keep their ids", []Record{
+			state(0, "0.0.0.0:80", "0.0.0.0:0", StateClose, StateListen, 1, 1),
+			state(1, "0.0.0.0:80", "0.0.0.0:0", StateListen, StateClose, 1, 1),
+			state(2, "0.0.0.0:80", "0.0.0.0:0", StateClose, StateListen, 2, 1),
+			state(3, "0.0.0.0:80", "0.0.0.0:0", StateClose, StateListen, 3, 1),
+			state(4, "0.0.0.0:80", "0.0.0.0:0", StateListen, StateClose, 2, 1),
+		}, []int{1, 1, 2, 3, 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) { checkConns(t, c.in, c.want) })
 	}
 }

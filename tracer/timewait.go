@@ -14,7 +14,8 @@ import "time"
 // cancel is held for one tick, and dropped when an arm of the same socket
 // follows. The start record is held until the replaced socket's
 // FIN_WAIT2/CLOSING -> CLOSE record (which follows at once) names the old
-// state and the owner, which both TIME_WAIT records carry.
+// state and the owner, which both TIME_WAIT records carry; it is written
+// just before that CLOSE, which the kernel stamps after arming the timer.
 
 // twEvent values of Record.twEvent (enum tw_event).
 const (
@@ -63,9 +64,10 @@ func (t *twTracker) handle(r *Record, emit func(*Record) error) error {
 	return nil
 }
 
-// after sees every other record once emitted: the replaced socket's
-// FIN_WAIT2/CLOSING -> CLOSE releases the held start with its old state.
-func (t *twTracker) after(r *Record, emit func(*Record) error) error {
+// before sees every other record just before it is emitted: the replaced
+// socket's FIN_WAIT2/CLOSING -> CLOSE releases the held start, with its
+// old state, ahead of itself (timestamp order: the timer is armed first).
+func (t *twTracker) before(r *Record, emit func(*Record) error) error {
 	if r.Type != TypeState || r.State != StateClose || len(t.socks) == 0 {
 		return nil
 	}

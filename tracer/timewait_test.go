@@ -27,7 +27,7 @@ func TestTimeWaitTracker(t *testing.T) {
 	}
 	closing := &Record{Type: TypeState, Time: base, Cookie: 5, OldState: 11, State: StateClose,
 		Owner: Owner{Known: true, PID: 7}}
-	must(tr.after(closing, emit))
+	must(tr.before(closing, emit))
 	if len(out) != 1 || !out[0].TimeWait || out[0].OldState != 11 || out[0].State != StateTimeWait || out[0].Owner.PID != 7 {
 		t.Fatalf("start: %+v", out)
 	}

@@ -476,25 +476,23 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		lastTick   = time.Now()
 		lastSweep  = lastTick
 		sinceCheck int
+		short      bool // the current tick interval is a short one (catchUp)
 	)
+	// Socket records listed at start-up go first, as they are; kernel
+	// records go through the stages, sorted by timestamp (reorder.go).
 	emit := func(r *Record) error { return t.corr.process(r, sink.Write) }
+	st := newStages(t.corr, t.tw, sink, reorderWindow)
 	handle := func() error {
 		if err := t.dec.decode(raw.RawSample, &rec); err != nil {
 			t.malformed++
 			t.log.Debug("malformed record", "err", err)
 			return nil
 		}
-		if rec.twEvent != 0 {
-			return t.tw.handle(&rec, emit)
-		}
-		if err := emit(&rec); err != nil {
-			return err
-		}
-		return t.tw.after(&rec, emit)
+		return st.record(&rec)
 	}
 	// tick does the periodic work: clock sync, loss reports, held records,
-	// table sweep, sink flush.
-	tick := func(now time.Time) error {
+	// table sweep, sink flush. drained: the ring buffer was just read empty.
+	tick := func(now time.Time, drained bool) error {
 		lastTick = now
 		t.reader.SetDeadline(now.Add(interval))
 		t.dec.clock.sync()
@@ -502,11 +500,13 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		if err := t.reportLost(sink, &rec); err != nil {
 			return err
 		}
-		if err := t.corr.expire(now, sink.Write); err != nil {
+		if err := st.tick(now, drained); err != nil {
 			return err
 		}
-		if err := t.tw.tick(now, emit); err != nil {
-			return err
+		// Records held for ordering at a tick go out one short interval
+		// later, not a whole one: at most one extra wakeup per interval.
+		if short = st.held() && !short; short {
+			t.reader.SetDeadline(now.Add(min(interval, reorderWindow)))
 		}
 		if now.Sub(lastSweep) > 10*time.Second {
 			t.corr.sweep(now)
@@ -537,11 +537,11 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 			if sinceCheck++; err == nil && sinceCheck >= 256 {
 				sinceCheck = 0
 				if now := time.Now(); now.Sub(lastTick) >= interval {
-					err = tick(now)
+					err = tick(now, false)
 				}
 			}
 		case errors.Is(rerr, os.ErrDeadlineExceeded), errors.Is(rerr, ringbuf.ErrFlushed):
-			err = tick(time.Now())
+			err = tick(time.Now(), true)
 		default:
 			err = fmt.Errorf("read ring buffer: %w", rerr)
 		}
@@ -578,18 +578,18 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 			}
 		}
 	}
-	return t.finish(sink, &rec, stopped)
+	return t.finish(st, sink, &rec, stopped)
 }
 
 // finish detaches, releases held records, reports final losses (unless
 // the sink asked to stop) and flushes.
-func (t *Tracer) finish(sink Sink, rec *Record, stopped bool) error {
+func (t *Tracer) finish(st *stages, sink Sink, rec *Record, stopped bool) error {
 	t.detach()
 	var err error
 	if !stopped {
-		err = t.tw.tick(time.Time{}, func(r *Record) error { return t.corr.process(r, sink.Write) })
-		if err == nil {
-			err = t.corr.expire(time.Time{}, sink.Write)
+		err = st.finish()
+		if q := st.out; q.late+q.early > 0 {
+			t.log.Debug("records out of timestamp order", "held_longer_than_window", q.late, "window_full", q.early)
 		}
 		if err == nil {
 			err = t.reportLost(sink, rec)
