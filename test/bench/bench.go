@@ -300,9 +300,13 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 	// Every measurement starts from empty namespaces: TIME_WAIT sockets
 	// of the previous one would be listed by tcpscope at start-up and
 	// would change what connect() has to skip.
+	tk := time.Now()
 	left, err := b.net.killSockets(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if d := time.Since(tk); d > 2*time.Second {
+		logf("  destroying the previous run's sockets took %s", d.Round(time.Millisecond))
 	}
 	res.LeftoverSockets = left
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
