@@ -168,6 +168,9 @@ func (c *correlator) expire(now time.Time, emit func(*Record) error) error {
 	return nil
 }
 
+// maxSynData bounds the data a SYN carries (TCP Fast Open): one segment.
+const maxSynData = 1 << 16
+
 // stateNewSynRecv is the state of a request socket (a listener's
 // half-open connection): its cookie is not the one of the connection's
 // socket, which does not exist yet.
@@ -260,10 +263,11 @@ func (c *correlator) startsNew(e *connEntry, r *Record, cookie uint64, birth boo
 			}
 			return after || e.synced[s]
 		}
-		// A SYN-ACK: its own ISN, and it acknowledges the peer's.
+		// A SYN-ACK: its own ISN, and it acknowledges the peer's (and
+		// the data of a Fast Open SYN, at most 64 KiB).
 		o := 1 - s
 		if e.isnKnown[s] || e.isnKnown[o] {
-			return e.isnKnown[s] && r.Seq != e.isn[s] || e.isnKnown[o] && r.Ack != e.isn[o]+1
+			return e.isnKnown[s] && r.Seq != e.isn[s] || e.isnKnown[o] && r.Ack-(e.isn[o]+1) > maxSynData
 		}
 		return after
 	}

@@ -493,6 +493,11 @@ func TestTupleReuse(t *testing.T) {
 			data(1, srv, cli, FlagRST|FlagACK, 0, 77), // acks nothing of ours
 			pkt(1000, cli, srv, FlagSYN, 9000, 0),
 		}, []int{1, 1, 1}},
+		{"Fast Open: the SYN-ACK acknowledges the SYN's data too", []Record{
+			pkt(0, cli, srv, FlagSYN, 9000, 0),
+			synAck(1, srv, cli, 1234, 9000+1200),
+			data(2, cli, srv, FlagACK, 10201, 1235),
+		}, []int{1, 1, 1}},
 		{"simultaneous open: a SYN from each end", []Record{
 			pkt(0, cli, srv, FlagSYN, 9000, 0),
 			pkt(0, srv, cli, FlagSYN, 1234, 0),
