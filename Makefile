@@ -15,7 +15,7 @@ ARGS    ?=
 GENERATED := tracer/tcpscope_bpfel.go tracer/tcpscope_bpfel.o
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-unit test-e2e test-kernels bench generate vmlinux check-generate vet deps-test deps-gen deps-vm clean
+.PHONY: help build run test test-unit test-e2e test-kernels check-kernels-doc bench generate vmlinux check-generate vet deps-test deps-gen deps-vm clean
 
 help: ## list targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z0-9-]+:.*## /{printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,7 +39,6 @@ test: deps-test ## the whole suite: unit tests and, as root, end-to-end tests; e
 	@$(GO) build -o .cache/testsum ./test/testsum
 	set -o pipefail; TCPSCOPE_E2E=1 $(GO) test -json -count=1 $(TESTPKGS) | tee $(TESTLOG) | .cache/testsum
 
-
 test-unit: ## unit tests only (no root needed)
 	$(GO) test -count=1 ./cmd/... ./tracer/... ./output/...
 
@@ -48,6 +47,9 @@ test-e2e: deps-test ## end-to-end tests only (root)
 
 test-kernels: deps-vm ## kernel matrix (root): the portable suite on this host and on Debian 6.1 and 6.12 in qemu; writes docs/kernels.md
 	test/vm/run.sh host 6.1 6.12
+
+check-kernels-doc: ## after test-kernels: fail if docs/kernels.md differs from the committed one (beyond exact releases) or the README lacks a series
+	test/vm/check-kernels-doc.sh
 
 bench: ## decoder, correlator, analyzer and formatter benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./tracer/... ./output/...

@@ -9,7 +9,8 @@
 #
 # Needs root, qemu-system-x86, busybox-static, xz-utils (make deps-vm).
 # Writes per-kernel logs and features to .cache/vm/results/, and the
-# features table to docs/kernels.md when every run passed.
+# features table to docs/kernels.md when every run passed (CI then runs
+# test/vm/check-kernels-doc.sh: the committed file must say the same).
 #
 # Offline, it uses the package lists and kernels already cached. A kernel
 # is unpacked into a temporary directory and renamed into .cache/vm/kernels
