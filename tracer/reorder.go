@@ -9,8 +9,8 @@ import (
 // CPUs, in the order the events reserve their slot, and stamps each one a
 // moment later (bpf_ktime_get_ns after bpf_ringbuf_reserve). A program
 // interrupted or preempted between the two, or two CPUs racing, put
-// records in the ring out of timestamp order: measured here up to 113 us
-// apart on a veth pair with four client threads (median 2.5 us). The
+// records in the ring out of timestamp order: measured here on a veth pair
+// with four client threads, 0.4% of the records, by up to 46 us. The
 // reorder stage, the last before the sink, holds each record until
 // records stamped reorderWindow later have been read, or until a drained
 // ring buffer shows that nothing older can come, and writes them out
