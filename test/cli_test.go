@@ -1,11 +1,20 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestNetnsFilter runs tcpscope in the root namespace with --netns A -i
@@ -90,6 +99,19 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"unexpected-arg"}, "unexpected-arg"},
 		{[]string{"--events", "state"}, "interface"}, // -i without packet events
+		// Empty values never widen what is traced (a script's unset $PORT).
+		{[]string{"--port", ""}, "port"},
+		{[]string{"--host", ""}, "host"},
+		{[]string{"-i", ""}, "interface"},
+		{[]string{"--netns", ""}, "netns"},
+		{[]string{"-o", ""}, "output"},
+		{[]string{"-w", ""}, "write"},
+		{[]string{"--netns", "/proc/self/ns/net", "--netns", "/proc/thread-self/ns/net"}, "one tcpscope per namespace"},
+		{[]string{"--flush-interval", "0s"}, "flush-interval"},
+		{[]string{"--max-conns", "0"}, "max-conns"},
+		{[]string{"--host", "fe80::1%lo"}, "zone"},
+		{[]string{"-w", "/nonexistent/\x1b[31mred\xff"}, `x1b[31mred`},
+		{[]string{"--\x1b[31m"}, `unknown flag`},
 	}
 	for _, tc := range cases {
 		argv := v.a.exec(append([]string{bins.tcpscope, "trace", "-i", vethA}, tc.args...)...)
@@ -109,11 +131,29 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("tcpscope %s: want exactly one line on stderr, got %q", strings.Join(tc.args, " "), stderr)
 		case !strings.Contains(strings.ToLower(lines[0]), strings.ToLower(tc.mention)):
 			t.Errorf("tcpscope %s: stderr %q does not mention %q", strings.Join(tc.args, " "), lines[0], tc.mention)
+		case !strings.HasPrefix(lines[0], "time=") || !strings.Contains(lines[0], " level=ERROR ") || !strings.HasSuffix(lines[0], " exit_status=2"):
+			t.Errorf("tcpscope %s: stderr %q is not a slog line at level ERROR with the exit status", strings.Join(tc.args, " "), lines[0])
+		case strings.ContainsFunc(lines[0], func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }):
+			t.Errorf("tcpscope %s: stderr %q holds control characters or invalid UTF-8", strings.Join(tc.args, " "), lines[0])
 		case len(p.stdout.Bytes()) != 0:
 			t.Errorf("tcpscope %s: unexpected stdout %q", strings.Join(tc.args, " "), p.stdout.String())
 		default:
 			t.Logf("tcpscope %s: %s", strings.Join(tc.args, " "), lines[0])
 		}
+	}
+	// With --log-format json the error is a JSON log line too.
+	p := startProc(t, "tcpscope", v.a.exec(bins.tcpscope, "--log-format", "json", "--port", "0")...)
+	waitCtx, waitCancel := context.WithTimeout(ctx, stopTimeout)
+	_ = p.wait(waitCtx)
+	waitCancel()
+	var logLine struct {
+		Level      string `json:"level"`
+		Msg        string `json:"msg"`
+		ExitStatus int    `json:"exit_status"`
+	}
+	if err := json.Unmarshal(p.stderr.Bytes(), &logLine); err != nil || logLine.Level != "ERROR" || logLine.ExitStatus != 2 ||
+		!strings.Contains(logLine.Msg, "port") || p.exitCode() != 2 {
+		t.Errorf("--log-format json --port 0: exit %d, stderr %q (%v)", p.exitCode(), p.stderr.String(), err)
 	}
 	for _, ifname := range []string{vethA, "lo"} {
 		if in, eg := tcxPrograms(t, v.a, ifname); len(in)+len(eg) != 0 {
@@ -183,4 +223,287 @@ func TestSignalDetach(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSecondSignalWhenIgnored starts tcpscope as a script's background
+// job does, with SIGINT ignored, writing to a pipe nobody reads (shrunk
+// to one page), so it blocks writing. The first SIGINT asks for a clean
+// stop, which cannot finish; the second must end the process at once with
+// status 130, although Go would restore "ignore" if the handler were
+// reset.
+func TestSecondSignalWhenIgnored(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	ns := newNetns(ctx, t, "sigign")
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pipeSize, err := unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := newLineBuffer()
+	cmd := exec.Command("ip", "netns", "exec", ns.name, "sh", "-c", `trap "" INT; exec "$0" "$@"`,
+		bins.tcpscope, "trace", "-o", "json", "-i", "lo")
+	cmd.Stdout, cmd.Stderr = w, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	done := make(chan struct{}) // closed when tcpscope has exited
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	waitStderr := func(substr string) {
+		t.Helper()
+		deadline := time.After(startTimeout)
+		for {
+			line, ok, changed := stderr.findLine(substr)
+			if ok {
+				t.Logf("stderr: %s", line)
+				return
+			}
+			select {
+			case <-changed:
+			case <-done:
+				t.Fatalf("tcpscope exited (%v) before logging %q:\n%s", waitErr, substr, stderr.String())
+			case <-deadline:
+				t.Fatalf("tcpscope did not log %q:\n%s", substr, stderr.String())
+			}
+		}
+	}
+	waitStderr(`msg="tracing started"`)
+
+	// Fill the pipe: a bulk transfer on lo gives tens of KB of packet
+	// records, far more than the pipe holds. The tracer then waits in
+	// write(2), now or at its next flush (the pipe's one page slot may be
+	// full before its 4096 bytes are).
+	tp := loTopology(ns, false)
+	for i := 0; i < 3; i++ {
+		runScenario(ctx, t, tp, &bulkEphemeral)
+	}
+	if n := bytesInPipe(t, r); n == 0 {
+		t.Fatalf("nothing in the pipe (of %d bytes): tcpscope wrote no records", pipeSize)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	// The first signal is taken (logged at debug level only): give it the
+	// time to cancel, then check the process is still blocked.
+	select {
+	case <-done:
+		t.Fatalf("tcpscope exited after the first SIGINT although its output is blocked: %v\n%s", waitErr, stderr.String())
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(stopTimeout):
+		t.Fatalf("tcpscope started with SIGINT ignored did not exit after a second SIGINT\n%s", stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("exit status %d after the second SIGINT, want 130\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), `level=ERROR msg="second signal`) {
+		t.Errorf("no ERROR log about the second signal:\n%s", stderr.String())
+	}
+}
+
+// bulkEphemeral is a bulk transfer from an ephemeral port: it can run
+// again and again in one namespace (a fixed client port would still be
+// in TIME_WAIT).
+var bulkEphemeral = scenario{name: "bulk-ephemeral", serverPort: 7106, serve: "serve-sink",
+	connect: []string{"connect-bulk", fmt.Sprint(bulkBytes)}}
+
+// bytesInPipe is how many bytes wait in the pipe read end r.
+func bytesInPipe(t *testing.T, r *os.File) int {
+	t.Helper()
+	n, err := unix.IoctlGetInt(int(r.Fd()), unix.TIOCINQ) // FIONREAD
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestWriteSpecialFiles: -w to a FIFO, /dev/null, or /dev/stdout when
+// stdout is a pipe writes there (only regular files are truncated) and
+// exits 0 on SIGINT with the records in place.
+func TestWriteSpecialFiles(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	ns := newNetns(ctx, t, "wspecial")
+	tp := loTopology(ns, false)
+
+	t.Run("dev-null", func(t *testing.T) {
+		tracer := startTracer(ctx, t, ns, "-i", "lo", "-w", "/dev/null")
+		runScenario(ctx, t, tp, &scenarios[4])
+		if err := tracer.stop(ctx, syscall.SIGINT); err != nil {
+			t.Fatalf("-w /dev/null: %v\n%s", err, tracer.output())
+		}
+		if out := tracer.stdout.String(); out != "" {
+			t.Errorf("stdout not empty: %q", out)
+		}
+	})
+	t.Run("dev-stdout", func(t *testing.T) {
+		tracer := startTracer(ctx, t, ns, "-i", "lo", "-w", "/dev/stdout")
+		run := runScenario(ctx, t, tp, &scenarios[4])
+		time.Sleep(settle)
+		recs := stopTracer(ctx, t, tracer)
+		if len(selectRecords(recs, run.isConn)) == 0 {
+			t.Errorf("-w /dev/stdout: no records of the connection in the pipe")
+		}
+	})
+	t.Run("fifo", func(t *testing.T) {
+		fifo := t.TempDir() + "/fifo"
+		if err := unix.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Open the read end first (without waiting for a writer), so that
+		// tcpscope's open of the write end does not wait.
+		r, err := os.OpenFile(fifo, os.O_RDONLY|unix.O_NONBLOCK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		tracer := startTracer(ctx, t, ns, "-i", "lo", "-w", fifo)
+		if err := unix.SetNonblock(int(r.Fd()), false); err != nil {
+			t.Fatal(err)
+		}
+		data := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(r) // until tcpscope closes its end
+			data <- b
+		}()
+		run := runScenario(ctx, t, tp, &scenarios[4])
+		time.Sleep(settle)
+		if err := tracer.stop(ctx, syscall.SIGINT); err != nil {
+			t.Fatalf("-w FIFO: %v\n%s", err, tracer.output())
+		}
+		var out []byte
+		select {
+		case out = <-data:
+		case <-time.After(stopTimeout):
+			t.Fatal("the FIFO was not closed at exit")
+		}
+		recs, err := parseRecords(out)
+		if err != nil {
+			t.Fatalf("FIFO output: %v", err)
+		}
+		if len(selectRecords(recs, run.isConn)) == 0 {
+			t.Errorf("-w FIFO: no records of the connection")
+		}
+	})
+}
+
+// TestWriteFullDisk: -w on a file system that fills up (a 64 KiB tmpfs)
+// ends tracing with status 1 and a message that says so, and the file
+// holds whole JSON lines only: the partial last line the full disk cut is
+// removed.
+func TestWriteFullDisk(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	ns := newNetns(ctx, t, "fulldisk")
+	dir := t.TempDir()
+	runCmd(ctx, t, "mount", "-t", "tmpfs", "-o", "size=64k", "tcpscope-e2e-full", dir)
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v\n%s", dir, err, out)
+		}
+	})
+	file := dir + "/out.jsonl"
+	tracer := startTracer(ctx, t, ns, "-i", "lo", "-w", file)
+	tp := loTopology(ns, false)
+	for i := 0; i < 30 && !tracer.exited(); i++ {
+		runScenario(ctx, t, tp, &bulkEphemeral)
+	}
+	waitCtx, waitCancel := context.WithTimeout(ctx, stopTimeout)
+	defer waitCancel()
+	_ = tracer.wait(waitCtx)
+	if !tracer.exited() {
+		t.Fatalf("tcpscope still runs after filling a 64 KiB file system\n%s", tracer.output())
+	}
+	stderr := tracer.stderr.String()
+	if tracer.exitCode() != 1 || !strings.Contains(stderr, "no space left on device") || !strings.Contains(stderr, "--write file") {
+		t.Errorf("exit status %d, want 1 with a message about the full disk:\n%s", tracer.exitCode(), stderr)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < 32<<10 {
+		t.Errorf("only %d bytes written to a 64 KiB file system", len(data))
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		t.Fatalf("the file ends with a partial line (%d bytes): %q", len(data), data[max(0, len(data)-120):])
+	}
+	if _, err := parseRecords(data); err != nil {
+		t.Errorf("the file holds a line that is not a record: %v", err)
+	}
+	t.Logf("%d bytes, %d whole lines kept", len(data), strings.Count(string(data), "\n"))
+}
+
+// TestLossWarningsRateLimited: under repeated loss (a one-page ring and
+// bulk transfers on lo, drained every millisecond) every loss gets its lost
+// record, but stderr gets one warning per 10 s, not one per drain and kind.
+func TestLossWarningsRateLimited(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	ns := newNetns(ctx, t, "losswarn")
+	tp := loTopology(ns, false)
+	start := time.Now()
+	tracer := startTracer(ctx, t, ns, "-i", "lo", "--ring-size", "4K", "--flush-interval", "1ms")
+	var lost []*record
+	for i := 0; i < 10; i++ {
+		runScenario(ctx, t, tp, &bulkEphemeral)
+		lost = selectRecords(currentRecords(t, tracer), func(r *record) bool { return r.Type == "lost" })
+		if len(lost) >= 3 {
+			break
+		}
+	}
+	recs := stopTracer(ctx, t, tracer)
+	elapsed := time.Since(start)
+	lost = selectRecords(recs, func(r *record) bool { return r.Type == "lost" })
+	if len(lost) < 3 {
+		t.Fatalf("precondition: only %d lost records: the ring did not overflow repeatedly", len(lost))
+	}
+	warnings := strings.Count(tracer.stderr.String(), "events lost")
+	if limit := 1 + int(elapsed/(10*time.Second)); warnings == 0 || warnings > limit {
+		t.Errorf("%d lost records in %s gave %d warnings, want 1 to %d:\n%s", len(lost), elapsed.Round(time.Millisecond), warnings, limit, tracer.stderr.String())
+	}
+}
+
+// currentRecords parses the complete lines a running tracer printed so far.
+func currentRecords(t *testing.T, p *proc) []*record {
+	t.Helper()
+	out := p.stdout.Bytes()
+	if i := bytes.LastIndexByte(out, '\n'); i >= 0 {
+		out = out[:i+1]
+	} else {
+		return nil
+	}
+	recs, err := parseRecords(out)
+	if err != nil {
+		t.Fatalf("tcpscope output: %v", err)
+	}
+	return recs
 }
