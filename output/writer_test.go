@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -205,3 +206,19 @@ func TestWriterBrokenPipe(t *testing.T) {
 }
 
 var _ tracer.Sink = (*Writer)(nil)
+
+// BenchmarkWriterJSON: format and buffer one record, written out in
+// whole-line chunks.
+func BenchmarkWriterJSON(b *testing.B) {
+	w := NewWriter(io.Discard, FormatJSON)
+	recs := sampleRecords()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if err := w.Write(&recs[i%len(recs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -86,7 +86,13 @@ func (v *listValue) Set(s string) error {
 	return nil
 }
 
-func (v *listValue) String() string { return "[" + strings.Join(*v.p, ",") + "]" }
+// String is "" for an empty list, so that --help shows no default.
+func (v *listValue) String() string {
+	if len(*v.p) == 0 {
+		return ""
+	}
+	return "[" + strings.Join(*v.p, ",") + "]"
+}
 
 // Type implements pflag.Value.
 func (v *listValue) Type() string {
