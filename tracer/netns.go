@@ -146,13 +146,13 @@ func (n *Netns) Do(fn func() error) error {
 		defer orig.Close()
 		if err := unix.Setns(int(n.file.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace %s: %w", n.Path, err)
+			errc <- fmt.Errorf("enter network namespace %s: %w", QuoteArg(n.Path), err)
 			return
 		}
 		ferr := fn()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 			// Leave the thread locked: it exits with this goroutine.
-			errc <- fmt.Errorf("leave network namespace %s: %w", n.Path, err)
+			errc <- fmt.Errorf("leave network namespace %s: %w", QuoteArg(n.Path), err)
 			return
 		}
 		runtime.UnlockOSThread()
