@@ -34,6 +34,7 @@ type bench struct {
 	tcpscope string // absolute path
 	dir      string // output files
 	seq      int    // measurements so far (server port offset)
+	softirqd []int  // ksoftirqd pids
 }
 
 // Result is one measurement: one configuration in one round.
@@ -64,15 +65,18 @@ type Result struct {
 	Server  *serverResult `json:"server,omitempty"`
 	// HostBusyNS is the host's busy CPU time over the load window (all
 	// CPUs, /proc/stat, sampled at each timer tick), SoftirqNS the part
-	// of it in softirq, HostNS all CPUs' time over the window. OthersNS
-	// is busy time less the load generator, the server (whole-life CPU)
-	// and the tracer (window CPU); softirq run in their context is part
-	// of their CPU, so what is left is other workloads, ksoftirqd and
-	// kworkers, give or take the tick sampling. A high OthersNS makes
-	// the round suspect.
+	// of it in softirq, HostNS all CPUs' time over the window,
+	// KsoftirqdNS the ksoftirqd threads' CPU over the window (softirq
+	// work deferred to them: mostly the load's own packets, in bulk).
+	// OthersNS is busy time less the load generator, the server
+	// (whole-life CPU), the tracer (window CPU) and ksoftirqd; softirq
+	// run in their context is part of their CPU, so what is left is
+	// other workloads and kworkers, give or take the tick sampling. A
+	// high OthersNS makes the round suspect.
 	HostBusyNS      int64  `json:"host_busy_ns"`
 	SoftirqNS       int64  `json:"softirq_ns"`
 	HostNS          int64  `json:"host_ns"`
+	KsoftirqdNS     int64  `json:"ksoftirqd_ns"`
 	OthersNS        int64  `json:"others_ns"`
 	LeftoverSockets int    `json:"leftover_sockets"` // still listed after ss -K, before the run
 	Loadavg         string `json:"loadavg"`          // /proc/loadavg before the run
@@ -144,6 +148,7 @@ func (b *bench) run(ctx context.Context) (rep *report, err error) {
 	defer b.net.teardown()
 	defer killAll()
 
+	b.softirqd = ksoftirqdPIDs()
 	rep = newReport(o, b.configs)
 	total := o.rounds * len(b.configs)
 	start := time.Now()
@@ -378,6 +383,7 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 	if err != nil {
 		return nil, err
 	}
+	ksoft0 := sumCPU(b.softirqd)
 	t0 := time.Now()
 	if _, err := load.stdin.Write([]byte("go\n")); err != nil {
 		return nil, fmt.Errorf("start the load: %w", err)
@@ -391,6 +397,7 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 		return nil, err
 	}
 	t1 := time.Now()
+	res.KsoftirqdNS = (sumCPU(b.softirqd) - ksoft0).Nanoseconds()
 	host1, err := hostCPU()
 	if err != nil {
 		return nil, err
@@ -451,7 +458,7 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 	} else if err := server.wait(ctx, 10*time.Second); err != nil {
 		return nil, fmt.Errorf("bulk receiver: %w\n%s", err, server.output())
 	}
-	res.OthersNS = res.HostBusyNS - procCPU(load) - procCPU(server)
+	res.OthersNS = res.HostBusyNS - res.KsoftirqdNS - procCPU(load) - procCPU(server)
 	if res.Tracer != nil {
 		res.OthersNS -= res.Tracer.CPUWindowNS
 	}

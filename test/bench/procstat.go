@@ -195,3 +195,37 @@ func parseHostCPU(s string) (hostTimes, error) {
 	b := v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
 	return hostTimes{busy: tick(b), softirq: tick(v[6]), total: tick(b + v[3] + v[4])}, nil
 }
+
+// ksoftirqdPIDs returns the pids of the ksoftirqd kernel threads, which run
+// softirq work (much of the load's own packet processing under pressure)
+// that no process of the harness is charged for.
+func ksoftirqdPIDs() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err == nil && strings.HasPrefix(string(comm), "ksoftirqd/") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// sumCPU is the summed CPU time of pids (those that cannot be read count
+// 0).
+func sumCPU(pids []int) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		if d, err := cpuTime(pid); err == nil {
+			sum += d
+		}
+	}
+	return sum
+}

@@ -223,7 +223,7 @@ func (r *report) markdown() string {
 	}
 	fmt.Fprintf(&b, "- %d rounds, configurations rotated each round; each cell is the median [min–max] over rounds; `vs none` is the ratio to the no-tracer run of the same round\n", m.Rounds)
 	others := collect(r.Results, true, func(res *Result) float64 { return res.othersPercent() })
-	fmt.Fprintf(&b, "- load average at start: %s; CPU used by other workloads during the load windows (host busy time less load generator, server and tracer; approximate): %s %% of the host\n\n", m.Loadavg, others.format(1))
+	fmt.Fprintf(&b, "- load average at start: %s; CPU used by other workloads during the load windows (host busy time less load generator, server, tracer and ksoftirqd; approximate): %s %% of the host\n\n", m.Loadavg, others.format(1))
 
 	if storm {
 		b.WriteString("| configuration | conn/s | vs none | errors | tracer CPU, % of one core | tracer CPU s, storm to exit | tracer CPU s, whole life | records/conn | CPU ns/record | CPU µs/conn | lost | peak RSS MiB | exit |\n")
@@ -262,7 +262,12 @@ func (r *report) markdown() string {
 		life := t(func(x *TracerResult) float64 { return float64(x.CPULifeNS) / 1e9 })
 		perConn := t(func(x *TracerResult) float64 { return x.PerConn })
 		records := t(func(x *TracerResult) float64 { return float64(x.Output.Records) })
+		// Below 1000 records, CPU per record is the fixed cost of the run
+		// (settle, stop) spread thin: not shown.
 		nsRec := t(func(x *TracerResult) float64 { return x.NSPerRecord })
+		if records.med < 1000 {
+			nsRec = stat{}
+		}
 		lost := t(func(x *TracerResult) float64 { return float64(x.Output.Lost) })
 		rss := t(func(x *TracerResult) float64 { return float64(x.MaxRSSKiB) / 1024 })
 		ratio := collect(rs, true, func(res *Result) float64 { return res.Ratio })
