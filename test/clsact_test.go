@@ -271,7 +271,9 @@ func TestInterfacesFollowed(t *testing.T) {
 	requireE2E(t)
 	ctx := context.Background()
 	v := newVethPair(ctx, t, "follow", 154)
-	p := startTracer(ctx, t, v.a)
+	// --netns: socket events of other namespaces (other workloads of the
+	// host) cannot fill the ring; interfaces stay the default set.
+	p := startTracer(ctx, t, v.a, "--netns", v.a.name)
 
 	const vethC, vethD = "veth-c", "veth-d"
 	c := linkEnd{v.a, vethC, netip.MustParseAddr("10.200.155.1"), netip.MustParseAddr("fd00:200:155::1"), "02:00:00:00:9b:01"}
