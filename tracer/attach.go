@@ -49,7 +49,7 @@ func resolveInterfaces(netns *Netns, names []string) ([]iface, error) {
 			seen[name] = true
 			ni, err := net.InterfaceByName(name)
 			if err != nil {
-				return &ConfigError{Msg: fmt.Sprintf("unknown interface %q in network namespace %s", name, netns.Path)}
+				return &ConfigError{Msg: fmt.Sprintf("unknown interface %s in network namespace %s", QuoteArg(name), QuoteArg(netns.Path))}
 			}
 			out = append(out, ifaceFrom(*ni))
 		}
