@@ -245,7 +245,7 @@ func (b *bench) prepareTools(ctx context.Context) error {
 				return fmt.Errorf("tcpscope binary %s: %w", path, err)
 			}
 			logf("building %s", b.opts.tcpscope)
-			if _, err := runCmd(ctx, "go", "build", "-o", "bin/tcpscope", "./cmd/tcpscope"); err != nil {
+			if _, err := runCmdTimeout(ctx, 10*time.Minute, "go", "build", "-o", "bin/tcpscope", "./cmd/tcpscope"); err != nil {
 				return fmt.Errorf("build tcpscope (run from the repository root): %w", err)
 			}
 		}

@@ -242,7 +242,13 @@ func (p *proc) exitStatus() string {
 // runCmd runs a short command (bounded by 60 s) and returns its combined
 // output.
 func runCmd(ctx context.Context, argv ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	return runCmdTimeout(ctx, time.Minute, argv...)
+}
+
+// runCmdTimeout runs a command bounded by d and returns its combined
+// output.
+func runCmdTimeout(ctx context.Context, d time.Duration, argv ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {

@@ -205,7 +205,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- date: %s; kernel %s; %d CPUs (%s)\n", m.Date, m.Kernel, m.CPUs, m.CPUModel)
 	fmt.Fprintf(&b, "- command: `%s`", m.Command)
 	if m.GitCommit != "" {
-		fmt.Fprintf(&b, " (tree at %s", m.GitCommit)
+		fmt.Fprintf(&b, " (checkout at %s", m.GitCommit)
 		if m.TcpscopeVersion != "" {
 			fmt.Fprintf(&b, ", %s", strings.ReplaceAll(m.TcpscopeVersion, "\n", "; "))
 		}
