@@ -11,11 +11,13 @@ BIN     := bin/tcpscope
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 ARGS    ?=
+# Extra flags for the storm and bulk benchmarks (test/bench -help).
+BENCH_ARGS ?=
 
 GENERATED := tracer/tcpscope_bpfel.go tracer/tcpscope_bpfel.o
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-unit test-e2e test-kernels check-kernels-doc bench generate vmlinux check-generate vet deps-test deps-gen deps-vm clean
+.PHONY: help build run test test-unit test-e2e test-kernels check-kernels-doc bench bench-go bench-storm bench-bulk generate vmlinux check-generate vet deps-test deps-gen deps-vm clean
 
 help: ## list targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z0-9-]+:.*## /{printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,8 +53,16 @@ test-kernels: deps-vm ## kernel matrix (root): the portable suite on this host a
 check-kernels-doc: ## after test-kernels: fail if docs/kernels.md differs from the committed one (beyond exact releases) or the README lacks a series
 	test/vm/check-kernels-doc.sh
 
-bench: ## decoder, correlator, analyzer and formatter benchmarks
+bench: bench-go bench-storm bench-bulk ## all benchmarks: Go pipeline, then storm and bulk against tcpdump and tcpstates (root; about 15-20 min)
+
+bench-go: ## decoder, correlator, analyzer and formatter benchmarks (no root)
 	$(GO) test -run '^$$' -bench . -benchmem ./tracer/... ./output/...
+
+bench-storm: build ## connection storm, 5 rounds x 100k connections: no tracer, tcpscope modes, tcpstates, tcpdump -w (root, 10-15 min); bin/bench-storm.md and .json
+	$(GO) run ./test/bench -mode storm -tcpscope $(BIN) -md bin/bench-storm.md -json bin/bench-storm.json $(BENCH_ARGS)
+
+bench-bulk: build ## one bulk transfer, 5 rounds x 5 s, same configurations (root, about 4 min); bin/bench-bulk.md and .json
+	$(GO) run ./test/bench -mode bulk -tcpscope $(BIN) -md bin/bench-bulk.md -json bin/bench-bulk.json $(BENCH_ARGS)
 
 generate: deps-gen ## regenerate the BPF objects from bpf/ (bpf2go + clang-19)
 	cd tracer && BPF2GO_CC=$(CLANG) $(GO) generate ./...
