@@ -62,18 +62,15 @@ func (e *ConfigError) Error() string { return e.Msg }
 // EventSet selects record types; bit (1 << RecordType).
 type EventSet uint32
 
-// AllEvents enables every event type.
-const AllEvents = EventSet(1<<TypePacket | 1<<TypeState | 1<<TypeRetransmit | 1<<TypeReset)
-
 // Has reports whether t is in the set.
 func (s EventSet) Has(t RecordType) bool { return s&(1<<t) != 0 }
 
 // String lists the set as --events takes it.
 func (s EventSet) String() string {
 	var names []string
-	for _, t := range []RecordType{TypePacket, TypeState, TypeRetransmit, TypeReset} {
-		if s.Has(t) {
-			names = append(names, t.String())
+	for i := range eventKinds {
+		if k := &eventKinds[i]; k.selectable && s.Has(k.typ) {
+			names = append(names, k.name)
 		}
 	}
 	return strings.Join(names, ",")
@@ -85,20 +82,15 @@ func ParseEvents(list []string) (EventSet, error) {
 	for _, item := range list {
 		for _, name := range strings.Split(item, ",") {
 			name = strings.TrimSpace(name)
-			switch name {
-			case "packet", "packets":
-				s |= 1 << TypePacket
-			case "state", "states":
-				s |= 1 << TypeState
-			case "retransmit", "retransmits":
-				s |= 1 << TypeRetransmit
-			case "reset", "resets":
-				s |= 1 << TypeReset
-			case "all":
-				s |= AllEvents
-			default:
-				return 0, &ConfigError{Msg: fmt.Sprintf("unknown event type %s (want packet, state, retransmit, reset)", QuoteArg(name))}
+			if k := kindNamed(name); k != nil {
+				s |= 1 << k.typ
+				continue
 			}
+			if name == "all" {
+				s |= AllEvents
+				continue
+			}
+			return 0, &ConfigError{Msg: fmt.Sprintf("unknown event type %s (want %s)", QuoteArg(name), eventNamesList())}
 		}
 	}
 	if s == 0 {

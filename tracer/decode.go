@@ -41,21 +41,15 @@ func (d *decoder) decode(raw []byte, r *Record) error {
 		return errShortRecord
 	}
 	*r = Record{}
-	switch kind := tcpscopeEventKind(raw[0]); kind {
-	case tcpscopeEventKindEVENT_PACKET:
-		if len(raw) < packetEventSize {
-			return fmt.Errorf("packet event of %d bytes, want %d: %w", len(raw), packetEventSize, errShortRecord)
-		}
-		d.decodePacket((*tcpscopePacketEvent)(unsafe.Pointer(&raw[0])), r)
-	case tcpscopeEventKindEVENT_STATE, tcpscopeEventKindEVENT_RETRANSMIT, tcpscopeEventKindEVENT_RESET,
-		tcpscopeEventKindEVENT_TIMEWAIT:
-		if len(raw) < sockEventSize {
-			return fmt.Errorf("socket event of %d bytes, want %d: %w", len(raw), sockEventSize, errShortRecord)
-		}
-		d.decodeSock((*tcpscopeSockEvent)(unsafe.Pointer(&raw[0])), r)
-	default:
-		return fmt.Errorf("unknown event kind %d", kind)
+	k := raw[0]
+	if int(k) >= len(kindByID) || kindByID[k] == nil {
+		return fmt.Errorf("unknown event kind %d", k)
 	}
+	kind := kindByID[k]
+	if len(raw) < kind.size {
+		return fmt.Errorf("%s event of %d bytes, want %d: %w", kind.name, len(raw), kind.size, errShortRecord)
+	}
+	kind.decode(d, raw, r)
 	return nil
 }
 
@@ -104,16 +98,9 @@ func (d *decoder) decodePacket(ev *tcpscopePacketEvent, r *Record) {
 }
 
 func (d *decoder) decodeSock(ev *tcpscopeSockEvent, r *Record) {
-	switch tcpscopeEventKind(ev.Kind) {
-	case tcpscopeEventKindEVENT_STATE:
-		r.Type = TypeState
-	case tcpscopeEventKindEVENT_RETRANSMIT:
-		r.Type = TypeRetransmit
-	case tcpscopeEventKindEVENT_TIMEWAIT:
-		r.Type = TypeState
-		r.twEvent = ev.TwEvent
-	default:
-		r.Type = TypeReset
+	r.Type = TypeReset
+	if int(ev.Kind) < len(kindByID) && kindByID[ev.Kind] != nil {
+		r.Type = kindByID[ev.Kind].typ
 	}
 	r.Time = d.clock.wall(ev.TsNs)
 	r.Netns = ev.Netns

@@ -20,29 +20,23 @@ type tracepointProgram struct {
 	tracepoint string
 	required   bool
 	feature    string
-	// neededBy are the record types that need the program: it is not
-	// loaded when none of them is selected.
-	neededBy EventSet
 }
 
-// socketEvents are the record types that come from socket tracepoints and
-// need the owner bookkeeping.
-const socketEvents = EventSet(1<<TypeState | 1<<TypeRetransmit | 1<<TypeReset)
-
-// tracepointPrograms lists every socket-side program. A required program
+// tracepointPrograms lists every socket-side program; which record types
+// need it comes from the kind table (programNeededBy). A required program
 // that the kernel cannot attach is an error; an optional one is dropped
 // from the collection before load and its feature reported as unavailable.
 var tracepointPrograms = []tracepointProgram{
-	{tcpscopeProgOnSetState, "inet_sock_set_state", true, "state events and socket owners (required)", socketEvents},
-	{tcpscopeProgOnDestroySock, "tcp_destroy_sock", false, "owner entries dropped when a socket is destroyed (without: LRU eviction only)", socketEvents},
-	{tcpscopeProgOnSendLength, "sock_send_length", false, "owner refreshed on send (without: set at connect, listen and close only)", socketEvents},
-	{tcpscopeProgOnRecvLength, "sock_recv_length", false, "owner refreshed on receive", socketEvents},
-	{tcpscopeProgOnRetransmit, "tcp_retransmit_skb", false, "retransmit events", 1 << TypeRetransmit},
-	{tcpscopeProgOnSendReset, "tcp_send_reset", false, "sent reset events", 1 << TypeReset},
-	{tcpscopeProgOnReceiveReset, "tcp_receive_reset", false, "received reset events", 1 << TypeReset},
-	{tcpscopeProgOnTimerStart, "timer_start", false, timeWaitFeature, 1 << TypeState},
-	{tcpscopeProgOnTimerExpire, "timer_expire_entry", false, timeWaitFeature, 1 << TypeState},
-	{tcpscopeProgOnTimerCancel, "timer_cancel", false, timeWaitFeature, 1 << TypeState},
+	{tcpscopeProgOnSetState, "inet_sock_set_state", true, "state events and socket owners (required)"},
+	{tcpscopeProgOnDestroySock, "tcp_destroy_sock", false, "owner entries dropped when a socket is destroyed (without: LRU eviction only)"},
+	{tcpscopeProgOnSendLength, "sock_send_length", false, "owner refreshed on send (without: set at connect, listen and close only)"},
+	{tcpscopeProgOnRecvLength, "sock_recv_length", false, "owner refreshed on receive"},
+	{tcpscopeProgOnRetransmit, "tcp_retransmit_skb", false, "retransmit events"},
+	{tcpscopeProgOnSendReset, "tcp_send_reset", false, "sent reset events"},
+	{tcpscopeProgOnReceiveReset, "tcp_receive_reset", false, "received reset events"},
+	{tcpscopeProgOnTimerStart, "timer_start", false, timeWaitFeature},
+	{tcpscopeProgOnTimerExpire, "timer_expire_entry", false, timeWaitFeature},
+	{tcpscopeProgOnTimerCancel, "timer_cancel", false, timeWaitFeature},
 }
 
 const timeWaitFeature = "TIME_WAIT lifecycle (start, expiry, early kill)"

@@ -170,20 +170,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 	cfg := t.cfg
 	spec.Maps[tcpscopeMapEvents].MaxEntries = uint32(cfg.RingSize)
 
-	var emit uint32
-	for _, k := range []struct {
-		typ  RecordType
-		kind tcpscopeEventKind
-	}{
-		{TypePacket, tcpscopeEventKindEVENT_PACKET},
-		{TypeState, tcpscopeEventKindEVENT_STATE},
-		{TypeRetransmit, tcpscopeEventKindEVENT_RETRANSMIT},
-		{TypeReset, tcpscopeEventKindEVENT_RESET},
-	} {
-		if cfg.Events.Has(k.typ) {
-			emit |= 1 << k.kind
-		}
-	}
+	emit := emitMask(cfg.Events)
 	var filterNetns uint32
 	if cfg.Netns != nil {
 		filterNetns = cfg.Netns.Inode
@@ -216,7 +203,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 	}
 
 	for _, p := range tracepointPrograms {
-		if cfg.Events&p.neededBy == 0 {
+		if cfg.Events&programNeededBy(p.program) == 0 {
 			delete(spec.Programs, p.program)
 			continue
 		}
@@ -235,10 +222,13 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 		}
 		t.unavailable = append(t.unavailable, timeWaitFeature+": tw_timer_handler not in /proc/kallsyms")
 	}
-	if !cfg.Events.Has(TypePacket) {
-		delete(spec.Programs, tcpscopeProgTcIngress)
-		delete(spec.Programs, tcpscopeProgTcEgress)
-		delete(spec.Programs, tcpscopeProgTcLoEgress)
+	// Programs of kinds that are not selected (packet classifiers).
+	for i := range eventKinds {
+		for _, p := range eventKinds[i].programs {
+			if cfg.Events&programNeededBy(p) == 0 {
+				delete(spec.Programs, p)
+			}
+		}
 	}
 	// Preallocated LRU maps: size the owner tables by --max-sockets, and
 	// to nothing when no socket events are traced.
@@ -603,14 +593,6 @@ func (t *Tracer) finish(st *stages, sink Sink, rec *Record, stopped bool) error 
 		err = ferr
 	}
 	return err
-}
-
-var lostKindNames = [tcpscopeEventKindEVENT_KIND_MAX]string{
-	tcpscopeEventKindEVENT_PACKET:     "packet",
-	tcpscopeEventKindEVENT_STATE:      "state",
-	tcpscopeEventKindEVENT_RETRANSMIT: "retransmit",
-	tcpscopeEventKindEVENT_RESET:      "reset",
-	tcpscopeEventKindEVENT_TIMEWAIT:   "timewait",
 }
 
 // TimeWaitTracked reports whether the end of TIME_WAIT is observed (the

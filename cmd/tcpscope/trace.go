@@ -40,6 +40,8 @@ type traceOptions struct {
 	summaryOnly   bool
 	idleTimeout   time.Duration
 	debug         bool
+	cpuProfile    string
+	memProfile    string
 }
 
 // netnsOnce is the advice when --netns is given twice: the kernel filter
@@ -74,7 +76,7 @@ func newTraceCmd(a *app) *cobra.Command {
 	netns := newStringValue(&opts.netns, "")
 	netns.once = netnsOnce
 	f.Var(netns, "netns", "only this network namespace (name, path or inode; once); interfaces are taken from it")
-	f.Var(newListValue(&opts.events, true, "packet", "state", "retransmit", "reset"), "events", "event types to trace: packet, state, retransmit, reset, all")
+	f.Var(newListValue(&opts.events, true, tracer.EventNames()...), "events", "event types to trace: "+strings.Join(tracer.EventNames(), ", ")+", all")
 	f.Var(newStringValue(&opts.ringSize, "8M"), "ring-size", "BPF ring buffer size (power of two; K, M, G suffixes)")
 	f.DurationVar(&opts.flushInterval, "flush-interval", tracer.DefaultFlushInterval, "how often queued events are read and output is flushed (1ms to 10s)")
 	f.IntVar(&opts.maxConns, "max-conns", tracer.DefaultMaxConns, "connections tracked for conn ids and analyzed; beyond it the least recently seen are forgotten (summarized with evicted: true)")
@@ -84,6 +86,8 @@ func newTraceCmd(a *app) *cobra.Command {
 	f.BoolVar(&opts.summaryOnly, "summary-only", false, "print only one conn record per connection (and lost records)")
 	f.DurationVar(&opts.idleTimeout, "idle-timeout", analysis.DefaultIdleTimeout, "summarize (as evicted) connections idle this long")
 	f.BoolVar(&opts.debug, "debug", false, "debug logging, with the full verifier log if a program is rejected")
+	f.Var(newStringValue(&opts.cpuProfile, ""), "cpu-profile", "debug: write a CPU profile of the whole run to FILE (go tool pprof)")
+	f.Var(newStringValue(&opts.memProfile, ""), "mem-profile", "debug: write a heap profile (allocations of the run, live memory at its end) to FILE at exit")
 	return cmd
 }
 
@@ -172,7 +176,7 @@ func (o *traceOptions) outputFormat(stdout io.Writer) (output.Format, error) {
 	return output.FormatJSON, nil
 }
 
-func runTrace(cmd *cobra.Command, o *traceOptions, a *app) error {
+func runTrace(cmd *cobra.Command, o *traceOptions, a *app) (err error) {
 	stdout := a.stdout
 	logger := a.log()
 
@@ -217,6 +221,18 @@ func runTrace(cmd *cobra.Command, o *traceOptions, a *app) error {
 			regular = st.Mode().IsRegular()
 		}
 		out = file
+	}
+
+	if o.cpuProfile != "" || o.memProfile != "" {
+		prof, err := startProfiles(o.cpuProfile, o.memProfile)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if perr := prof.stop(); err == nil {
+				err = perr
+			}
+		}()
 	}
 
 	t, err := tracer.Open(cfg)
