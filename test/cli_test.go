@@ -304,11 +304,13 @@ func TestSecondSignalWhenIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first signal is taken (logged at debug level only): give it the
-	// time to cancel, then check the process is still blocked.
+	// time to cancel, then check the process is still blocked. A signal
+	// within a second of the first counts as a copy of it (timeout(1)
+	// signals the process, then its group): wait longer than that.
 	select {
 	case <-done:
 		t.Fatalf("tcpscope exited after the first SIGINT although its output is blocked: %v\n%s", waitErr, stderr.String())
-	case <-time.After(500 * time.Millisecond):
+	case <-time.After(1500 * time.Millisecond):
 	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -506,4 +508,30 @@ func currentRecords(t *testing.T, p *proc) []*record {
 		t.Fatalf("tcpscope output: %v", err)
 	}
 	return recs
+}
+
+// TestSignalTwiceAtOnce: `timeout -s INT N tcpscope` signals tcpscope and
+// then its process group, so two SIGINTs arrive microseconds apart. That
+// is one request to stop: exit 0 with everything flushed (the summaries of
+// the connections still open), not the second signal's exit without
+// flushing.
+func TestSignalTwiceAtOnce(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	ns := newNetns(ctx, t, "sigtwice")
+	for i := 0; i < 3; i++ {
+		p := startTracer(ctx, t, ns, "-i", "lo")
+		for j := 0; j < 2; j++ {
+			if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.wait(ctx); err != nil {
+			t.Fatalf("run %d: two SIGINTs at once: %v (a clean stop exits 0)\n%s", i, err, p.output())
+		}
+		if strings.Contains(p.stderr.String(), "second signal") {
+			t.Fatalf("run %d: the copy of the first SIGINT was taken as a second one:\n%s", i, p.stderr.String())
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -268,7 +269,7 @@ func TestSecondSignalExits(t *testing.T) {
 		ready := make(chan struct{})
 		go func() {
 			close(ready)
-			handleSignals(a, cancel, func(code int) { exited <- code })
+			handleSignals(a, cancel, func(code int) { exited <- code }, 0, time.Now)
 		}()
 		<-ready
 		// Signal until the handler (installed asynchronously) has taken
@@ -294,6 +295,50 @@ func TestSecondSignalExits(t *testing.T) {
 		if !strings.Contains(errb.String(), "level=ERROR") || !strings.Contains(errb.String(), "second signal") {
 			t.Errorf("%s: log %q", sig, errb.String())
 		}
+	}
+}
+
+// TestSignalCopiesWithinGrace: `timeout -s INT` signals tcpscope and then
+// its process group, two SIGINTs microseconds apart: the copy must not
+// turn the clean stop into an exit without flushing. A signal after the
+// grace period still exits.
+func TestSignalCopiesWithinGrace(t *testing.T) {
+	ignoreSignal(t, syscall.SIGINT)
+	var errb bytes.Buffer
+	a := &app{stderr: &errb}
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan int, 1)
+	var mu sync.Mutex
+	clock := time.Unix(1000, 0)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	go handleSignals(a, cancel, func(code int) { exited <- code }, time.Second, now)
+	for i := 0; i < 1000 && ctx.Err() == nil; i++ {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGINT)
+		waitBriefly(ctx.Done())
+	}
+	if ctx.Err() == nil {
+		t.Fatal("first signal did not cancel")
+	}
+	// The copy, at the same (fake) time: ignored.
+	for i := 0; i < 5; i++ {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGINT)
+		if code, ok := waitBrieflyCode(exited); ok {
+			t.Fatalf("a signal within the grace period exited with %d", code)
+		}
+	}
+	mu.Lock()
+	clock = clock.Add(time.Second)
+	mu.Unlock()
+	var code int
+	for i := 0; i < 1000; i++ {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGINT)
+		if c, ok := waitBrieflyCode(exited); ok {
+			code = c
+			break
+		}
+	}
+	if code != 130 {
+		t.Errorf("second signal after the grace period: exit status %d, want 130", code)
 	}
 }
 

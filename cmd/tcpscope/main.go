@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -18,7 +19,7 @@ func main() {
 	root, a := newRootCmd(os.Stdout, os.Stderr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go handleSignals(a, cancel, os.Exit)
+	go handleSignals(a, cancel, os.Exit, secondSignalGrace, time.Now)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
 		a.logError(err)
@@ -26,20 +27,33 @@ func main() {
 	os.Exit(exitCode(err))
 }
 
+// secondSignalGrace: a signal this soon after the first is taken as a
+// copy of it, not as a second one. `timeout -s INT` signals the child and
+// then its whole process group, so tcpscope gets two SIGINTs microseconds
+// apart; a person pressing Ctrl-C again is slower than this.
+const secondSignalGrace = time.Second
+
 // handleSignals: the first SIGINT or SIGTERM asks for a clean stop
-// (cancel: detach, drain, flush); the second ends the process at once
-// through exit, whatever blocks (a stalled reader of the output, a FIFO
-// nobody opens). The handler stays installed for the second signal rather
-// than restoring the default action: a process started with SIGINT
-// ignored (a script's background job) would otherwise ignore it again.
-// TCX links go away with the process.
-func handleSignals(a *app, cancel context.CancelFunc, exit func(int)) {
+// (cancel: detach, drain, flush); a second one, at least grace after the
+// first, ends the process at once through exit, whatever blocks (a stalled
+// reader of the output, a FIFO nobody opens). The handler stays installed
+// for the second signal rather than restoring the default action: a
+// process started with SIGINT ignored (a script's background job) would
+// otherwise ignore it again. TCX links go away with the process.
+func handleSignals(a *app, cancel context.CancelFunc, exit func(int), grace time.Duration, now func() time.Time) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	first := <-sigs
+	firstAt := now()
 	a.log().Debug("stopping", "signal", first.String())
 	cancel()
-	second := <-sigs
+	var second os.Signal
+	for second = range sigs {
+		if now().Sub(firstAt) >= grace {
+			break
+		}
+		a.log().Debug("signal ignored: too soon after the first to be a second one", "signal", second.String(), "grace", grace)
+	}
 	code := exitSignalBase
 	if s, ok := second.(syscall.Signal); ok {
 		code += int(s)
