@@ -1061,6 +1061,12 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		}
 	}
 
+	if c.outcome == "timeout" && !a.resetsTraced() && c.segs[0]+c.segs[1] == 0 {
+		// SYN_SENT -> CLOSE without a SYN-ACK is a timeout only when a
+		// refusal would have shown: a reset event or a captured RST.
+		// From state events alone it may be either: unknown.
+		c.outcome = ""
+	}
 	sum := &tracer.ConnSummary{Complete: complete && c.incomplete == "", Evicted: evicted, Incomplete: c.incomplete,
 		Outcome: c.outcome, SynRetrans: int(max(c.synCount-1, 0) + max(c.synAckCount-1, 0)),
 		End: c.lastOwn, RetransKernel: c.retransKernel, RetransSegs: c.retransSegs, RetransBytes: c.retransBytes,
@@ -1192,4 +1198,10 @@ func absDur(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
+}
+
+// resetsTraced reports whether a refused connection would show as a reset
+// event (a zero Config.Events means every kind).
+func (a *Analyzer) resetsTraced() bool {
+	return a.cfg.ResetEvents || a.cfg.Events == 0 || a.cfg.Events.Has(tracer.TypeReset)
 }
