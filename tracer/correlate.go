@@ -9,14 +9,30 @@ import (
 const (
 	// DefaultMaxConns caps the connection table of the correlator.
 	DefaultMaxConns = 1 << 18
-	// closedLinger keeps a closed connection's id for late packets
-	// (retransmitted FINs, TIME_WAIT ACKs): Linux TIME_WAIT lasts 60 s.
-	closedLinger = 90 * time.Second
-	// idleLinger forgets a connection that showed nothing for this long.
+	// ClosedLinger is how long the correlator keeps a closed connection's
+	// id after its last record, for late packets (retransmitted FINs,
+	// TIME_WAIT ACKs; Linux TIME_WAIT lasts 60 s). A consumer that must
+	// know an id it saw before (the analyzer's "already summarized") keeps
+	// it as long, from the id's last record.
+	ClosedLinger = 90 * time.Second
+	// closedLinger is ClosedLinger, for this file.
+	closedLinger = ClosedLinger
+	// idleLinger forgets a connection that showed nothing for this long,
+	// at least (IdleLinger).
 	idleLinger = 30 * time.Minute
 	// pendingTimeout bounds how long a SYN_SENT record waits for its port.
 	pendingTimeout = time.Second
 )
+
+// IdleLinger is how long the correlator keeps the id of a connection that
+// is not closed after its last record, given the analyzer's idle timeout:
+// longer than that timeout by ClosedLinger, so that the analyzer has
+// summarized an idle connection (and remembers its id, as long) before
+// the correlator could give a later record of it a new id. Never less
+// than 30 minutes.
+func IdleLinger(idleTimeout time.Duration) time.Duration {
+	return max(idleLinger, idleTimeout+ClosedLinger)
+}
 
 // connKey identifies a TCP connection regardless of direction: the two
 // endpoints in a fixed order. Both ends of a connection between network
@@ -101,6 +117,9 @@ type correlator struct {
 	// swept or evicted; size counts every entry of the list.
 	byCookie map[uint64]*connEntry
 	size     int
+	// idle is how long a connection not closed is kept after its last
+	// record (idleLinger unless setIdleTimeout).
+	idle time.Duration
 }
 
 func newCorrelator(max int) *correlator {
@@ -108,9 +127,15 @@ func newCorrelator(max int) *correlator {
 		max = DefaultMaxConns
 	}
 	c := &correlator{conns: make(map[connKey]*connEntry), max: max, pending: make(map[uint64]*Record),
-		byCookie: make(map[uint64]*connEntry)}
+		byCookie: make(map[uint64]*connEntry), idle: idleLinger}
 	c.lru.next, c.lru.prev = &c.lru, &c.lru
 	return c
+}
+
+// setIdleTimeout makes the correlator keep idle connections' ids as long
+// as an analyzer with this idle timeout needs (IdleLinger).
+func (c *correlator) setIdleTimeout(d time.Duration) {
+	c.idle = IdleLinger(d)
 }
 
 // process assigns r its conn id and passes it to emit, releasing first any
@@ -394,7 +419,7 @@ func (c *correlator) touch(e *connEntry) {
 }
 
 // sweep forgets closed connections after closedLinger and idle ones after
-// idleLinger. Only the least recently seen end of the list is visited.
+// c.idle. Only the least recently seen end of the list is visited.
 func (c *correlator) sweep(now time.Time) {
 	for e := c.lru.prev; e != &c.lru; {
 		prev := e.prev
@@ -402,7 +427,7 @@ func (c *correlator) sweep(now time.Time) {
 		if idle <= closedLinger {
 			break // everything further is more recent
 		}
-		if e.closed || idle > idleLinger {
+		if e.closed || idle > c.idle {
 			c.remove(e)
 		}
 		e = prev

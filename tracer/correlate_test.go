@@ -200,6 +200,26 @@ func TestSweepForgetsClosedAfterLinger(t *testing.T) {
 	}
 }
 
+// TestIdleLingerOutlastsIdleTimeout: with an analyzer idle timeout above
+// the default linger (--idle-timeout 45m), an idle connection keeps its
+// id until the analyzer has summarized it and the id's linger passed.
+func TestIdleLingerOutlastsIdleTimeout(t *testing.T) {
+	c := newCorrelator(0)
+	c.setIdleTimeout(45 * time.Minute)
+	run(t, c, []Record{state(0, "10.0.0.1:3", "10.0.0.2:4", StateSynSent, StateEstablished, 2, 1)})
+	c.sweep(base.Add(45*time.Minute + time.Second))
+	if len(c.conns) != 1 {
+		t.Fatal("the correlator forgot an idle connection before the analyzer's idle timeout")
+	}
+	c.sweep(base.Add(45*time.Minute + ClosedLinger + time.Second))
+	if len(c.conns) != 0 {
+		t.Errorf("%d entries after the idle linger", len(c.conns))
+	}
+	if IdleLinger(time.Minute) != idleLinger {
+		t.Errorf("IdleLinger(1m) = %v, want the %v floor", IdleLinger(time.Minute), idleLinger)
+	}
+}
+
 // TestLateSynSentJoinsItsConnection: when the SYN cannot be tied to its
 // socket by cookie, the held SYN_SENT is released by the socket's next
 // event, after the SYN: it must join that connection, not open a new one.

@@ -29,9 +29,6 @@ const (
 	// after the segment went through TC, so after its packet record.
 	confirmWait   = 200 * time.Millisecond
 	kernelRtxKept = 64
-	// goneKept summarized conn ids are remembered, so that a late record
-	// of a connection does not start a second summary.
-	goneKept = 4096
 )
 
 // Config configures an Analyzer.
@@ -67,15 +64,22 @@ type Analyzer struct {
 	conns   map[uint64]*conn
 	lru     *list.List       // of *conn, most recently seen first
 	ended   map[uint64]*conn // connections waiting for their quiet period
-	held    []held           // packets waiting for kernel confirmation
-	gone    map[uint64]bool  // recently summarized conn ids
-	goneIDs [goneKept]uint64 // ring of the ids in gone
-	goneAt  int
-	losses  uint64 // lost records seen so far
+	holding []*conn          // connections with packets waiting for kernel confirmation
+	// gone: summarized conn ids, so that a late record of a connection
+	// does not start a second summary. An id is kept as long as the
+	// correlator may still give it to a record (goneLinger).
+	gone    map[uint64]goneRec
+	goneQ   [2]idQueue // gone ids by expiry: closed ones, others
+	losses  uint64     // lost records seen so far
 	lossKnd string
+	// parked: connections whose sockets are all closed and that wait only
+	// for the end of a TIME_WAIT, in compact form (summary built).
+	parked     map[uint64]*parked
+	parkQ      idQueue            // parked ids, for the idle timeout
+	parkedDone map[uint64]*parked // TIME_WAIT over: waiting for the quiet period
 	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
 	// one early; entries go when their connection is summarized.
-	timeWaits map[tuple]*socket
+	timeWaits map[tuple]*timeWait
 	stopped   bool      // the next sink asked to stop
 	exitAt    time.Time // when tracing stopped (Finish), zero before
 	out       tracer.Record
@@ -85,9 +89,63 @@ type Analyzer struct {
 // confirms it, or confirmWait passes.
 type held struct {
 	rec   tracer.Record
-	c     *conn
 	side  int
 	since time.Time
+}
+
+// goneRec is a summarized conn id's expiry (Unix ns) and linger (ns).
+type goneRec struct{ until, linger int64 }
+
+// idQueue is a FIFO of conn ids with a time (Unix ns) each.
+type idQueue struct {
+	q    []idAt
+	head int
+}
+
+type idAt struct {
+	id uint64
+	at int64
+}
+
+func (q *idQueue) push(id uint64, at int64) { q.q = append(q.q, idAt{id, at}) }
+
+// front returns the oldest entry; false when empty.
+func (q *idQueue) front() (idAt, bool) {
+	if q.head >= len(q.q) {
+		return idAt{}, false
+	}
+	return q.q[q.head], true
+}
+
+func (q *idQueue) pop() {
+	q.head++
+	if q.head == len(q.q) {
+		q.q, q.head = q.q[:0], 0
+	} else if q.head >= 1024 && q.head*2 >= len(q.q) {
+		n := copy(q.q, q.q[q.head:])
+		q.q, q.head = q.q[:n], 0
+	}
+}
+
+func (q *idQueue) len() int { return len(q.q) - q.head }
+
+// parked is a connection waiting only for the end of a TIME_WAIT: its
+// summary is built, and what the TIME_WAIT records still change is kept.
+type parked struct {
+	sum    tracer.ConnSummary
+	last   time.Time
+	losses uint64
+	netns  uint32
+	done   bool // TIME_WAIT over
+	n      int8
+	socks  [2]parkedSock // local end first
+}
+
+// parkedSock is the TIME_WAIT state of a parked connection's socket.
+type parkedSock struct {
+	cookie uint64
+	local  bool // the summary's local end
+	twState
 }
 
 // New returns an Analyzer writing to next.
@@ -99,7 +157,8 @@ func New(next tracer.Sink, cfg Config) *Analyzer {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	return &Analyzer{next: next, cfg: cfg, conns: make(map[uint64]*conn), lru: list.New(),
-		ended: make(map[uint64]*conn), gone: make(map[uint64]bool), timeWaits: make(map[tuple]*socket)}
+		ended: make(map[uint64]*conn), gone: make(map[uint64]goneRec), timeWaits: make(map[tuple]*timeWait),
+		parked: make(map[uint64]*parked), parkedDone: make(map[uint64]*parked)}
 }
 
 // tuple is a socket's 4-tuple: its local end, then the peer.
@@ -124,16 +183,27 @@ type socket struct {
 	stateTime [16]time.Duration
 	owner     tracer.Owner
 	closed    bool
-	timeWait  bool // went FIN_WAIT2/CLOSING -> CLOSE: a TIME_WAIT socket replaced it
 	gotReset  bool
 	srtt      time.Duration
 	cwnd      uint32
+	twState
+}
+
+// twState is what a socket's TIME_WAIT records told.
+type twState struct {
+	timeWait bool // went FIN_WAIT2/CLOSING -> CLOSE: a TIME_WAIT socket replaced it
 	// The TIME_WAIT socket that replaced this one (same cookie).
 	twStart  time.Time
 	twActive bool
 	twEnd    string // "expired", "killed"
 	twDur    time.Duration
 	tw       *timeWait // set when TIME_WAIT begins: most sockets never have one
+}
+
+// waiting reports whether the TIME_WAIT goes on: started and not ended,
+// or (tracked) its socket was replaced and no end came yet.
+func (t *twState) waiting(tracked bool) bool {
+	return t.twActive || tracked && t.timeWait && t.twEnd == ""
 }
 
 // timeWait tells what killed a TIME_WAIT socket: the sign of it nearest the
@@ -225,6 +295,8 @@ type conn struct {
 	incomplete   string
 	twTracked    bool
 	preexisting  bool
+	held         []held // packets waiting for kernel confirmation
+	holding      bool   // c is in Analyzer.holding
 }
 
 func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
@@ -275,8 +347,19 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		a.lossKnd = r.LostKind
 		return a.next.Write(r)
 	}
-	if r.Conn == 0 || r.Type == tracer.TypeConn || a.gone[r.Conn] {
+	if r.Conn == 0 || r.Type == tracer.TypeConn {
+		return a.pass(r)
+	}
+	if p := a.parked[r.Conn]; p != nil {
+		a.parkedRecord(p, r)
+		return a.pass(r)
+	}
+	if g, ok := a.gone[r.Conn]; ok {
 		// A late record of a summarized connection: passed on as is.
+		// The correlator keeps the id for its linger after this record.
+		if until := r.Time.UnixNano() + g.linger; until > g.until {
+			a.gone[r.Conn] = goneRec{until: until, linger: g.linger}
+		}
 		return a.pass(r)
 	}
 	c, err := a.conn(r)
@@ -303,9 +386,12 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 			return nil // held for kernel confirmation
 		}
 	case tracer.TypeState:
-		c.stateEvent(r)
 		if r.TimeWait {
-			a.timeWaitEvent(c, r)
+			if sk := c.socketOf(r); sk != nil {
+				sk.stateTime[tracer.StateTimeWait] += a.timeWaitRecord(&sk.twState, r)
+			}
+		} else {
+			c.stateEvent(r)
 		}
 	case tracer.TypeRetransmit:
 		if err := a.retransmitEvent(c, r); err != nil {
@@ -324,11 +410,27 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 	// rest.
 	if r.Type != tracer.TypePacket || (len(c.sockets) == 0 || !a.stateTraced()) &&
 		(c.rstSide >= 0 || !c.finTime[0].IsZero() || !c.finTime[1].IsZero()) {
-		if a.connEnded(c) {
+		if a.connEnded(c) || a.onlyTimeWait(c) {
 			a.ended[c.id] = c
 		}
 	}
 	return a.pass(r)
+}
+
+// onlyTimeWait reports whether all of c's sockets are closed and c waits
+// only for the end of a TIME_WAIT: then it can be parked.
+func (a *Analyzer) onlyTimeWait(c *conn) bool {
+	if len(c.sockets) == 0 || !a.stateTraced() {
+		return false
+	}
+	wait := false
+	for _, sk := range c.sockets {
+		if !sk.closed {
+			return false
+		}
+		wait = wait || sk.waiting(c.twTracked)
+	}
+	return wait
 }
 
 // stateTraced reports whether state events are traced.
@@ -362,7 +464,7 @@ func (c *conn) socketEnds(r *tracer.Record) {
 // timeWaitOf fills sum's TIME_WAIT fields from sk; false when sk had no
 // TIME_WAIT. One still going on lasted until until, when its start was
 // seen.
-func timeWaitOf(c *conn, sk *socket, sum *tracer.ConnSummary, until time.Time) bool {
+func timeWaitOf(tracked bool, sk *twState, sum *tracer.ConnSummary, until time.Time) bool {
 	switch {
 	case sk.twEnd != "":
 		sum.TimeWait, sum.TimeWaitEnd = sk.twDur, sk.twEnd
@@ -374,7 +476,7 @@ func timeWaitOf(c *conn, sk *socket, sum *tracer.ConnSummary, until time.Time) b
 		if !sk.twStart.IsZero() && until.After(sk.twStart) {
 			sum.TimeWait = until.Sub(sk.twStart)
 		}
-	case sk.timeWait && !c.twTracked:
+	case sk.timeWait && !tracked:
 		sum.TimeWaitEnd = "not_observed"
 	default:
 		return false
@@ -390,20 +492,16 @@ const killWindow = 50 * time.Millisecond
 
 // timeWaitEvent tracks a TIME_WAIT socket of c from its start and end
 // records.
-func (a *Analyzer) timeWaitEvent(c *conn, r *tracer.Record) {
-	sk := c.socketOf(r)
-	if sk == nil {
-		return
-	}
+func (a *Analyzer) timeWaitEvent(sk *twState, r *tracer.Record) {
 	key := tuple{r.Local, r.Remote}
 	if r.State == tracer.StateTimeWait {
 		sk.tw = &timeWait{tuple: key}
-		a.timeWaits[key] = sk
+		a.timeWaits[key] = sk.tw
 		return
 	}
 	tw := sk.tw
 	if tw == nil || r.TimeWaitEnd != "killed" {
-		a.forgetTimeWait(sk)
+		a.forgetTimeWait(tw)
 		return
 	}
 	tw.killedAt = r.Time
@@ -411,15 +509,29 @@ func (a *Analyzer) timeWaitEvent(c *conn, r *tracer.Record) {
 	// holds a cancel back to tell it from a re-arm): compare times.
 	if tw.sign != "" && r.Time.Sub(tw.signAt).Abs() <= killWindow {
 		tw.kill = tw.sign
-		a.forgetTimeWait(sk)
+		a.forgetTimeWait(tw)
 	}
 }
 
-// forgetTimeWait drops sk from the TIME_WAIT index, unless a newer socket
+// timeWaitRecord applies a TIME_WAIT start or end record to sk; it
+// returns the TIME_WAIT's duration when r ends it.
+func (a *Analyzer) timeWaitRecord(sk *twState, r *tracer.Record) time.Duration {
+	var d time.Duration
+	if r.State == tracer.StateTimeWait {
+		sk.twStart, sk.twActive = r.Time, true
+	} else {
+		sk.twActive, sk.twEnd, sk.twDur = false, r.TimeWaitEnd, r.TimeWaitDur
+		d = r.TimeWaitDur
+	}
+	a.timeWaitEvent(sk, r)
+	return d
+}
+
+// forgetTimeWait drops tw from the TIME_WAIT index, unless a newer socket
 // of the same 4-tuple took its place there.
-func (a *Analyzer) forgetTimeWait(sk *socket) {
-	if sk.tw != nil && a.timeWaits[sk.tw.tuple] == sk {
-		delete(a.timeWaits, sk.tw.tuple)
+func (a *Analyzer) forgetTimeWait(tw *timeWait) {
+	if tw != nil && a.timeWaits[tw.tuple] == tw {
+		delete(a.timeWaits, tw.tuple)
 	}
 }
 
@@ -428,35 +540,34 @@ func (a *Analyzer) forgetTimeWait(sk *socket) {
 // 4-tuple) or RST, or a local connect() taking the 4-tuple over
 // (tcp_tw_reuse: the new socket's SYN_SENT, its SYN).
 func (a *Analyzer) timeWaitSign(r *tracer.Record) {
-	var sk *socket
+	var tw *timeWait
 	var sign string
 	switch {
 	case r.Type == tracer.TypeState:
 		if r.TimeWait || r.State != tracer.StateSynSent {
 			return
 		}
-		sk, sign = a.timeWaits[tuple{r.Local, r.Remote}], "tw_reuse"
+		tw, sign = a.timeWaits[tuple{r.Local, r.Remote}], "tw_reuse"
 	case r.Flags&tracer.FlagRST != 0:
-		sk, sign = a.timeWaits[tuple{r.Dst, r.Src}], "rst"
+		tw, sign = a.timeWaits[tuple{r.Dst, r.Src}], "rst"
 	case r.Flags&(tracer.FlagSYN|tracer.FlagACK) == tracer.FlagSYN:
-		if sk = a.timeWaits[tuple{r.Src, r.Dst}]; sk != nil {
+		if tw = a.timeWaits[tuple{r.Src, r.Dst}]; tw != nil {
 			sign = "tw_reuse" // our own new SYN
 		} else {
-			sk, sign = a.timeWaits[tuple{r.Dst, r.Src}], "syn"
+			tw, sign = a.timeWaits[tuple{r.Dst, r.Src}], "syn"
 		}
 	default:
 		return
 	}
-	if sk == nil {
+	if tw == nil {
 		return
 	}
-	tw := sk.tw
 	if !tw.killedAt.IsZero() {
 		// Killed first (connect() kills it, then sends the SYN).
 		if r.Time.Sub(tw.killedAt).Abs() <= killWindow && tw.kill == "" {
 			tw.kill = sign
 		}
-		a.forgetTimeWait(sk)
+		a.forgetTimeWait(tw)
 		return
 	}
 	tw.sign, tw.signAt = sign, r.Time
@@ -556,7 +667,11 @@ func (a *Analyzer) packet(c *conn, r *tracer.Record) bool {
 	default:
 		// The kernel reports a retransmission after its segment passed
 		// TC: wait a little for the event.
-		a.held = append(a.held, held{rec: *r, c: c, side: s, since: r.Time})
+		c.held = append(c.held, held{rec: *r, side: s, since: r.Time})
+		if !c.holding {
+			c.holding = true
+			a.holding = append(a.holding, c)
+		}
 		return true
 	}
 	return false
@@ -694,16 +809,6 @@ func (c *conn) countPacket(s int, r *tracer.Record) {
 func (c *conn) stateEvent(r *tracer.Record) {
 	sk := c.socketOf(r)
 	if sk == nil {
-		return
-	}
-	if r.TimeWait {
-		// The TIME_WAIT socket that replaced sk: its own clock.
-		if r.State == tracer.StateTimeWait {
-			sk.twStart, sk.twActive = r.Time, true
-			return
-		}
-		sk.twActive, sk.twEnd, sk.twDur = false, r.TimeWaitEnd, r.TimeWaitDur
-		sk.stateTime[tracer.StateTimeWait] += r.TimeWaitDur
 		return
 	}
 	if !sk.since.IsZero() && int(sk.state) < len(sk.stateTime) {
@@ -877,8 +982,11 @@ func (a *Analyzer) retransmitEvent(c *conn, r *tracer.Record) error {
 		c.kernelRtx[s] = c.kernelRtx[s][:kernelRtxKept-1]
 	}
 	c.kernelRtx[s] = append(c.kernelRtx[s], rtxEvent{seq: r.Seq, end: end})
-	return a.release(func(h *held) bool {
-		if h.c != c || h.side != s || !c.kernelRetransmitted(s, &h.rec) {
+	if len(c.held) == 0 {
+		return nil
+	}
+	return a.release(c, func(h *held) bool {
+		if h.side != s || !c.kernelRetransmitted(s, &h.rec) {
 			return false
 		}
 		h.rec.KernelConfirmed = 1
@@ -886,20 +994,30 @@ func (a *Analyzer) retransmitEvent(c *conn, r *tracer.Record) error {
 	})
 }
 
-// release passes on, in order, the held packets for which pick is true.
-func (a *Analyzer) release(pick func(*held) bool) error {
-	kept := a.held[:0]
+// release passes on, in order, c's held packets for which pick is true.
+func (a *Analyzer) release(c *conn, pick func(*held) bool) error {
+	kept := c.held[:0]
 	var err error
-	for i := range a.held {
-		h := &a.held[i]
+	for i := range c.held {
+		h := &c.held[i]
 		if err == nil && pick(h) {
 			err = a.pass(&h.rec)
 			continue
 		}
 		kept = append(kept, *h)
 	}
-	a.held = kept
+	clear(c.held[len(kept):])
+	c.held = kept
+	if len(kept) == 0 {
+		c.held = nil
+	}
 	return err
+}
+
+// unconfirmed marks a held packet as not retransmitted by the kernel.
+func unconfirmed(h *held) bool {
+	h.rec.KernelConfirmed = -1
+	return true
 }
 
 func (a *Analyzer) resetEvent(c *conn, r *tracer.Record) {
@@ -971,23 +1089,49 @@ func (a *Analyzer) Flush() error {
 }
 
 func (a *Analyzer) flushAt(now time.Time) error {
-	err := a.release(func(h *held) bool {
-		if now.Sub(h.since) < confirmWait {
-			return false
+	var err error
+	kept := a.holding[:0]
+	for _, c := range a.holding {
+		if err == nil && len(c.held) > 0 {
+			err = a.release(c, func(h *held) bool {
+				if now.Sub(h.since) < confirmWait {
+					return false
+				}
+				h.rec.KernelConfirmed = -1 // the kernel did not retransmit it
+				return true
+			})
 		}
-		h.rec.KernelConfirmed = -1 // the kernel did not retransmit it
-		return true
-	})
+		if len(c.held) > 0 {
+			kept = append(kept, c)
+		} else {
+			c.holding = false
+		}
+	}
+	clear(a.holding[len(kept):])
+	a.holding = kept
 	for id, c := range a.ended {
 		if err != nil {
 			break
 		}
-		if !a.connEnded(c) {
+		switch {
+		case a.connEnded(c):
+			if now.Sub(c.last) >= quietAfterClose {
+				err = a.summarize(c, true, false)
+			}
+		case a.onlyTimeWait(c):
+			if now.Sub(c.last) >= quietAfterClose {
+				err = a.park(c)
+			}
+		default:
 			delete(a.ended, id) // a new socket joined it
-			continue
 		}
-		if now.Sub(c.last) >= quietAfterClose {
-			err = a.summarize(c, true, false)
+	}
+	for id, p := range a.parkedDone {
+		if err != nil {
+			break
+		}
+		if now.Sub(p.last) >= quietAfterClose {
+			err = a.finalize(id, p, true, false)
 		}
 	}
 	// Idle connections sit at the back of the list.
@@ -1000,10 +1144,62 @@ func (a *Analyzer) flushAt(now time.Time) error {
 		err = a.summarize(c, false, true)
 		e = prev
 	}
+	// Parked connections whose TIME_WAIT end never came.
+	for err == nil {
+		f, ok := a.parkQ.front()
+		if !ok || now.UnixNano()-f.at <= int64(a.cfg.IdleTimeout) {
+			break
+		}
+		a.parkQ.pop()
+		p := a.parked[f.id]
+		switch {
+		case p == nil || p.done:
+		case now.Sub(p.last) > a.cfg.IdleTimeout:
+			err = a.finalize(f.id, p, false, true)
+		default:
+			a.parkQ.push(f.id, p.last.UnixNano())
+		}
+	}
+	a.sweepGone(now.UnixNano())
 	if ferr := a.next.Flush(); err == nil {
 		err = ferr
 	}
 	return err
+}
+
+// sweepGone forgets summarized ids whose linger passed.
+func (a *Analyzer) sweepGone(now int64) {
+	for i := range a.goneQ {
+		q := &a.goneQ[i]
+		for {
+			f, ok := q.front()
+			if !ok || f.at > now {
+				break
+			}
+			q.pop()
+			g, ok := a.gone[f.id]
+			switch {
+			case !ok:
+			case g.until > now:
+				q.push(f.id, g.until) // a late record extended it
+			default:
+				delete(a.gone, f.id)
+			}
+		}
+	}
+}
+
+// markGone remembers that id was summarized, as long as the correlator
+// may still give it to a record: ClosedLinger after its last record for a
+// connection that ended, else the correlator's idle linger.
+func (a *Analyzer) markGone(id uint64, last time.Time, ended bool) {
+	linger, q := tracer.ClosedLinger, 0
+	if !ended {
+		linger, q = tracer.IdleLinger(a.cfg.IdleTimeout), 1
+	}
+	until := last.UnixNano() + int64(linger)
+	a.gone[id] = goneRec{until: until, linger: int64(linger)}
+	a.goneQ[q].push(id, until)
 }
 
 // Finish summarizes every connection still open (complete: false) and
@@ -1018,8 +1214,18 @@ func (a *Analyzer) finishAt(now time.Time) error {
 	for e := a.lru.Back(); e != nil && err == nil; {
 		prev := e.Prev()
 		c := e.Value.(*conn)
-		err = a.summarize(c, a.ended[c.id] != nil, false)
+		err = a.summarize(c, a.ended[c.id] != nil && a.connEnded(c), false)
 		e = prev
+	}
+	for err == nil {
+		f, ok := a.parkQ.front()
+		if !ok {
+			break
+		}
+		a.parkQ.pop()
+		if p := a.parked[f.id]; p != nil {
+			err = a.finalize(f.id, p, p.done, false)
+		}
 	}
 	if ferr := a.next.Flush(); err == nil || errors.Is(err, tracer.ErrStop) {
 		err = ferr
@@ -1027,47 +1233,179 @@ func (a *Analyzer) finishAt(now time.Time) error {
 	return err
 }
 
-// summarize emits c's conn record and forgets c. Its held packets go
-// first, unconfirmed.
-func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
-	if err := a.release(func(h *held) bool {
-		if h.c != c {
-			return false
+// drop forgets c's full state; its held packets go first, unconfirmed.
+func (a *Analyzer) drop(c *conn) error {
+	if len(c.held) > 0 {
+		if err := a.release(c, unconfirmed); err != nil {
+			return err
 		}
-		h.rec.KernelConfirmed = -1
-		return true
-	}); err != nil {
-		return err
 	}
 	a.lru.Remove(c.elem)
 	delete(a.conns, c.id)
-	for _, sk := range c.sockets {
-		a.forgetTimeWait(sk)
-	}
 	delete(a.ended, c.id)
-	if old := a.goneIDs[a.goneAt%goneKept]; old != 0 {
-		delete(a.gone, old)
+	return nil
+}
+
+// summarize emits c's conn record and forgets c.
+func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
+	if err := a.drop(c); err != nil {
+		return err
 	}
-	a.goneIDs[a.goneAt%goneKept] = c.id
-	a.goneAt++
-	a.gone[c.id] = true
+	for _, sk := range c.sockets {
+		a.forgetTimeWait(sk.tw)
+	}
+	a.markGone(c.id, c.last, complete)
 	if !c.endsSet {
 		return nil // a listening socket: not a connection
 	}
-	if a.losses > c.losses && c.incomplete == "" {
-		c.incomplete = "events lost"
-		if a.lossKnd == "malformed" {
-			c.incomplete = "records could not be decoded"
+	a.noteLosses(c.losses, &c.incomplete)
+	sum := &tracer.ConnSummary{}
+	netns := a.fill(c, sum)
+	// TIME_WAIT still going on lasted until the stop, or (evicted) until
+	// the connection's last record.
+	twUntil := a.exitAt
+	if twUntil.IsZero() {
+		twUntil = c.last
+	}
+	// Both ends on this host: the TIME_WAIT is the active closer's,
+	// whichever end that was; the summary says when it is the peer's.
+	for _, sk := range c.sockets {
+		if sk.local == sum.Local {
+			timeWaitFields(c.twTracked, &sk.twState, true, sum, twUntil)
 		}
 	}
+	for _, sk := range c.sockets {
+		if sk.local != sum.Local {
+			timeWaitFields(c.twTracked, &sk.twState, false, sum, twUntil)
+		}
+	}
+	sum.Complete, sum.Evicted = complete && sum.Incomplete == "", evicted
+	rec := &a.out
+	*rec = tracer.Record{Type: tracer.TypeConn, Time: c.last, Conn: c.id, Netns: netns, Summary: sum}
+	return a.pass(rec)
+}
 
+// noteLosses marks a connection incomplete when records were lost since it
+// began (losses: the count then).
+func (a *Analyzer) noteLosses(losses uint64, incomplete *string) {
+	if a.losses > losses && *incomplete == "" {
+		*incomplete = "events lost"
+		if a.lossKnd == "malformed" {
+			*incomplete = "records could not be decoded"
+		}
+	}
+}
+
+// timeWaitFields fills sum's TIME_WAIT fields from sk, the summary's local
+// end's socket (local) or the peer's when both are on this host and no
+// local TIME_WAIT was found before.
+func timeWaitFields(tracked bool, sk *twState, local bool, sum *tracer.ConnSummary, until time.Time) {
+	if sum.TimeWaitSide != "" || !timeWaitOf(tracked, sk, sum, until) {
+		return
+	}
+	if !local {
+		sum.TimeWaitSide = "remote"
+		return
+	}
+	sum.TimeWaitSide = "local"
+	if sk.twActive {
+		sum.StateTime[tracer.StateTimeWait] += sum.TimeWait
+	}
+}
+
+// park replaces c, whose sockets are all closed and which waits only for
+// the end of a TIME_WAIT, by its summary and the TIME_WAIT state of its
+// sockets. It keeps c when more than two sockets would need keeping.
+func (a *Analyzer) park(c *conn) error {
+	if !c.endsSet {
+		return a.summarize(c, true, false) // no summary
+	}
+	p := &parked{last: c.last, losses: c.losses}
+	l := c.ends[c.localSide()]
+	for pass := range 2 {
+		for ck, sk := range c.sockets {
+			if (sk.local == l) != (pass == 0) || sk.twEnd == "" && !sk.waiting(c.twTracked) && !(sk.timeWait && !c.twTracked) {
+				continue
+			}
+			if p.n == int8(len(p.socks)) {
+				delete(a.ended, c.id)
+				return nil // more sockets than a parked connection keeps
+			}
+			p.socks[p.n] = parkedSock{cookie: ck, local: pass == 0, twState: sk.twState}
+			p.n++
+		}
+	}
+	if err := a.drop(c); err != nil {
+		return err
+	}
+	p.netns = a.fill(c, &p.sum)
+	p.sum.Incomplete = c.incomplete
+	a.parked[c.id] = p
+	a.parkQ.push(c.id, c.last.UnixNano())
+	return nil
+}
+
+// parkedRecord applies a late record of a parked connection: its TIME_WAIT
+// records end the wait.
+func (a *Analyzer) parkedRecord(p *parked, r *tracer.Record) {
+	if r.Time.After(p.last) {
+		p.last = r.Time
+	}
+	if len(a.timeWaits) > 0 && (r.Type == tracer.TypePacket || r.Type == tracer.TypeState) {
+		a.timeWaitSign(r)
+	}
+	if r.Type != tracer.TypeState || !r.TimeWait {
+		return
+	}
+	waiting := false
+	for i := range p.socks[:p.n] {
+		sk := &p.socks[i]
+		if sk.cookie == r.Cookie {
+			d := a.timeWaitRecord(&sk.twState, r)
+			if sk.local {
+				p.sum.StateTime[tracer.StateTimeWait] += d
+			}
+		}
+		waiting = waiting || sk.waiting(a.cfg.TimeWaitTracked)
+	}
+	if !waiting && !p.done {
+		p.done = true
+		a.parkedDone[r.Conn] = p
+	}
+}
+
+// finalize emits a parked connection's summary and forgets it.
+func (a *Analyzer) finalize(id uint64, p *parked, complete, evicted bool) error {
+	delete(a.parked, id)
+	delete(a.parkedDone, id)
+	a.markGone(id, p.last, complete)
+	twUntil := a.exitAt
+	if twUntil.IsZero() {
+		twUntil = p.last
+	}
+	sum := &p.sum
+	for i := range p.socks[:p.n] {
+		sk := &p.socks[i]
+		a.forgetTimeWait(sk.tw)
+		timeWaitFields(a.cfg.TimeWaitTracked, &sk.twState, sk.local, sum, twUntil)
+	}
+	a.noteLosses(p.losses, &sum.Incomplete)
+	sum.Complete, sum.Evicted = complete && sum.Incomplete == "", evicted
+	rec := &a.out
+	*rec = tracer.Record{Type: tracer.TypeConn, Time: p.last, Conn: id, Netns: p.netns, Summary: sum}
+	return a.pass(rec)
+}
+
+// fill sets sum's fields from c, all but Complete, Evicted and the
+// TIME_WAIT fields; it returns the netns of the summary's local end.
+func (a *Analyzer) fill(c *conn, sum *tracer.ConnSummary) uint32 {
 	if c.outcome == "timeout" && !a.resetsTraced() && c.segs[0]+c.segs[1] == 0 {
 		// SYN_SENT -> CLOSE without a SYN-ACK is a timeout only when a
 		// refusal would have shown: a reset event or a captured RST.
 		// From state events alone it may be either: unknown.
 		c.outcome = ""
 	}
-	sum := &tracer.ConnSummary{Complete: complete && c.incomplete == "", Evicted: evicted, Incomplete: c.incomplete,
+	*sum = tracer.ConnSummary{Incomplete: c.incomplete,
 		Outcome: c.outcome, SynRetrans: int(max(c.synCount-1, 0) + max(c.synAckCount-1, 0)),
 		End: c.lastOwn, RetransKernel: c.retransKernel, RetransSegs: c.retransSegs, RetransBytes: c.retransBytes,
 		RetransSeen: c.retransSeen, FastRetrans: c.fast, Spurious: c.spurious, ZeroWindows: c.zeroWin,
@@ -1086,12 +1424,6 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 			sum.End = a.exitAt
 		}
 	}
-	// TIME_WAIT still going on lasted until the stop, or (evicted) until
-	// the connection's last record.
-	twUntil := a.exitAt
-	if twUntil.IsZero() {
-		twUntil = c.last
-	}
 	if c.client {
 		sum.Role = [2]string{"client", "server"}[l]
 	}
@@ -1105,22 +1437,6 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		sum.SRTT, sum.Cwnd = sk.srtt, sk.cwnd
 		if !sk.closed && !sk.since.IsZero() && int(sk.state) < len(sum.StateTime) {
 			sum.StateTime[sk.state] += sum.End.Sub(sk.since)
-		}
-		if timeWaitOf(c, sk, sum, twUntil) {
-			sum.TimeWaitSide = "local"
-			if sk.twActive {
-				sum.StateTime[tracer.StateTimeWait] += sum.TimeWait
-			}
-		}
-	}
-	// Both ends on this host: the TIME_WAIT is the active closer's,
-	// whichever end that was; the summary says when it is the peer's.
-	for _, sk := range c.sockets {
-		if sum.TimeWaitSide != "" {
-			break
-		}
-		if sk.local != sum.Local && timeWaitOf(c, sk, sum, twUntil) {
-			sum.TimeWaitSide = "remote"
 		}
 	}
 	if c.isnSeen[l] && c.isnSeen[r] {
@@ -1183,9 +1499,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		sum.CloseKind = "timeout"
 	}
 
-	rec := &a.out
-	*rec = tracer.Record{Type: tracer.TypeConn, Time: c.last, Conn: c.id, Netns: netns, Summary: sum}
-	return a.pass(rec)
+	return netns
 }
 
 // sent is how many bytes of data side s sent, by sequence progress.

@@ -478,7 +478,7 @@ func TestOneSummaryPerConnection(t *testing.T) {
 		seg(100, srv, cli, R|A, 0, 1001, 0, 0),
 	})
 	a := New(out, Config{})
-	a.gone[1] = true
+	a.markGone(1, t0, true)
 	late := seg(9000000, srv, cli, R|A, 0, 1001, 0, 0)
 	if err := a.Write(&late); err != nil {
 		t.Fatal(err)

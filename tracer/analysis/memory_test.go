@@ -1,0 +1,276 @@
+package analysis
+
+import (
+	"reflect"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+// twConn is a client connection whose socket enters TIME_WAIT at 2.95 ms;
+// the TIME_WAIT ends (expired) 60 s later.
+func twConn() (open, end []tracer.Record) {
+	const est, fw1, fw2 = tracer.StateEstablished, tracer.StateFinWait1, tracer.StateFinWait2
+	open = []tracer.Record{sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9)}
+	open = append(open, handshake()...)
+	open = append(open,
+		sockEvent(150, tracer.TypeState, cli, srv, tracer.StateSynSent, est, 9),
+		seg(300, cli, srv, P|A, 1001, 5001, 100, 502),
+		seg(2000, srv, cli, P|A, 5001, 1101, 50, 508),
+		sockEvent(2100, tracer.TypeState, cli, srv, est, fw1, 9),
+		seg(2100, cli, srv, F|A, 1101, 5051, 0, 502),
+		seg(2900, srv, cli, F|A, 5051, 1102, 0, 508),
+		sockEvent(2900, tracer.TypeState, cli, srv, fw1, fw2, 9),
+		twRec(2950, cli, srv, fw2, tracer.StateTimeWait, 9, "", 0),
+		sockEvent(2950, tracer.TypeState, cli, srv, fw2, tracer.StateClose, 9),
+		seg(3000, cli, srv, A, 1102, 5052, 0, 502),
+	)
+	end = []tracer.Record{twRec(2950+60_000_000, cli, srv, tracer.StateTimeWait, tracer.StateClose, 9, "expired", 60*time.Second)}
+	return open, end
+}
+
+func feed(t testing.TB, a *Analyzer, recs []tracer.Record) {
+	t.Helper()
+	for i := range recs {
+		r := recs[i]
+		if err := a.Write(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestTimeWaitParked: a connection that waits only for its TIME_WAIT to
+// end keeps no full state once quiet (it is parked: summary built), and
+// its summary when TIME_WAIT ends is the one the full state gives.
+func TestTimeWaitParked(t *testing.T) {
+	open, end := twConn()
+	cfg := Config{TimeWaitTracked: true}
+	want := run(t, cfg, append(append([]tracer.Record{}, open...), end...)).summary(t)
+
+	out := &collect{}
+	a := New(out, cfg)
+	feed(t, a, open)
+	if err := a.flushAt(at(3000).Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.conns) != 0 || len(a.parked) != 1 {
+		t.Fatalf("%d full, %d parked connections in TIME_WAIT, want 0 and 1", len(a.conns), len(a.parked))
+	}
+	feed(t, a, end)
+	if err := a.flushAt(end[0].Time.Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.parked) != 0 || len(a.timeWaits) != 0 {
+		t.Errorf("%d parked, %d TIME_WAIT index entries left after the summary", len(a.parked), len(a.timeWaits))
+	}
+	got := out.summary(t)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("parked summary\n%+v\nwant\n%+v", *got, *want)
+	}
+	if got.TimeWait != 60*time.Second || got.TimeWaitEnd != "expired" || !got.Complete {
+		t.Errorf("time_wait %v %q complete %v", got.TimeWait, got.TimeWaitEnd, got.Complete)
+	}
+}
+
+// TestTimeWaitParkedAtExit: a parked connection still in TIME_WAIT when
+// tracing stops is summarized then, its TIME_WAIT so far, not complete.
+func TestTimeWaitParkedAtExit(t *testing.T) {
+	open, _ := twConn()
+	out := &collect{}
+	a := New(out, Config{TimeWaitTracked: true})
+	feed(t, a, open)
+	if err := a.flushAt(at(3000).Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	stop := at(9_000_000)
+	if err := a.finishAt(stop); err != nil {
+		t.Fatal(err)
+	}
+	s := out.summary(t)
+	if s.TimeWait != stop.Sub(at(2950)) || s.TimeWaitSide != "local" || s.Complete {
+		t.Errorf("time_wait %v side %q complete %v", s.TimeWait, s.TimeWaitSide, s.Complete)
+	}
+	if s.StateTime[tracer.StateTimeWait] != s.TimeWait {
+		t.Errorf("state_ms TIME_WAIT %v, time_wait %v", s.StateTime[tracer.StateTimeWait], s.TimeWait)
+	}
+}
+
+// TestGoneOutlivesManySummaries: a summarized id stays known for the
+// correlator's linger after its last record however many connections are
+// summarized meanwhile (a ring of the last 4096 forgot it), then goes.
+func TestGoneOutlivesManySummaries(t *testing.T) {
+	a := New(&collect{}, Config{})
+	a.markGone(1, t0, true)
+	for i := range 10000 {
+		a.markGone(uint64(i+2), t0.Add(time.Duration(i)*time.Microsecond), true)
+	}
+	late := seg(0, srv, cli, R|A, 0, 1001, 0, 0)
+	late.Time = t0.Add(time.Minute)
+	feed(t, a, []tracer.Record{late})
+	if len(a.conns) != 0 {
+		t.Fatal("a late record of a summarized connection started a new one")
+	}
+	// The late record extended its id's linger.
+	a.sweepGone(t0.Add(tracer.ClosedLinger + time.Second).UnixNano())
+	if _, ok := a.gone[1]; !ok || len(a.gone) != 1 {
+		t.Fatalf("gone has %d ids after the linger, want only the one seen late", len(a.gone))
+	}
+	a.sweepGone(late.Time.Add(tracer.ClosedLinger + time.Second).UnixNano())
+	if len(a.gone) != 0 || a.goneQ[0].len() != 0 {
+		t.Errorf("%d ids (%d queued) left after every linger", len(a.gone), a.goneQ[0].len())
+	}
+}
+
+// TestGoneIdleLingerFollowsIdleTimeout: an id summarized as idle is kept
+// as long as the correlator keeps idle ids for this idle timeout.
+func TestGoneIdleLingerFollowsIdleTimeout(t *testing.T) {
+	a := New(&collect{}, Config{IdleTimeout: 45 * time.Minute})
+	a.markGone(1, t0, false)
+	a.sweepGone(t0.Add(45*time.Minute + time.Second).UnixNano())
+	if len(a.gone) != 1 {
+		t.Fatal("an idle-summarized id was forgotten before the correlator's idle linger")
+	}
+	a.sweepGone(t0.Add(tracer.IdleLinger(45*time.Minute) + time.Second).UnixNano())
+	if len(a.gone) != 0 {
+		t.Error("the id outlived the correlator's idle linger")
+	}
+}
+
+// TestHeldPerConnection: a kernel retransmit event releases its own
+// connection's held packet and leaves the other connections' held.
+func TestHeldPerConnection(t *testing.T) {
+	out := &collect{}
+	a := New(out, Config{KernelRetransmits: true})
+	const n = 50
+	for i := range n {
+		recs := connRecords(i)
+		dup := recs[5] // the client's data again: a retransmission guess
+		dup.Time = dup.Time.Add(time.Millisecond)
+		feed(t, a, append(recs, dup))
+	}
+	if len(a.holding) != n {
+		t.Fatalf("%d connections hold packets, want %d", len(a.holding), n)
+	}
+	for _, c := range a.conns {
+		if len(c.held) != 1 {
+			t.Fatalf("connection %d holds %d packets, want 1", c.id, len(c.held))
+		}
+	}
+	rt := connRecords(7)[5]
+	rt.Type, rt.Local, rt.Remote, rt.Cookie = tracer.TypeRetransmit, rt.Src, rt.Dst, 8
+	rt.Time = rt.Time.Add(2 * time.Millisecond)
+	before := len(out.recs)
+	feed(t, a, []tracer.Record{rt})
+	released := out.recs[before:]
+	if len(released) != 2 || released[0].KernelConfirmed != 1 || released[0].Conn != 8 {
+		t.Fatalf("released %d records (%+v), want the held packet of conn 8, confirmed, then the event", len(released), released)
+	}
+	if c := a.conns[8]; len(c.held) != 0 {
+		t.Error("conn 8 still holds its confirmed packet")
+	}
+	if err := a.flushAt(rt.Time.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.holding) != 0 {
+		t.Errorf("%d connections still hold packets after confirmWait", len(a.holding))
+	}
+}
+
+// BenchmarkRetransmitUnderLoss: a kernel retransmit event while many
+// connections hold retransmission guesses costs the same whatever their
+// number (it looks at its own connection only).
+func BenchmarkRetransmitUnderLoss(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		b.Run(map[int]string{100: "held=100", 10000: "held=10000"}[n], func(b *testing.B) {
+			a := New(discard{}, Config{KernelRetransmits: true})
+			for i := range n {
+				recs := connRecords(i)
+				dup := recs[5]
+				dup.Time = dup.Time.Add(time.Millisecond)
+				feed(b, a, append(recs, dup))
+			}
+			rt := connRecords(0)[5]
+			rt.Type, rt.Local, rt.Remote, rt.Cookie, rt.Seq = tracer.TypeRetransmit, rt.Src, rt.Dst, 1, 50000
+			r := new(tracer.Record)
+			for b.Loop() {
+				*r = rt
+				if err := a.Write(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkMemoryClosedConnection reports the heap kept per closed
+// connection (B/conn): N connections whose client socket is in TIME_WAIT,
+// parked, plus the ids of N summarized connections.
+func BenchmarkMemoryClosedConnection(b *testing.B) {
+	const n = 20000
+	for b.Loop() {
+		runtime.GC()
+		var before, mid, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		a := New(discard{}, Config{MaxConns: n, TimeWaitTracked: true})
+		var last time.Time
+		for i := range n {
+			for _, r := range twRecords(i) {
+				last = r.Time
+				if err := a.Write(&r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if err := a.flushAt(last.Add(2 * time.Second)); err != nil {
+			b.Fatal(err)
+		}
+		if len(a.parked) != n {
+			b.Fatalf("%d parked, want %d", len(a.parked), n)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&mid)
+		b.ReportMetric(float64(mid.HeapAlloc-before.HeapAlloc)/n, "B/tw-conn")
+		// End every TIME_WAIT: the connections are summarized, their ids
+		// kept for the correlator's linger.
+		for i := range n {
+			r := twRecords(i)[0]
+			r.TimeWait, r.OldState, r.State, r.TimeWaitEnd = true, tracer.StateTimeWait, tracer.StateClose, "expired"
+			r.Time = last.Add(60 * time.Second)
+			if err := a.Write(&r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := a.flushAt(last.Add(62 * time.Second)); err != nil {
+			b.Fatal(err)
+		}
+		if len(a.parked) != 0 || len(a.gone) != n {
+			b.Fatalf("%d parked, %d gone", len(a.parked), len(a.gone))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/gone-conn")
+		runtime.KeepAlive(a)
+	}
+}
+
+// twRecords is connRecords(i) closed by the client: its socket goes
+// FIN_WAIT1, FIN_WAIT2, then CLOSE with a TIME_WAIT socket in its place.
+// The first record is the TIME_WAIT start.
+func twRecords(i int) []tracer.Record {
+	recs := connRecords(i)
+	st := recs[0]
+	mk := func(d time.Duration, old, new tracer.TCPState) tracer.Record {
+		r := st
+		r.Time, r.OldState, r.State = recs[len(recs)-1].Time.Add(d), old, new
+		return r
+	}
+	tw := mk(3, tracer.StateFinWait2, tracer.StateTimeWait)
+	tw.TimeWait = true
+	return []tracer.Record{tw,
+		mk(1, tracer.StateEstablished, tracer.StateFinWait1),
+		mk(2, tracer.StateFinWait1, tracer.StateFinWait2),
+		mk(4, tracer.StateFinWait2, tracer.StateClose),
+	}
+}
