@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -309,5 +312,47 @@ func TestInterfacesFollowed(t *testing.T) {
 	checkPackets(t, tp, td, recs)
 	if n := countLines(p.stderr.String(), "traced interface deleted"); n != 1 {
 		t.Errorf("%d deletion lines, want 1\n%s", n, p.output())
+	}
+}
+
+// TestCleanupAfterKillInPidNamespace: a clsact tcpscope killed inside its
+// own pid namespace (a container) names its filters after a pid of that
+// namespace. Once the namespace is gone, `tcpscope cleanup` from the host
+// removes them, also where the host hides some processes' namespaces from
+// root (a sandbox's pid 1).
+func TestCleanupAfterKillInPidNamespace(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatalf("unshare (util-linux) is needed: %v", err)
+	}
+	ns := newNetns(ctx, t, "pidns")
+	p := startProc(t, "tcpscope in a pid namespace", ns.exec("unshare", "-p", "-f", "--mount-proc",
+		bins.tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", "clsact")...)
+	if _, err := p.waitLine(ctx, true, `msg="tracing started"`); err != nil {
+		t.Fatal(err)
+	}
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.pid(), p.pid()))
+	if err != nil || len(strings.Fields(string(children))) != 1 {
+		t.Fatalf("unshare's child: %q, %v", children, err)
+	}
+	child, _ := strconv.Atoi(strings.Fields(string(children))[0])
+	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(ctx); err == nil {
+		t.Fatal("unshare exited 0 although its tcpscope was killed")
+	}
+	if st := tcStateOf(t, ns, "lo"); len(st.filters) != 2 || !st.clsact {
+		t.Fatalf("after SIGKILL: filters %v, clsact %v; want the killed run's 2 and its qdisc", st.filters, st.clsact)
+	}
+	c := startProc(t, "tcpscope cleanup", bins.tcpscope, "cleanup")
+	mustSucceed(ctx, t, c)
+	if n := countLines(c.stdout.String(), fmt.Sprintf(" netns=%d ", ns.inode)); n != 3 {
+		t.Errorf("cleanup listed %d items of the test namespace, want 2 filters and the qdisc:\n%s\n%s", n, c.stdout.String(), c.stderr.String())
+	}
+	if st := tcStateOf(t, ns, "lo"); len(st.filters) != 0 || st.clsact {
+		t.Errorf("after cleanup: filters %v, clsact qdisc %v; want none\n%s", st.filters, st.clsact, c.stderr.String())
 	}
 }

@@ -367,8 +367,12 @@ func hostPID(tag filterTag) (pid int, found, certain bool) {
 		}
 		var st unix.Stat_t
 		if err := unix.Stat("/proc/"+e.Name()+"/ns/pid", &st); err != nil {
-			if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
-				certain = false // access denied: it could be there
+			if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) && nestedPidns("/proc/"+e.Name()+"/status") {
+				// Access denied to a process in some nested pid
+				// namespace: it could be the one. (One whose NSpid
+				// has a single pid lives in ours: not a candidate.
+				// Sandboxes deny /proc/1/ns/ even to root.)
+				certain = false
 			}
 			continue
 		}
@@ -381,6 +385,24 @@ func hostPID(tag filterTag) (pid int, found, certain bool) {
 		}
 	}
 	return 0, false, certain
+}
+
+// nestedPidns reports whether the process of a status file lives in a pid
+// namespace below ours (its NSpid line lists more than one pid), or may:
+// true when the file cannot be read.
+func nestedPidns(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "NSpid:"); ok {
+			return len(strings.Fields(rest)) != 1
+		}
+	}
+	return true
 }
 
 // innermostPID reads the last pid of the NSpid line of a status file.

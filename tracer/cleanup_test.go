@@ -3,6 +3,7 @@ package tracer
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +92,31 @@ func TestJudgeFilterOwner(t *testing.T) {
 
 	if v, why := judgeFilter(filterTag{pid: 1, pidns: 1, dir: "ingress"}, 0); v == filterLive {
 		t.Errorf("process in a pid namespace that does not exist: live (%s)", why)
+	}
+}
+
+// TestNestedPidns: a process whose NSpid lists one pid lives in our pid
+// namespace (not a candidate owner of another namespace's filter); more
+// than one, or an unreadable status, may be nested.
+func TestNestedPidns(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		status string
+		nested bool
+	}{
+		{"Name:\tinit\nNSpid:\t1\n", false},
+		{"Name:\ttcpscope\nNSpid:\t23852\t1\n", true},
+		{"Name:\told kernel\n", true},
+	} {
+		p := filepath.Join(dir, "status")
+		if err := os.WriteFile(p, []byte(c.status), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := nestedPidns(p); got != c.nested {
+			t.Errorf("%q: nested %v, want %v", c.status, got, c.nested)
+		}
+	}
+	if !nestedPidns(filepath.Join(dir, "missing")) {
+		t.Error("an unreadable status must count as possibly nested")
 	}
 }
