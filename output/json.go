@@ -126,6 +126,9 @@ func AppendJSON(dst []byte, r *tracer.Record) []byte {
 	case tracer.TypeLost:
 		o.uint("count", r.LostCount)
 		o.str("kind", r.LostKind)
+		if r.LostWhere != "" {
+			o.str("where", r.LostWhere)
+		}
 	case tracer.TypeConn:
 		appendJSONSummary(&o, r.Summary)
 	case tracer.TypeSocket:
@@ -335,9 +338,13 @@ func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
 func appendJSONSocket(o *jsonObj, r *tracer.Record) {
 	if r.Owner.Known {
 		o.uint("pid", uint64(r.Owner.PID))
-		o.uint("tid", uint64(r.Owner.TID))
+		if !r.Owner.NoTID {
+			o.uint("tid", uint64(r.Owner.TID))
+		}
 		o.uint("uid", uint64(r.Owner.UID))
-		o.uint("cgroup_id", r.Owner.CgroupID)
+		if !r.Owner.NoCgroup {
+			o.uint("cgroup_id", r.Owner.CgroupID)
+		}
 		o.key("comm")
 		o.b = appendJSONEscaped(o.b, r.Owner.CommBytes())
 	}

@@ -117,7 +117,9 @@ func AppendText(dst []byte, r *tracer.Record) []byte {
 		dst = strconv.AppendUint(dst, r.LostCount, 10)
 		dst = append(dst, ' ')
 		dst = append(dst, r.LostKind...)
-		if r.LostKind == "malformed" {
+		if r.LostWhere == tracer.LostInQueue {
+			dst = append(dst, " events (output too slow: dropped after the ring buffer, see --on-overflow)"...)
+		} else if r.LostKind == "malformed" {
 			dst = append(dst, " records (could not be decoded)"...)
 		} else {
 			dst = append(dst, " events (ring buffer full: raise --ring-size or narrow filters)"...)

@@ -258,6 +258,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Debug logs the full verifier log when a program is rejected.
 	Debug bool
+	// Overflow says what the ring reader does when the queue to the rest
+	// of the pipeline is full; "" means OverflowDrop.
+	Overflow OverflowMode
+	// QueueBatches is the capacity of that queue in batches of up to 256
+	// records; 0 means DefaultQueueBatches.
+	QueueBatches int
 }
 
 // Validate checks the configuration and fills defaults. It loads nothing.
@@ -303,6 +309,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSockets == 0 {
 		c.MaxSockets = DefaultMaxSockets
+	}
+	if c.Overflow == "" {
+		c.Overflow = OverflowDrop
+	}
+	if _, err := ParseOverflow(string(c.Overflow)); err != nil {
+		return err
+	}
+	if c.QueueBatches == 0 {
+		c.QueueBatches = DefaultQueueBatches
+	}
+	if c.QueueBatches < 1 || c.QueueBatches > 1<<16 {
+		return &ConfigError{Msg: fmt.Sprintf("bad queue size: %d batches, want 1 to 65536", c.QueueBatches)}
 	}
 	if err := CheckMaxSockets(c.MaxSockets); err != nil {
 		return err

@@ -66,6 +66,8 @@ var (
 	socketEvents EventSet
 	// selectableNames are the --events names, in table order.
 	selectableNames []string
+	// maxEventSize is the largest raw event.
+	maxEventSize int
 )
 
 // AllEvents enables every selectable event type.
@@ -79,6 +81,7 @@ func init() {
 		}
 		kindByID[k.id] = k
 		lostKindNames[k.id] = k.name
+		maxEventSize = max(maxEventSize, k.size)
 		if k.socket {
 			socketEvents |= 1 << k.typ
 		}

@@ -209,6 +209,9 @@ type Owner struct {
 	UID      uint32
 	CgroupID uint64
 	Comm     [16]byte // raw, NUL-padded; escape before printing
+	// NoTID and NoCgroup mark TID and CgroupID unknown in a known owner
+	// (a socket listed at start-up: /proc names no thread).
+	NoTID, NoCgroup bool
 }
 
 // CommBytes returns the comm without its NUL padding.
@@ -279,6 +282,10 @@ type Record struct {
 	// Lost fields.
 	LostCount uint64
 	LostKind  string
+	// LostWhere is where the records were lost: LostInRing (the kernel's
+	// ring buffer was full) or LostInQueue (the queue after the ring
+	// reader was full); "" for malformed records.
+	LostWhere string
 
 	// Analysis of a packet (set by the analysis package).
 	Analyzed        bool   // RelSeq (and RelAck with ACK) are set

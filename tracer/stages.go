@@ -1,6 +1,9 @@
 package tracer
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // stages is the user-space path of a decoded record in Run: the TIME_WAIT
 // tracker, the correlator, then the reorder stage, which writes to the
@@ -63,3 +66,73 @@ func (s *stages) finish() error {
 
 // held reports whether records wait for ordering.
 func (s *stages) held() bool { return s.out.held() > 0 }
+
+// Write handles one decoded record (Stage).
+func (s *stages) Write(r *Record) error { return s.record(r) }
+
+// Flush flushes the sink behind the stages (Stage).
+func (s *stages) Flush() error { return s.out.next.Flush() }
+
+// End releases everything still held, in order (Stage); the sink is not
+// ended.
+func (s *stages) End() error { return s.finish() }
+
+// Stage is a step of the record path after decoding: TIME_WAIT tracking
+// and correlation (stages), analysis, the count limit, namespace names,
+// the output writer, side consumers (Fanout). Records arrive in order from
+// one goroutine.
+type Stage interface {
+	Sink
+	// End is the end of the stream: release everything held (to the next
+	// stage), then end the next stage. Nothing is written after End.
+	End() error
+}
+
+// Ender is a Sink with an end-of-stream call: Pipeline calls End once,
+// in data order, after the last record.
+type Ender interface {
+	End() error
+}
+
+// Pipeline is the chain of stages that consume records, wired in one
+// place (BuildPipeline). It is a Stage: Write enters the first stage,
+// Flush flushes the chain, End ends every stage in data order.
+type Pipeline struct {
+	head   Sink
+	stages []Sink // in data order, the output last
+}
+
+// BuildPipeline wires stages in data order in front of out, the last
+// stage: each make function receives the stage after it. Stages that
+// implement Ender are ended in data order by Pipeline.End.
+func BuildPipeline(out Sink, makers ...func(next Sink) Sink) *Pipeline {
+	p := &Pipeline{head: out, stages: []Sink{out}}
+	for i := len(makers) - 1; i >= 0; i-- {
+		p.head = makers[i](p.head)
+		p.stages = append([]Sink{p.head}, p.stages...)
+	}
+	return p
+}
+
+// Write passes r to the first stage.
+func (p *Pipeline) Write(r *Record) error { return p.head.Write(r) }
+
+// Flush flushes the chain (each stage flushes the next).
+func (p *Pipeline) Flush() error { return p.head.Flush() }
+
+// End ends the stages in data order, then flushes. ErrStop from a stage
+// (a count limit reached while summaries are written) ends it normally.
+func (p *Pipeline) End() error {
+	var err error
+	for _, s := range p.stages {
+		if e, ok := s.(Ender); ok {
+			if err = e.End(); err != nil && !errors.Is(err, ErrStop) {
+				return err
+			}
+		}
+	}
+	if err = p.head.Flush(); errors.Is(err, ErrStop) {
+		err = nil
+	}
+	return err
+}

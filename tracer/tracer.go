@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package tracer loads the tcpscope BPF programs, attaches them to TCP
 // tracepoints and to TC on network interfaces, reads the ring buffer and
 // turns kernel events into correlated Records.
@@ -43,7 +45,9 @@ type Tracer struct {
 	tcMode      TCMode
 	nl          *netlink.Handle // netlink in the interfaces' namespace
 	ifw         *ifWatch        // logs traced interfaces that go away (ifwatch.go)
-	reader      *ringbuf.Reader
+	reader      ringReader
+	drops       dropCounters // the kernel's per-kind drop counters
+	queue       *batchQueue  // from the ring reader goroutine (Run)
 	dec         decoder
 	corr        *correlator
 	tw          *twTracker
@@ -55,6 +59,7 @@ type Tracer struct {
 	// timeWaitAttached: the three timer programs are attached.
 	timeWaitAttached bool
 	lostSeen         [tcpscopeEventKindEVENT_KIND_MAX]uint64
+	queueLostSeen    [tcpscopeEventKindEVENT_KIND_MAX]uint64
 	malformed        uint64
 	evictedSeen      uint64
 	lossWarn         lossWarnings // rate limit of the loss warnings (reportLost)
@@ -124,9 +129,11 @@ func Open(cfg Config) (_ *Tracer, err error) {
 	}
 	t.corr = newCorrelator(cfg.MaxConns)
 	t.tw = newTWTracker()
-	if t.reader, err = ringbuf.NewReader(coll.Maps[tcpscopeMapEvents]); err != nil {
+	rd, err := ringbuf.NewReader(coll.Maps[tcpscopeMapEvents])
+	if err != nil {
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
+	t.reader, t.drops = rd, coll.Maps[tcpscopeMapDrops]
 	if err := t.attach(); err != nil {
 		return nil, err
 	}
@@ -454,37 +461,42 @@ func (t *Tracer) detach() error {
 	return errors.Join(errs...)
 }
 
-// Run drains the ring buffer into sink until ctx is done or the sink
-// returns ErrStop. At the end it detaches, drains what is still queued and
-// flushes the sink, so nothing the kernel queued is left unread. After
-// ErrStop nothing more is written.
+// Run reads the kernel's records into sink until ctx is done or the sink
+// returns ErrStop. The ring is read by its own goroutine (pump), which
+// hands batches of raw records to this one through a bounded queue; here
+// they are decoded and go through the stages (stages.go) to sink. At the
+// end Run detaches, drains the ring and the queue, ends the stages and
+// the sink (End, when sink is an Ender) and flushes, so nothing the kernel
+// queued is left unread. After ErrStop nothing more is written.
 func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	var (
-		raw        ringbuf.Record
-		rec        Record
-		interval   = t.cfg.FlushInterval
-		lastTick   = time.Now()
-		lastSweep  = lastTick
-		sinceCheck int
-		short      bool // the current tick interval is a short one (catchUp)
+		rec       Record
+		interval  = t.cfg.FlushInterval
+		lastTick  = time.Now()
+		lastSweep = lastTick
+		idle      bool // the last batch was read up to an empty ring
+		short     bool // the timer runs a short interval (held records)
 	)
-	// Socket records listed at start-up go first, as they are; kernel
-	// records go through the stages, sorted by timestamp (reorder.go).
-	emit := func(r *Record) error { return t.corr.process(r, sink.Write) }
 	st := newStages(t.corr, t.tw, sink, reorderWindow)
-	handle := func() error {
-		if err := t.dec.decode(raw.RawSample, &rec); err != nil {
-			t.malformed++
-			t.log.Debug("malformed record", "err", err)
-			return nil
-		}
-		return st.record(&rec)
+	if t.queue == nil {
+		t.queue = newBatchQueue(t.cfg.QueueBatches, t.cfg.Overflow)
 	}
+	q := t.queue
+	p := newPump(t.reader, q, interval)
+	go p.run()
+	stopPump := func() {
+		close(p.done)
+		t.reader.Flush()
+		<-p.exited
+	}
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+
 	// tick does the periodic work: clock sync, loss reports, held records,
-	// table sweep, sink flush. drained: the ring buffer was just read empty.
+	// table sweep, sink flush. drained: the ring was just read empty and
+	// every record read before is consumed.
 	tick := func(now time.Time, drained bool) error {
 		lastTick = now
-		t.reader.SetDeadline(now.Add(interval))
 		t.dec.clock.sync()
 		t.ifw.register(t.dec.ifaces, t.netns.Inode)
 		if err := t.reportLost(sink, &rec); err != nil {
@@ -493,91 +505,114 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		if err := st.tick(now, drained); err != nil {
 			return err
 		}
-		// Records held for ordering at a tick go out one short interval
-		// later, not a whole one: at most one extra wakeup per interval.
+		// Records held for ordering go out one short interval later
+		// (the timer then asks the reader for a drained pass), not a
+		// whole one.
+		// At most one short interval in a row: one extra wakeup per
+		// interval.
+		next := interval
 		if short = st.held() && !short; short {
-			t.reader.SetDeadline(now.Add(min(interval, reorderWindow)))
+			next = min(interval, reorderWindow)
 		}
+		timer.Reset(next)
 		if now.Sub(lastSweep) > 10*time.Second {
 			t.corr.sweep(now)
 			lastSweep = now
 		}
 		return sink.Flush()
 	}
+	// consume decodes and handles one batch; last: the reader ended.
+	consume := func(b *batch) (last bool, err error) {
+		defer q.put(b)
+		for i := range b.len() {
+			if err := t.dec.decode(b.record(i), &rec); err != nil {
+				t.malformed++
+				t.log.Debug("malformed record", "err", err)
+				continue
+			}
+			if err := st.record(&rec); err != nil {
+				return b.last, err
+			}
+		}
+		return b.last, b.err
+	}
 
-	// Wake a blocked read as soon as ctx is done, not at the next deadline.
-	stopWake := context.AfterFunc(ctx, func() { t.reader.Flush() })
-	defer stopWake()
-
-	t.reader.SetDeadline(lastTick.Add(interval))
 	var err error
+	// Socket records listed at start-up go first, as they are; kernel
+	// records go through the stages, sorted by timestamp (reorder.go).
 	for i := range t.snapshot {
-		if err = emit(&t.snapshot[i]); err != nil {
+		if err = t.corr.process(&t.snapshot[i], sink.Write); err != nil {
 			break
 		}
 	}
 	t.snapshot = nil
-	for err == nil && ctx.Err() == nil {
-		rerr := t.reader.ReadInto(&raw)
-		switch {
-		case rerr == nil:
-			err = handle()
-			// Under sustained load reads never time out (the kernel
-			// wakes us past the fill threshold): tick by the clock.
-			if sinceCheck++; err == nil && sinceCheck >= 256 {
-				sinceCheck = 0
-				if now := time.Now(); now.Sub(lastTick) >= interval {
-					err = tick(now, false)
-				}
+	last := false
+	for err == nil && !last {
+		select {
+		case b := <-q.full:
+			drained := b.drained
+			if last, err = consume(b); err != nil || last {
+				break
 			}
-		case errors.Is(rerr, os.ErrDeadlineExceeded), errors.Is(rerr, ringbuf.ErrFlushed):
-			err = tick(time.Now(), true)
-		default:
-			err = fmt.Errorf("read ring buffer: %w", rerr)
+			idle = drained
+			// Under sustained load the ring is never read empty: tick
+			// by the clock.
+			if now := time.Now(); drained || now.Sub(lastTick) >= interval {
+				err = tick(now, drained)
+			}
+		case now := <-timer.C:
+			if st.held() && idle {
+				// A drained pass releases the held records.
+				idle = false
+				t.reader.Flush()
+				timer.Reset(interval)
+				continue
+			}
+			err = tick(now, false)
+		case <-ctx.Done():
+			last = true
 		}
 	}
 	stopped := errors.Is(err, ErrStop)
 	if err != nil && !stopped {
+		stopPump()
 		t.detach()
 		return err
 	}
 	if !stopped {
-		// Stop producing, then read everything that is still queued.
+		// Stop producing, then read everything still in the ring and
+		// in the queue, up to the reader's last batch.
 		if err := t.detach(); err != nil {
 			t.log.Warn("detach", "err", err)
 		}
+		p.stopping.Store(true)
 		if err := t.reader.Flush(); err != nil {
+			stopPump()
 			return fmt.Errorf("flush ring buffer: %w", err)
 		}
-		t.reader.SetDeadline(time.Now().Add(interval))
-		for {
-			rerr := t.reader.ReadInto(&raw)
-			if errors.Is(rerr, ringbuf.ErrFlushed) || errors.Is(rerr, os.ErrDeadlineExceeded) {
-				break
-			}
-			if rerr != nil {
-				t.detach()
-				return fmt.Errorf("read ring buffer: %w", rerr)
-			}
-			if err := handle(); errors.Is(err, ErrStop) {
+		for done := false; !done; {
+			var err error
+			if done, err = consume(<-q.full); errors.Is(err, ErrStop) {
 				stopped = true
 				break
 			} else if err != nil {
-				t.detach()
+				stopPump()
 				return err
 			}
 		}
 	}
+	stopPump()
 	return t.finish(st, sink, &rec, stopped)
 }
 
 // finish detaches, releases held records, reports final losses (unless
-// the sink asked to stop) and flushes.
+// the sink asked to stop), ends the sink when it is an Ender, and
+// flushes.
 func (t *Tracer) finish(st *stages, sink Sink, rec *Record, stopped bool) error {
 	t.detach()
 	var err error
 	if !stopped {
-		err = st.finish()
+		err = st.End()
 		if q := st.out; q.late+q.early > 0 {
 			t.log.Debug("records out of timestamp order", "held_longer_than_window", q.late, "window_full", q.early)
 		}
@@ -585,6 +620,11 @@ func (t *Tracer) finish(st *stages, sink Sink, rec *Record, stopped bool) error 
 			err = t.reportLost(sink, rec)
 		}
 		if errors.Is(err, ErrStop) {
+			err = nil
+		}
+	}
+	if e, ok := sink.(Ender); ok && err == nil {
+		if err = e.End(); errors.Is(err, ErrStop) {
 			err = nil
 		}
 	}
@@ -599,16 +639,25 @@ func (t *Tracer) finish(st *stages, sink Sink, rec *Record, stopped bool) error 
 // timer programs are attached).
 func (t *Tracer) TimeWaitTracked() bool { return t.timeWaitAttached }
 
-// reportLost emits one lost record per event kind whose kernel drop
-// counter grew since the last report, and one for malformed records.
+// Where records were lost (the `where` of `lost` records).
+const (
+	// LostInRing: the kernel found the ring buffer full.
+	LostInRing = "ring"
+	// LostInQueue: the queue from the ring reader to the rest of the
+	// pipeline was full (--on-overflow drop).
+	LostInQueue = "queue"
+)
+
+// reportLost emits one lost record per event kind and place (ring,
+// queue) whose count grew since the last report, and one for malformed
+// records.
 func (t *Tracer) reportLost(sink Sink, rec *Record) error {
-	drops := t.coll.Maps[tcpscopeMapDrops]
 	var perCPU []uint64
 	now := time.Now()
 	// The warnings are rate-limited (lossWarnings), the records are not.
 	defer t.lossWarn.warn(now, t.log, t.cfg.MaxConns)
 	for kind := tcpscopeEventKindEVENT_PACKET; kind < tcpscopeEventKindEVENT_KIND_MAX; kind++ {
-		if err := drops.Lookup(uint32(kind), &perCPU); err != nil {
+		if err := t.drops.Lookup(uint32(kind), &perCPU); err != nil {
 			return fmt.Errorf("read drop counters: %w", err)
 		}
 		var total uint64
@@ -621,9 +670,28 @@ func (t *Tracer) reportLost(sink Sink, rec *Record) error {
 		delta := total - t.lostSeen[kind]
 		t.lostSeen[kind] = total
 		t.lossWarn.lost[kind] += delta
-		*rec = Record{Type: TypeLost, Time: now, LostCount: delta, LostKind: lostKindNames[kind]}
+		*rec = Record{Type: TypeLost, Time: now, LostCount: delta, LostKind: lostKindNames[kind], LostWhere: LostInRing}
 		if err := sink.Write(rec); err != nil {
 			return err
+		}
+	}
+	if q := t.queue; q != nil {
+		for kind := range q.dropped {
+			total := q.dropped[kind].Load()
+			if total == t.queueLostSeen[kind] {
+				continue
+			}
+			delta := total - t.queueLostSeen[kind]
+			t.queueLostSeen[kind] = total
+			t.lossWarn.lost[kind] += delta
+			name := lostKindNames[kind]
+			if kind == 0 {
+				name = "malformed"
+			}
+			*rec = Record{Type: TypeLost, Time: now, LostCount: delta, LostKind: name, LostWhere: LostInQueue}
+			if err := sink.Write(rec); err != nil {
+				return err
+			}
 		}
 	}
 	if n := t.corr.evicted; n > t.evictedSeen {

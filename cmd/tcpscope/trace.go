@@ -42,6 +42,7 @@ type traceOptions struct {
 	debug         bool
 	cpuProfile    string
 	memProfile    string
+	onOverflow    string
 }
 
 // netnsOnce is the advice when --netns is given twice: the kernel filter
@@ -85,6 +86,7 @@ func newTraceCmd(a *app) *cobra.Command {
 	f.Var(newStringValue(&opts.analysis, "on", "on", "off"), "analysis", "per-packet analysis and conn summaries: on, or off for the lowest overhead")
 	f.BoolVar(&opts.summaryOnly, "summary-only", false, "print only one conn record per connection (and lost records)")
 	f.DurationVar(&opts.idleTimeout, "idle-timeout", analysis.DefaultIdleTimeout, "summarize (as evicted) connections idle this long")
+	f.Var(newStringValue(&opts.onOverflow, string(tracer.OverflowDrop), string(tracer.OverflowDrop), string(tracer.OverflowBlock)), "on-overflow", "when output falls behind: drop (count and report what is dropped, in lost records with \"where\":\"queue\") or block (the kernel's ring fills and drops instead)")
 	f.BoolVar(&opts.debug, "debug", false, "debug logging, with the full verifier log if a program is rejected")
 	f.Var(newStringValue(&opts.cpuProfile, ""), "cpu-profile", "debug: write a CPU profile of the whole run to FILE (go tool pprof)")
 	f.Var(newStringValue(&opts.memProfile, ""), "mem-profile", "debug: write a heap profile (allocations of the run, live memory at its end) to FILE at exit")
@@ -151,6 +153,9 @@ func (o *traceOptions) buildConfig(flags *pflag.FlagSet, logger *slog.Logger) (t
 		return cfg, usageError{fmt.Errorf("bad --idle-timeout %s: want at least 1s", o.idleTimeout)}
 	}
 	if cfg.TCMode, err = tracer.ParseTCMode(o.tcMode); err != nil {
+		return cfg, err
+	}
+	if cfg.Overflow, err = tracer.ParseOverflow(o.onOverflow); err != nil {
 		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -252,29 +257,11 @@ func runTrace(cmd *cobra.Command, o *traceOptions, a *app) (err error) {
 		}
 	}
 
-	var sink tracer.Sink = output.NewWriter(out, format)
 	// Namespace names for the output, resolved off the record path.
 	names := tracer.NewNetnsNames()
 	defer names.Close()
-	sink = &tracer.NetnsNamer{Next: sink, Names: names}
-	if o.count > 0 {
-		sink = &countingSink{Sink: sink, left: o.count}
-	}
-	var analyzer *analysis.Analyzer
-	if o.analysis == "on" {
-		analyzer = analysis.New(sink, analysis.Config{SummaryOnly: o.summaryOnly, MaxConns: cfg.MaxConns,
-			IdleTimeout: o.idleTimeout, KernelRetransmits: cfg.Events.Has(tracer.TypeRetransmit),
-			ResetEvents:     cfg.Events.Has(tracer.TypeReset),
-			TimeWaitTracked: t.TimeWaitTracked(), Events: cfg.Events})
-		sink = analyzer
-	}
-	err = t.Run(cmd.Context(), sink)
-	if analyzer != nil && err == nil {
-		// Summaries of the connections still open, marked incomplete.
-		if ferr := analyzer.Finish(); ferr != nil && !errors.Is(ferr, tracer.ErrStop) {
-			err = ferr
-		}
-	}
+	pipeline := o.buildPipeline(output.NewWriter(out, format), names, cfg, t.TimeWaitTracked())
+	err = t.Run(cmd.Context(), pipeline)
 	if errors.Is(err, syscall.EPIPE) {
 		// The reader of our output went away: a normal way to stop.
 		err = nil
@@ -287,6 +274,34 @@ func runTrace(cmd *cobra.Command, o *traceOptions, a *app) (err error) {
 	}
 	return err
 }
+
+// buildPipeline wires the stages that consume records, in data order:
+// analysis (conn summaries), the --count limit, namespace names, then
+// the output writer. The tracer's own stages (TIME_WAIT, correlation,
+// ordering) come before them inside Run.
+func (o *traceOptions) buildPipeline(out tracer.Sink, names *tracer.NetnsNames, cfg tracer.Config, timeWaitTracked bool) *tracer.Pipeline {
+	var stages []func(next tracer.Sink) tracer.Sink
+	if o.analysis == "on" {
+		stages = append(stages, func(next tracer.Sink) tracer.Sink {
+			return analyzerStage{analysis.New(next, analysis.Config{SummaryOnly: o.summaryOnly, MaxConns: cfg.MaxConns,
+				IdleTimeout: o.idleTimeout, KernelRetransmits: cfg.Events.Has(tracer.TypeRetransmit),
+				ResetEvents:     cfg.Events.Has(tracer.TypeReset),
+				TimeWaitTracked: timeWaitTracked, Events: cfg.Events})}
+		})
+	}
+	if o.count > 0 {
+		stages = append(stages, func(next tracer.Sink) tracer.Sink { return &countingSink{Sink: next, left: o.count} })
+	}
+	stages = append(stages, func(next tracer.Sink) tracer.Sink { return &tracer.NetnsNamer{Next: next, Names: names} })
+	return tracer.BuildPipeline(out, stages...)
+}
+
+// analyzerStage ends the analysis at the end of the stream: the
+// summaries of the connections still open, marked incomplete.
+type analyzerStage struct{ *analysis.Analyzer }
+
+// End writes the remaining summaries.
+func (s analyzerStage) End() error { return s.Finish() }
 
 // pathErrno strips the file name from an *fs.PathError (the caller names
 // the file, escaped).

@@ -1,0 +1,141 @@
+package tracer
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// OverflowMode says what the ring reader does when the queue to the rest
+// of the pipeline is full.
+type OverflowMode string
+
+// Overflow modes (--on-overflow).
+const (
+	// OverflowDrop drops the batch and counts its records per kind: they
+	// are reported in `lost` records with "where":"queue". The ring
+	// keeps being drained: the kernel never waits on output.
+	OverflowDrop OverflowMode = "drop"
+	// OverflowBlock makes the reader wait for room: the ring fills and
+	// the kernel drops instead (counted, "where":"ring").
+	OverflowBlock OverflowMode = "block"
+)
+
+// ParseOverflow parses an --on-overflow value.
+func ParseOverflow(s string) (OverflowMode, error) {
+	switch m := OverflowMode(s); m {
+	case OverflowDrop, OverflowBlock:
+		return m, nil
+	}
+	return "", &ConfigError{Msg: fmt.Sprintf("bad --on-overflow %s: want drop or block", QuoteArg(s))}
+}
+
+// Sizes of the queue between the ring reader and the consumer.
+const (
+	// batchRecords is how many records a batch holds at most.
+	batchRecords = 256
+	// DefaultQueueBatches is the queue's capacity in batches.
+	DefaultQueueBatches = 64
+)
+
+// batch is raw ring records copied back to back into a preallocated
+// buffer. Batches are recycled through the queue's free list: nothing is
+// allocated per record or per batch once the queue exists.
+type batch struct {
+	buf  []byte
+	ends []int32 // end offset of each record in buf
+	// drained: the ring was read empty after these records.
+	drained bool
+	// last: the reader's last batch; err, why it stopped (nil at the end
+	// of the stream).
+	last bool
+	err  error
+}
+
+func newBatch() *batch {
+	return &batch{buf: make([]byte, 0, batchRecords*maxEventSize), ends: make([]int32, 0, batchRecords)}
+}
+
+func (b *batch) reset() {
+	b.buf, b.ends = b.buf[:0], b.ends[:0]
+	b.drained, b.last, b.err = false, false, nil
+}
+
+// add copies raw into b; false when b has no room. A record longer than
+// any kind is cut to maxEventSize (the decoder reads no further).
+func (b *batch) add(raw []byte) bool {
+	if len(raw) > maxEventSize {
+		raw = raw[:maxEventSize]
+	}
+	if len(b.ends) == cap(b.ends) || len(b.buf)+len(raw) > cap(b.buf) {
+		return false
+	}
+	b.buf = append(b.buf, raw...)
+	b.ends = append(b.ends, int32(len(b.buf)))
+	return true
+}
+
+func (b *batch) full() bool { return len(b.ends) == cap(b.ends) }
+
+// len is the number of records in b.
+func (b *batch) len() int { return len(b.ends) }
+
+// record returns the i-th raw record; valid until b is recycled.
+func (b *batch) record(i int) []byte {
+	start := int32(0)
+	if i > 0 {
+		start = b.ends[i-1]
+	}
+	return b.buf[start:b.ends[i]:b.ends[i]]
+}
+
+// batchQueue is the bounded queue from the ring reader to the consumer,
+// with its free list of batches.
+type batchQueue struct {
+	full chan *batch
+	free chan *batch
+	mode OverflowMode
+	// dropped counts the records dropped on overflow, per kernel event
+	// kind (index 0: a kind byte no kind has). Written by the reader,
+	// read by the consumer.
+	dropped [tcpscopeEventKindEVENT_KIND_MAX]atomic.Uint64
+}
+
+// newBatchQueue makes a queue of n batches and the n+2 batches it can
+// need: n queued, one being filled, one being consumed.
+func newBatchQueue(n int, mode OverflowMode) *batchQueue {
+	q := &batchQueue{full: make(chan *batch, n), free: make(chan *batch, n+2), mode: mode}
+	for range n + 2 {
+		q.free <- newBatch()
+	}
+	return q
+}
+
+// get takes an empty batch from the free list (nil once done is closed).
+func (q *batchQueue) get(done <-chan struct{}) *batch {
+	select {
+	case b := <-q.free:
+		b.reset()
+		return b
+	case <-done:
+		return nil
+	}
+}
+
+// put returns a consumed batch to the free list; it never blocks.
+func (q *batchQueue) put(b *batch) { q.free <- b }
+
+// drop counts b's records per kind as lost and empties b.
+func (q *batchQueue) drop(b *batch) {
+	for i := range b.len() {
+		q.dropped[kindIndex(b.record(i))].Add(1)
+	}
+	b.reset()
+}
+
+// kindIndex is a raw record's kernel kind, 0 for none known.
+func kindIndex(raw []byte) int {
+	if len(raw) == 0 || int(raw[0]) >= len(kindByID) || kindByID[raw[0]] == nil {
+		return 0
+	}
+	return int(raw[0])
+}
