@@ -83,8 +83,9 @@ func (s *stages) End() error { return s.finish() }
 // one goroutine.
 type Stage interface {
 	Sink
-	// End is the end of the stream: release everything held (to the next
-	// stage), then end the next stage. Nothing is written after End.
+	// End is the end of the stream: release everything held to the next
+	// stage (which Pipeline ends after this one). Nothing is written
+	// after End.
 	End() error
 }
 
