@@ -120,6 +120,8 @@ type correlator struct {
 	// idle is how long a connection not closed is kept after its last
 	// record (idleLinger unless setIdleTimeout).
 	idle time.Duration
+	// Peak sizes of the maps (ShrinkMap).
+	connsPeak, cookiePeak, pendingPeak int
 }
 
 func newCorrelator(max int) *correlator {
@@ -432,4 +434,28 @@ func (c *correlator) sweep(now time.Time) {
 		}
 		e = prev
 	}
+	// Maps keep their peak capacity: give a storm's memory back.
+	c.conns = ShrinkMap(c.conns, &c.connsPeak)
+	c.byCookie = ShrinkMap(c.byCookie, &c.cookiePeak)
+	c.pending = ShrinkMap(c.pending, &c.pendingPeak)
+}
+
+// ShrinkMap returns m, or a copy of it sized for what it holds once it
+// holds less than an eighth of its peak (of at least 4096 entries); peak
+// tracks m's largest size. Call it now and then (on a sweep), not per
+// record: the copy is O(len(m)).
+func ShrinkMap[K comparable, V any](m map[K]V, peak *int) map[K]V {
+	n := len(m)
+	if n > *peak {
+		*peak = n
+	}
+	if *peak < 4096 || n >= *peak/8 {
+		return m
+	}
+	c := make(map[K]V, n)
+	for k, v := range m {
+		c[k] = v
+	}
+	*peak = n
+	return c
 }

@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"net/netip"
+	"reflect"
 	"runtime"
 	"testing"
 	"time"
@@ -541,5 +542,29 @@ func TestTupleReuse(t *testing.T) {
 		}, []int{1, 1, 2, 3, 2}},
 	} {
 		t.Run(c.name, func(t *testing.T) { checkConns(t, c.in, c.want) })
+	}
+}
+
+// TestShrinkMapAfterStorm: a map emptied to under an eighth of its peak
+// is rebuilt (Go maps keep their peak capacity), with the same entries;
+// a map near its peak, or small, is kept as is.
+func TestShrinkMapAfterStorm(t *testing.T) {
+	m := make(map[uint64]int)
+	peak := 0
+	for i := range 10000 {
+		m[uint64(i)] = i
+	}
+	if m2 := ShrinkMap(m, &peak); reflect.ValueOf(m2).UnsafePointer() != reflect.ValueOf(m).UnsafePointer() || peak != 10000 {
+		t.Fatalf("a full map was rebuilt, or peak %d", peak)
+	}
+	for i := range 9900 {
+		delete(m, uint64(i))
+	}
+	m2 := ShrinkMap(m, &peak)
+	if reflect.ValueOf(m2).UnsafePointer() == reflect.ValueOf(m).UnsafePointer() {
+		t.Fatal("a map at 1% of its peak was not rebuilt")
+	}
+	if len(m2) != 100 || m2[9950] != 9950 || peak != 100 {
+		t.Errorf("rebuilt map: %d entries, peak %d", len(m2), peak)
 	}
 }

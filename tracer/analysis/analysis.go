@@ -80,6 +80,7 @@ type Analyzer struct {
 	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
 	// one early; entries go when their connection is summarized.
 	timeWaits map[tuple]*timeWait
+	peaks     [6]int    // of the maps above (tracer.ShrinkMap)
 	stopped   bool      // the next sink asked to stop
 	exitAt    time.Time // when tracing stopped (Finish), zero before
 	out       tracer.Record
@@ -1161,6 +1162,13 @@ func (a *Analyzer) flushAt(now time.Time) error {
 		}
 	}
 	a.sweepGone(now.UnixNano())
+	// Maps keep their peak capacity: give a storm's memory back.
+	a.conns = tracer.ShrinkMap(a.conns, &a.peaks[0])
+	a.ended = tracer.ShrinkMap(a.ended, &a.peaks[1])
+	a.gone = tracer.ShrinkMap(a.gone, &a.peaks[2])
+	a.parked = tracer.ShrinkMap(a.parked, &a.peaks[3])
+	a.parkedDone = tracer.ShrinkMap(a.parkedDone, &a.peaks[4])
+	a.timeWaits = tracer.ShrinkMap(a.timeWaits, &a.peaks[5])
 	if ferr := a.next.Flush(); err == nil {
 		err = ferr
 	}
