@@ -1,3 +1,5 @@
+//go:build ignore
+
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * tcpscope kernel side: TCP socket tracepoints and a TC classifier that
@@ -57,6 +59,7 @@ const enum tcp_option_bit *unused_tcp_option_bit __attribute__((unused));
 const enum sock_event_flag *unused_sock_event_flag __attribute__((unused));
 const enum tcp_opt_code *unused_tcp_opt_code __attribute__((unused));
 const enum tw_event *unused_tw_event __attribute__((unused));
+const enum owner_flag *unused_owner_flag __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -310,7 +313,7 @@ static __always_inline void current_owner(struct owner *o)
 	o->pid = (__u32)id;
 	o->tgid = id >> 32;
 	o->uid = (__u32)ug;
-	o->_pad = 0;
+	o->flags = 0;
 	o->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 }
@@ -440,7 +443,9 @@ static __always_inline void emit_state(const struct sock *sk, const struct sock_
 	/* The connection's last smoothed RTT and cwnd: what the kernel knows
 	 * of the path when the state changes (srtt_us is stored << 3). */
 	tp = bpf_skc_to_tcp_sock((void *)sk);
-	if (tp && newstate != TCP_LISTEN && oldstate != TCP_LISTEN) {
+	/* No RTT sample yet (SYN_SENT, a child before its first ACK):
+	 * srtt_us is 0 and the flag stays clear, so both are absent. */
+	if (tp && tp->srtt_us && newstate != TCP_LISTEN && oldstate != TCP_LISTEN) {
 		ev->srtt_us = tp->srtt_us >> 3;
 		ev->snd_cwnd = tp->snd_cwnd;
 		ev->flags |= SOCK_HAS_TCPINFO;
@@ -520,7 +525,9 @@ static __always_inline void refresh_owner(struct sock *sk)
 	cookie = bpf_get_socket_cookie(sk);
 	tgid = bpf_get_current_pid_tgid() >> 32;
 	o = bpf_map_lookup_elem(&owners, &cookie);
-	if (o && o->tgid == tgid)
+	/* An owner seeded at start-up lacks the thread (and maybe the
+	 * cgroup): the first send or receive completes it. */
+	if (o && o->tgid == tgid && !o->flags)
 		return;
 	record_owner(cookie);
 }

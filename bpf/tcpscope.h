@@ -70,7 +70,18 @@ enum sock_event_flag {
 	SOCK_HAS_OWNER = 1 << 0,  /* owner holds the socket's owning process */
 	SOCK_HAS_STATE = 1 << 1,  /* state holds the socket's TCP state */
 	SOCK_HAS_REASON = 1 << 2, /* reason holds an enum sk_rst_reason value */
-	SOCK_HAS_TCPINFO = 1 << 3, /* srtt_us and snd_cwnd are set */
+	/* srtt_us and snd_cwnd are set: only once the kernel has an RTT
+	 * sample (srtt_us > 0); not on SYN_SENT, nor for listeners. */
+	SOCK_HAS_TCPINFO = 1 << 3,
+};
+
+/* owner_flag is a bit set in owner.flags: a field of the owner that is not
+ * known. The kernel always knows them all (0); Go seeds the owners of
+ * sockets found at start-up from /proc, which knows no thread and maybe no
+ * cgroup. */
+enum owner_flag {
+	OWNER_NO_TID = 1 << 0,    /* owner.pid (the thread id) is not known */
+	OWNER_NO_CGROUP = 1 << 1, /* owner.cgroup_id is not known */
 };
 
 /* owner is the process that owns a socket, captured in process context
@@ -79,7 +90,7 @@ struct owner {
 	__u32 pid;       /* thread id of the task when the owner was recorded */
 	__u32 tgid;      /* process id (what ps calls PID) */
 	__u32 uid;
-	__u32 _pad;
+	__u32 flags;     /* enum owner_flag */
 	__u64 cgroup_id; /* cgroup v2 id */
 	char comm[16];
 };

@@ -133,6 +133,8 @@ func (d *decoder) decodeSock(ev *tcpscopeSockEvent, r *Record) {
 			TID:      o.Pid,
 			UID:      o.Uid,
 			CgroupID: o.CgroupId,
+			NoTID:    o.Flags&uint32(tcpscopeOwnerFlagOWNER_NO_TID) != 0,
+			NoCgroup: o.Flags&uint32(tcpscopeOwnerFlagOWNER_NO_CGROUP) != 0,
 		}
 		for i, c := range o.Comm {
 			r.Owner.Comm[i] = byte(c)

@@ -1,3 +1,5 @@
+//go:build linux
+
 package tracer
 
 import (
@@ -6,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +25,10 @@ import (
 // connection. They pass the same filters as the kernel's events
 // (recordFilter: --netns, --port, --host). Their owners come from the socket inodes in /proc/*/fd and
 // are seeded into the kernel's owner tables, so later events of those
-// sockets carry pid and comm too.
+// sockets carry pid and comm too. /proc names no thread: their tid is
+// absent until the process next sends or receives on the socket (the
+// kernel then records its full owner); their cgroup_id is the inode of the
+// process's cgroup v2 directory, absent when it cannot be found.
 
 // maxProcFDs bounds the /proc scan for socket owners.
 const maxProcFDs = 1 << 20
@@ -161,12 +167,27 @@ func addrPort(ip net.IP, port uint16) (netip.AddrPort, bool) {
 
 // socketOwners maps socket inodes to the process holding them.
 func socketOwners() map[uint32]Owner {
+	mnt, root := cgroup2Mount("/proc/self/mountinfo")
+	return scanSocketOwners("/proc", mnt, root)
+}
+
+// scanSocketOwners maps socket inodes to the process holding them, from
+// the fds of the processes in the proc tree. The thread is not known (the
+// fd belongs to the process): NoTID. The cgroup id is the inode of the
+// process's cgroup v2 directory under cgroupMnt (what
+// bpf_get_current_cgroup_id returns), NoCgroup when it cannot be found.
+func scanSocketOwners(proc, cgroupMnt, cgroupRoot string) map[uint32]Owner {
 	owners := map[uint32]Owner{}
-	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	fds, _ := filepath.Glob(filepath.Join(proc, "[0-9]*", "fd", "*"))
 	if len(fds) > maxProcFDs {
 		fds = fds[:maxProcFDs]
 	}
-	comms := map[string][]byte{}
+	type procInfo struct {
+		comm     []byte
+		cgroup   uint64
+		noCgroup bool
+	}
+	procs := map[string]procInfo{}
 	for _, fd := range fds {
 		link, err := os.Readlink(fd)
 		if err != nil || !strings.HasPrefix(link, "socket:[") {
@@ -180,21 +201,97 @@ func socketOwners() map[uint32]Owner {
 			continue
 		}
 		pidDir := filepath.Dir(filepath.Dir(fd))
-		pid, err := strconv.Atoi(filepath.Base(pidDir))
+		pid, err := strconv.ParseUint(filepath.Base(pidDir), 10, 32)
 		if err != nil {
 			continue
 		}
-		comm, ok := comms[pidDir]
+		info, ok := procs[pidDir]
 		if !ok {
-			comm, _ = os.ReadFile(filepath.Join(pidDir, "comm"))
-			comm = []byte(strings.TrimSuffix(string(comm), "\n"))
-			comms[pidDir] = comm
+			comm, _ := os.ReadFile(filepath.Join(pidDir, "comm"))
+			info.comm = []byte(strings.TrimSuffix(string(comm), "\n"))
+			info.cgroup, info.noCgroup = processCgroupID(pidDir, cgroupMnt, cgroupRoot)
+			procs[pidDir] = info
 		}
-		o := Owner{Known: true, PID: uint32(pid), TID: uint32(pid)}
-		copy(o.Comm[:], comm)
+		o := Owner{Known: true, PID: uint32(pid), NoTID: true, CgroupID: info.cgroup, NoCgroup: info.noCgroup}
+		copy(o.Comm[:], info.comm)
 		owners[uint32(ino)] = o
 	}
 	return owners
+}
+
+// cgroup2Mount finds the cgroup v2 hierarchy in a mountinfo file: its
+// mount point (/sys/fs/cgroup on a pure v2 host, /sys/fs/cgroup/unified on
+// a hybrid one) and the cgroup path it shows at that point (root, "/"
+// unless mounted from inside a cgroup). "" when there is none.
+func cgroup2Mount(mountinfo string) (mountPoint, root string) {
+	b, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return "", ""
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		// ID parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		fields := strings.Fields(line)
+		sep := slices.Index(fields, "-")
+		if sep < 5 || sep+1 >= len(fields) || fields[sep+1] != "cgroup2" {
+			continue
+		}
+		r, mp := unescapeMountinfo(fields[3]), unescapeMountinfo(fields[4])
+		if mountPoint == "" || r == "/" && root != "/" {
+			mountPoint, root = mp, r
+		}
+	}
+	return mountPoint, root
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) of a
+// mountinfo path.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// processCgroupID returns the cgroup v2 id of the process whose /proc
+// directory is pidDir: the inode of its directory in the cgroup v2
+// hierarchy mounted at mnt (showing cgroup path root there). unknown is
+// true when there is no such hierarchy, the process has no v2 entry, or
+// its cgroup lies outside what the mount shows (another cgroup namespace).
+func processCgroupID(pidDir, mnt, root string) (id uint64, unknown bool) {
+	if mnt == "" {
+		return 0, true
+	}
+	b, err := os.ReadFile(filepath.Join(pidDir, "cgroup"))
+	if err != nil {
+		return 0, true
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		path, ok := strings.CutPrefix(line, "0::")
+		if !ok {
+			continue
+		}
+		rel, ok := strings.CutPrefix(path, strings.TrimSuffix(root, "/"))
+		if !ok || !strings.HasPrefix(rel, "/") && rel != "" || strings.Contains(rel, "/..") {
+			return 0, true
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(mnt, rel), &st); err != nil {
+			return 0, true
+		}
+		return st.Ino, false
+	}
+	return 0, true
 }
 
 // seedOwners puts the owners of preexisting sockets (and listeners) into
@@ -205,10 +302,7 @@ func (t *Tracer) seedOwners(recs []Record) {
 		if !r.Owner.Known || r.Cookie == 0 {
 			continue
 		}
-		o := tcpscopeOwner{Pid: r.Owner.TID, Tgid: r.Owner.PID, Uid: r.Owner.UID}
-		for i, c := range r.Owner.Comm {
-			o.Comm[i] = int8(c)
-		}
+		o := kernelOwner(&r.Owner)
 		if err := owners.Update(r.Cookie, o, 0); err != nil {
 			t.log.Debug("seed socket owner", "err", err)
 		}
@@ -219,4 +313,20 @@ func (t *Tracer) seedOwners(recs []Record) {
 			}
 		}
 	}
+}
+
+// kernelOwner is the owner table entry of o: the fields o does not know
+// are flagged, so that the kernel's events leave them absent too.
+func kernelOwner(o *Owner) tcpscopeOwner {
+	k := tcpscopeOwner{Pid: o.TID, Tgid: o.PID, Uid: o.UID, CgroupId: o.CgroupID}
+	if o.NoTID {
+		k.Pid, k.Flags = 0, k.Flags|uint32(tcpscopeOwnerFlagOWNER_NO_TID)
+	}
+	if o.NoCgroup {
+		k.CgroupId, k.Flags = 0, k.Flags|uint32(tcpscopeOwnerFlagOWNER_NO_CGROUP)
+	}
+	for i, c := range o.Comm {
+		k.Comm[i] = int8(c)
+	}
+	return k
 }

@@ -55,10 +55,17 @@ type tcpscopeOwner struct {
 	Pid      uint32
 	Tgid     uint32
 	Uid      uint32
-	Pad      uint32
+	Flags    uint32
 	CgroupId uint64
 	Comm     [16]int8
 }
+
+type tcpscopeOwnerFlag uint32
+
+const (
+	tcpscopeOwnerFlagOWNER_NO_TID    tcpscopeOwnerFlag = 1
+	tcpscopeOwnerFlagOWNER_NO_CGROUP tcpscopeOwnerFlag = 2
+)
 
 type tcpscopePacketDir uint32
 
@@ -211,6 +218,7 @@ const (
 	tcpscopeVarSendResetHasReason  = "send_reset_has_reason"
 	tcpscopeVarTwTimerFn           = "tw_timer_fn"
 	tcpscopeVarUnusedEventKind     = "unused_event_kind"
+	tcpscopeVarUnusedOwnerFlag     = "unused_owner_flag"
 	tcpscopeVarUnusedPacketDir     = "unused_packet_dir"
 	tcpscopeVarUnusedPacketEvent   = "unused_packet_event"
 	tcpscopeVarUnusedResetDir      = "unused_reset_dir"
@@ -306,6 +314,7 @@ type tcpscopeVariableSpecs struct {
 	SendResetHasReason  *ebpf.VariableSpec `ebpf:"send_reset_has_reason"`
 	TwTimerFn           *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
 	UnusedEventKind     *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedOwnerFlag     *ebpf.VariableSpec `ebpf:"unused_owner_flag"`
 	UnusedPacketDir     *ebpf.VariableSpec `ebpf:"unused_packet_dir"`
 	UnusedPacketEvent   *ebpf.VariableSpec `ebpf:"unused_packet_event"`
 	UnusedResetDir      *ebpf.VariableSpec `ebpf:"unused_reset_dir"`
@@ -374,6 +383,7 @@ type tcpscopeVariables struct {
 	SendResetHasReason  *ebpf.Variable `ebpf:"send_reset_has_reason"`
 	TwTimerFn           *ebpf.Variable `ebpf:"tw_timer_fn"`
 	UnusedEventKind     *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedOwnerFlag     *ebpf.Variable `ebpf:"unused_owner_flag"`
 	UnusedPacketDir     *ebpf.Variable `ebpf:"unused_packet_dir"`
 	UnusedPacketEvent   *ebpf.Variable `ebpf:"unused_packet_event"`
 	UnusedResetDir      *ebpf.Variable `ebpf:"unused_reset_dir"`
