@@ -64,10 +64,12 @@ bench-storm: build ## connection storm, 5 rounds x 100k connections: no tracer, 
 bench-bulk: build ## one bulk transfer, 5 rounds x 5 s, same configurations (root, about 4 min); bin/bench-bulk.md and .json
 	$(GO) run ./test/bench -mode bulk -tcpscope $(BIN) -md bin/bench-bulk.md -json bin/bench-bulk.json $(BENCH_ARGS)
 
-generate: deps-gen ## regenerate the BPF objects from bpf/ (bpf2go + clang-19)
+generate: deps-gen ## regenerate the BPF objects from bpf/ (bpf2go + clang-19, vendored libbpf headers)
 	cd tracer && BPF2GO_CC=$(CLANG) $(GO) generate ./...
 
-vmlinux: deps-gen ## regenerate bpf/vmlinux.h from this kernel's BTF
+vmlinux: ## regenerate bpf/vmlinux.h from this kernel's BTF (needs bpftool)
+	@command -v bpftool >/dev/null || { echo "installing: bpftool"; \
+	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bpftool; }
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
 
 check-generate: generate ## regenerate and fail if the committed objects differ
@@ -84,11 +86,10 @@ deps-test: ## install the test tools if missing (Debian, root)
 	 if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
 
-deps-gen: ## install clang-19, llvm-19, libbpf headers and bpftool if missing
+# The libbpf headers are vendored in bpf/headers (bpf/headers/update.sh).
+deps-gen: ## install clang-19 and llvm-19 if missing
 	@missing=""; command -v $(CLANG) >/dev/null || missing="$$missing clang-19"; \
 	 command -v llvm-strip-19 >/dev/null || missing="$$missing llvm-19"; \
-	 [ -f /usr/include/bpf/bpf_helpers.h ] || missing="$$missing libbpf-dev"; \
-	 command -v bpftool >/dev/null || missing="$$missing bpftool"; \
 	 if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 

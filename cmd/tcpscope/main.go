@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command tcpscope traces TCP connections with eBPF: socket state changes,
 // retransmits and resets from kernel tracepoints, and every TCP header from
 // a TC classifier, correlated per connection and printed as JSON lines or
