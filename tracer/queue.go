@@ -11,9 +11,10 @@ type OverflowMode string
 
 // Overflow modes (--on-overflow).
 const (
-	// OverflowDrop drops the batch and counts its records per kind: they
-	// are reported in `lost` records with "where":"queue". The ring
-	// keeps being drained: the kernel never waits on output.
+	// OverflowDrop waits while the ring is less than half full, then
+	// drops the batch and counts its records per kind: they are reported
+	// in `lost` records with "where":"queue". The ring keeps being
+	// drained: the kernel never finds it full because output is slow.
 	OverflowDrop OverflowMode = "drop"
 	// OverflowBlock makes the reader wait for room: the ring fills and
 	// the kernel drops instead (counted, "where":"ring").

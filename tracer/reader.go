@@ -18,6 +18,10 @@ type ringReader interface {
 	SetDeadline(time.Time)
 	Flush() error
 	Close() error
+	// AvailableBytes is how many bytes wait in the ring; BufferSize its
+	// size. Safe from any goroutine.
+	AvailableBytes() int
+	BufferSize() int
 }
 
 // dropCounters reads the kernel's per-CPU drop counters, one per event
@@ -41,11 +45,24 @@ type pump struct {
 	// done is closed by the consumer when it stops reading the queue.
 	done   chan struct{}
 	exited chan struct{}
+	// wait polls the ring's fill level while the queue is full.
+	wait *time.Timer
 }
 
+// Drop mode: while the queue is full the reader waits as long as the ring
+// is less than half full, re-checking every overflowPoll; past that it
+// drops batches to keep the ring drained. The ring's room is used as a
+// buffer first; the kernel never finds it full because output is slow.
+const overflowPoll = time.Millisecond
+
 func newPump(r ringReader, q *batchQueue, interval time.Duration) *pump {
-	return &pump{r: r, q: q, interval: interval, done: make(chan struct{}), exited: make(chan struct{})}
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &pump{r: r, q: q, interval: interval, done: make(chan struct{}), exited: make(chan struct{}), wait: t}
 }
+
+// ringFilling reports whether the ring is at least half full.
+func (p *pump) ringFilling() bool { return 2*p.r.AvailableBytes() >= p.r.BufferSize() }
 
 // run reads the ring until the consumer stops it; every interval without
 // records, and on every Flush, it sends the batch so far marked drained
@@ -102,17 +119,34 @@ func (p *pump) run() {
 }
 
 // send hands b to the consumer and returns the next batch to fill, or nil
-// when the consumer has stopped. When the queue is full in drop mode, b's
-// records are counted as dropped and b is returned, emptied.
+// when the consumer has stopped. When the queue is full in drop mode and
+// the ring is half full, b's records are counted as dropped and b is
+// returned, emptied.
 func (p *pump) send(b *batch) *batch {
 	if p.q.mode == OverflowDrop && !p.stopping.Load() {
-		select {
-		case p.q.full <- b:
-		case <-p.done:
-			return nil
-		default:
-			p.q.drop(b)
-			return b
+	wait:
+		for {
+			select {
+			case p.q.full <- b:
+				break wait
+			case <-p.done:
+				return nil
+			default:
+			}
+			if p.ringFilling() {
+				p.q.drop(b)
+				return b
+			}
+			p.wait.Reset(overflowPoll)
+			select {
+			case p.q.full <- b:
+				p.wait.Stop()
+				break wait
+			case <-p.done:
+				p.wait.Stop()
+				return nil
+			case <-p.wait.C:
+			}
 		}
 	} else {
 		select {

@@ -71,6 +71,20 @@ func (f *fakeRing) Flush() error {
 
 func (f *fakeRing) Close() error { return nil }
 
+// AvailableBytes is what the queued events not read yet hold.
+func (f *fakeRing) AvailableBytes() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, ev := range f.events[f.next:] {
+		n += len(ev)
+	}
+	return n
+}
+
+// BufferSize is 256 KiB.
+func (f *fakeRing) BufferSize() int { return 256 << 10 }
+
 // fakeDrops is the kernel's drop counters: per kind, one CPU.
 type fakeDrops struct {
 	mu sync.Mutex
@@ -304,10 +318,11 @@ func TestRunErrStop(t *testing.T) {
 	}
 }
 
-// A consumer that does not keep up: in drop mode the reader keeps reading
-// the ring and drops whole batches, and every dropped record is reported
-// per kind with "where":"queue", so that written + lost = read, per kind.
-// In block mode nothing is dropped (the reader waits).
+// A consumer that does not keep up: in drop mode the reader waits while
+// the ring is less than half full, then keeps reading it and drops whole
+// batches, and every dropped record is reported per kind with
+// "where":"queue", so that written + lost = read, per kind. In block mode
+// nothing is dropped (the reader waits).
 func TestRunQueueOverflow(t *testing.T) {
 	const n = 20000
 	for _, mode := range []OverflowMode{OverflowDrop, OverflowBlock} {
@@ -318,9 +333,16 @@ func TestRunQueueOverflow(t *testing.T) {
 			sink := &collectSink{}
 			sink.before = func(int) { <-release }
 			if mode == OverflowDrop {
-				// The first write waits until the reader has read the
-				// whole ring: the queue (1 batch) overflows.
-				go func() { <-ring.empty; close(release) }()
+				// The first write waits until the reader has dropped
+				// records: the queue (1 batch) is full and the ring more
+				// than half full.
+				tr.queue = newBatchQueue(1, mode)
+				go func() {
+					for tr.queue.dropped[tcpscopeEventKindEVENT_PACKET].Load() == 0 {
+						time.Sleep(time.Millisecond)
+					}
+					close(release)
+				}()
 			} else {
 				close(release)
 			}
@@ -369,3 +391,5 @@ func (errRing) ReadInto(*ringbuf.Record) error { return errBroken }
 func (errRing) SetDeadline(time.Time)          {}
 func (errRing) Flush() error                   { return nil }
 func (errRing) Close() error                   { return nil }
+func (errRing) AvailableBytes() int            { return 0 }
+func (errRing) BufferSize() int                { return 4096 }
