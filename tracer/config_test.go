@@ -179,3 +179,25 @@ func TestFailedProgram(t *testing.T) {
 		t.Errorf("a rejected retransmit program drops only itself: %v", drop)
 	}
 }
+
+func TestParseOverflow(t *testing.T) {
+	for _, s := range []string{"drop", "block"} {
+		if m, err := ParseOverflow(s); err != nil || string(m) != s {
+			t.Errorf("ParseOverflow(%q) = %q, %v", s, m, err)
+		}
+	}
+	for _, s := range []string{"", "Drop", "wait"} {
+		var ce *ConfigError
+		if _, err := ParseOverflow(s); !errors.As(err, &ce) {
+			t.Errorf("ParseOverflow(%q): %v, want a ConfigError", s, err)
+		}
+	}
+	c := Config{}
+	if err := c.Validate(); err != nil || c.Overflow != OverflowDrop || c.QueueBatches != DefaultQueueBatches {
+		t.Errorf("defaults: overflow %q, queue %d, %v", c.Overflow, c.QueueBatches, err)
+	}
+	c = Config{QueueBatches: -1}
+	if err := c.Validate(); err == nil {
+		t.Error("a negative queue size was accepted")
+	}
+}
