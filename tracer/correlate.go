@@ -260,6 +260,7 @@ func (c *correlator) assign(r *Record) {
 		}
 		if e.cookies[end] == cookie {
 			c.byCookie[cookie] = e
+			c.cookiePeak = max(c.cookiePeak, len(c.byCookie))
 		}
 	}
 }
@@ -373,6 +374,7 @@ func (c *correlator) insert(key connKey) *connEntry {
 	c.next++
 	e := &connEntry{key: key, id: c.next}
 	c.conns[key] = e
+	c.connsPeak = max(c.connsPeak, len(c.conns))
 	c.pushFront(e)
 	c.size++
 	return e

@@ -80,7 +80,7 @@ type Analyzer struct {
 	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
 	// one early; entries go when their connection is summarized.
 	timeWaits map[tuple]*timeWait
-	peaks     [6]int    // of the maps above (tracer.ShrinkMap)
+	peaks     [6]int    // of the maps above (tracer.ShrinkMap), noted on insert
 	stopped   bool      // the next sink asked to stop
 	exitAt    time.Time // when tracing stopped (Finish), zero before
 	out       tracer.Record
@@ -120,9 +120,12 @@ func (q *idQueue) front() (idAt, bool) {
 
 func (q *idQueue) pop() {
 	q.head++
-	if q.head == len(q.q) {
+	switch {
+	case q.head == len(q.q) && cap(q.q) > 4096:
+		q.q, q.head = nil, 0 // give a storm's backlog back
+	case q.head == len(q.q):
 		q.q, q.head = q.q[:0], 0
-	} else if q.head >= 1024 && q.head*2 >= len(q.q) {
+	case q.head >= 1024 && q.head*2 >= len(q.q):
 		n := copy(q.q, q.q[q.head:])
 		q.q, q.head = q.q[:n], 0
 	}
@@ -317,6 +320,7 @@ func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
 		scale: [2]int{-1, -1}, rstSide: -1, stateRstSide: -1, losses: a.losses, twTracked: a.cfg.TimeWaitTracked}
 	c.elem = a.lru.PushFront(c)
 	a.conns[r.Conn] = c
+	a.peaks[0] = max(a.peaks[0], len(a.conns))
 	return c, nil
 }
 
@@ -413,6 +417,7 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		(c.rstSide >= 0 || !c.finTime[0].IsZero() || !c.finTime[1].IsZero()) {
 		if a.connEnded(c) || a.onlyTimeWait(c) {
 			a.ended[c.id] = c
+			a.peaks[1] = max(a.peaks[1], len(a.ended))
 		}
 	}
 	return a.pass(r)
@@ -498,6 +503,7 @@ func (a *Analyzer) timeWaitEvent(sk *twState, r *tracer.Record) {
 	if r.State == tracer.StateTimeWait {
 		sk.tw = &timeWait{tuple: key}
 		a.timeWaits[key] = sk.tw
+		a.peaks[5] = max(a.peaks[5], len(a.timeWaits))
 		return
 	}
 	tw := sk.tw
@@ -1207,6 +1213,7 @@ func (a *Analyzer) markGone(id uint64, last time.Time, ended bool) {
 	}
 	until := last.UnixNano() + int64(linger)
 	a.gone[id] = goneRec{until: until, linger: int64(linger)}
+	a.peaks[2] = max(a.peaks[2], len(a.gone))
 	a.goneQ[q].push(id, until)
 }
 
@@ -1349,6 +1356,7 @@ func (a *Analyzer) park(c *conn) error {
 	p.netns = a.fill(c, &p.sum)
 	p.sum.Incomplete = c.incomplete
 	a.parked[c.id] = p
+	a.peaks[3] = max(a.peaks[3], len(a.parked))
 	a.parkQ.push(c.id, c.last.UnixNano())
 	return nil
 }
