@@ -13,36 +13,62 @@ const lossWarnEvery = 10 * time.Second
 
 // lossWarnings rate-limits the loss warnings: the first is logged at
 // once, later ones at most once per lossWarnEvery, with the counts summed
-// since the previous warning.
+// since the previous warning. Losses in the ring (the kernel found it
+// full) and in the queue (the reader had to drop: analysis or output too
+// slow) are warned apart: they call for different remedies.
 type lossWarnings struct {
 	lostAt    time.Time // last "events lost" warning
-	lost      [tcpscopeEventKindEVENT_KIND_MAX]uint64
+	ring      [tcpscopeEventKindEVENT_KIND_MAX]uint64
+	queue     [tcpscopeEventKindEVENT_KIND_MAX]uint64
 	evictedAt time.Time // last "connection table full" warning
 	evicted   uint64
 }
 
-// warn logs what is due at now.
-func (w *lossWarnings) warn(now time.Time, log *slog.Logger, maxConns int) {
-	var total uint64
-	for _, n := range w.lost {
-		total += n
-	}
-	if total > 0 && (w.lostAt.IsZero() || now.Sub(w.lostAt) >= lossWarnEvery) {
-		attrs := make([]any, 0, 2*len(w.lost)+2)
-		for kind, n := range w.lost {
-			if n > 0 {
-				attrs = append(attrs, lostKindNames[kind], n)
+// Warnings per place, with the remedy that applies there.
+const (
+	lostInRingMsg  = "ring buffer full, events lost; raise --ring-size or narrow filters (warned at most every 10s; lost records count every loss)"
+	lostInQueueMsg = "analysis or output too slow, records dropped after the ring; narrow filters, use --summary-only or --analysis=off, or --on-overflow block (warned at most every 10s; lost records count every loss)"
+)
+
+// warn logs what is due at now; final logs whatever is left (at exit).
+func (w *lossWarnings) warn(now time.Time, log *slog.Logger, maxConns int, final bool) {
+	if total(&w.ring)+total(&w.queue) > 0 && (final || w.lostAt.IsZero() || now.Sub(w.lostAt) >= lossWarnEvery) {
+		for _, place := range []struct {
+			counts *[tcpscopeEventKindEVENT_KIND_MAX]uint64
+			msg    string
+		}{{&w.ring, lostInRingMsg}, {&w.queue, lostInQueueMsg}} {
+			if total(place.counts) == 0 {
+				continue
 			}
+			attrs := make([]any, 0, 2*len(place.counts)+2)
+			for kind, n := range place.counts {
+				if n > 0 {
+					name := lostKindNames[kind]
+					if name == "" {
+						name = "malformed"
+					}
+					attrs = append(attrs, name, n)
+				}
+			}
+			if !w.lostAt.IsZero() {
+				attrs = append(attrs, "since", now.Sub(w.lostAt).Round(time.Second).String())
+			}
+			log.Warn(place.msg, attrs...)
+			*place.counts = [tcpscopeEventKindEVENT_KIND_MAX]uint64{}
 		}
-		if !w.lostAt.IsZero() {
-			attrs = append(attrs, "since", now.Sub(w.lostAt).Round(time.Second).String())
-		}
-		log.Warn("ring buffer full, events lost; raise --ring-size or narrow filters (warned at most every 10s; lost records count every loss)", attrs...)
-		w.lost, w.lostAt = [tcpscopeEventKindEVENT_KIND_MAX]uint64{}, now
+		w.lostAt = now
 	}
-	if w.evicted > 0 && (w.evictedAt.IsZero() || now.Sub(w.evictedAt) >= lossWarnEvery) {
+	if w.evicted > 0 && (final || w.evictedAt.IsZero() || now.Sub(w.evictedAt) >= lossWarnEvery) {
 		log.Warn("connection table full: forgot the least recently seen connections; their later records get new conn ids (raise --max-conns)",
 			"forgotten", w.evicted, "max_conns", maxConns)
 		w.evicted, w.evictedAt = 0, now
 	}
+}
+
+func total(counts *[tcpscopeEventKindEVENT_KIND_MAX]uint64) uint64 {
+	var n uint64
+	for _, c := range counts {
+		n += c
+	}
+	return n
 }

@@ -63,6 +63,7 @@ type Tracer struct {
 	malformed        uint64
 	evictedSeen      uint64
 	lossWarn         lossWarnings // rate limit of the loss warnings (reportLost)
+	finishing        bool         // the last reportLost: warn what is left
 	closed           bool
 }
 
@@ -617,6 +618,7 @@ func (t *Tracer) finish(st *stages, sink Sink, rec *Record, stopped bool) error 
 			t.log.Debug("records out of timestamp order", "held_longer_than_window", q.late, "window_full", q.early)
 		}
 		if err == nil {
+			t.finishing = true
 			err = t.reportLost(sink, rec)
 		}
 		if errors.Is(err, ErrStop) {
@@ -654,8 +656,9 @@ const (
 func (t *Tracer) reportLost(sink Sink, rec *Record) error {
 	var perCPU []uint64
 	now := time.Now()
-	// The warnings are rate-limited (lossWarnings), the records are not.
-	defer t.lossWarn.warn(now, t.log, t.cfg.MaxConns)
+	// The warnings are rate-limited (lossWarnings), the records are not;
+	// at exit (t.finishing) what is left is warned at once.
+	defer func() { t.lossWarn.warn(now, t.log, t.cfg.MaxConns, t.finishing) }()
 	for kind := tcpscopeEventKindEVENT_PACKET; kind < tcpscopeEventKindEVENT_KIND_MAX; kind++ {
 		if err := t.drops.Lookup(uint32(kind), &perCPU); err != nil {
 			return fmt.Errorf("read drop counters: %w", err)
@@ -669,7 +672,7 @@ func (t *Tracer) reportLost(sink Sink, rec *Record) error {
 		}
 		delta := total - t.lostSeen[kind]
 		t.lostSeen[kind] = total
-		t.lossWarn.lost[kind] += delta
+		t.lossWarn.ring[kind] += delta
 		*rec = Record{Type: TypeLost, Time: now, LostCount: delta, LostKind: lostKindNames[kind], LostWhere: LostInRing}
 		if err := sink.Write(rec); err != nil {
 			return err
@@ -683,7 +686,7 @@ func (t *Tracer) reportLost(sink Sink, rec *Record) error {
 			}
 			delta := total - t.queueLostSeen[kind]
 			t.queueLostSeen[kind] = total
-			t.lossWarn.lost[kind] += delta
+			t.lossWarn.queue[kind] += delta
 			name := lostKindNames[kind]
 			if kind == 0 {
 				name = "malformed"

@@ -141,6 +141,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"--log-format", ""}, []string{"text", "json"}},
 		{[]string{"version", "-o", ""}, []string{"text", "json"}},
 		{[]string{"--events", ""}, []string{"packet", "state", "retransmit", "reset", "all"}},
+		{[]string{"--on-overflow", ""}, []string{"drop", "block"}},
 		{[]string{"--events", "packet,re"}, []string{"packet,retransmit", "packet,reset"}},
 	} {
 		if got := complete(t, tc.args...); !slices.Equal(got, tc.want) {

@@ -27,15 +27,16 @@ func registerCompletions(trace *cobra.Command) {
 		}
 	}
 	for flag, fn := range map[string]cobra.CompletionFunc{
-		"output":    fixed("json", "text"),
-		"tc-mode":   fixed(string(tracer.TCAuto), string(tracer.TCX), string(tracer.TCClsact)),
-		"analysis":  fixed("on", "off"),
-		"events":    completeList("packet", "state", "retransmit", "reset", "all"),
-		"interface": completeInterfaces,
-		"netns":     completeNetns,
-		"port":      cobra.NoFileCompletions,
-		"host":      cobra.NoFileCompletions,
-		"ring-size": fixed("1M", "8M", "64M"),
+		"output":      fixed("json", "text"),
+		"tc-mode":     fixed(string(tracer.TCAuto), string(tracer.TCX), string(tracer.TCClsact)),
+		"analysis":    fixed("on", "off"),
+		"events":      completeList(append(tracer.EventNames(), "all")...),
+		"on-overflow": fixed(string(tracer.OverflowDrop), string(tracer.OverflowBlock)),
+		"interface":   completeInterfaces,
+		"netns":       completeNetns,
+		"port":        cobra.NoFileCompletions,
+		"host":        cobra.NoFileCompletions,
+		"ring-size":   fixed("1M", "8M", "64M"),
 	} {
 		if err := trace.RegisterFlagCompletionFunc(flag, fn); err != nil {
 			panic(err) // a flag renamed without its completion: caught by the unit tests
