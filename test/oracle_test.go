@@ -63,6 +63,7 @@ type record struct {
 	// lost
 	Count uint64 `json:"count"`
 	Kind  string `json:"kind"`
+	Where string `json:"where"` // ring, queue; absent for malformed
 
 	// conn
 	Complete *bool `json:"complete"`
@@ -177,6 +178,9 @@ func (r *record) validate() error {
 	case "lost":
 		if r.Count == 0 || r.Kind == "" {
 			return fmt.Errorf("lost record without count/kind")
+		}
+		if (r.Where == "") != (r.Kind == "malformed") || r.Where != "" && r.Where != "ring" && r.Where != "queue" {
+			return fmt.Errorf("lost record of kind %q where %q: want ring or queue, none for malformed", r.Kind, r.Where)
 		}
 		return nil
 	case "socket":
