@@ -179,8 +179,8 @@ func (r *record) validate() error {
 		if r.Count == 0 || r.Kind == "" {
 			return fmt.Errorf("lost record without count/kind")
 		}
-		if (r.Where == "") != (r.Kind == "malformed") || r.Where != "" && r.Where != "ring" && r.Where != "queue" {
-			return fmt.Errorf("lost record of kind %q where %q: want ring or queue, none for malformed", r.Kind, r.Where)
+		if r.Where == "" && r.Kind != "malformed" || r.Where != "" && r.Where != "ring" && r.Where != "queue" {
+			return fmt.Errorf("lost record of kind %q where %q: want ring or queue (none only for malformed)", r.Kind, r.Where)
 		}
 		return nil
 	case "socket":
