@@ -1242,6 +1242,12 @@ func (a *Analyzer) finishAt(now time.Time) error {
 			err = a.finalize(f.id, p, p.done, false)
 		}
 	}
+	for id, p := range a.parked { // done ones whose queue entry went
+		if err != nil {
+			break
+		}
+		err = a.finalize(id, p, p.done, false)
+	}
 	if ferr := a.next.Flush(); err == nil || errors.Is(err, tracer.ErrStop) {
 		err = ferr
 	}
