@@ -31,10 +31,9 @@ const (
 	stormRate    = 3000             // connections/s asked for
 	stormWorkers = 16
 	stormPorts   = 8         // server ports: 4-tuples enough for the TIME_WAITs
-	rssBound     = 150 << 20 // bytes
-	// rssGrowth: how much RSS may grow after the warm-up: the parked
-	// TIME_WAIT connections and the correlator's closed ids of the
-	// connections of the last minute or so, at their measured size.
+	// The target of issue 10: RSS <= 150 MiB, and flat after the
+	// warm-up; rssGrowth allows for the heap's steps between collections.
+	rssBound  = 150 << 20 // bytes
 	rssGrowth = 40 << 20
 )
 
