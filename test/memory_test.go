@@ -30,7 +30,7 @@ const (
 	stormWarmup  = 20 * time.Second // RSS is flat from here on
 	stormRate    = 3000             // connections/s asked for
 	stormWorkers = 16
-	stormPorts   = 8         // server ports: 4-tuples enough for the TIME_WAITs
+	stormPorts   = 8 // server ports: 4-tuples enough for the TIME_WAITs
 	// The target of issue 10: RSS <= 150 MiB, and flat after the
 	// warm-up; rssGrowth allows for the heap's steps between collections.
 	rssBound  = 150 << 20 // bytes
