@@ -254,6 +254,10 @@ type Config struct {
 	// MaxSockets sizes the kernel's table of socket owners (LRU): sockets
 	// beyond it lose their pid/comm first when least recently used.
 	MaxSockets int
+	// IdleTimeout is the analysis' --idle-timeout: the correlator keeps an
+	// idle connection's id at least this long (plus its closed linger), so
+	// a connection summarized as idle never gets a second id. 0: 30 min.
+	IdleTimeout time.Duration
 	// Logger receives diagnostics; nil means slog.Default().
 	Logger *slog.Logger
 	// Debug logs the full verifier log when a program is rejected.

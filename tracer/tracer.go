@@ -129,6 +129,9 @@ func Open(cfg Config) (_ *Tracer, err error) {
 		t.dec.ifaces[uint32(ifc.index)] = ifaceInfo{name: ifc.name, netns: t.netns.Inode}
 	}
 	t.corr = newCorrelator(cfg.MaxConns)
+	if cfg.IdleTimeout > 0 {
+		t.corr.setIdleTimeout(cfg.IdleTimeout)
+	}
 	t.tw = newTWTracker()
 	rd, err := ringbuf.NewReader(coll.Maps[tcpscopeMapEvents])
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -135,5 +136,25 @@ func TestOutputFormatDefault(t *testing.T) {
 func TestOneLine(t *testing.T) {
 	if got := oneLine("load:\n  verifier\tsaid no\n"); got != "load: verifier said no" {
 		t.Errorf("oneLine = %q", got)
+	}
+}
+
+// TestIdleTimeoutReachesTracer: --idle-timeout goes to the tracer too (the
+// correlator keeps an idle connection's id at least that long), not only
+// to the analysis: above 30 min the two would disagree and one connection
+// could get two summaries.
+func TestIdleTimeoutReachesTracer(t *testing.T) {
+	a := &app{stderr: &bytes.Buffer{}}
+	opts := &traceOptions{}
+	cmd := newTraceCmdWith(a, opts)
+	if err := cmd.Flags().Parse([]string{"--idle-timeout", "2h"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := opts.buildConfig(cmd.Flags(), a.log())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.IdleTimeout != 2*time.Hour {
+		t.Errorf("tracer idle timeout %v, want 2h", cfg.IdleTimeout)
 	}
 }

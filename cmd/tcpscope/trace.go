@@ -52,8 +52,10 @@ type traceOptions struct {
 const netnsOnce = "one namespace per run: run one tcpscope per namespace, " +
 	"or leave --netns out to get the socket events of every namespace"
 
-func newTraceCmd(a *app) *cobra.Command {
-	opts := &traceOptions{}
+func newTraceCmd(a *app) *cobra.Command { return newTraceCmdWith(a, &traceOptions{}) }
+
+// newTraceCmdWith builds `tcpscope trace` with its flags bound to opts.
+func newTraceCmdWith(a *app, opts *traceOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "trace",
 		Short: "Trace TCP connections (the default command)",
@@ -154,6 +156,7 @@ func (o *traceOptions) buildConfig(flags *pflag.FlagSet, logger *slog.Logger) (t
 	case o.idleTimeout < time.Second:
 		return cfg, usageError{fmt.Errorf("bad --idle-timeout %s: want at least 1s", o.idleTimeout)}
 	}
+	cfg.IdleTimeout = o.idleTimeout
 	if cfg.TCMode, err = tracer.ParseTCMode(o.tcMode); err != nil {
 		return cfg, err
 	}
