@@ -299,6 +299,7 @@ type conn struct {
 	incomplete   string
 	twTracked    bool
 	preexisting  bool
+	observed     bool   // a record other than the start-up listing came
 	held         []held // packets waiting for kernel confirmation
 	holding      bool   // c is in Analyzer.holding
 }
@@ -372,6 +373,7 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		return err
 	}
 	c.last = r.Time
+	c.observed = c.observed || r.Type != tracer.TypeSocket
 	if r.Type != tracer.TypeSocket && !r.TimeWait {
 		// The connection's own life: TIME_WAIT and the start-up
 		// snapshot are apart.
@@ -1278,6 +1280,11 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	a.markGone(c.id, c.last, complete)
 	if !c.endsSet {
 		return nil // a listening socket: not a connection
+	}
+	if c.preexisting && !c.observed {
+		// Listed at start-up, silent since: its socket record said all
+		// that is known; a summary of zeros would only bury the others.
+		return nil
 	}
 	a.noteLosses(c.losses, &c.incomplete)
 	sum := &tracer.ConnSummary{}

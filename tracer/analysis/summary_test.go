@@ -91,7 +91,6 @@ func TestPreexistingTimeWaitNoise(t *testing.T) {
 		end  string
 	}{
 		"expired while tracing": {[]tracer.Record{snap, expired}, at(40_000_000), "expired"},
-		"still at the stop":     {[]tracer.Record{snap}, at(9_000_000), ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := finishAfter(t, Config{TimeWaitTracked: true}, c.recs, c.stop).summary(t)
@@ -105,6 +104,16 @@ func TestPreexistingTimeWaitNoise(t *testing.T) {
 				t.Errorf("time_wait_end %q side %q preexisting %v local %s", s.TimeWaitEnd, s.TimeWaitSide, s.Preexisting, s.Local)
 			}
 		})
+	}
+	// Still in TIME_WAIT at the stop, or any other socket listed at
+	// start-up that showed nothing while tracing: no summary (its socket
+	// record said all that is known; on a busy host zeros would bury the
+	// summaries that say something).
+	idle := sockEvent(0, tracer.TypeSocket, "10.0.0.9:22", "10.0.0.8:50000", 0, tracer.StateEstablished, 7)
+	idle.Preexisting, idle.Conn = true, 2
+	if out := finishAfter(t, Config{TimeWaitTracked: true}, []tracer.Record{snap, idle}, at(9_000_000)); len(out.recs) != 2 ||
+		out.recs[0].Type != tracer.TypeSocket || out.recs[1].Type != tracer.TypeSocket {
+		t.Errorf("silent preexisting sockets: %d records, want only their 2 socket records", len(out.recs))
 	}
 	// A preexisting connection's state at start-up was entered before:
 	// its time is not counted, later states are.
