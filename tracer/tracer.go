@@ -23,18 +23,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrStop may be returned by Sink.Write to end Run without error (for
-// example after --count records).
-var ErrStop = errors.New("stop tracing")
-
-// Sink receives records from Run, one at a time, from one goroutine.
-type Sink interface {
-	// Write handles one record. The record is reused after Write returns.
-	Write(r *Record) error
-	// Flush pushes buffered output; called after every drain and at exit.
-	Flush() error
-}
-
 // Tracer owns the loaded BPF objects and their links.
 type Tracer struct {
 	cfg         Config
@@ -643,15 +631,6 @@ func (t *Tracer) finish(st *stages, sink Sink, rec *Record, stopped bool) error 
 // TimeWaitTracked reports whether the end of TIME_WAIT is observed (the
 // timer programs are attached).
 func (t *Tracer) TimeWaitTracked() bool { return t.timeWaitAttached }
-
-// Where records were lost (the `where` of `lost` records).
-const (
-	// LostInRing: the kernel found the ring buffer full.
-	LostInRing = "ring"
-	// LostInQueue: the queue from the ring reader to the rest of the
-	// pipeline was full (--on-overflow drop).
-	LostInQueue = "queue"
-)
 
 // reportLost emits one lost record per event kind and place (ring,
 // queue) whose count grew since the last report, and one for malformed
