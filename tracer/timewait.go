@@ -33,9 +33,66 @@ type twSocket struct {
 
 type twTracker struct {
 	socks map[uint64]*twSocket // by cookie
+	// held: the held start and cancel records by time, so that a tick
+	// touches only those due, not every socket in TIME_WAIT. An entry
+	// whose record is no longer held is skipped when it comes out.
+	held twHeap
 }
 
 func newTWTracker() *twTracker { return &twTracker{socks: map[uint64]*twSocket{}} }
+
+// twHeld is a held record of the socket with cookie, at its time (Unix ns).
+type twHeld struct {
+	at     int64
+	cookie uint64
+	rec    *Record
+}
+
+// twHeap is a min-heap of held records by time; its storage is reused.
+// Records come roughly in time order, so pushes rarely sift far.
+type twHeap []twHeld
+
+func (h *twHeap) push(e twHeld) {
+	*h = append(*h, e)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if q[p].at <= q[i].at {
+			break
+		}
+		q[p], q[i] = q[i], q[p]
+		i = p
+	}
+}
+
+// pop removes the earliest entry; the heap must not be empty.
+func (h *twHeap) pop() twHeld {
+	q := *h
+	top := q[0]
+	n := len(q) - 1
+	q[0] = q[n]
+	q[n] = twHeld{}
+	q = q[:n]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < n && q[l].at < q[m].at {
+			m = l
+		}
+		if l+1 < n && q[l+1].at < q[m].at {
+			m = l + 1
+		}
+		if m == i {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	if n == 0 && cap(q) > 4096 {
+		q = nil // give a storm's backlog back
+	}
+	*h = q
+	return top
+}
 
 // handle takes a raw TIME_WAIT timer record.
 func (t *twTracker) handle(r *Record, emit func(*Record) error) error {
@@ -51,6 +108,7 @@ func (t *twTracker) handle(r *Record, emit func(*Record) error) error {
 		start.TimeWait = true
 		start.OldState, start.State = StateFinWait2, StateTimeWait
 		t.socks[r.Cookie] = &twSocket{start: r.Time, startRec: &start}
+		t.held.push(twHeld{at: r.Time.UnixNano(), cookie: r.Cookie, rec: &start})
 	case twCancelled:
 		if st == nil {
 			st = &twSocket{}
@@ -58,6 +116,7 @@ func (t *twTracker) handle(r *Record, emit func(*Record) error) error {
 		}
 		held := *r
 		st.cancelRec = &held
+		t.held.push(twHeld{at: r.Time.UnixNano(), cookie: r.Cookie, rec: &held})
 	case twExpired:
 		return t.end(r, st, "expired", emit)
 	}
@@ -109,23 +168,28 @@ func (t *twTracker) end(r *Record, st *twSocket, how string, emit func(*Record) 
 }
 
 // tick releases held starts (old state FIN_WAIT2 when no CLOSE came) and
-// turns cancels that no arm followed into kills. With now zero (exit) it
-// releases everything held.
+// turns cancels that no arm followed into kills, once held longer than
+// twHold. With now zero (exit) it releases everything held. It touches
+// only the held records that are due.
 func (t *twTracker) tick(now time.Time, emit func(*Record) error) error {
-	for _, st := range t.socks {
-		if st.startRec != nil && (now.IsZero() || now.Sub(st.startRec.Time) > twHold) {
-			rec := st.startRec
+	var due int64
+	if !now.IsZero() {
+		due = now.Add(-twHold).UnixNano()
+	}
+	for len(t.held) > 0 && (now.IsZero() || t.held[0].at < due) {
+		h := t.held.pop()
+		st := t.socks[h.cookie]
+		switch {
+		case st == nil: // ended since
+		case st.startRec == h.rec:
 			st.startRec = nil
-			if err := emit(rec); err != nil {
+			if err := emit(h.rec); err != nil {
 				return err
 			}
-		}
-		if st.cancelRec != nil && (now.IsZero() || now.Sub(st.cancelRec.Time) > twHold) {
-			rec := st.cancelRec
-			if err := t.end(rec, st, "killed", emit); err != nil {
+		case st.cancelRec == h.rec:
+			if err := t.end(h.rec, st, "killed", emit); err != nil {
 				return err
 			}
-			continue
 		}
 	}
 	return nil

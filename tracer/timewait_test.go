@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -60,5 +61,87 @@ func TestTimeWaitTracker(t *testing.T) {
 	}
 	if len(tr.socks) != 0 {
 		t.Errorf("%d TIME_WAIT sockets left", len(tr.socks))
+	}
+}
+
+// BenchmarkTimeWaitTick is the cost of one tick while n sockets are in
+// TIME_WAIT, nothing held (their starts were released): what every tick
+// costs under a storm. It should not grow with n.
+func BenchmarkTimeWaitTick(b *testing.B) {
+	emit := func(*Record) error { return nil }
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprint("n=", n), func(b *testing.B) {
+			tr := newTWTracker()
+			for i := range n {
+				r := twRec(0, twArmed)
+				r.Cookie = uint64(i + 1)
+				if err := tr.handle(r, emit); err != nil {
+					b.Fatal(err)
+				}
+				cl := &Record{Type: TypeState, Time: base, Cookie: r.Cookie, OldState: StateFinWait2, State: StateClose}
+				if err := tr.before(cl, emit); err != nil {
+					b.Fatal(err)
+				}
+			}
+			now := base.Add(time.Second)
+			if err := tr.tick(now, emit); err != nil { // released starts go
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := tr.tick(now, emit); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if len(tr.socks) != n {
+				b.Fatalf("%d sockets, want %d", len(tr.socks), n)
+			}
+		})
+	}
+}
+
+// TestTimeWaitHeldByTime: a tick releases exactly the held records older
+// than twHold, whatever else the socket went through: a cancel undone by
+// a re-arm is no kill, a later cancel is held from its own time, and a
+// new socket with the cookie of one that ended is held anew.
+func TestTimeWaitHeldByTime(t *testing.T) {
+	var out []Record
+	emit := func(r *Record) error { out = append(out, *r); return nil }
+	tr := newTWTracker()
+	step := func(err error, n int) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != n {
+			t.Fatalf("%d records, want %d: %+v", len(out), n, out)
+		}
+	}
+	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
+	step(tr.handle(twRec(0, twArmed), emit), 0)
+	step(tr.handle(twRec(10, twCancelled), emit), 0)
+	step(tr.handle(twRec(10, twArmed), emit), 0) // re-arm
+	step(tr.handle(twRec(30, twCancelled), emit), 0)
+	step(tr.tick(at(70), emit), 1) // the start, not the undone cancel
+	if out[0].State != StateTimeWait || out[0].OldState != StateFinWait2 {
+		t.Fatalf("start: %+v", out[0])
+	}
+	step(tr.tick(at(80), emit), 1) // held 50 ms: not yet
+	step(tr.tick(at(81), emit), 2)
+	if out[1].TimeWaitEnd != "killed" || out[1].TimeWaitDur != 30*time.Millisecond {
+		t.Fatalf("kill: %+v", out[1])
+	}
+	// The cookie again: a TIME_WAIT that expires at once, then a new one.
+	step(tr.handle(twRec(100, twArmed), emit), 2)
+	step(tr.handle(twRec(110, twExpired), emit), 4)
+	step(tr.handle(twRec(120, twArmed), emit), 4)
+	step(tr.tick(at(165), emit), 4)
+	step(tr.tick(at(171), emit), 5)
+	if out[4].State != StateTimeWait || !out[4].Time.Equal(at(120)) {
+		t.Fatalf("second start: %+v", out[4])
+	}
+	step(tr.tick(time.Time{}, emit), 5)
+	if len(tr.held) != 0 || len(tr.socks) != 1 {
+		t.Errorf("%d held, %d sockets, want 0 and 1", len(tr.held), len(tr.socks))
 	}
 }

@@ -11,6 +11,7 @@ package analysis
 import (
 	"container/list"
 	"errors"
+	"math"
 	"net/netip"
 	"time"
 
@@ -64,6 +65,7 @@ type Analyzer struct {
 	conns   map[uint64]*conn
 	lru     *list.List       // of *conn, most recently seen first
 	ended   map[uint64]*conn // connections waiting for their quiet period
+	endedQ  idHeap           // ended ids by end of quiet period (stale ones skipped)
 	holding []*conn          // connections with packets waiting for kernel confirmation
 	// gone: summarized conn ids, so that a late record of a connection
 	// does not start a second summary. An id is kept as long as the
@@ -77,6 +79,7 @@ type Analyzer struct {
 	parked     map[uint64]*parked
 	parkQ      idQueue            // parked ids, for the idle timeout
 	parkedDone map[uint64]*parked // TIME_WAIT over: waiting for the quiet period
+	doneQ      idHeap             // parkedDone ids by end of quiet period
 	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
 	// one early; entries go when their connection is summarized.
 	timeWaits map[tuple]*timeWait
@@ -132,6 +135,63 @@ func (q *idQueue) pop() {
 }
 
 func (q *idQueue) len() int { return len(q.q) - q.head }
+
+// idHeap is a min-heap of conn ids by time (Unix ns), for deadlines that
+// come out of order; its storage is reused.
+type idHeap []idAt
+
+func (h *idHeap) push(id uint64, at int64) {
+	*h = append(*h, idAt{id, at})
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if q[p].at <= q[i].at {
+			break
+		}
+		q[p], q[i] = q[i], q[p]
+		i = p
+	}
+}
+
+// due pops the earliest entry if its time is at most now.
+func (h *idHeap) due(now int64) (idAt, bool) {
+	q := *h
+	if len(q) == 0 || q[0].at > now {
+		return idAt{}, false
+	}
+	top := q[0]
+	n := len(q) - 1
+	q[0] = q[n]
+	q = q[:n]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < n && q[l].at < q[m].at {
+			m = l
+		}
+		if l+1 < n && q[l+1].at < q[m].at {
+			m = l + 1
+		}
+		if m == i {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	if n == 0 && cap(q) > 4096 {
+		q = nil // give a storm's backlog back
+	}
+	*h = q
+	return top, true
+}
+
+// quietAt is when a connection last seen at last has been quiet for
+// quietAfterClose (Unix ns); the earliest time for the zero time.
+func quietAt(last time.Time) int64 {
+	if last.IsZero() {
+		return math.MinInt64
+	}
+	return last.UnixNano() + int64(quietAfterClose)
+}
 
 // parked is a connection waiting only for the end of a TIME_WAIT: its
 // summary is built, and what the TIME_WAIT records still change is kept.
@@ -372,6 +432,9 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 	if err != nil {
 		return err
 	}
+	if r.Time.Before(c.last) && a.ended[c.id] != nil {
+		a.endedQ.push(c.id, quietAt(r.Time)) // out of order: quiet sooner
+	}
 	c.last = r.Time
 	c.observed = c.observed || r.Type != tracer.TypeSocket
 	if r.Type != tracer.TypeSocket && !r.TimeWait {
@@ -418,6 +481,9 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 	if r.Type != tracer.TypePacket || (len(c.sockets) == 0 || !a.stateTraced()) &&
 		(c.rstSide >= 0 || !c.finTime[0].IsZero() || !c.finTime[1].IsZero()) {
 		if a.connEnded(c) || a.onlyTimeWait(c) {
+			if a.ended[c.id] == nil {
+				a.endedQ.push(c.id, quietAt(c.last))
+			}
 			a.ended[c.id] = c
 			a.peaks[1] = max(a.peaks[1], len(a.ended))
 		}
@@ -1118,29 +1184,42 @@ func (a *Analyzer) flushAt(now time.Time) error {
 	}
 	clear(a.holding[len(kept):])
 	a.holding = kept
-	for id, c := range a.ended {
-		if err != nil {
+	// Ended connections whose quiet period may be over: the queues give
+	// them in time order, so only those due are touched.
+	nowNs := now.UnixNano()
+	for err == nil {
+		f, ok := a.endedQ.due(nowNs)
+		if !ok {
 			break
 		}
+		c := a.ended[f.id]
 		switch {
+		case c == nil: // summarized or dropped since
+		case now.Sub(c.last) < quietAfterClose:
+			a.endedQ.push(f.id, quietAt(c.last)) // a later record
 		case a.connEnded(c):
-			if now.Sub(c.last) >= quietAfterClose {
-				err = a.summarize(c, true, false)
-			}
+			err = a.summarize(c, true, false)
 		case a.onlyTimeWait(c):
-			if now.Sub(c.last) >= quietAfterClose {
-				err = a.park(c)
-			}
+			err = a.park(c)
 		default:
-			delete(a.ended, id) // a new socket joined it
+			delete(a.ended, f.id) // a new socket joined it
+		}
+		if err != nil && a.ended[f.id] != nil {
+			a.endedQ.push(f.id, f.at) // not done: stays due
 		}
 	}
-	for id, p := range a.parkedDone {
-		if err != nil {
+	for err == nil {
+		f, ok := a.doneQ.due(nowNs)
+		if !ok {
 			break
 		}
-		if now.Sub(p.last) >= quietAfterClose {
-			err = a.finalize(id, p, true, false)
+		p := a.parkedDone[f.id]
+		switch {
+		case p == nil:
+		case now.Sub(p.last) < quietAfterClose:
+			a.doneQ.push(f.id, quietAt(p.last))
+		default:
+			err = a.finalize(f.id, p, true, false)
 		}
 	}
 	// Idle connections sit at the back of the list.
@@ -1400,6 +1479,7 @@ func (a *Analyzer) parkedRecord(p *parked, r *tracer.Record) {
 	if !waiting && !p.done {
 		p.done = true
 		a.parkedDone[r.Conn] = p
+		a.doneQ.push(r.Conn, quietAt(p.last))
 	}
 }
 
