@@ -1,6 +1,10 @@
 package tracer
 
-import "time"
+import (
+	"time"
+
+	"github.com/tcpscope/tcpscope/tracer/deadline"
+)
 
 // TIME_WAIT lifecycle. The mini-socket that replaces the active closer in
 // TIME_WAIT fires no state event; the kernel side reports its timer
@@ -36,62 +40,15 @@ type twTracker struct {
 	// held: the held start and cancel records by time, so that a tick
 	// touches only those due, not every socket in TIME_WAIT. An entry
 	// whose record is no longer held is skipped when it comes out.
-	held twHeap
+	held deadline.Heap[twHeld]
 }
 
 func newTWTracker() *twTracker { return &twTracker{socks: map[uint64]*twSocket{}} }
 
-// twHeld is a held record of the socket with cookie, at its time (Unix ns).
+// twHeld is a held record of the socket with cookie.
 type twHeld struct {
-	at     int64
 	cookie uint64
 	rec    *Record
-}
-
-// twHeap is a min-heap of held records by time; its storage is reused.
-// Records come roughly in time order, so pushes rarely sift far.
-type twHeap []twHeld
-
-func (h *twHeap) push(e twHeld) {
-	*h = append(*h, e)
-	q := *h
-	for i := len(q) - 1; i > 0; {
-		p := (i - 1) / 2
-		if q[p].at <= q[i].at {
-			break
-		}
-		q[p], q[i] = q[i], q[p]
-		i = p
-	}
-}
-
-// pop removes the earliest entry; the heap must not be empty.
-func (h *twHeap) pop() twHeld {
-	q := *h
-	top := q[0]
-	n := len(q) - 1
-	q[0] = q[n]
-	q[n] = twHeld{}
-	q = q[:n]
-	for i := 0; ; {
-		l, m := 2*i+1, i
-		if l < n && q[l].at < q[m].at {
-			m = l
-		}
-		if l+1 < n && q[l+1].at < q[m].at {
-			m = l + 1
-		}
-		if m == i {
-			break
-		}
-		q[i], q[m] = q[m], q[i]
-		i = m
-	}
-	if n == 0 && cap(q) > 4096 {
-		q = nil // give a storm's backlog back
-	}
-	*h = q
-	return top
 }
 
 // handle takes a raw TIME_WAIT timer record.
@@ -108,7 +65,7 @@ func (t *twTracker) handle(r *Record, emit func(*Record) error) error {
 		start.TimeWait = true
 		start.OldState, start.State = StateFinWait2, StateTimeWait
 		t.socks[r.Cookie] = &twSocket{start: r.Time, startRec: &start}
-		t.held.push(twHeld{at: r.Time.UnixNano(), cookie: r.Cookie, rec: &start})
+		t.held.Push(r.Time.UnixNano(), twHeld{cookie: r.Cookie, rec: &start})
 	case twCancelled:
 		if st == nil {
 			st = &twSocket{}
@@ -116,7 +73,7 @@ func (t *twTracker) handle(r *Record, emit func(*Record) error) error {
 		}
 		held := *r
 		st.cancelRec = &held
-		t.held.push(twHeld{at: r.Time.UnixNano(), cookie: r.Cookie, rec: &held})
+		t.held.Push(r.Time.UnixNano(), twHeld{cookie: r.Cookie, rec: &held})
 	case twExpired:
 		return t.end(r, st, "expired", emit)
 	}
@@ -176,8 +133,17 @@ func (t *twTracker) tick(now time.Time, emit func(*Record) error) error {
 	if !now.IsZero() {
 		due = now.Add(-twHold).UnixNano()
 	}
-	for len(t.held) > 0 && (now.IsZero() || t.held[0].at < due) {
-		h := t.held.pop()
+	for {
+		var h twHeld
+		var ok bool
+		if now.IsZero() {
+			h, _, ok = t.held.Pop()
+		} else {
+			h, _, ok = t.held.Due(due - 1) // held longer than twHold
+		}
+		if !ok {
+			break
+		}
 		st := t.socks[h.cookie]
 		switch {
 		case st == nil: // ended since

@@ -141,7 +141,7 @@ func TestTimeWaitHeldByTime(t *testing.T) {
 		t.Fatalf("second start: %+v", out[4])
 	}
 	step(tr.tick(time.Time{}, emit), 5)
-	if len(tr.held) != 0 || len(tr.socks) != 1 {
-		t.Errorf("%d held, %d sockets, want 0 and 1", len(tr.held), len(tr.socks))
+	if tr.held.Len() != 0 || len(tr.socks) != 1 {
+		t.Errorf("%d held, %d sockets, want 0 and 1", tr.held.Len(), len(tr.socks))
 	}
 }

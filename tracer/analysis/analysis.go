@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
+	"github.com/tcpscope/tcpscope/tracer/deadline"
 )
 
 // Defaults for Config.
@@ -63,10 +64,10 @@ type Analyzer struct {
 	next    tracer.Sink
 	cfg     Config
 	conns   map[uint64]*conn
-	lru     *list.List       // of *conn, most recently seen first
-	ended   map[uint64]*conn // connections waiting for their quiet period
-	endedQ  idHeap           // ended ids by end of quiet period (stale ones skipped)
-	holding []*conn          // connections with packets waiting for kernel confirmation
+	lru     *list.List            // of *conn, most recently seen first
+	ended   map[uint64]*conn      // connections waiting for their quiet period
+	endedQ  deadline.Heap[uint64] // ended ids by end of quiet period (stale ones skipped)
+	holding []*conn               // connections with packets waiting for kernel confirmation
 	// gone: summarized conn ids, so that a late record of a connection
 	// does not start a second summary. An id is kept as long as the
 	// correlator may still give it to a record (goneLinger).
@@ -77,9 +78,9 @@ type Analyzer struct {
 	// parked: connections whose sockets are all closed and that wait only
 	// for the end of a TIME_WAIT, in compact form (summary built).
 	parked     map[uint64]*parked
-	parkQ      idQueue            // parked ids, for the idle timeout
-	parkedDone map[uint64]*parked // TIME_WAIT over: waiting for the quiet period
-	doneQ      idHeap             // parkedDone ids by end of quiet period
+	parkQ      idQueue               // parked ids, for the idle timeout
+	parkedDone map[uint64]*parked    // TIME_WAIT over: waiting for the quiet period
+	doneQ      deadline.Heap[uint64] // parkedDone ids by end of quiet period
 	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
 	// one early; entries go when their connection is summarized.
 	timeWaits map[tuple]*timeWait
@@ -135,54 +136,6 @@ func (q *idQueue) pop() {
 }
 
 func (q *idQueue) len() int { return len(q.q) - q.head }
-
-// idHeap is a min-heap of conn ids by time (Unix ns), for deadlines that
-// come out of order; its storage is reused.
-type idHeap []idAt
-
-func (h *idHeap) push(id uint64, at int64) {
-	*h = append(*h, idAt{id, at})
-	q := *h
-	for i := len(q) - 1; i > 0; {
-		p := (i - 1) / 2
-		if q[p].at <= q[i].at {
-			break
-		}
-		q[p], q[i] = q[i], q[p]
-		i = p
-	}
-}
-
-// due pops the earliest entry if its time is at most now.
-func (h *idHeap) due(now int64) (idAt, bool) {
-	q := *h
-	if len(q) == 0 || q[0].at > now {
-		return idAt{}, false
-	}
-	top := q[0]
-	n := len(q) - 1
-	q[0] = q[n]
-	q = q[:n]
-	for i := 0; ; {
-		l, m := 2*i+1, i
-		if l < n && q[l].at < q[m].at {
-			m = l
-		}
-		if l+1 < n && q[l+1].at < q[m].at {
-			m = l + 1
-		}
-		if m == i {
-			break
-		}
-		q[i], q[m] = q[m], q[i]
-		i = m
-	}
-	if n == 0 && cap(q) > 4096 {
-		q = nil // give a storm's backlog back
-	}
-	*h = q
-	return top, true
-}
 
 // quietAt is when a connection last seen at last has been quiet for
 // quietAfterClose (Unix ns); the earliest time for the zero time.
@@ -433,7 +386,7 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		return err
 	}
 	if r.Time.Before(c.last) && a.ended[c.id] != nil {
-		a.endedQ.push(c.id, quietAt(r.Time)) // out of order: quiet sooner
+		a.endedQ.Push(quietAt(r.Time), c.id) // out of order: quiet sooner
 	}
 	c.last = r.Time
 	c.observed = c.observed || r.Type != tracer.TypeSocket
@@ -482,7 +435,7 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		(c.rstSide >= 0 || !c.finTime[0].IsZero() || !c.finTime[1].IsZero()) {
 		if a.connEnded(c) || a.onlyTimeWait(c) {
 			if a.ended[c.id] == nil {
-				a.endedQ.push(c.id, quietAt(c.last))
+				a.endedQ.Push(quietAt(c.last), c.id)
 			}
 			a.ended[c.id] = c
 			a.peaks[1] = max(a.peaks[1], len(a.ended))
@@ -1188,38 +1141,38 @@ func (a *Analyzer) flushAt(now time.Time) error {
 	// them in time order, so only those due are touched.
 	nowNs := now.UnixNano()
 	for err == nil {
-		f, ok := a.endedQ.due(nowNs)
+		id, at, ok := a.endedQ.Due(nowNs)
 		if !ok {
 			break
 		}
-		c := a.ended[f.id]
+		c := a.ended[id]
 		switch {
 		case c == nil: // summarized or dropped since
 		case now.Sub(c.last) < quietAfterClose:
-			a.endedQ.push(f.id, quietAt(c.last)) // a later record
+			a.endedQ.Push(quietAt(c.last), id) // a later record
 		case a.connEnded(c):
 			err = a.summarize(c, true, false)
 		case a.onlyTimeWait(c):
 			err = a.park(c)
 		default:
-			delete(a.ended, f.id) // a new socket joined it
+			delete(a.ended, id) // a new socket joined it
 		}
-		if err != nil && a.ended[f.id] != nil {
-			a.endedQ.push(f.id, f.at) // not done: stays due
+		if err != nil && a.ended[id] != nil {
+			a.endedQ.Push(at, id) // not done: stays due
 		}
 	}
 	for err == nil {
-		f, ok := a.doneQ.due(nowNs)
+		id, _, ok := a.doneQ.Due(nowNs)
 		if !ok {
 			break
 		}
-		p := a.parkedDone[f.id]
+		p := a.parkedDone[id]
 		switch {
 		case p == nil:
 		case now.Sub(p.last) < quietAfterClose:
-			a.doneQ.push(f.id, quietAt(p.last))
+			a.doneQ.Push(quietAt(p.last), id)
 		default:
-			err = a.finalize(f.id, p, true, false)
+			err = a.finalize(id, p, true, false)
 		}
 	}
 	// Idle connections sit at the back of the list.
@@ -1479,7 +1432,7 @@ func (a *Analyzer) parkedRecord(p *parked, r *tracer.Record) {
 	if !waiting && !p.done {
 		p.done = true
 		a.parkedDone[r.Conn] = p
-		a.doneQ.push(r.Conn, quietAt(p.last))
+		a.doneQ.Push(quietAt(p.last), r.Conn)
 	}
 }
 

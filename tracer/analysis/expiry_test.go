@@ -77,7 +77,7 @@ func TestQuietPeriodByTime(t *testing.T) {
 	end(4, 2000, 15)
 	flush(2999, 1, 2, 3)
 	flush(3000, 1, 2, 3, 4)
-	if len(a.ended) != 0 || len(a.endedQ) != 0 {
-		t.Errorf("%d ended connections, %d queued ids left", len(a.ended), len(a.endedQ))
+	if len(a.ended) != 0 || a.endedQ.Len() != 0 {
+		t.Errorf("%d ended connections, %d queued ids left", len(a.ended), a.endedQ.Len())
 	}
 }
