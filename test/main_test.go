@@ -18,35 +18,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"strings"
 	"testing"
-)
 
-// prefixEnv names the variable with the prefix of the tests' namespace
-// names.
-const prefixEnv = "TCPSCOPE_E2E_PREFIX"
+	"github.com/tcpscope/tcpscope/test/harness"
+)
 
 // netnsPrefix is the prefix of the namespaces the tests create.
 var netnsPrefix = "tcpscope-e2e"
-
-// validPrefix: a namespace name is a file name in /run/netns; keep it
-// short and plain, so that PREFIX-PID-TAG is one too.
-var validPrefix = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-
-// prefixFromEnv returns the namespace name prefix $TCPSCOPE_E2E_PREFIX
-// asks for, or the default.
-func prefixFromEnv(def string) (string, error) {
-	p, ok := os.LookupEnv(prefixEnv)
-	if !ok {
-		return def, nil
-	}
-	if !validPrefix.MatchString(p) {
-		return "", fmt.Errorf("bad %s %q: want 1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or digit", prefixEnv, p)
-	}
-	return p, nil
-}
 
 // Names of the peer binary copies. They differ so that the comm of a
 // server socket event can be told from that of a client one.
@@ -67,7 +46,7 @@ var notReady, buildErr string
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
-	prefix, err := prefixFromEnv(netnsPrefix)
+	prefix, err := harness.PrefixFromEnv(netnsPrefix)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -139,27 +118,6 @@ func requireE2E(t *testing.T) {
 	}
 	if buildErr != "" {
 		t.Fatal(buildErr)
-	}
-}
-
-// TestPrefixFromEnv: $TCPSCOPE_E2E_PREFIX replaces the default prefix;
-// a value that cannot start a namespace name is an error, not ignored.
-func TestPrefixFromEnv(t *testing.T) {
-	for value, want := range map[string]string{"ci-job-17": "ci-job-17", "A.b_c": "A.b_c"} {
-		t.Setenv(prefixEnv, value)
-		if got, err := prefixFromEnv("def"); err != nil || got != want {
-			t.Errorf("%s=%q: %q, %v; want %q", prefixEnv, value, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "a/b", "-x", ".hidden", "a b", strings.Repeat("a", 65)} {
-		t.Setenv(prefixEnv, bad)
-		if got, err := prefixFromEnv("def"); err == nil {
-			t.Errorf("%s=%q accepted as %q", prefixEnv, bad, got)
-		}
-	}
-	os.Unsetenv(prefixEnv) // t.Setenv restores the original value at the end
-	if got, err := prefixFromEnv("def"); err != nil || got != "def" {
-		t.Errorf("unset: %q, %v; want the default", got, err)
 	}
 }
 

@@ -16,37 +16,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netns"
-)
 
-// prefixEnv names the variable with the prefix of the suite's namespace
-// names.
-const prefixEnv = "TCPSCOPE_E2E_PREFIX"
+	"github.com/tcpscope/tcpscope/test/harness"
+)
 
 // netnsPrefix is the prefix of the namespaces the suite creates.
 var netnsPrefix = "tcpscope-k"
-
-// validPrefix: a namespace name is a file name in /run/netns; keep it
-// short and plain, so that PREFIX-PID-TAG is one too.
-var validPrefix = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-
-// prefixFromEnv returns the namespace name prefix $TCPSCOPE_E2E_PREFIX
-// asks for, or the default.
-func prefixFromEnv(def string) (string, error) {
-	p, ok := os.LookupEnv(prefixEnv)
-	if !ok {
-		return def, nil
-	}
-	if !validPrefix.MatchString(p) {
-		return "", fmt.Errorf("bad %s %q: want 1 to 64 of A-Z a-z 0-9 _ . -, starting with a letter or digit", prefixEnv, p)
-	}
-	return p, nil
-}
 
 // nsexecEnv makes the test binary a launcher: enter the network namespace
 // at that path, then exec the arguments (what `ip netns exec` does, which
@@ -89,7 +69,7 @@ func nsexec(path string, argv []string) {
 }
 
 func runMain(m *testing.M) int {
-	prefix, err := prefixFromEnv(netnsPrefix)
+	prefix, err := harness.PrefixFromEnv(netnsPrefix)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -137,25 +117,6 @@ func requireSetup(t *testing.T) {
 		t.Fatal(setupErr)
 	}
 	t.Skip(setupErr)
-}
-
-// TestPrefixFromEnv: $TCPSCOPE_E2E_PREFIX replaces the default prefix;
-// a value that cannot start a namespace name is an error, not ignored.
-func TestPrefixFromEnv(t *testing.T) {
-	t.Setenv(prefixEnv, "ci-job-17")
-	if got, err := prefixFromEnv("def"); err != nil || got != "ci-job-17" {
-		t.Errorf("%q, %v; want ci-job-17", got, err)
-	}
-	for _, bad := range []string{"", "a/b", "-x", "a b"} {
-		t.Setenv(prefixEnv, bad)
-		if got, err := prefixFromEnv("def"); err == nil {
-			t.Errorf("%s=%q accepted as %q", prefixEnv, bad, got)
-		}
-	}
-	os.Unsetenv(prefixEnv) // t.Setenv restores the original value at the end
-	if got, err := prefixFromEnv("def"); err != nil || got != "def" {
-		t.Errorf("unset: %q, %v; want the default", got, err)
-	}
 }
 
 // TestNetnsPrefix: the namespaces the suite creates carry the prefix.
