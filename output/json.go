@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 type jsonObj struct{ b []byte }
@@ -171,7 +173,7 @@ func appendJSONAnalysis(o *jsonObj, r *tracer.Record) {
 	o.key("analysis")
 	o.b = append(o.b, '[')
 	first := true
-	for _, v := range tracer.VerdictNames {
+	for _, v := range result.VerdictNames {
 		if r.Verdicts&v.Verdict == 0 {
 			continue
 		}
@@ -184,7 +186,7 @@ func appendJSONAnalysis(o *jsonObj, r *tracer.Record) {
 		o.b = append(o.b, '"')
 	}
 	o.b = append(o.b, ']')
-	if r.Verdicts&tracer.VerdictDuplicateACK != 0 {
+	if r.Verdicts&result.VerdictDuplicateACK != 0 {
 		o.uint("dup_ack_count", uint64(r.DupAckCount))
 	}
 	if r.KernelConfirmed != 0 {
@@ -193,7 +195,7 @@ func appendJSONAnalysis(o *jsonObj, r *tracer.Record) {
 }
 
 // appendJSONSummary appends the fields of a conn record (docs/schema.md).
-func appendJSONSummary(o *jsonObj, s *tracer.ConnSummary) {
+func appendJSONSummary(o *jsonObj, s *result.ConnSummary) {
 	if s.Local.IsValid() {
 		o.addr("local", s.Local)
 		o.addr("remote", s.Remote)

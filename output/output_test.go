@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -30,8 +32,8 @@ func order(codes ...uint8) uint64 {
 	return o
 }
 
-func owner(pid uint32, comm string) tracer.Owner {
-	o := tracer.Owner{Known: true, PID: pid, TID: pid + 1, UID: 1000, CgroupID: 4242}
+func owner(pid uint32, comm string) result.Owner {
+	o := result.Owner{Known: true, PID: pid, TID: pid + 1, UID: 1000, CgroupID: 4242}
 	copy(o.Comm[:], comm)
 	return o
 }
@@ -77,11 +79,11 @@ func sampleRecords() []tracer.Record {
 		{Time: t0.Add(12 * time.Microsecond), Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirOut,
 			Src: ap("10.0.0.1:5555"), Dst: ap("10.0.0.2:80"), Flags: tracer.FlagPSH | tracer.FlagACK, Seq: 1001, Ack: 5001, Win: 502, Len: 1448,
 			Analyzed: true, RelSeq: 1, RelAck: 1, RelAckValid: true, KernelConfirmed: 1,
-			Verdicts: tracer.VerdictRetransmission | tracer.VerdictFastRetransmission},
+			Verdicts: result.VerdictRetransmission | result.VerdictFastRetransmission},
 		{Time: t0.Add(13 * time.Microsecond), Type: tracer.TypePacket, Conn: 1, Netns: 4026531840, Ifname: "veth0", Dir: tracer.DirIn,
 			Src: ap("10.0.0.2:80"), Dst: ap("10.0.0.1:5555"), Flags: tracer.FlagACK, Seq: 5001, Ack: 1001, Win: 508,
-			Analyzed: true, RelSeq: 1, RelAck: 1, RelAckValid: true, Verdicts: tracer.VerdictDuplicateACK, DupAckCount: 3},
-		{Time: t0.Add(14 * time.Microsecond), Type: tracer.TypeConn, Conn: 1, Netns: 4026531840, Summary: &tracer.ConnSummary{
+			Analyzed: true, RelSeq: 1, RelAck: 1, RelAckValid: true, Verdicts: result.VerdictDuplicateACK, DupAckCount: 3},
+		{Time: t0.Add(14 * time.Microsecond), Type: tracer.TypeConn, Conn: 1, Netns: 4026531840, Summary: &result.ConnSummary{
 			Local: ap("10.0.0.1:5555"), Remote: ap("10.0.0.2:80"), Role: "client", Owner: owner(123, "curl"),
 			Outcome: "established", ISNLocal: 1000, ISNRemote: 5000, HasISN: true,
 			HandshakeRTT: 123 * time.Microsecond, SynAckToAck: 45 * time.Microsecond, HandshakeCheck: "ok",
@@ -310,7 +312,7 @@ func TestAppendTimeMatchesLayout(t *testing.T) {
 // TestUnknownCountersAbsent: a summary counter whose source was not traced
 // is left out, never printed as zero; known zeros are printed.
 func TestUnknownCountersAbsent(t *testing.T) {
-	render := func(s tracer.ConnSummary) map[string]any {
+	render := func(s result.ConnSummary) map[string]any {
 		t.Helper()
 		var buf bytes.Buffer
 		w := NewWriter(&buf, FormatJSON)
@@ -328,23 +330,23 @@ func TestUnknownCountersAbsent(t *testing.T) {
 		return m
 	}
 	counters := []string{"bytes_out", "bytes_in", "segs_out", "segs_in", "retransmits", "resets", "zero_windows"}
-	none := render(tracer.ConnSummary{})
+	none := render(result.ConnSummary{})
 	for _, k := range counters {
 		if _, ok := none[k]; ok {
 			t.Errorf("%q present although nothing was counted: %v", k, none)
 		}
 	}
-	all := render(tracer.ConnSummary{PacketsSeen: true, KernelCounted: true, ResetsCounted: true})
+	all := render(result.ConnSummary{PacketsSeen: true, KernelCounted: true, ResetsCounted: true})
 	for _, k := range counters {
 		if _, ok := all[k]; !ok {
 			t.Errorf("%q absent although counted: %v", k, all)
 		}
 	}
-	kernelOnly := render(tracer.ConnSummary{KernelCounted: true})
+	kernelOnly := render(result.ConnSummary{KernelCounted: true})
 	if got := fmt.Sprint(kernelOnly["retransmits"]); got != "map[kernel:0 kernel_bytes:0 kernel_segs:0]" {
 		t.Errorf("retransmits with only kernel events = %s, want map[kernel:0 kernel_bytes:0 kernel_segs:0]", got)
 	}
-	packetsOnly := render(tracer.ConnSummary{PacketsSeen: true})
+	packetsOnly := render(result.ConnSummary{PacketsSeen: true})
 	if got := fmt.Sprint(packetsOnly["retransmits"]); got != "map[fast:0 seen:0 spurious:0]" {
 		t.Errorf("retransmits with only packets = %s, want map[fast:0 seen:0 spurious:0]", got)
 	}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 // AppendText appends r as one human-readable line (no newline). Packets
@@ -132,20 +134,20 @@ func AppendText(dst []byte, r *tracer.Record) []byte {
 // " [TCP Retransmission]", " [TCP Dup ACK #2]".
 func appendTextVerdicts(dst []byte, r *tracer.Record) []byte {
 	verdicts := r.Verdicts
-	if verdicts&(tracer.VerdictFastRetransmission|tracer.VerdictSpuriousRetransmission) != 0 {
-		verdicts &^= tracer.VerdictRetransmission // tshark's Info names the specific kind only
+	if verdicts&(result.VerdictFastRetransmission|result.VerdictSpuriousRetransmission) != 0 {
+		verdicts &^= result.VerdictRetransmission // tshark's Info names the specific kind only
 	}
-	for _, v := range tracer.VerdictNames {
+	for _, v := range result.VerdictNames {
 		if verdicts&v.Verdict == 0 {
 			continue
 		}
 		dst = append(dst, " ["...)
 		dst = append(dst, v.Text...)
-		if v.Verdict == tracer.VerdictDuplicateACK {
+		if v.Verdict == result.VerdictDuplicateACK {
 			dst = append(dst, " #"...)
 			dst = strconv.AppendUint(dst, uint64(r.DupAckCount), 10)
 		}
-		if v.Verdict&(tracer.Retransmissions|tracer.VerdictOutOfOrder) != 0 && r.KernelConfirmed != 0 {
+		if v.Verdict&(result.Retransmissions|result.VerdictOutOfOrder) != 0 && r.KernelConfirmed != 0 {
 			if r.KernelConfirmed > 0 {
 				dst = append(dst, ", kernel retransmitted it"...)
 			} else {
@@ -158,7 +160,7 @@ func appendTextVerdicts(dst []byte, r *tracer.Record) []byte {
 }
 
 // appendTextSummary appends one readable line about a connection.
-func appendTextSummary(dst []byte, s *tracer.ConnSummary) []byte {
+func appendTextSummary(dst []byte, s *result.ConnSummary) []byte {
 	dst = append(dst, "summary"...)
 	if s.Local.IsValid() {
 		dst = append(dst, ' ')

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"unsafe"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 const (
@@ -127,7 +129,7 @@ func (d *decoder) decodeSock(ev *tcpscopeSockEvent, r *Record) {
 	}
 	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_OWNER) != 0 {
 		o := &ev.Owner
-		r.Owner = Owner{
+		r.Owner = result.Owner{
 			Known:    true,
 			PID:      o.Tgid,
 			TID:      o.Pid,

@@ -15,6 +15,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 // Connections that existed before tracing started are listed once at
@@ -166,7 +168,7 @@ func addrPort(ip net.IP, port uint16) (netip.AddrPort, bool) {
 }
 
 // socketOwners maps socket inodes to the process holding them.
-func socketOwners() map[uint32]Owner {
+func socketOwners() map[uint32]result.Owner {
 	mnt, root := cgroup2Mount("/proc/self/mountinfo")
 	return scanSocketOwners("/proc", mnt, root)
 }
@@ -176,8 +178,8 @@ func socketOwners() map[uint32]Owner {
 // fd belongs to the process): NoTID. The cgroup id is the inode of the
 // process's cgroup v2 directory under cgroupMnt (what
 // bpf_get_current_cgroup_id returns), NoCgroup when it cannot be found.
-func scanSocketOwners(proc, cgroupMnt, cgroupRoot string) map[uint32]Owner {
-	owners := map[uint32]Owner{}
+func scanSocketOwners(proc, cgroupMnt, cgroupRoot string) map[uint32]result.Owner {
+	owners := map[uint32]result.Owner{}
 	fds, _ := filepath.Glob(filepath.Join(proc, "[0-9]*", "fd", "*"))
 	if len(fds) > maxProcFDs {
 		fds = fds[:maxProcFDs]
@@ -212,7 +214,7 @@ func scanSocketOwners(proc, cgroupMnt, cgroupRoot string) map[uint32]Owner {
 			info.cgroup, info.noCgroup = processCgroupID(pidDir, cgroupMnt, cgroupRoot)
 			procs[pidDir] = info
 		}
-		o := Owner{Known: true, PID: uint32(pid), NoTID: true, CgroupID: info.cgroup, NoCgroup: info.noCgroup}
+		o := result.Owner{Known: true, PID: uint32(pid), NoTID: true, CgroupID: info.cgroup, NoCgroup: info.noCgroup}
 		copy(o.Comm[:], info.comm)
 		owners[uint32(ino)] = o
 	}
@@ -317,7 +319,7 @@ func (t *Tracer) seedOwners(recs []Record) {
 
 // kernelOwner is the owner table entry of o: the fields o does not know
 // are flagged, so that the kernel's events leave them absent too.
-func kernelOwner(o *Owner) tcpscopeOwner {
+func kernelOwner(o *result.Owner) tcpscopeOwner {
 	k := tcpscopeOwner{Pid: o.TID, Tgid: o.PID, Uid: o.UID, CgroupId: o.CgroupID}
 	if o.NoTID {
 		k.Pid, k.Flags = 0, k.Flags|uint32(tcpscopeOwnerFlagOWNER_NO_TID)

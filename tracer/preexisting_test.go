@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 // fakeProc builds a /proc tree: each process has a comm, maybe a cgroup
@@ -173,7 +175,7 @@ func TestCgroup2Mount(t *testing.T) {
 // flags the thread and cgroup it does not know, so that the kernel's
 // later events of that socket leave them absent instead of zero.
 func TestKernelOwner(t *testing.T) {
-	o := Owner{Known: true, PID: 10, TID: 99, UID: 1000, CgroupID: 77, NoTID: true}
+	o := result.Owner{Known: true, PID: 10, TID: 99, UID: 1000, CgroupID: 77, NoTID: true}
 	copy(o.Comm[:], "nginx")
 	k := kernelOwner(&o)
 	if k.Tgid != 10 || k.Pid != 0 || k.Uid != 1000 || k.CgroupId != 77 || k.Flags != uint32(tcpscopeOwnerFlagOWNER_NO_TID) || k.Comm[0] != 'n' {

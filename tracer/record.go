@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 // RecordType is the kind of a Record; its String is the JSON `type` value.
@@ -201,29 +203,6 @@ func (o *TCPOptions) Codes() []uint8 {
 // SackKept is the number of SACK blocks held in Sack.
 func (o *TCPOptions) SackKept() int { return min(int(o.SackBlocks), len(o.Sack)) }
 
-// Owner is the process that owns a socket, as seen in process context.
-type Owner struct {
-	Known    bool
-	PID      uint32 // process id (tgid)
-	TID      uint32 // thread that last acted on the socket
-	UID      uint32
-	CgroupID uint64
-	Comm     [16]byte // raw, NUL-padded; escape before printing
-	// NoTID and NoCgroup mark TID and CgroupID unknown in a known owner
-	// (a socket listed at start-up: /proc names no thread).
-	NoTID, NoCgroup bool
-}
-
-// CommBytes returns the comm without its NUL padding.
-func (o *Owner) CommBytes() []byte {
-	for i, c := range o.Comm {
-		if c == 0 {
-			return o.Comm[:i]
-		}
-	}
-	return o.Comm[:]
-}
-
 // Record is one output record. The tracer reuses one Record for every
 // event, so a sink must not keep a pointer to it after Write returns.
 // Fields that do not belong to Type are zero.
@@ -257,7 +236,7 @@ type Record struct {
 	HasState      bool
 	ResetDir      ResetDir
 	Reason        string // reset reason (kernel name); "" when the kernel gives none
-	Owner         Owner
+	Owner         result.Owner
 	// Segs: for retransmits, how many segments the kernel retransmitted
 	// (tcp_skb_pcount: a GSO skb counts one per MSS, as TcpRetransSegs).
 	Segs uint16
@@ -291,124 +270,12 @@ type Record struct {
 	Analyzed        bool   // RelSeq (and RelAck with ACK) are set
 	RelSeq, RelAck  uint32 // relative to each side's ISN
 	RelAckValid     bool   // the peer's ISN is known
-	Verdicts        Verdicts
+	Verdicts        result.Verdicts
 	DupAckCount     uint32 // with VerdictDuplicateACK: how many in a row
 	KernelConfirmed int8   // retransmission verdicts: 1 the kernel retransmitted it, -1 it did not, 0 unknown
 
 	// Summary of a connection (TypeConn).
-	Summary *ConnSummary
-}
-
-// Verdicts is a set of per-packet analysis verdicts, as tshark's TCP
-// analysis names them (docs/analysis.md).
-type Verdicts uint16
-
-// Packet verdicts.
-const (
-	VerdictRetransmission Verdicts = 1 << iota
-	VerdictFastRetransmission
-	VerdictSpuriousRetransmission
-	VerdictOutOfOrder
-	VerdictLostSegment
-	VerdictAckUnseenSegment
-	VerdictDuplicateACK
-	VerdictZeroWindow
-	VerdictZeroWindowProbe
-	VerdictWindowFull
-	VerdictWindowUpdate
-	VerdictKeepAlive
-	VerdictKeepAliveACK
-)
-
-// VerdictNames lists the verdicts in output order: JSON name and the text
-// tshark prints.
-var VerdictNames = []struct {
-	Verdict    Verdicts
-	JSON, Text string
-}{
-	{VerdictRetransmission, "retransmission", "TCP Retransmission"},
-	{VerdictFastRetransmission, "fast_retransmission", "TCP Fast Retransmission"},
-	{VerdictSpuriousRetransmission, "spurious_retransmission", "TCP Spurious Retransmission"},
-	{VerdictOutOfOrder, "out_of_order", "TCP Out-Of-Order"},
-	{VerdictLostSegment, "lost_segment", "TCP Previous segment not captured"},
-	{VerdictAckUnseenSegment, "ack_unseen_segment", "TCP ACKed unseen segment"},
-	{VerdictDuplicateACK, "duplicate_ack", "TCP Dup ACK"},
-	{VerdictZeroWindow, "zero_window", "TCP ZeroWindow"},
-	{VerdictZeroWindowProbe, "zero_window_probe", "TCP ZeroWindowProbe"},
-	{VerdictWindowFull, "window_full", "TCP Window Full"},
-	{VerdictWindowUpdate, "window_update", "TCP Window Update"},
-	{VerdictKeepAlive, "keep_alive", "TCP Keep-Alive"},
-	{VerdictKeepAliveACK, "keep_alive_ack", "TCP Keep-Alive ACK"},
-}
-
-// Retransmissions are the verdicts the kernel can confirm.
-const Retransmissions = VerdictRetransmission | VerdictFastRetransmission | VerdictSpuriousRetransmission
-
-// ConnSummary is the one summary of a connection, emitted when it is gone
-// (or at exit, or when evicted). Zero durations and times are absent.
-type ConnSummary struct {
-	Local, Remote netip.AddrPort // the client's view when both ends are local
-	Owner         Owner          // of the local end
-	Role          string         // "client" or "server": what the local end is; "" unknown
-	Outcome       string         // handshake: established, refused, timeout, reset, "" (not seen)
-	ISNLocal      uint32
-	ISNRemote     uint32
-	HasISN        bool
-	HandshakeRTT  time.Duration // SYN to SYN-ACK, at the capture point
-	SynAckToAck   time.Duration
-	SynRetrans    int // SYN (or SYN-ACK) retransmissions seen
-	// HandshakeCheck: "ok" when the SYN-ACK acked the client's ISN + 1
-	// and the client's first ACK the server's ISN + 1;
-	// "synack_ack_mismatch" or "ack_mismatch" when one did not; "" when
-	// the handshake was not seen.
-	HandshakeCheck string
-	// Start: the connection's first packet or state change, zero when its
-	// beginning (SYN or the opening state change) was not seen. End: its
-	// last packet or state change of a full socket (TIME_WAIT is apart),
-	// or the stop for a socket still open then; zero when none was seen.
-	Start, End    time.Time
-	StateTime     [16]time.Duration // time in each TCPState of the local end
-	BytesOut      uint64            // payload the local end sent
-	BytesIn       uint64
-	SegsOut       uint64
-	SegsIn        uint64
-	RetransKernel uint64 // tcp_retransmit_skb events (one per skb, GSO or not)
-	RetransSegs   uint64 // segments of those events (tcp_skb_pcount), as TcpRetransSegs counts
-	RetransBytes  uint64 // payload bytes of those events
-	RetransSeen   uint64 // packets with a retransmission verdict of any kind, at the capture point
-	FastRetrans   uint64
-	Spurious      uint64
-	ResetsSent    uint64
-	ResetsRecv    uint64
-	ZeroWindows   uint64
-	SRTT          time.Duration // last smoothed RTT the kernel had, 0 unknown
-	Cwnd          uint32        // last congestion window, 0 unknown
-	ClosedBy      string        // local, remote, both, ""
-	CloseKind     string        // fin, reset, timeout, ""
-	HalfClose     time.Duration // first FIN to last FIN
-	// FinSeen and FinAcked: local, then remote. A FIN is acked by an ACK
-	// of its seq + len + 1 (the FIN takes one sequence number).
-	FinSeen, FinAcked [2]bool
-	ResetReason       string
-	TimeWait          time.Duration
-	TimeWaitEnd       string // expired, killed, ""
-	// TimeWaitKill: what killed TIME_WAIT early, when a sign of it was
-	// seen: "syn" (the peer's new SYN on the 4-tuple), "rst" (a RST
-	// received), "tw_reuse" (a local connect() took the 4-tuple over).
-	TimeWaitKill string
-	// TimeWaitSide: whose TIME_WAIT the fields above describe, "local" or
-	// "remote" (both ends on this host and the peer closed first); ""
-	// when none.
-	TimeWaitSide string
-	Complete     bool   // the connection is fully gone
-	Evicted      bool   // forgotten to bound memory
-	Preexisting  bool   // the connection existed when tracing started
-	Incomplete   string // why events may be missing, "" when none
-	// Which counters are known. A counter whose source was not traced is
-	// absent from the output, never zero.
-	PacketsSeen   bool // packets were captured: bytes, segments, capture-seen retransmits, zero windows
-	KernelCounted bool // tcp_retransmit_skb was traced for a local socket: RetransKernel
-	ResetsCounted bool // reset events were traced for a local socket: ResetsSent, ResetsRecv
+	Summary *result.ConnSummary
 }
 
 // HasAck reports whether the ACK flag is set (and so Ack is meaningful).

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer/deadline"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 // TIME_WAIT lifecycle. The mini-socket that replaces the active closer in
@@ -29,10 +31,10 @@ const (
 )
 
 type twSocket struct {
-	owner     Owner     // of the socket it replaced
-	start     time.Time // zero when TIME_WAIT began before tracing
-	startRec  *Record   // held until the old state is known
-	cancelRec *Record   // held: killed, unless an arm follows
+	owner     result.Owner // of the socket it replaced
+	start     time.Time    // zero when TIME_WAIT began before tracing
+	startRec  *Record      // held until the old state is known
+	cancelRec *Record      // held: killed, unless an arm follows
 }
 
 type twTracker struct {

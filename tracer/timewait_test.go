@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 func twRec(ms int, ev uint8) *Record {
@@ -27,7 +29,7 @@ func TestTimeWaitTracker(t *testing.T) {
 		t.Fatal("start emitted before the replaced socket's close")
 	}
 	closing := &Record{Type: TypeState, Time: base, Cookie: 5, OldState: 11, State: StateClose,
-		Owner: Owner{Known: true, PID: 7}}
+		Owner: result.Owner{Known: true, PID: 7}}
 	must(tr.before(closing, emit))
 	if len(out) != 1 || !out[0].TimeWait || out[0].OldState != 11 || out[0].State != StateTimeWait || out[0].Owner.PID != 7 {
 		t.Fatalf("start: %+v", out)

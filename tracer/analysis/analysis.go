@@ -17,6 +17,8 @@ import (
 
 	"github.com/tcpscope/tcpscope/tracer"
 	"github.com/tcpscope/tcpscope/tracer/deadline"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 // Defaults for Config.
@@ -149,7 +151,7 @@ func quietAt(last time.Time) int64 {
 // parked is a connection waiting only for the end of a TIME_WAIT: its
 // summary is built, and what the TIME_WAIT records still change is kept.
 type parked struct {
-	sum    tracer.ConnSummary
+	sum    result.ConnSummary
 	last   time.Time
 	losses uint64
 	netns  uint32
@@ -198,7 +200,7 @@ type socket struct {
 	state     tracer.TCPState
 	since     time.Time
 	stateTime [16]time.Duration
-	owner     tracer.Owner
+	owner     result.Owner
 	closed    bool
 	gotReset  bool
 	srtt      time.Duration
@@ -491,7 +493,7 @@ func (c *conn) socketEnds(r *tracer.Record) {
 // timeWaitOf fills sum's TIME_WAIT fields from sk; false when sk had no
 // TIME_WAIT. One still going on lasted until until, when its start was
 // seen.
-func timeWaitOf(tracked bool, sk *twState, sum *tracer.ConnSummary, until time.Time) bool {
+func timeWaitOf(tracked bool, sk *twState, sum *result.ConnSummary, until time.Time) bool {
 	switch {
 	case sk.twEnd != "":
 		sum.TimeWait, sum.TimeWaitEnd = sk.twDur, sk.twEnd
@@ -683,7 +685,7 @@ func (a *Analyzer) packet(c *conn, r *tracer.Record) bool {
 	if primary {
 		c.countPacket(s, r)
 	}
-	if r.Verdicts&(tracer.Retransmissions|tracer.VerdictOutOfOrder) == 0 {
+	if r.Verdicts&(result.Retransmissions|result.VerdictOutOfOrder) == 0 {
 		return false
 	}
 	// Retransmissions and out-of-order are guesses; the kernel knows.
@@ -793,16 +795,16 @@ func (c *conn) countPacket(s int, r *tracer.Record) {
 			c.dataStart[s] = first
 		}
 	}
-	if r.Verdicts&tracer.Retransmissions != 0 {
+	if r.Verdicts&result.Retransmissions != 0 {
 		c.retransSeen++
 	}
-	if r.Verdicts&tracer.VerdictFastRetransmission != 0 {
+	if r.Verdicts&result.VerdictFastRetransmission != 0 {
 		c.fast++
 	}
-	if r.Verdicts&tracer.VerdictSpuriousRetransmission != 0 {
+	if r.Verdicts&result.VerdictSpuriousRetransmission != 0 {
 		c.spurious++
 	}
-	if r.Verdicts&tracer.VerdictZeroWindow != 0 {
+	if r.Verdicts&result.VerdictZeroWindow != 0 {
 		c.zeroWin++
 	}
 	o := 1 - s
@@ -1319,7 +1321,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		return nil
 	}
 	a.noteLosses(c.losses, &c.incomplete)
-	sum := &tracer.ConnSummary{}
+	sum := &result.ConnSummary{}
 	netns := a.fill(c, sum)
 	// TIME_WAIT still going on lasted until the stop, or (evicted) until
 	// the connection's last record.
@@ -1359,7 +1361,7 @@ func (a *Analyzer) noteLosses(losses uint64, incomplete *string) {
 // timeWaitFields fills sum's TIME_WAIT fields from sk, the summary's local
 // end's socket (local) or the peer's when both are on this host and no
 // local TIME_WAIT was found before.
-func timeWaitFields(tracked bool, sk *twState, local bool, sum *tracer.ConnSummary, until time.Time) {
+func timeWaitFields(tracked bool, sk *twState, local bool, sum *result.ConnSummary, until time.Time) {
 	if sum.TimeWaitSide != "" || !timeWaitOf(tracked, sk, sum, until) {
 		return
 	}
@@ -1460,14 +1462,14 @@ func (a *Analyzer) finalize(id uint64, p *parked, complete, evicted bool) error 
 
 // fill sets sum's fields from c, all but Complete, Evicted and the
 // TIME_WAIT fields; it returns the netns of the summary's local end.
-func (a *Analyzer) fill(c *conn, sum *tracer.ConnSummary) uint32 {
+func (a *Analyzer) fill(c *conn, sum *result.ConnSummary) uint32 {
 	if c.outcome == "timeout" && !a.resetsTraced() && c.segs[0]+c.segs[1] == 0 {
 		// SYN_SENT -> CLOSE without a SYN-ACK is a timeout only when a
 		// refusal would have shown: a reset event or a captured RST.
 		// From state events alone it may be either: unknown.
 		c.outcome = ""
 	}
-	*sum = tracer.ConnSummary{Incomplete: c.incomplete,
+	*sum = result.ConnSummary{Incomplete: c.incomplete,
 		Outcome: c.outcome, SynRetrans: int(max(c.synCount-1, 0) + max(c.synAckCount-1, 0)),
 		End: c.lastOwn, RetransKernel: c.retransKernel, RetransSegs: c.retransSegs, RetransBytes: c.retransBytes,
 		RetransSeen: c.retransSeen, FastRetrans: c.fast, Spurious: c.spurious, ZeroWindows: c.zeroWin,

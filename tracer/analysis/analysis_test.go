@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
@@ -31,9 +33,9 @@ func (c *collect) packets() []tracer.Record {
 	return out
 }
 
-func (c *collect) summary(t *testing.T) *tracer.ConnSummary {
+func (c *collect) summary(t *testing.T) *result.ConnSummary {
 	t.Helper()
-	var s *tracer.ConnSummary
+	var s *result.ConnSummary
 	for _, r := range c.recs {
 		if r.Type == tracer.TypeConn {
 			if s != nil {
@@ -70,7 +72,7 @@ func sockEvent(at int, typ tracer.RecordType, local, remote string, old, new tra
 	return tracer.Record{Type: typ, Time: t0.Add(time.Duration(at) * time.Microsecond), Conn: 1, Netns: 7,
 		Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote),
 		OldState: old, State: new, HasState: true, Cookie: cookie,
-		Owner: tracer.Owner{Known: true, PID: 42, Comm: [16]byte{'c', 'u', 'r', 'l'}}}
+		Owner: result.Owner{Known: true, PID: 42, Comm: [16]byte{'c', 'u', 'r', 'l'}}}
 }
 
 const (
@@ -110,8 +112,8 @@ func run(t *testing.T, cfg Config, recs []tracer.Record) *collect {
 	return out
 }
 
-func verdictsOf(recs []tracer.Record) []tracer.Verdicts {
-	var v []tracer.Verdicts
+func verdictsOf(recs []tracer.Record) []result.Verdicts {
+	var v []result.Verdicts
 	for _, r := range recs {
 		v = append(v, r.Verdicts)
 	}
@@ -170,27 +172,27 @@ func TestRetransmissionsKinds(t *testing.T) {
 	cases := []struct {
 		name string
 		more []tracer.Record
-		want tracer.Verdicts
+		want result.Verdicts
 	}{
-		{"retransmission", []tracer.Record{seg(300000, cli, srv, P|A, 1001, 5001, 100, 502)}, tracer.VerdictRetransmission},
-		{"out of order", []tracer.Record{seg(1200, cli, srv, P|A, 1001, 5001, 50, 502)}, tracer.VerdictOutOfOrder},
+		{"retransmission", []tracer.Record{seg(300000, cli, srv, P|A, 1001, 5001, 100, 502)}, result.VerdictRetransmission},
+		{"out of order", []tracer.Record{seg(1200, cli, srv, P|A, 1001, 5001, 50, 502)}, result.VerdictOutOfOrder},
 		{"spurious", []tracer.Record{
 			seg(2000, srv, cli, A, 5001, 1201, 0, 508),
-			seg(300000, cli, srv, P|A, 1001, 5001, 100, 502)}, tracer.VerdictSpuriousRetransmission},
+			seg(300000, cli, srv, P|A, 1001, 5001, 100, 502)}, result.VerdictSpuriousRetransmission},
 		{"fast", []tracer.Record{
 			seg(2000, srv, cli, A, 5001, 1001, 0, 508),
 			seg(2100, srv, cli, A, 5001, 1001, 0, 508),
 			seg(2200, srv, cli, A, 5001, 1001, 0, 508),
 			seg(2300, srv, cli, A, 5001, 1001, 0, 508),
-			seg(9000, cli, srv, P|A, 1001, 5001, 100, 502)}, tracer.VerdictFastRetransmission},
+			seg(9000, cli, srv, P|A, 1001, 5001, 100, 502)}, result.VerdictFastRetransmission},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			out := run(t, Config{}, append(append([]tracer.Record{}, base...), c.more...))
 			pk := out.packets()
 			last := pk[len(pk)-1]
-			if last.Verdicts&^tracer.VerdictRetransmission != c.want&^tracer.VerdictRetransmission ||
-				last.Verdicts&tracer.VerdictRetransmission == 0 && c.want != tracer.VerdictOutOfOrder {
+			if last.Verdicts&^result.VerdictRetransmission != c.want&^result.VerdictRetransmission ||
+				last.Verdicts&result.VerdictRetransmission == 0 && c.want != result.VerdictOutOfOrder {
 				t.Errorf("verdicts %b, want %b", last.Verdicts, c.want)
 			}
 		})
@@ -208,7 +210,7 @@ func TestDuplicateACKsAreCounted(t *testing.T) {
 	pk := run(t, Config{}, recs).packets()
 	for i, want := range []uint32{1, 2} {
 		r := pk[len(pk)-2+i]
-		if r.Verdicts&tracer.VerdictDuplicateACK == 0 || r.DupAckCount != want {
+		if r.Verdicts&result.VerdictDuplicateACK == 0 || r.DupAckCount != want {
 			t.Errorf("dup ack %d: verdicts %b count %d", i, r.Verdicts, r.DupAckCount)
 		}
 	}
@@ -228,12 +230,12 @@ func TestLostAndUnseen(t *testing.T) {
 		seg(6000, srv, cli, A, 5011, 1501, 0, 508),     // so the gap is said again
 	)
 	pk := run(t, Config{}, recs).packets()
-	if pk[3].Verdicts&tracer.VerdictLostSegment == 0 {
+	if pk[3].Verdicts&result.VerdictLostSegment == 0 {
 		t.Errorf("gap: %b, want lost_segment", pk[3].Verdicts)
 	}
 	want := []bool{4: true, 5: false, 6: false, 7: false, 8: false, 9: true}
 	for i := 4; i < len(want); i++ {
-		if got := pk[i].Verdicts&tracer.VerdictAckUnseenSegment != 0; got != want[i] {
+		if got := pk[i].Verdicts&result.VerdictAckUnseenSegment != 0; got != want[i] {
 			t.Errorf("packet %d: ack_unseen_segment %v, want %v (verdicts %b)", i, got, want[i], pk[i].Verdicts)
 		}
 	}
@@ -250,12 +252,12 @@ func TestWindowVerdicts(t *testing.T) {
 	pk := run(t, Config{}, recs).packets()
 	checks := []struct {
 		i    int
-		want tracer.Verdicts
+		want result.Verdicts
 	}{
-		{4, tracer.VerdictZeroWindow},
-		{5, tracer.VerdictZeroWindowProbe},
-		{6, tracer.VerdictWindowUpdate},
-		{7, tracer.VerdictWindowFull},
+		{4, result.VerdictZeroWindow},
+		{5, result.VerdictZeroWindowProbe},
+		{6, result.VerdictWindowUpdate},
+		{7, result.VerdictWindowFull},
 	}
 	for _, c := range checks {
 		if pk[c.i].Verdicts != c.want {
@@ -270,10 +272,10 @@ func TestKeepAliveAndAck(t *testing.T) {
 		seg(1100, srv, cli, A, 5001, 1001, 0, 508), // its ack
 	)
 	pk := run(t, Config{}, recs).packets()
-	if pk[3].Verdicts != tracer.VerdictKeepAlive {
+	if pk[3].Verdicts != result.VerdictKeepAlive {
 		t.Errorf("keep-alive: %b", pk[3].Verdicts)
 	}
-	if pk[4].Verdicts&tracer.VerdictKeepAliveACK == 0 {
+	if pk[4].Verdicts&result.VerdictKeepAliveACK == 0 {
 		t.Errorf("keep-alive ack: %b", pk[4].Verdicts)
 	}
 }
@@ -308,7 +310,7 @@ func TestKernelConfirmation(t *testing.T) {
 		return pk[len(pk)-1]
 	}
 	out := run(t, cfg, append(append(local, data, again), rtxEvent))
-	if r := last(out); r.Verdicts&tracer.VerdictRetransmission == 0 || r.KernelConfirmed != 1 {
+	if r := last(out); r.Verdicts&result.VerdictRetransmission == 0 || r.KernelConfirmed != 1 {
 		t.Errorf("with the kernel event after it: verdicts %b confirmed %d", r.Verdicts, r.KernelConfirmed)
 	}
 	// The held packet comes out before the event that confirmed it.
@@ -422,7 +424,7 @@ func TestOutOfOrderKernelTruth(t *testing.T) {
 		rtx,
 	)).packets()
 	last := pk[len(pk)-1]
-	if last.Verdicts != tracer.VerdictOutOfOrder || last.KernelConfirmed != 1 {
+	if last.Verdicts != result.VerdictOutOfOrder || last.KernelConfirmed != 1 {
 		t.Errorf("verdicts %b confirmed %d, want out_of_order confirmed", last.Verdicts, last.KernelConfirmed)
 	}
 }
@@ -589,7 +591,7 @@ func TestTsharkPrecedence(t *testing.T) {
 			seg(1010, srv, cli, A, 5001, 1101, 0, 508),
 			seg(1020, cli, srv, P|A, 1001, 5001, 100, 502), // within the iRTT, but acked already
 		)).packets()
-		if want := tracer.VerdictSpuriousRetransmission | tracer.VerdictRetransmission; pk[6].Verdicts != want {
+		if want := result.VerdictSpuriousRetransmission | result.VerdictRetransmission; pk[6].Verdicts != want {
 			t.Errorf("verdicts %b, want %b", pk[6].Verdicts, want)
 		}
 	})
@@ -605,7 +607,7 @@ func TestTsharkPrecedence(t *testing.T) {
 			seg(31400, srv, cli, P|A, 5001, 1001, 10, 508),
 			seg(41400, cli, srv, P|A, 1001, 5011, 100, 502),
 		)).packets()
-		if want := tracer.VerdictFastRetransmission | tracer.VerdictRetransmission; pk[9].Verdicts != want {
+		if want := result.VerdictFastRetransmission | result.VerdictRetransmission; pk[9].Verdicts != want {
 			t.Errorf("verdicts %b, want %b", pk[9].Verdicts, want)
 		}
 	})
@@ -618,8 +620,8 @@ func TestTsharkPrecedence(t *testing.T) {
 			seg(4000, srv, cli, A, 5001, 1101, 0, 100),     // window update
 			seg(5000, cli, srv, P|A, 1100, 5001, 201, 502), // resends the probe's byte with new data
 		)).packets()
-		want := map[int]tracer.Verdicts{5: tracer.VerdictZeroWindowProbe, 6: tracer.VerdictZeroWindow,
-			7: tracer.VerdictWindowUpdate, 8: 0}
+		want := map[int]result.Verdicts{5: result.VerdictZeroWindowProbe, 6: result.VerdictZeroWindow,
+			7: result.VerdictWindowUpdate, 8: 0}
 		for i, w := range want {
 			if pk[i].Verdicts != w {
 				t.Errorf("packet %d: verdicts %b, want %b", i, pk[i].Verdicts, w)
@@ -810,7 +812,7 @@ func TestTimeWaitKillCause(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			recs := append(append([]tracer.Record{}, closed...), c.tail...)
 			out := run(t, Config{TimeWaitTracked: true}, recs)
-			var s *tracer.ConnSummary
+			var s *result.ConnSummary
 			for _, r := range out.recs {
 				if r.Type == tracer.TypeConn && r.Conn == 1 {
 					s = r.Summary

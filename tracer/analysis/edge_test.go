@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 // TestBytesPast2GiB: bytes by sequence progress stay right past 2 GiB and 4 GiB.
@@ -47,8 +49,8 @@ func TestIRTTAfterSynRetransmit(t *testing.T) {
 		seg(1301100, cli, srv, P|A, 1001, 5001, 100, 502), // RTO retransmission 300 ms later
 	}
 	pk := run(t, Config{}, recs).packets()
-	if got := pk[7].Verdicts; got != tracer.VerdictRetransmission {
-		t.Errorf("verdicts %b, tshark says retransmission (%b)", got, tracer.VerdictRetransmission)
+	if got := pk[7].Verdicts; got != result.VerdictRetransmission {
+		t.Errorf("verdicts %b, tshark says retransmission (%b)", got, result.VerdictRetransmission)
 	}
 }
 
@@ -101,10 +103,10 @@ func TestAckUnseenAtWrap(t *testing.T) {
 		seg(1600, cli, srv, A, 1011, 0x900, 0, 502),       // tshark: nothing
 	}
 	pk := run(t, Config{}, recs).packets()
-	if pk[5].Verdicts&tracer.VerdictAckUnseenSegment == 0 {
+	if pk[5].Verdicts&result.VerdictAckUnseenSegment == 0 {
 		t.Fatalf("first ack unseen missing: %b", pk[5].Verdicts)
 	}
-	if pk[8].Verdicts&tracer.VerdictAckUnseenSegment != 0 {
+	if pk[8].Verdicts&result.VerdictAckUnseenSegment != 0 {
 		t.Errorf("packet 8 ack_unseen_segment; tshark 4.0 says nothing (it moved maxseqtobeacked past the gap)")
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 // Serial-number comparisons of TCP sequence numbers (RFC 1982).
@@ -25,7 +27,7 @@ type flow struct {
 	// "ACKed unseen segment" verdict on the peer's ACK, until this
 	// direction's ack changes.
 	dupAcks  int32
-	verdicts tracer.Verdicts // of the last packet
+	verdicts result.Verdicts // of the last packet
 }
 
 // point is one capture point (an interface in a namespace): verdicts are
@@ -73,7 +75,7 @@ func segLen(r *tracer.Record) uint32 {
 // The checks and their order are tshark's (4.0, default preferences:
 // fast retransmission before out-of-order), so that the same packets get
 // the same verdicts; docs/analysis.md lists the definitions.
-func analyze(pt *point, side int, r *tracer.Record, scale [2]int, oooWindow time.Duration) (v tracer.Verdicts, dupCount uint32) {
+func analyze(pt *point, side int, r *tracer.Record, scale [2]int, oooWindow time.Duration) (v result.Verdicts, dupCount uint32) {
 	f, rev := &pt.flows[side], &pt.flows[1-side]
 	syn, fin := r.Flags&tracer.FlagSYN != 0, r.Flags&tracer.FlagFIN != 0
 	ack := r.Flags&tracer.FlagACK != 0
@@ -84,10 +86,10 @@ func analyze(pt *point, side int, r *tracer.Record, scale [2]int, oooWindow time
 	// A zero-window probe: one byte at the next sequence number into the
 	// peer's zero window. Nothing else is checked of it but its ACK.
 	if f.seen && r.Len == 1 && r.Seq == f.nextSeq && rev.seen && rev.lastWin == 0 {
-		v |= tracer.VerdictZeroWindowProbe
+		v |= result.VerdictZeroWindowProbe
 	} else {
 		v = forwardChecks(f, rev, r, scale[1-side])
-		if v&tracer.VerdictDuplicateACK != 0 {
+		if v&result.VerdictDuplicateACK != 0 {
 			dupCount = uint32(f.dupAcks)
 		}
 	}
@@ -99,23 +101,23 @@ func analyze(pt *point, side int, r *tracer.Record, scale [2]int, oooWindow time
 		// the wrap of the sequence space.
 		if rev.maxSeqToBeAcked > rev.nextSeq {
 			rev.maxSeqToBeAcked = rev.nextSeq
-			v |= tracer.VerdictAckUnseenSegment
+			v |= result.VerdictAckUnseenSegment
 		} else {
 			// Once per gap: again only after the peer's ack moved.
 			if rev.dupAcks == 0 {
-				v |= tracer.VerdictAckUnseenSegment
+				v |= result.VerdictAckUnseenSegment
 			}
 			rev.dupAcks = -1
 		}
 	}
-	if (r.Len > 0 || syn || fin) && v&tracer.VerdictKeepAlive == 0 {
+	if (r.Len > 0 || syn || fin) && v&result.VerdictKeepAlive == 0 {
 		v |= retransmissionKind(f, rev, r, seg, oooWindow)
 	}
 
 	// Update this direction's state. A zero-window probe moves neither
 	// next seq nor the contiguous end (as tshark): the peer has not taken
 	// its byte.
-	zwp := v&tracer.VerdictZeroWindowProbe != 0
+	zwp := v&result.VerdictZeroWindowProbe != 0
 	if (!f.seen || seqGT(r.Seq+seg, f.nextSeq)) && !zwp {
 		f.nextSeq = r.Seq + seg
 		f.nextSeqTime = t
@@ -132,43 +134,43 @@ func analyze(pt *point, side int, r *tracer.Record, scale [2]int, oooWindow time
 // forwardChecks gives the verdicts that compare a packet with its own
 // direction's history: zero window, lost segment, keep-alive, window
 // update and full, keep-alive ACK and duplicate ACK.
-func forwardChecks(f, rev *flow, r *tracer.Record, revScale int) (v tracer.Verdicts) {
+func forwardChecks(f, rev *flow, r *tracer.Record, revScale int) (v result.Verdicts) {
 	syn, fin, rst := r.Flags&tracer.FlagSYN != 0, r.Flags&tracer.FlagFIN != 0, r.Flags&tracer.FlagRST != 0
 	control := syn || fin || rst
 	win := uint32(r.Win)
 	if win == 0 && !control {
-		v |= tracer.VerdictZeroWindow
+		v |= result.VerdictZeroWindow
 	}
 	// The peer's window edge, when its scaling is known (-2: none).
 	windowFull := rev.seen && r.Len > 0 && !control && revScale != -1 &&
 		r.Seq+r.Len == rev.lastAck+rev.lastWin<<uint(max(revScale, 0))
 	if !f.seen {
 		if windowFull {
-			v |= tracer.VerdictWindowFull
+			v |= result.VerdictWindowFull
 		}
 		return v
 	}
 	if seqGT(r.Seq, f.nextSeq) && !rst {
-		v |= tracer.VerdictLostSegment
+		v |= result.VerdictLostSegment
 	}
 	if r.Len <= 1 && !control && r.Seq == f.nextSeq-1 {
-		v |= tracer.VerdictKeepAlive
+		v |= result.VerdictKeepAlive
 	}
 	// A segment without data that repeats seq and ack: it updates the
 	// window, answers a keep-alive or a zero-window probe, or duplicates
 	// the last ACK.
 	same := r.Len == 0 && !control && r.Seq == f.nextSeq && r.Ack == f.lastAck
 	if same && win != 0 && win != f.lastWin {
-		v |= tracer.VerdictWindowUpdate
+		v |= result.VerdictWindowUpdate
 	}
 	if windowFull {
-		v |= tracer.VerdictWindowFull
+		v |= result.VerdictWindowFull
 	}
 	switch {
 	case !same || win != f.lastWin:
-	case win != 0 && rev.verdicts&tracer.VerdictKeepAlive != 0:
-		v |= tracer.VerdictKeepAliveACK
-	case win == 0 && rev.verdicts&tracer.VerdictZeroWindowProbe != 0:
+	case win != 0 && rev.verdicts&result.VerdictKeepAlive != 0:
+		v |= result.VerdictKeepAliveACK
+	case win == 0 && rev.verdicts&result.VerdictZeroWindowProbe != 0:
 		// A zero-window probe's ACK: no duplicate (tshark's
 		// zero_window_probe_ack, not reported).
 	case win != 0:
@@ -177,7 +179,7 @@ func forwardChecks(f, rev *flow, r *tracer.Record, revScale int) (v tracer.Verdi
 		} else {
 			f.dupAcks++
 		}
-		v |= tracer.VerdictDuplicateACK
+		v |= result.VerdictDuplicateACK
 	}
 	return v
 }
@@ -185,7 +187,7 @@ func forwardChecks(f, rev *flow, r *tracer.Record, revScale int) (v tracer.Verdi
 // retransmissionKind says what a segment carrying data, SYN or FIN is
 // when it does not advance its direction's sequence number: a spurious,
 // fast or plain retransmission, or out of order.
-func retransmissionKind(f, rev *flow, r *tracer.Record, seg uint32, oooWindow time.Duration) tracer.Verdicts {
+func retransmissionKind(f, rev *flow, r *tracer.Record, seg uint32, oooWindow time.Duration) result.Verdicts {
 	t := r.Time
 	notAdvanced := f.seen && seqLT(r.Seq, f.nextSeq)
 	// More than one byte starting one before next seq adds data (after a
@@ -198,15 +200,15 @@ func retransmissionKind(f, rev *flow, r *tracer.Record, seg uint32, oooWindow ti
 	switch {
 	case r.Len > 0 && rev.seen && rev.lastAck != 0 && seqLE(r.Seq+r.Len, rev.lastAck):
 		// Every byte of it was acknowledged already.
-		return tracer.VerdictSpuriousRetransmission | tracer.VerdictRetransmission
+		return result.VerdictSpuriousRetransmission | result.VerdictRetransmission
 	case !notAdvanced:
 		return 0
 	case rev.dupAcks >= 2 && rev.lastAck == r.Seq && within(t.Sub(rev.lastTime), fastRetransWindow):
-		return tracer.VerdictFastRetransmission | tracer.VerdictRetransmission
+		return result.VerdictFastRetransmission | result.VerdictRetransmission
 	case within(t.Sub(f.nextSeqTime), oooWindow) && f.nextSeq != r.Seq+seg:
-		return tracer.VerdictOutOfOrder
+		return result.VerdictOutOfOrder
 	}
-	return tracer.VerdictRetransmission
+	return result.VerdictRetransmission
 }
 
 // within reports whether d is in [0, window): like tshark's unsigned

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 // at is t0 plus us microseconds.
@@ -173,7 +175,7 @@ func rstEvent(us int, local, remote string, dir tracer.ResetDir, state tracer.TC
 	r := sockEvent(us, tracer.TypeReset, local, remote, 0, state, cookie)
 	r.ResetDir = dir
 	if cookie == 0 {
-		r.HasState, r.State, r.Owner = false, 0, tracer.Owner{}
+		r.HasState, r.State, r.Owner = false, 0, result.Owner{}
 	}
 	return r
 }
