@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
-
 	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
