@@ -44,11 +44,18 @@ func (o *jsonObj) addr(k string, ap netip.AddrPort) {
 // AppendJSON appends r as one JSON object (no newline). The field order is
 // fixed; see docs/schema.md.
 func AppendJSON(dst []byte, r *tracer.Record) []byte {
-	o := jsonObj{b: append(dst, '{')}
-	o.key("ts")
-	o.b = append(o.b, '"')
-	o.b = appendTime(o.b, r.Time)
-	o.b = append(o.b, '"')
+	dst = append(dst, jsonTimeKey...)
+	dst = appendTime(dst, r.Time)
+	return appendJSONAfterTime(dst, r)
+}
+
+// jsonTimeKey opens every JSON record: the timestamp is its first field.
+const jsonTimeKey = `{"ts":"`
+
+// appendJSONAfterTime appends the rest of r's JSON object after
+// jsonTimeKey and the timestamp.
+func appendJSONAfterTime(dst []byte, r *tracer.Record) []byte {
+	o := jsonObj{b: append(dst, '"')}
 	o.str("type", r.Type.String())
 	o.uint("conn", r.Conn)
 	o.uint("netns", uint64(r.Netns))

@@ -308,6 +308,28 @@ func TestAppendTimeMatchesLayout(t *testing.T) {
 	}
 }
 
+// TestTimeCacheMatchesAppendTime: the Writer's cached date and clock give
+// the same text as appendTime across second boundaries, back in time,
+// other zones, before 1970 and outside the years 0..9999.
+func TestTimeCacheMatchesAppendTime(t *testing.T) {
+	var c timeCache
+	times := []time.Time{
+		t0, t0.Add(time.Nanosecond), t0.Add(999 * time.Millisecond), t0.Add(time.Second),
+		t0.Add(-time.Nanosecond), t0.Add(24 * time.Hour), t0.Add(24*time.Hour + 1),
+		time.Unix(-1, 5), time.Unix(-1, 999999999), time.Unix(0, 0),
+		time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600)),
+		time.Date(2026, 1, 2, 2, 4, 5, 7, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(10000, 1, 1, 0, 0, 0, 2, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+	}
+	for _, tm := range times {
+		want := string(appendTime(nil, tm))
+		if got := string(c.append(nil, tm)); got != want {
+			t.Errorf("timeCache.append(%v) = %s, want %s", tm, got, want)
+		}
+	}
+}
+
 // TestUnknownCountersAbsent: a summary counter whose source was not traced
 // is left out, never printed as zero; known zeros are printed.
 func TestUnknownCountersAbsent(t *testing.T) {

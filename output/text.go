@@ -12,7 +12,12 @@ import (
 // read like tcpdump -S -n; socket events like
 // "10.0.0.1:5555 10.0.0.2:80 SYN_SENT -> ESTABLISHED pid 123 (curl)".
 func AppendText(dst []byte, r *tracer.Record) []byte {
-	dst = appendTime(dst, r.Time)
+	return appendTextAfterTime(appendTime(dst, r.Time), r)
+}
+
+// appendTextAfterTime appends the rest of r's text line after its
+// timestamp.
+func appendTextAfterTime(dst []byte, r *tracer.Record) []byte {
 	if r.Type != tracer.TypeLost {
 		dst = append(dst, " conn "...)
 		dst = strconv.AppendUint(dst, r.Conn, 10)

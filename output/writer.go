@@ -53,6 +53,7 @@ type Writer struct {
 	buf    []byte   // whole lines not yet written
 	format Format
 	line   []byte
+	times  timeCache
 	err    error // sticky, a *WriteError
 }
 
@@ -94,9 +95,9 @@ func (w *Writer) Write(r *tracer.Record) error {
 		return w.err
 	}
 	if w.format == FormatText {
-		w.line = AppendText(w.line[:0], r)
+		w.line = appendTextAfterTime(w.times.append(w.line[:0], r.Time), r)
 	} else {
-		w.line = AppendJSON(w.line[:0], r)
+		w.line = appendJSONAfterTime(w.times.append(append(w.line[:0], jsonTimeKey...), r.Time), r)
 	}
 	w.line = append(w.line, '\n')
 	if len(w.buf)+len(w.line) > cap(w.buf) {
@@ -192,6 +193,32 @@ func appendTime(dst []byte, t time.Time) []byte {
 	dst = append(dst, ':')
 	dst = appendDigits(dst, sec, 2)
 	dst = append(dst, '.')
+	dst = appendDigits(dst, t.Nanosecond(), 9)
+	return append(dst, 'Z')
+}
+
+// timeCache formats timestamps like appendTime, reusing the date and
+// clock of the last second it formatted: records come in time order, many
+// per second, and the calendar arithmetic is the dear part.
+type timeCache struct {
+	sec    int64 // Unix second of prefix
+	valid  bool
+	prefix [len("2006-01-02T15:04:05.")]byte
+}
+
+// append appends t in TimeLayout.
+func (c *timeCache) append(dst []byte, t time.Time) []byte {
+	if sec := t.Unix(); !c.valid || sec != c.sec {
+		var full [len(TimeLayout)]byte
+		f := appendTime(full[:0], t)
+		if len(f) != len("2006-01-02T15:04:05.000000000Z") {
+			c.valid = false
+			return append(dst, f...) // a year outside 0..9999
+		}
+		copy(c.prefix[:], f)
+		c.sec, c.valid = sec, true
+	}
+	dst = append(dst, c.prefix[:]...)
 	dst = appendDigits(dst, t.Nanosecond(), 9)
 	return append(dst, 'Z')
 }
