@@ -19,21 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpscope/tcpscope/test/harness"
 	"github.com/tcpscope/tcpscope/tracer"
 )
-
-// acctRecord is what the accounting tests read of a record.
-type acctRecord struct {
-	Type       string `json:"type"`
-	Kind       string `json:"kind"`
-	Where      string `json:"where"`
-	Count      uint64 `json:"count"`
-	TimeWait   bool   `json:"timewait"`
-	Src        string `json:"src"`
-	Dst        string `json:"dst"`
-	Incomplete bool   `json:"incomplete"`
-	Reason     string `json:"incomplete_reason"`
-}
 
 // tally counts one tracer's output per event kind: records delivered and
 // reported lost (by place).
@@ -42,7 +30,6 @@ type tally struct {
 	lost       map[string]uint64 // kind -> count, any place
 	lostWhere  map[string]uint64 // place -> count
 	incomplete int               // conn summaries marked incomplete because events were lost
-	records    []acctRecord
 }
 
 func tallyOutput(t *testing.T, out []byte) *tally {
@@ -51,17 +38,16 @@ func tallyOutput(t *testing.T, out []byte) *tally {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var r acctRecord
+		var r harness.Record
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("bad output line %q: %v", sc.Text(), err)
 		}
-		tl.records = append(tl.records, r)
 		switch r.Type {
 		case "lost":
 			tl.lost[r.Kind] += r.Count
 			tl.lostWhere[r.Where] += r.Count
 		case "conn":
-			if r.Incomplete && strings.Contains(r.Reason, "lost") {
+			if r.Incomplete && strings.Contains(r.IncompleteReason, "lost") {
 				tl.incomplete++
 			}
 		case "state":
@@ -96,24 +82,24 @@ func checkAccounting(t *testing.T, got, oracle *tally) {
 // reads 64 bytes, answers 256 and closes first), workers at a time, at
 // most rate per second (0: as fast as they go). It returns how many
 // completed.
-func storm(ctx context.Context, t *testing.T, v *vethPair, port uint16, n, workers, rate int) int64 {
+func storm(ctx context.Context, t *testing.T, v *harness.VethPair, port uint16, n, workers, rate int) int64 {
 	t.Helper()
-	nsA, err := tracer.OpenNetns("/run/netns/" + v.a.name)
+	nsA, err := tracer.OpenNetns("/run/netns/" + v.A.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nsA.Close()
-	nsB, err := tracer.OpenNetns("/run/netns/" + v.b.name)
+	nsB, err := tracer.OpenNetns("/run/netns/" + v.B.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nsB.Close()
 	var ln net.Listener
 	if err := nsA.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(v.a4, port).String())
+		ln, err = net.Listen("tcp4", netip.AddrPortFrom(v.A4, port).String())
 		return err
 	}); err != nil {
-		t.Fatalf("listen in %s: %v", v.a.name, err)
+		t.Fatalf("listen in %s: %v", v.A.Name, err)
 	}
 	defer ln.Close()
 	go func() {
@@ -154,7 +140,7 @@ func storm(ctx context.Context, t *testing.T, v *vethPair, port uint16, n, worke
 							return nil
 						}
 					}
-					c, err := net.DialTimeout("tcp4", netip.AddrPortFrom(v.a4, port).String(), 2*time.Second)
+					c, err := net.DialTimeout("tcp4", netip.AddrPortFrom(v.A4, port).String(), 2*time.Second)
 					if err != nil {
 						continue
 					}
@@ -183,8 +169,8 @@ func TestLossAccountingExact(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "acct", 63)
-	common := []string{"trace", "-o", "json", "--netns", v.a.name, "-i", vethA}
+	v := harness.NewVethPair(t, netnsPrefix, "acct", 63)
+	common := []string{"trace", "-o", "json", "--netns", v.A.Name, "-i", harness.VethA}
 	oracle := startAcctTracer(ctx, t, "oracle", append(common, "--ring-size", "8M")...)
 	small := startAcctTracer(ctx, t, "small", append(common, "--ring-size", "4K")...)
 	done := storm(ctx, t, v, 7301, 2000, 8, 0)
@@ -211,23 +197,23 @@ func TestLossAccountingExact(t *testing.T) {
 
 // startAcctTracer runs tcpscope with its output in a file (a reader that
 // never slows it down) and waits until it traces.
-func startAcctTracer(ctx context.Context, t *testing.T, name string, args ...string) *proc {
+func startAcctTracer(ctx context.Context, t *testing.T, name string, args ...string) *harness.Proc {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), name+".json")
-	p := startProc(t, "tcpscope-"+name, append([]string{bins.tcpscope}, append(args, "-w", out)...)...)
-	if _, err := p.waitLine(ctx, true, `msg="tracing started"`); err != nil {
+	p := harness.StartT(t, "tcpscope-"+name, harness.Command(append([]string{bins.tcpscope}, append(args, "-w", out)...)...))
+	if _, err := p.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)
 	}
-	p.name = out // where stopAcctTracer finds the output
+	p.Name = out // where stopAcctTracer finds the output
 	return p
 }
 
-func stopAcctTracer(ctx context.Context, t *testing.T, p *proc) []byte {
+func stopAcctTracer(ctx context.Context, t *testing.T, p *harness.Proc) []byte {
 	t.Helper()
-	if err := p.stop(ctx, syscall.SIGINT); err != nil {
-		t.Fatalf("tcpscope after SIGINT: %v\n%s", err, p.output())
+	if err := p.Stop(ctx, syscall.SIGINT, stopTimeout); err != nil {
+		t.Fatalf("tcpscope after SIGINT: %v\n%s", err, p.Output())
 	}
-	data, err := os.ReadFile(p.name)
+	data, err := os.ReadFile(p.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +249,7 @@ func TestSlowReaderOverflow(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "slowrd", 64)
+	v := harness.NewVethPair(t, netnsPrefix, "slowrd", 64)
 	fifo := filepath.Join(t.TempDir(), "out.fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
@@ -274,10 +260,10 @@ func TestSlowReaderOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	common := []string{"trace", "-o", "json", "--analysis", "off", "--netns", v.a.name, "-i", vethA}
+	common := []string{"trace", "-o", "json", "--analysis", "off", "--netns", v.A.Name, "-i", harness.VethA}
 	oracle := startAcctTracer(ctx, t, "oracle", common...)
-	slow := startProc(t, "tcpscope", append([]string{bins.tcpscope}, append(common, "-w", fifo)...)...)
-	if _, err := slow.waitLine(ctx, true, `msg="tracing started"`); err != nil {
+	slow := harness.StartT(t, "tcpscope", harness.Command(append([]string{bins.tcpscope}, append(common, "-w", fifo)...)...))
+	if _, err := slow.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)
 	}
 
@@ -317,11 +303,11 @@ func TestSlowReaderOverflow(t *testing.T) {
 	go func() { stormDone <- storm(ctx, t, v, 7302, 15000, 8, 1000) }()
 	time.Sleep(2 * time.Second)
 	paused.Store(true)
-	rssBefore := procRSS(t, slow.pid())
+	rssBefore := procRSS(t, slow.Pid())
 	var rssMax int64
 	for range 20 {
 		time.Sleep(500 * time.Millisecond)
-		rssMax = max(rssMax, procRSS(t, slow.pid()))
+		rssMax = max(rssMax, procRSS(t, slow.Pid()))
 	}
 	stalled := len(snapshot())
 	paused.Store(false)
@@ -336,13 +322,13 @@ func TestSlowReaderOverflow(t *testing.T) {
 	storm(ctx, t, v, 7303, 5, 1, 0)
 	for !bytes.Contains(snapshot()[stalled:], []byte(`:7303"`)) {
 		if ctx.Err() != nil {
-			t.Fatalf("no record of the connections after the stall reached the reader\n%s", slow.output())
+			t.Fatalf("no record of the connections after the stall reached the reader\n%s", slow.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(settle)
-	if err := slow.stop(ctx, syscall.SIGINT); err != nil {
-		t.Fatalf("tcpscope after SIGINT: %v\n%s", err, slow.output())
+	if err := slow.Stop(ctx, syscall.SIGINT, stopTimeout); err != nil {
+		t.Fatalf("tcpscope after SIGINT: %v\n%s", err, slow.Output())
 	}
 	<-eof
 	oracleOut := stopAcctTracer(ctx, t, oracle)

@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // TestNetnsFilter runs tcpscope in the root namespace with --netns A -i
@@ -27,45 +29,45 @@ func TestNetnsFilter(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "netns", 20)
+	v := harness.NewVethPair(t, netnsPrefix, "netns", 20)
 	tp := vethTopology(v, false)
 
-	tracer := startTracer(ctx, t, nil, "--netns", v.a.name, "-i", vethA)
-	dump := startTcpdump(ctx, t, v.a, vethA)
+	tracer := startTracer(ctx, t, nil, "--netns", v.A.Name, "-i", harness.VethA)
+	dump := startTcpdump(ctx, t, v.A, harness.VethA)
 	run := runScenario(ctx, t, tp, &scenarios[0])
 	time.Sleep(settle)
 	td := stopTcpdump(ctx, t, dump)
 	recs := stopTracer(ctx, t, tracer)
 
-	var fromA, fromB, fromElsewhere []*record
+	var fromA, fromB, fromElsewhere []*harness.Record
 	for _, r := range recs {
-		if !r.isSocketEvent() {
+		if !r.IsSocketEvent() {
 			continue
 		}
 		switch r.Netns {
-		case v.a.inode:
+		case v.A.Inode:
 			fromA = append(fromA, r)
-		case v.b.inode:
+		case v.B.Inode:
 			fromB = append(fromB, r)
 		default:
 			fromElsewhere = append(fromElsewhere, r)
 		}
 	}
 	if len(fromB) > 0 {
-		t.Errorf("--netns %s: %d socket events from namespace B:\n%s", v.a.name, len(fromB), describe(fromB))
+		t.Errorf("--netns %s: %d socket events from namespace B:\n%s", v.A.Name, len(fromB), harness.Describe(fromB))
 	}
 	if len(fromElsewhere) > 0 {
-		t.Errorf("--netns %s: %d socket events from other namespaces:\n%s", v.a.name, len(fromElsewhere), describe(fromElsewhere))
+		t.Errorf("--netns %s: %d socket events from other namespaces:\n%s", v.A.Name, len(fromElsewhere), harness.Describe(fromElsewhere))
 	}
-	client := selectRecords(fromA, func(r *record) bool { return r.local == run.client && r.remote == run.server })
-	if got := stateChain(client); got != clientFinChain {
-		t.Errorf("client states in A: got %q, want %q\n%s", got, clientFinChain, describe(fromA))
+	client := harness.Select(fromA, func(r *harness.Record) bool { return r.LocalAddr == run.client && r.RemoteAddr == run.server })
+	if got := harness.StateChain(client); got != clientFinChain {
+		t.Errorf("client states in A: got %q, want %q\n%s", got, clientFinChain, harness.Describe(fromA))
 	}
 	if len(client) != len(fromA) {
-		t.Errorf("socket events in A that are not the client's:\n%s", describe(fromA))
+		t.Errorf("socket events in A that are not the client's:\n%s", harness.Describe(fromA))
 	}
 	checkPackets(t, tp, td, recs)
-	checkConnIDs(t, tp, []*connRun{run}, selectRecords(recs, func(r *record) bool { return r.Type == "packet" || r.Netns == v.a.inode }))
+	checkConnIDs(t, tp, []*connRun{run}, harness.Select(recs, func(r *harness.Record) bool { return r.Type == "packet" || r.Netns == v.A.Inode }))
 }
 
 // TestBadInput runs tcpscope with one bad argument at a time. Each must
@@ -75,7 +77,7 @@ func TestBadInput(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "badinput", 30)
+	v := harness.NewVethPair(t, netnsPrefix, "badinput", 30)
 
 	cases := []struct {
 		args    []string
@@ -114,19 +116,19 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--\x1b[31m"}, `unknown flag`},
 	}
 	for _, tc := range cases {
-		argv := v.a.exec(append([]string{bins.tcpscope, "trace", "-i", vethA}, tc.args...)...)
-		p := startProc(t, "tcpscope", argv...)
+		argv := v.A.Exec(append([]string{bins.tcpscope, "trace", "-i", harness.VethA}, tc.args...)...)
+		p := harness.StartT(t, "tcpscope", harness.Command(argv...))
 		waitCtx, waitCancel := context.WithTimeout(ctx, stopTimeout)
-		err := p.wait(waitCtx)
+		err := p.Wait(waitCtx)
 		waitCancel()
-		if !p.exited() {
-			t.Fatalf("tcpscope %s did not exit: %v\n%s", strings.Join(tc.args, " "), err, p.output())
+		if !p.Exited() {
+			t.Fatalf("tcpscope %s did not exit: %v\n%s", strings.Join(tc.args, " "), err, p.Output())
 		}
-		stderr := p.stderr.String()
+		stderr := p.Stderr.String()
 		lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
 		switch {
-		case p.exitCode() != 2:
-			t.Errorf("tcpscope %s: exit status %d, want 2\n%s", strings.Join(tc.args, " "), p.exitCode(), p.output())
+		case p.ExitCode() != 2:
+			t.Errorf("tcpscope %s: exit status %d, want 2\n%s", strings.Join(tc.args, " "), p.ExitCode(), p.Output())
 		case !strings.HasSuffix(stderr, "\n") || len(lines) != 1 || strings.TrimSpace(lines[0]) == "":
 			t.Errorf("tcpscope %s: want exactly one line on stderr, got %q", strings.Join(tc.args, " "), stderr)
 		case !strings.Contains(strings.ToLower(lines[0]), strings.ToLower(tc.mention)):
@@ -135,28 +137,28 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("tcpscope %s: stderr %q is not a slog line at level ERROR with the exit status", strings.Join(tc.args, " "), lines[0])
 		case strings.ContainsFunc(lines[0], func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }):
 			t.Errorf("tcpscope %s: stderr %q holds control characters or invalid UTF-8", strings.Join(tc.args, " "), lines[0])
-		case len(p.stdout.Bytes()) != 0:
-			t.Errorf("tcpscope %s: unexpected stdout %q", strings.Join(tc.args, " "), p.stdout.String())
+		case len(p.Stdout.Bytes()) != 0:
+			t.Errorf("tcpscope %s: unexpected stdout %q", strings.Join(tc.args, " "), p.Stdout.String())
 		default:
 			t.Logf("tcpscope %s: %s", strings.Join(tc.args, " "), lines[0])
 		}
 	}
 	// With --log-format json the error is a JSON log line too.
-	p := startProc(t, "tcpscope", v.a.exec(bins.tcpscope, "--log-format", "json", "--port", "0")...)
+	p := harness.StartT(t, "tcpscope", harness.Command(v.A.Exec(bins.tcpscope, "--log-format", "json", "--port", "0")...))
 	waitCtx, waitCancel := context.WithTimeout(ctx, stopTimeout)
-	_ = p.wait(waitCtx)
+	_ = p.Wait(waitCtx)
 	waitCancel()
 	var logLine struct {
 		Level      string `json:"level"`
 		Msg        string `json:"msg"`
 		ExitStatus int    `json:"exit_status"`
 	}
-	if err := json.Unmarshal(p.stderr.Bytes(), &logLine); err != nil || logLine.Level != "ERROR" || logLine.ExitStatus != 2 ||
-		!strings.Contains(logLine.Msg, "port") || p.exitCode() != 2 {
-		t.Errorf("--log-format json --port 0: exit %d, stderr %q (%v)", p.exitCode(), p.stderr.String(), err)
+	if err := json.Unmarshal(p.Stderr.Bytes(), &logLine); err != nil || logLine.Level != "ERROR" || logLine.ExitStatus != 2 ||
+		!strings.Contains(logLine.Msg, "port") || p.ExitCode() != 2 {
+		t.Errorf("--log-format json --port 0: exit %d, stderr %q (%v)", p.ExitCode(), p.Stderr.String(), err)
 	}
-	for _, ifname := range []string{vethA, "lo"} {
-		if in, eg := tcxPrograms(t, v.a, ifname); len(in)+len(eg) != 0 {
+	for _, ifname := range []string{harness.VethA, "lo"} {
+		if in, eg := v.A.MustTCXPrograms(t, ifname); len(in)+len(eg) != 0 {
 			t.Errorf("after bad input, TCX programs remain on %s: ingress %v, egress %v", ifname, in, eg)
 		}
 	}
@@ -176,48 +178,48 @@ func TestSignalDetach(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
-			v := newVethPair(ctx, t, "signal", 40)
+			v := harness.NewVethPair(t, netnsPrefix, "signal", 40)
 			tp := vethTopology(v, true)
 
-			tracer := startTracer(ctx, t, v.a, "-i", vethA, "-i", "lo", "--flush-interval", "10s")
-			vIn, vEg := tcxPrograms(t, v.a, vethA)
-			loIn, loEg := tcxPrograms(t, v.a, "lo")
+			tracer := startTracer(ctx, t, v.A, "-i", harness.VethA, "-i", "lo", "--flush-interval", "10s")
+			vIn, vEg := v.A.MustTCXPrograms(t, harness.VethA)
+			loIn, loEg := v.A.MustTCXPrograms(t, "lo")
 			if len(vIn) != 1 || len(vEg) != 1 || len(loIn) != 1 || len(loEg) != 1 {
 				t.Errorf("while tracing: TCX programs on %s ingress %v egress %v, on lo ingress %v egress %v; want one on each",
-					vethA, vIn, vEg, loIn, loEg)
+					harness.VethA, vIn, vEg, loIn, loEg)
 			}
 
 			run := runScenario(ctx, t, tp, &scenarios[0])
 			time.Sleep(settle)
 			start := time.Now()
-			if err := tracer.stop(ctx, sig); err != nil {
-				t.Fatalf("tcpscope after %s: %v\n%s", sig, err, tracer.output())
+			if err := tracer.Stop(ctx, sig, stopTimeout); err != nil {
+				t.Fatalf("tcpscope after %s: %v\n%s", sig, err, tracer.Output())
 			}
 			if took := time.Since(start); took > 5*time.Second {
 				t.Errorf("tcpscope took %s to exit after %s", took, sig)
 			}
-			out := tracer.stdout.Bytes()
+			out := tracer.Stdout.Bytes()
 			if len(out) == 0 || out[len(out)-1] != '\n' {
 				t.Fatalf("output does not end with a complete line: %q", out[max(0, len(out)-200):])
 			}
-			recs, err := parseRecords(out)
+			recs, err := harness.ParseRecords(out)
 			if err != nil {
 				t.Fatal(err)
 			}
-			client := selectRecords(recs, func(r *record) bool {
-				return r.isSocketEvent() && r.local == run.client && r.remote == run.server
+			client := harness.Select(recs, func(r *harness.Record) bool {
+				return r.IsSocketEvent() && r.LocalAddr == run.client && r.RemoteAddr == run.server
 			})
-			if got := stateChain(client); got != clientFinChain {
+			if got := harness.StateChain(client); got != clientFinChain {
 				t.Errorf("records drained at exit: client states %q, want %q", got, clientFinChain)
 			}
-			if n := len(selectRecords(recs, run.isConn)) - len(client); n < 10 {
+			if n := len(harness.Select(recs, run.isConn)) - len(client); n < 10 {
 				t.Errorf("records drained at exit: only %d packet/server records of the connection", n)
 			}
-			if strings.Contains(tracer.stderr.String(), "level=ERROR") {
-				t.Errorf("tcpscope logged errors:\n%s", tracer.stderr.String())
+			if strings.Contains(tracer.Stderr.String(), "level=ERROR") {
+				t.Errorf("tcpscope logged errors:\n%s", tracer.Stderr.String())
 			}
-			for _, ifname := range []string{vethA, "lo"} {
-				if in, eg := tcxPrograms(t, v.a, ifname); len(in)+len(eg) != 0 {
+			for _, ifname := range []string{harness.VethA, "lo"} {
+				if in, eg := v.A.MustTCXPrograms(t, ifname); len(in)+len(eg) != 0 {
 					t.Errorf("after exit, TCX programs remain on %s: ingress %v, egress %v", ifname, in, eg)
 				}
 			}
@@ -235,7 +237,7 @@ func TestSecondSignalWhenIgnored(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "sigign")
+	ns := harness.NewNamespace(t, netnsPrefix, "sigign")
 
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -246,8 +248,8 @@ func TestSecondSignalWhenIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := newLineBuffer()
-	cmd := exec.Command("ip", "netns", "exec", ns.name, "sh", "-c", `trap "" INT; exec "$0" "$@"`,
+	stderr := harness.NewLineBuffer(0)
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, "sh", "-c", `trap "" INT; exec "$0" "$@"`,
 		bins.tcpscope, "trace", "-o", "json", "-i", "lo")
 	cmd.Stdout, cmd.Stderr = w, stderr
 	if err := cmd.Start(); err != nil {
@@ -272,7 +274,7 @@ func TestSecondSignalWhenIgnored(t *testing.T) {
 		t.Helper()
 		deadline := time.After(startTimeout)
 		for {
-			line, ok, changed := stderr.findLine(substr)
+			line, ok, changed := stderr.FindLine(substr)
 			if ok {
 				t.Logf("stderr: %s", line)
 				return
@@ -351,16 +353,16 @@ func TestWriteSpecialFiles(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "wspecial")
+	ns := harness.NewNamespace(t, netnsPrefix, "wspecial")
 	tp := loTopology(ns, false)
 
 	t.Run("dev-null", func(t *testing.T) {
 		tracer := startTracer(ctx, t, ns, "-i", "lo", "-w", "/dev/null")
 		runScenario(ctx, t, tp, &scenarios[4])
-		if err := tracer.stop(ctx, syscall.SIGINT); err != nil {
-			t.Fatalf("-w /dev/null: %v\n%s", err, tracer.output())
+		if err := tracer.Stop(ctx, syscall.SIGINT, stopTimeout); err != nil {
+			t.Fatalf("-w /dev/null: %v\n%s", err, tracer.Output())
 		}
-		if out := tracer.stdout.String(); out != "" {
+		if out := tracer.Stdout.String(); out != "" {
 			t.Errorf("stdout not empty: %q", out)
 		}
 	})
@@ -369,7 +371,7 @@ func TestWriteSpecialFiles(t *testing.T) {
 		run := runScenario(ctx, t, tp, &scenarios[4])
 		time.Sleep(settle)
 		recs := stopTracer(ctx, t, tracer)
-		if len(selectRecords(recs, run.isConn)) == 0 {
+		if len(harness.Select(recs, run.isConn)) == 0 {
 			t.Errorf("-w /dev/stdout: no records of the connection in the pipe")
 		}
 	})
@@ -396,8 +398,8 @@ func TestWriteSpecialFiles(t *testing.T) {
 		}()
 		run := runScenario(ctx, t, tp, &scenarios[4])
 		time.Sleep(settle)
-		if err := tracer.stop(ctx, syscall.SIGINT); err != nil {
-			t.Fatalf("-w FIFO: %v\n%s", err, tracer.output())
+		if err := tracer.Stop(ctx, syscall.SIGINT, stopTimeout); err != nil {
+			t.Fatalf("-w FIFO: %v\n%s", err, tracer.Output())
 		}
 		var out []byte
 		select {
@@ -405,11 +407,11 @@ func TestWriteSpecialFiles(t *testing.T) {
 		case <-time.After(stopTimeout):
 			t.Fatal("the FIFO was not closed at exit")
 		}
-		recs, err := parseRecords(out)
+		recs, err := harness.ParseRecords(out)
 		if err != nil {
 			t.Fatalf("FIFO output: %v", err)
 		}
-		if len(selectRecords(recs, run.isConn)) == 0 {
+		if len(harness.Select(recs, run.isConn)) == 0 {
 			t.Errorf("-w FIFO: no records of the connection")
 		}
 	})
@@ -423,9 +425,9 @@ func TestWriteFullDisk(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "fulldisk")
+	ns := harness.NewNamespace(t, netnsPrefix, "fulldisk")
 	dir := t.TempDir()
-	runCmd(ctx, t, "mount", "-t", "tmpfs", "-o", "size=64k", "tcpscope-e2e-full", dir)
+	harness.MustRun(ctx, t, stopTimeout, "mount", "-t", "tmpfs", "-o", "size=64k", "tcpscope-e2e-full", dir)
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
 			t.Errorf("umount %s: %v\n%s", dir, err, out)
@@ -434,18 +436,18 @@ func TestWriteFullDisk(t *testing.T) {
 	file := dir + "/out.jsonl"
 	tracer := startTracer(ctx, t, ns, "-i", "lo", "-w", file)
 	tp := loTopology(ns, false)
-	for i := 0; i < 30 && !tracer.exited(); i++ {
+	for i := 0; i < 30 && !tracer.Exited(); i++ {
 		runScenario(ctx, t, tp, &bulkEphemeral)
 	}
 	waitCtx, waitCancel := context.WithTimeout(ctx, stopTimeout)
 	defer waitCancel()
-	_ = tracer.wait(waitCtx)
-	if !tracer.exited() {
-		t.Fatalf("tcpscope still runs after filling a 64 KiB file system\n%s", tracer.output())
+	_ = tracer.Wait(waitCtx)
+	if !tracer.Exited() {
+		t.Fatalf("tcpscope still runs after filling a 64 KiB file system\n%s", tracer.Output())
 	}
-	stderr := tracer.stderr.String()
-	if tracer.exitCode() != 1 || !strings.Contains(stderr, "no space left on device") || !strings.Contains(stderr, "--write file") {
-		t.Errorf("exit status %d, want 1 with a message about the full disk:\n%s", tracer.exitCode(), stderr)
+	stderr := tracer.Stderr.String()
+	if tracer.ExitCode() != 1 || !strings.Contains(stderr, "no space left on device") || !strings.Contains(stderr, "--write file") {
+		t.Errorf("exit status %d, want 1 with a message about the full disk:\n%s", tracer.ExitCode(), stderr)
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -457,7 +459,7 @@ func TestWriteFullDisk(t *testing.T) {
 	if len(data) > 0 && data[len(data)-1] != '\n' {
 		t.Fatalf("the file ends with a partial line (%d bytes): %q", len(data), data[max(0, len(data)-120):])
 	}
-	if _, err := parseRecords(data); err != nil {
+	if _, err := harness.ParseRecords(data); err != nil {
 		t.Errorf("the file holds a line that is not a record: %v", err)
 	}
 	t.Logf("%d bytes, %d whole lines kept", len(data), strings.Count(string(data), "\n"))
@@ -470,42 +472,42 @@ func TestLossWarningsRateLimited(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "losswarn")
+	ns := harness.NewNamespace(t, netnsPrefix, "losswarn")
 	tp := loTopology(ns, false)
 	start := time.Now()
 	tracer := startTracer(ctx, t, ns, "-i", "lo", "--ring-size", "4K", "--flush-interval", "1ms")
-	var lost []*record
+	var lost []*harness.Record
 	for i := 0; i < 10; i++ {
 		runScenario(ctx, t, tp, &bulkEphemeral)
-		lost = selectRecords(currentRecords(t, tracer), func(r *record) bool { return r.Type == "lost" })
+		lost = harness.Select(currentRecords(t, tracer), func(r *harness.Record) bool { return r.Type == "lost" })
 		if len(lost) >= 3 {
 			break
 		}
 	}
 	recs := stopTracer(ctx, t, tracer)
 	elapsed := time.Since(start)
-	lost = selectRecords(recs, func(r *record) bool { return r.Type == "lost" })
+	lost = harness.Select(recs, func(r *harness.Record) bool { return r.Type == "lost" })
 	if len(lost) < 3 {
 		t.Fatalf("precondition: only %d lost records: the ring did not overflow repeatedly", len(lost))
 	}
-	warnings := strings.Count(tracer.stderr.String(), "events lost")
+	warnings := strings.Count(tracer.Stderr.String(), "events lost")
 	// One at once, one per 10 s after, and one at exit for what the rate
 	// limit held back.
 	if limit := 2 + int(elapsed/(10*time.Second)); warnings == 0 || warnings > limit {
-		t.Errorf("%d lost records in %s gave %d warnings, want 1 to %d:\n%s", len(lost), elapsed.Round(time.Millisecond), warnings, limit, tracer.stderr.String())
+		t.Errorf("%d lost records in %s gave %d warnings, want 1 to %d:\n%s", len(lost), elapsed.Round(time.Millisecond), warnings, limit, tracer.Stderr.String())
 	}
 }
 
 // currentRecords parses the complete lines a running tracer printed so far.
-func currentRecords(t *testing.T, p *proc) []*record {
+func currentRecords(t *testing.T, p *harness.Proc) []*harness.Record {
 	t.Helper()
-	out := p.stdout.Bytes()
+	out := p.Stdout.Bytes()
 	if i := bytes.LastIndexByte(out, '\n'); i >= 0 {
 		out = out[:i+1]
 	} else {
 		return nil
 	}
-	recs, err := parseRecords(out)
+	recs, err := harness.ParseRecords(out)
 	if err != nil {
 		t.Fatalf("tcpscope output: %v", err)
 	}
@@ -521,19 +523,19 @@ func TestSignalTwiceAtOnce(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "sigtwice")
+	ns := harness.NewNamespace(t, netnsPrefix, "sigtwice")
 	for i := 0; i < 3; i++ {
 		p := startTracer(ctx, t, ns, "-i", "lo")
 		for j := 0; j < 2; j++ {
-			if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			if err := p.Cmd.Process.Signal(syscall.SIGINT); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := p.wait(ctx); err != nil {
-			t.Fatalf("run %d: two SIGINTs at once: %v (a clean stop exits 0)\n%s", i, err, p.output())
+		if err := p.Wait(ctx); err != nil {
+			t.Fatalf("run %d: two SIGINTs at once: %v (a clean stop exits 0)\n%s", i, err, p.Output())
 		}
-		if strings.Contains(p.stderr.String(), "second signal") {
-			t.Fatalf("run %d: the copy of the first SIGINT was taken as a second one:\n%s", i, p.stderr.String())
+		if strings.Contains(p.Stderr.String(), "second signal") {
+			t.Fatalf("run %d: the copy of the first SIGINT was taken as a second one:\n%s", i, p.Stderr.String())
 		}
 	}
 }

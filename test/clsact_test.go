@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -12,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
-	"github.com/tcpscope/tcpscope/tracer"
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // What a killed tcpscope leaves in clsact mode (cls_bpf filters, and the
@@ -24,79 +20,13 @@ import (
 // filters of a tcpscope that still runs. And a traced interface deleted
 // while tracing is reported once.
 
-// tcState is what TC holds on one interface: tcpscope's cls_bpf filter
-// names and whether a clsact qdisc is there.
-type tcState struct {
-	filters []string
-	clsact  bool
-}
-
-// tcStateOf reads the TC state of ifname in ns.
-func tcStateOf(t *testing.T, ns *netns, ifname string) tcState {
-	t.Helper()
-	handle, err := tracer.OpenNetns("/run/netns/" + ns.name)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", ns.name, err)
-	}
-	defer handle.Close()
-	var st tcState
-	err = handle.Do(func() error {
-		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return err
-		}
-		defer h.Close()
-		l, err := h.LinkByName(ifname)
-		if err != nil {
-			return err
-		}
-		qdiscs, err := h.QdiscList(l)
-		if err != nil {
-			return err
-		}
-		for _, q := range qdiscs {
-			st.clsact = st.clsact || q.Type() == "clsact"
-		}
-		if !st.clsact {
-			return nil
-		}
-		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
-			filters, err := h.FilterList(l, parent)
-			if err != nil {
-				return err
-			}
-			for _, f := range filters {
-				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "tcpscope-") {
-					st.filters = append(st.filters, bf.Name)
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("read TC state of %s in %s: %v", ifname, ns.name, err)
-	}
-	return st
-}
-
-// filtersOf counts the filters of the process pid.
-func (s tcState) filtersOf(pid int) int {
-	n := 0
-	for _, f := range s.filters {
-		if strings.HasPrefix(f, fmt.Sprintf("tcpscope-%d-", pid)) {
-			n++
-		}
-	}
-	return n
-}
-
 // killTracer kills p with SIGKILL and waits for it: nothing of tcpscope
 // runs at exit.
-func killTracer(ctx context.Context, t *testing.T, p *proc) {
+func killTracer(ctx context.Context, t *testing.T, p *harness.Proc) {
 	t.Helper()
-	err := p.stop(ctx, syscall.SIGKILL)
-	if err == nil || p.exitCode() != -1 {
-		t.Fatalf("tcpscope after SIGKILL: %v, exit code %d", err, p.exitCode())
+	err := p.Stop(ctx, syscall.SIGKILL, stopTimeout)
+	if err == nil || p.ExitCode() != -1 {
+		t.Fatalf("tcpscope after SIGKILL: %v, exit code %d", err, p.ExitCode())
 	}
 }
 
@@ -118,32 +48,32 @@ func countLines(s, substr string) int {
 func TestClsactLeftoversRemovedByTCXRun(t *testing.T) {
 	requireE2E(t)
 	ctx := context.Background()
-	v := newVethPair(ctx, t, "stale-tcx", 150)
+	v := harness.NewVethPair(t, netnsPrefix, "stale-tcx", 150)
 
-	killed := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "clsact")
-	live := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "clsact")
+	killed := startTracer(ctx, t, v.A, "-i", harness.VethA, "--tc-mode", "clsact")
+	live := startTracer(ctx, t, v.A, "-i", harness.VethA, "--tc-mode", "clsact")
 	killTracer(ctx, t, killed)
-	st := tcStateOf(t, v.a, vethA)
-	if st.filtersOf(killed.pid()) != 2 || st.filtersOf(live.pid()) != 2 {
-		t.Fatalf("after SIGKILL: filters %v, want 2 of the killed pid %d and 2 of the live pid %d", st.filters, killed.pid(), live.pid())
+	st := v.A.MustClsact(t, harness.VethA)
+	if st.FiltersOf(killed.Pid()) != 2 || st.FiltersOf(live.Pid()) != 2 {
+		t.Fatalf("after SIGKILL: filters %v, want 2 of the killed pid %d and 2 of the live pid %d", st.Filters, killed.Pid(), live.Pid())
 	}
 
-	tcx := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "tcx")
-	logged := fmt.Sprintf("removed stale tcpscope filter left by pid %d", killed.pid())
-	if n := countLines(tcx.stderr.String(), logged); n != 2 {
-		t.Errorf("the TCX run logged %q %d times, want 2 (ingress, egress)\n%s", logged, n, tcx.output())
+	tcx := startTracer(ctx, t, v.A, "-i", harness.VethA, "--tc-mode", "tcx")
+	logged := fmt.Sprintf("removed stale tcpscope filter left by pid %d", killed.Pid())
+	if n := countLines(tcx.Stderr.String(), logged); n != 2 {
+		t.Errorf("the TCX run logged %q %d times, want 2 (ingress, egress)\n%s", logged, n, tcx.Output())
 	}
-	if n := countLines(tcx.stderr.String(), fmt.Sprintf("left by pid %d", live.pid())); n != 0 {
-		t.Errorf("the TCX run removed filters of the live tcpscope\n%s", tcx.output())
+	if n := countLines(tcx.Stderr.String(), fmt.Sprintf("left by pid %d", live.Pid())); n != 0 {
+		t.Errorf("the TCX run removed filters of the live tcpscope\n%s", tcx.Output())
 	}
-	st = tcStateOf(t, v.a, vethA)
-	if st.filtersOf(killed.pid()) != 0 || st.filtersOf(live.pid()) != 2 || len(st.filters) != 2 || !st.clsact {
-		t.Errorf("after the TCX run started: filters %v, clsact %v; want only the live pid %d's 2, and the qdisc", st.filters, st.clsact, live.pid())
+	st = v.A.MustClsact(t, harness.VethA)
+	if st.FiltersOf(killed.Pid()) != 0 || st.FiltersOf(live.Pid()) != 2 || len(st.Filters) != 2 || !st.Qdisc {
+		t.Errorf("after the TCX run started: filters %v, clsact %v; want only the live pid %d's 2, and the qdisc", st.Filters, st.Qdisc, live.Pid())
 	}
 	stopTracer(ctx, t, tcx)
 	stopTracer(ctx, t, live)
-	if st := tcStateOf(t, v.a, vethA); len(st.filters) != 0 || st.clsact {
-		t.Errorf("after every tcpscope exited: filters %v, clsact qdisc %v; want none (a tcpscope created it)", st.filters, st.clsact)
+	if st := v.A.MustClsact(t, harness.VethA); len(st.Filters) != 0 || st.Qdisc {
+		t.Errorf("after every tcpscope exited: filters %v, clsact qdisc %v; want none (a tcpscope created it)", st.Filters, st.Qdisc)
 	}
 }
 
@@ -153,27 +83,27 @@ func TestClsactLeftoversRemovedByTCXRun(t *testing.T) {
 func TestClsactQdiscRemovedAfterKill(t *testing.T) {
 	requireE2E(t)
 	ctx := context.Background()
-	v := newVethPair(ctx, t, "stale-qdisc", 151)
-	if st := tcStateOf(t, v.a, vethA); st.clsact {
+	v := harness.NewVethPair(t, netnsPrefix, "stale-qdisc", 151)
+	if st := v.A.MustClsact(t, harness.VethA); st.Qdisc {
 		t.Fatalf("fresh veth already has a clsact qdisc")
 	}
 
-	killed := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "clsact")
+	killed := startTracer(ctx, t, v.A, "-i", harness.VethA, "--tc-mode", "clsact")
 	killTracer(ctx, t, killed)
-	if st := tcStateOf(t, v.a, vethA); st.filtersOf(killed.pid()) != 2 || !st.clsact {
-		t.Fatalf("after SIGKILL: filters %v, clsact %v; want 2 of pid %d and the qdisc", st.filters, st.clsact, killed.pid())
+	if st := v.A.MustClsact(t, harness.VethA); st.FiltersOf(killed.Pid()) != 2 || !st.Qdisc {
+		t.Fatalf("after SIGKILL: filters %v, clsact %v; want 2 of pid %d and the qdisc", st.Filters, st.Qdisc, killed.Pid())
 	}
-	next := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "clsact")
-	logged := fmt.Sprintf("removed stale tcpscope filter left by pid %d", killed.pid())
-	if n := countLines(next.stderr.String(), logged); n != 2 {
-		t.Errorf("the next clsact run logged %q %d times, want 2\n%s", logged, n, next.output())
+	next := startTracer(ctx, t, v.A, "-i", harness.VethA, "--tc-mode", "clsact")
+	logged := fmt.Sprintf("removed stale tcpscope filter left by pid %d", killed.Pid())
+	if n := countLines(next.Stderr.String(), logged); n != 2 {
+		t.Errorf("the next clsact run logged %q %d times, want 2\n%s", logged, n, next.Output())
 	}
-	if st := tcStateOf(t, v.a, vethA); st.filtersOf(killed.pid()) != 0 || st.filtersOf(next.pid()) != 2 {
-		t.Errorf("while the next run traces: filters %v, want only its own 2", st.filters)
+	if st := v.A.MustClsact(t, harness.VethA); st.FiltersOf(killed.Pid()) != 0 || st.FiltersOf(next.Pid()) != 2 {
+		t.Errorf("while the next run traces: filters %v, want only its own 2", st.Filters)
 	}
 	stopTracer(ctx, t, next)
-	if st := tcStateOf(t, v.a, vethA); len(st.filters) != 0 || st.clsact {
-		t.Errorf("after the next run exited: filters %v, clsact qdisc %v; want none", st.filters, st.clsact)
+	if st := v.A.MustClsact(t, harness.VethA); len(st.Filters) != 0 || st.Qdisc {
+		t.Errorf("after the next run exited: filters %v, clsact qdisc %v; want none", st.Filters, st.Qdisc)
 	}
 }
 
@@ -184,31 +114,31 @@ func TestClsactQdiscRemovedAfterKill(t *testing.T) {
 func TestCleanupCommand(t *testing.T) {
 	requireE2E(t)
 	ctx := context.Background()
-	v := newVethPair(ctx, t, "cleanup", 152)
-	killed := startTracer(ctx, t, v.a, "-i", vethA, "--tc-mode", "clsact")
-	live := startTracer(ctx, t, v.b, "-i", vethB, "--tc-mode", "clsact")
+	v := harness.NewVethPair(t, netnsPrefix, "cleanup", 152)
+	killed := startTracer(ctx, t, v.A, "-i", harness.VethA, "--tc-mode", "clsact")
+	live := startTracer(ctx, t, v.B, "-i", harness.VethB, "--tc-mode", "clsact")
 	killTracer(ctx, t, killed)
 
 	cleanup := func(args ...string) []string {
 		t.Helper()
-		p := startProc(t, "tcpscope cleanup", append([]string{bins.tcpscope, "cleanup"}, args...)...)
-		mustSucceed(ctx, t, p)
+		p := harness.StartT(t, "tcpscope cleanup", harness.Command(append([]string{bins.tcpscope, "cleanup"}, args...)...))
+		p.MustSucceed(ctx, t, runTimeout)
 		var mine []string
-		for _, line := range strings.Split(p.stdout.String(), "\n") {
-			if strings.Contains(line, fmt.Sprintf(" netns=%d ", v.b.inode)) {
+		for _, line := range strings.Split(p.Stdout.String(), "\n") {
+			if strings.Contains(line, fmt.Sprintf(" netns=%d ", v.B.Inode)) {
 				t.Errorf("cleanup %v lists the live tcpscope's objects: %q", args, line)
 			}
-			if strings.Contains(line, fmt.Sprintf(" netns=%d ", v.a.inode)) {
+			if strings.Contains(line, fmt.Sprintf(" netns=%d ", v.A.Inode)) {
 				mine = append(mine, line)
 			}
 		}
 		return mine
 	}
-	pid := fmt.Sprintf(" pid=%d", killed.pid())
+	pid := fmt.Sprintf(" pid=%d", killed.Pid())
 	want := []string{
-		fmt.Sprintf("filter netns=%d interface=%s dir=ingress name=tcpscope-%d-", v.a.inode, vethA, killed.pid()),
-		fmt.Sprintf("filter netns=%d interface=%s dir=egress name=tcpscope-%d-", v.a.inode, vethA, killed.pid()),
-		fmt.Sprintf("qdisc netns=%d interface=%s kind=clsact%s", v.a.inode, vethA, pid),
+		fmt.Sprintf("filter netns=%d interface=%s dir=ingress name=tcpscope-%d-", v.A.Inode, harness.VethA, killed.Pid()),
+		fmt.Sprintf("filter netns=%d interface=%s dir=egress name=tcpscope-%d-", v.A.Inode, harness.VethA, killed.Pid()),
+		fmt.Sprintf("qdisc netns=%d interface=%s kind=clsact%s", v.A.Inode, harness.VethA, pid),
 	}
 	check := func(what string, lines []string) {
 		t.Helper()
@@ -223,22 +153,22 @@ func TestCleanupCommand(t *testing.T) {
 	}
 
 	check("cleanup --dry-run", cleanup("--dry-run"))
-	if st := tcStateOf(t, v.a, vethA); st.filtersOf(killed.pid()) != 2 || !st.clsact {
-		t.Fatalf("after cleanup --dry-run: filters %v, clsact %v; want them untouched", st.filters, st.clsact)
+	if st := v.A.MustClsact(t, harness.VethA); st.FiltersOf(killed.Pid()) != 2 || !st.Qdisc {
+		t.Fatalf("after cleanup --dry-run: filters %v, clsact %v; want them untouched", st.Filters, st.Qdisc)
 	}
 	check("cleanup", cleanup())
-	if st := tcStateOf(t, v.a, vethA); len(st.filters) != 0 || st.clsact {
-		t.Errorf("after cleanup: filters %v, clsact qdisc %v; want none", st.filters, st.clsact)
+	if st := v.A.MustClsact(t, harness.VethA); len(st.Filters) != 0 || st.Qdisc {
+		t.Errorf("after cleanup: filters %v, clsact qdisc %v; want none", st.Filters, st.Qdisc)
 	}
-	if st := tcStateOf(t, v.b, vethB); st.filtersOf(live.pid()) != 2 {
-		t.Errorf("after cleanup: the live tcpscope's filters %v, want its 2", st.filters)
+	if st := v.B.MustClsact(t, harness.VethB); st.FiltersOf(live.Pid()) != 2 {
+		t.Errorf("after cleanup: the live tcpscope's filters %v, want its 2", st.Filters)
 	}
 	if again := cleanup(); len(again) != 0 {
 		t.Errorf("second cleanup found %v", again)
 	}
 	stopTracer(ctx, t, live)
-	if st := tcStateOf(t, v.b, vethB); len(st.filters) != 0 || st.clsact {
-		t.Errorf("after the live tcpscope exited: filters %v, clsact qdisc %v; want none", st.filters, st.clsact)
+	if st := v.B.MustClsact(t, harness.VethB); len(st.Filters) != 0 || st.Qdisc {
+		t.Errorf("after the live tcpscope exited: filters %v, clsact qdisc %v; want none", st.Filters, st.Qdisc)
 	}
 }
 
@@ -248,22 +178,22 @@ func TestCleanupCommand(t *testing.T) {
 func TestDeletedInterfaceWarned(t *testing.T) {
 	requireE2E(t)
 	ctx := context.Background()
-	v := newVethPair(ctx, t, "ifdel", 153)
-	p := startTracer(ctx, t, v.a, "-i", vethA, "-i", "lo")
-	runCmd(ctx, t, "ip", "-n", v.a.name, "link", "del", vethA)
-	line, err := p.waitLine(ctx, true, "traced interface deleted")
+	v := harness.NewVethPair(t, netnsPrefix, "ifdel", 153)
+	p := startTracer(ctx, t, v.A, "-i", harness.VethA, "-i", "lo")
+	harness.MustRun(ctx, t, stopTimeout, "ip", "-n", v.A.Name, "link", "del", harness.VethA)
+	line, err := p.WaitLine(ctx, true, "traced interface deleted", startTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "interface="+vethA) {
-		t.Errorf("want a warning naming %s: %q", vethA, line)
+	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "interface="+harness.VethA) {
+		t.Errorf("want a warning naming %s: %q", harness.VethA, line)
 	}
 	stopTracer(ctx, t, p)
-	if n := countLines(p.stderr.String(), "traced interface deleted"); n != 1 {
-		t.Errorf("%d deletion warnings, want 1\n%s", n, p.output())
+	if n := countLines(p.Stderr.String(), "traced interface deleted"); n != 1 {
+		t.Errorf("%d deletion warnings, want 1\n%s", n, p.Output())
 	}
-	if n := countLines(p.stderr.String(), "interface=lo"); n != 0 {
-		t.Errorf("lo reported, but it was not deleted\n%s", p.output())
+	if n := countLines(p.Stderr.String(), "interface=lo"); n != 0 {
+		t.Errorf("lo reported, but it was not deleted\n%s", p.Output())
 	}
 }
 
@@ -273,19 +203,24 @@ func TestDeletedInterfaceWarned(t *testing.T) {
 func TestInterfacesFollowed(t *testing.T) {
 	requireE2E(t)
 	ctx := context.Background()
-	v := newVethPair(ctx, t, "follow", 154)
+	v := harness.NewVethPair(t, netnsPrefix, "follow", 154)
 	// --netns: socket events of other namespaces (other workloads of the
 	// host) cannot fill the ring; interfaces stay the default set.
-	p := startTracer(ctx, t, v.a, "--netns", v.a.name)
+	p := startTracer(ctx, t, v.A, "--netns", v.A.Name)
 
 	const vethC, vethD = "veth-c", "veth-d"
-	c := linkEnd{v.a, vethC, netip.MustParseAddr("10.200.155.1"), netip.MustParseAddr("fd00:200:155::1"), "02:00:00:00:9b:01"}
-	d := linkEnd{v.b, vethD, netip.MustParseAddr("10.200.155.2"), netip.MustParseAddr("fd00:200:155::2"), "02:00:00:00:9b:02"}
-	runCmd(ctx, t, "ip", "link", "add", vethC, "address", c.mac, "netns", v.a.name, "type", "veth",
-		"peer", "name", vethD, "address", d.mac, "netns", v.b.name)
-	c.configure(ctx, t, d)
-	d.configure(ctx, t, c)
-	line, err := p.waitLine(ctx, true, "tracing an interface that appeared")
+	subnet := harness.TestSubnet(155)
+	c := harness.LinkEnd{NS: v.A, Ifname: vethC, IP4: subnet.A4, IP6: subnet.A6, MAC: subnet.MACA}
+	d := harness.LinkEnd{NS: v.B, Ifname: vethD, IP4: subnet.B4, IP6: subnet.B6, MAC: subnet.MACB}
+	harness.MustRun(ctx, t, stopTimeout, "ip", "link", "add", vethC, "address", c.MAC.String(), "netns", v.A.Name, "type", "veth",
+		"peer", "name", vethD, "address", d.MAC.String(), "netns", v.B.Name)
+	if err := c.Configure(d); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Configure(c); err != nil {
+		t.Fatal(err)
+	}
+	line, err := p.WaitLine(ctx, true, "tracing an interface that appeared", startTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,15 +228,15 @@ func TestInterfacesFollowed(t *testing.T) {
 		t.Fatalf("traced %q, want %s", line, vethC)
 	}
 
-	tp := &topology{name: "followed veth", clientNS: v.a, serverNS: v.b, watchNS: v.a, ifname: vethC,
-		clientIP: c.ip4, serverIP: d.ip4}
-	dump := startTcpdump(ctx, t, v.a, vethC)
+	tp := &topology{name: "followed veth", clientNS: v.A, serverNS: v.B, watchNS: v.A, ifname: vethC,
+		clientIP: c.IP4, serverIP: d.IP4}
+	dump := startTcpdump(ctx, t, v.A, vethC)
 	runScenario(ctx, t, tp, &scenarios[0])
 	time.Sleep(settle)
 	td := stopTcpdump(ctx, t, dump)
 
-	runCmd(ctx, t, "ip", "-n", v.a.name, "link", "del", vethC)
-	line, err = p.waitLine(ctx, true, "traced interface deleted")
+	harness.MustRun(ctx, t, stopTimeout, "ip", "-n", v.A.Name, "link", "del", vethC)
+	line, err = p.WaitLine(ctx, true, "traced interface deleted", startTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,8 +245,8 @@ func TestInterfacesFollowed(t *testing.T) {
 	}
 	recs := stopTracer(ctx, t, p)
 	checkPackets(t, tp, td, recs)
-	if n := countLines(p.stderr.String(), "traced interface deleted"); n != 1 {
-		t.Errorf("%d deletion lines, want 1\n%s", n, p.output())
+	if n := countLines(p.Stderr.String(), "traced interface deleted"); n != 1 {
+		t.Errorf("%d deletion lines, want 1\n%s", n, p.Output())
 	}
 }
 
@@ -327,13 +262,13 @@ func TestCleanupAfterKillInPidNamespace(t *testing.T) {
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Fatalf("unshare (util-linux) is needed: %v", err)
 	}
-	ns := newNetns(ctx, t, "pidns")
-	p := startProc(t, "tcpscope in a pid namespace", ns.exec("unshare", "-p", "-f", "--mount-proc",
-		bins.tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", "clsact")...)
-	if _, err := p.waitLine(ctx, true, `msg="tracing started"`); err != nil {
+	ns := harness.NewNamespace(t, netnsPrefix, "pidns")
+	p := harness.StartT(t, "tcpscope in a pid namespace", harness.Command(ns.Exec("unshare", "-p", "-f", "--mount-proc",
+		bins.tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", "clsact")...))
+	if _, err := p.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)
 	}
-	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.pid(), p.pid()))
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.Pid(), p.Pid()))
 	if err != nil || len(strings.Fields(string(children))) != 1 {
 		t.Fatalf("unshare's child: %q, %v", children, err)
 	}
@@ -341,18 +276,18 @@ func TestCleanupAfterKillInPidNamespace(t *testing.T) {
 	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.wait(ctx); err == nil {
+	if err := p.Wait(ctx); err == nil {
 		t.Fatal("unshare exited 0 although its tcpscope was killed")
 	}
-	if st := tcStateOf(t, ns, "lo"); len(st.filters) != 2 || !st.clsact {
-		t.Fatalf("after SIGKILL: filters %v, clsact %v; want the killed run's 2 and its qdisc", st.filters, st.clsact)
+	if st := ns.MustClsact(t, "lo"); len(st.Filters) != 2 || !st.Qdisc {
+		t.Fatalf("after SIGKILL: filters %v, clsact %v; want the killed run's 2 and its qdisc", st.Filters, st.Qdisc)
 	}
-	c := startProc(t, "tcpscope cleanup", bins.tcpscope, "cleanup")
-	mustSucceed(ctx, t, c)
-	if n := countLines(c.stdout.String(), fmt.Sprintf(" netns=%d ", ns.inode)); n != 3 {
-		t.Errorf("cleanup listed %d items of the test namespace, want 2 filters and the qdisc:\n%s\n%s", n, c.stdout.String(), c.stderr.String())
+	c := harness.StartT(t, "tcpscope cleanup", harness.Command(bins.tcpscope, "cleanup"))
+	c.MustSucceed(ctx, t, runTimeout)
+	if n := countLines(c.Stdout.String(), fmt.Sprintf(" netns=%d ", ns.Inode)); n != 3 {
+		t.Errorf("cleanup listed %d items of the test namespace, want 2 filters and the qdisc:\n%s\n%s", n, c.Stdout.String(), c.Stderr.String())
 	}
-	if st := tcStateOf(t, ns, "lo"); len(st.filters) != 0 || st.clsact {
-		t.Errorf("after cleanup: filters %v, clsact qdisc %v; want none\n%s", st.filters, st.clsact, c.stderr.String())
+	if st := ns.MustClsact(t, "lo"); len(st.Filters) != 0 || st.Qdisc {
+		t.Errorf("after cleanup: filters %v, clsact qdisc %v; want none\n%s", st.Filters, st.Qdisc, c.Stderr.String())
 	}
 }

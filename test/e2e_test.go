@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // TestTraffic runs the scenarios (echo with FIN close, 1 MiB bulk,
@@ -42,9 +44,9 @@ func TestTraffic(t *testing.T) {
 			defer cancel()
 			var tp *topology
 			if tc.veth {
-				tp = vethTopology(newVethPair(ctx, t, "traffic", 10+i), tc.ipv6)
+				tp = vethTopology(harness.NewVethPair(t, netnsPrefix, "traffic", 10+i), tc.ipv6)
 			} else {
-				tp = loTopology(newNetns(ctx, t, "traffic-lo"), tc.ipv6)
+				tp = loTopology(harness.NewNamespace(t, netnsPrefix, "traffic-lo"), tc.ipv6)
 			}
 
 			start := time.Now()
@@ -61,7 +63,7 @@ func TestTraffic(t *testing.T) {
 			text := stopTextTracer(ctx, t, textTracer)
 
 			checkTextMatchesTcpdump(t, text, td)
-			checkTimes(t, selectRecords(recs, tp.ours), start, time.Now())
+			checkTimes(t, harness.Select(recs, tp.ours), start, time.Now())
 			checkPackets(t, tp, td, recs)
 			checkConnIDs(t, tp, runs, recs)
 			for _, run := range runs {
@@ -82,23 +84,23 @@ func TestRetransmitOnlyWhenSent(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "rtx", 50)
+	v := harness.NewVethPair(t, netnsPrefix, "rtx", 50)
 	nobody := netip.AddrPortFrom(netip.MustParseAddr("10.200.50.3"), 7105)
-	client := netip.AddrPortFrom(v.a4, 41105)
+	client := netip.AddrPortFrom(v.A4, 41105)
 
-	tracer := startTracer(ctx, t, v.a, "-i", vethA)
-	dump := startTcpdump(ctx, t, v.a, vethA)
-	cli := startProc(t, "client", v.a.exec(bins.client, "connect-echo", nobody.String(), client.String(), echoMessage)...)
+	tracer := startTracer(ctx, t, v.A, "-i", harness.VethA)
+	dump := startTcpdump(ctx, t, v.A, harness.VethA)
+	cli := harness.StartT(t, "client", harness.Command(v.A.Exec(bins.client, "connect-echo", nobody.String(), client.String(), echoMessage)...))
 	// Wait (bounded) until the kernel has tried to retransmit the SYN.
 	deadline := time.Now().Add(5 * time.Second)
-	for kernelCounter(ctx, t, v.a, "/proc/net/netstat", "TcpExt", "TCPSpuriousRtxHostQueues") == 0 {
-		if time.Now().After(deadline) || cli.exited() {
-			t.Fatalf("the kernel did not try to retransmit the queued SYN within 5 s\n%s", cli.output())
+	for v.A.MustCounter(t, "netstat", "TcpExt", "TCPSpuriousRtxHostQueues") == 0 {
+		if time.Now().After(deadline) || cli.Exited() {
+			t.Fatalf("the kernel did not try to retransmit the queued SYN within 5 s\n%s", cli.Output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := cli.stop(ctx, syscall.SIGKILL); err == nil {
-		t.Fatalf("client connected to %s, which nobody should answer\n%s", nobody, cli.output())
+	if err := cli.Stop(ctx, syscall.SIGKILL, stopTimeout); err == nil {
+		t.Fatalf("client connected to %s, which nobody should answer\n%s", nobody, cli.Output())
 	}
 	time.Sleep(settle)
 	td := stopTcpdump(ctx, t, dump)
@@ -108,21 +110,21 @@ func TestRetransmitOnlyWhenSent(t *testing.T) {
 	if len(td) != 0 {
 		t.Fatalf("tcpdump saw TCP packets, the SYN was not held back:\n%s", tdLines(td, 10))
 	}
-	if n := kernelCounter(ctx, t, v.a, "/proc/net/snmp", "Tcp", "RetransSegs"); n != 0 {
+	if n := v.A.MustCounter(t, "snmp", "Tcp", "RetransSegs"); n != 0 {
 		t.Fatalf("the kernel counted %d retransmitted segments, want 0", n)
 	}
 
-	sock := selectRecords(recs, func(r *record) bool {
-		return r.isSocketEvent() && r.Netns == v.a.inode && r.local == client && r.remote == nobody
+	sock := harness.Select(recs, func(r *harness.Record) bool {
+		return r.IsSocketEvent() && r.Netns == v.A.Inode && r.LocalAddr == client && r.RemoteAddr == nobody
 	})
-	if got, want := stateChain(sock), "CLOSE -> SYN_SENT -> CLOSE"; got != want {
-		t.Errorf("client states %q, want %q:\n%s", got, want, describe(sock))
+	if got, want := harness.StateChain(sock), "CLOSE -> SYN_SENT -> CLOSE"; got != want {
+		t.Errorf("client states %q, want %q:\n%s", got, want, harness.Describe(sock))
 	}
-	if rtx := selectRecords(sock, func(r *record) bool { return r.Type == "retransmit" }); len(rtx) > 0 {
+	if rtx := harness.Select(sock, func(r *harness.Record) bool { return r.Type == "retransmit" }); len(rtx) > 0 {
 		t.Errorf("%d retransmit records, but nothing was retransmitted (TcpRetransSegs 0, tcpdump saw no packet):\n%s",
-			len(rtx), describe(rtx))
+			len(rtx), harness.Describe(rtx))
 	}
-	if pkts := selectRecords(recs, func(r *record) bool { return r.Type == "packet" }); len(pkts) != 0 {
-		t.Errorf("packet records although no TCP packet passed %s:\n%s", vethA, describe(pkts))
+	if pkts := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "packet" }); len(pkts) != 0 {
+		t.Errorf("packet records although no TCP packet passed %s:\n%s", harness.VethA, harness.Describe(pkts))
 	}
 }

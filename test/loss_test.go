@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // TestRetransmitsUnderLoss makes the kernel really retransmit: an nftables
@@ -22,7 +24,7 @@ func TestRetransmitsUnderLoss(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "loss", 60)
+	v := harness.NewVethPair(t, netnsPrefix, "loss", 60)
 	tp := vethTopology(v, false)
 	sc := &scenario{name: "lossy-bulk", serverPort: 7201, clientPort: 41201, serve: "serve-sink",
 		connect: []string{"connect-bulk", fmt.Sprint(bulkBytes)}}
@@ -31,16 +33,16 @@ func TestRetransmitsUnderLoss(t *testing.T) {
 	// close stay intact, so the transfer completes.
 	rule := fmt.Sprintf("table inet tcpscope_loss { chain in { type filter hook input priority 0; "+
 		"tcp dport %d meta length > 200 numgen inc mod 4 == 0 counter drop; }; }", sc.serverPort)
-	runCmd(ctx, t, v.b.exec("nft", rule)...)
+	harness.MustRun(ctx, t, stopTimeout, v.B.Exec("nft", rule)...)
 
-	before := kernelCounter(ctx, t, v.a, "/proc/net/snmp", "Tcp", "RetransSegs")
-	tracer := startTracer(ctx, t, v.a, "-i", vethA)
-	dump := startTcpdump(ctx, t, v.a, vethA)
+	before := v.A.MustCounter(t, "snmp", "Tcp", "RetransSegs")
+	tracer := startTracer(ctx, t, v.A, "-i", harness.VethA)
+	dump := startTcpdump(ctx, t, v.A, harness.VethA)
 	run := runScenario(ctx, t, tp, sc)
 	time.Sleep(settle)
 	td := stopTcpdump(ctx, t, dump)
 	recs := stopTracer(ctx, t, tracer)
-	kernelRetrans := kernelCounter(ctx, t, v.a, "/proc/net/snmp", "Tcp", "RetransSegs") - before
+	kernelRetrans := v.A.MustCounter(t, "snmp", "Tcp", "RetransSegs") - before
 
 	// Preconditions: the loss happened and the kernel retransmitted.
 	if kernelRetrans == 0 {
@@ -51,29 +53,29 @@ func TestRetransmitsUnderLoss(t *testing.T) {
 	}
 
 	checkPackets(t, tp, td, recs)
-	rtx := selectRecords(recs, func(r *record) bool {
-		return r.Type == "retransmit" && r.local == run.client && r.remote == run.server
+	rtx := harness.Select(recs, func(r *harness.Record) bool {
+		return r.Type == "retransmit" && r.LocalAddr == run.client && r.RemoteAddr == run.server
 	})
 	if len(rtx) == 0 {
 		t.Fatalf("the kernel retransmitted %d segments, tcpscope reported no retransmit", kernelRetrans)
 	}
 	if int64(len(rtx)) > kernelRetrans {
 		t.Errorf("%d retransmit records, more than the %d segments the kernel retransmitted:\n%s",
-			len(rtx), kernelRetrans, describe(rtx))
+			len(rtx), kernelRetrans, harness.Describe(rtx))
 	}
 	for _, r := range rtx {
-		if n := timesSent(td, r.local, *r.Seq); n < 2 {
+		if n := timesSent(td, r.LocalAddr, *r.Seq); n < 2 {
 			t.Errorf("retransmit of seq %d, but tcpdump saw it %d times: %s", *r.Seq, n, r)
 		}
 		// The client may already have closed with data unacknowledged.
-		if r.Len == nil || *r.Len == 0 || (r.State != "ESTABLISHED" && r.State != "FIN_WAIT1") {
+		if r.Len == nil || *r.Len == 0 || (r.StateName() != "ESTABLISHED" && r.StateName() != "FIN_WAIT1") {
 			t.Errorf("retransmit record without payload, or in a state that sends no data: %s", r)
 		}
 		checkOwner(t, "client", r, run.clientPID, "tcli")
 	}
 	conns := map[uint64]bool{}
-	for _, r := range selectRecords(recs, run.isConn) {
-		conns[r.conn()] = true
+	for _, r := range harness.Select(recs, run.isConn) {
+		conns[r.ConnID()] = true
 	}
 	if len(conns) != 1 {
 		t.Errorf("the lossy connection has conn ids %v, want one", conns)
@@ -87,24 +89,24 @@ func TestCountAndWrite(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "count")
+	ns := harness.NewNamespace(t, netnsPrefix, "count")
 	file := t.TempDir() + "/out.jsonl"
 	const n = 7
 	tracer := startTracer(ctx, t, ns, "-i", "lo", "-c", fmt.Sprint(n), "-w", file)
 	runScenario(ctx, t, loTopology(ns, false), &scenarios[0])
 	waitCtx, waitCancel := context.WithTimeout(ctx, stopTimeout)
 	defer waitCancel()
-	if err := tracer.wait(waitCtx); err != nil {
-		t.Fatalf("tcpscope -c %d did not exit by itself with status 0: %v\n%s", n, err, tracer.output())
+	if err := tracer.Wait(waitCtx); err != nil {
+		t.Fatalf("tcpscope -c %d did not exit by itself with status 0: %v\n%s", n, err, tracer.Output())
 	}
-	if out := tracer.stdout.String(); out != "" {
+	if out := tracer.Stdout.String(); out != "" {
 		t.Errorf("stdout not empty with -w: %q", out)
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, err := parseRecords(data)
+	recs, err := harness.ParseRecords(data)
 	if err != nil {
 		t.Fatalf("-w file: %v", err)
 	}

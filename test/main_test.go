@@ -127,10 +127,10 @@ func TestNetnsPrefix(t *testing.T) {
 	saved := netnsPrefix
 	netnsPrefix = "tcpscope-prefix-test"
 	defer func() { netnsPrefix = saved }()
-	ns := newNetns(t.Context(), t, "named")
+	ns := harness.NewNamespace(t, netnsPrefix, "named")
 	want := fmt.Sprintf("tcpscope-prefix-test-%d-named", os.Getpid())
-	if ns.name != want {
-		t.Errorf("namespace %q, want %q", ns.name, want)
+	if ns.Name != want {
+		t.Errorf("namespace %q, want %q", ns.Name, want)
 	}
 	if _, err := os.Stat("/run/netns/" + want); err != nil {
 		t.Error(err)

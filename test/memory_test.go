@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpscope/tcpscope/test/harness"
 	"github.com/tcpscope/tcpscope/tracer"
 )
 
@@ -52,22 +53,22 @@ func TestMemoryBoundedInStorm(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stormFor+60*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "mem", 61)
-	runCmd(ctx, t, v.b.exec("sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65000")...)
+	v := harness.NewVethPair(t, netnsPrefix, "mem", 61)
+	harness.MustRun(ctx, t, stopTimeout, v.B.Exec("sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65000")...)
 
 	out := filepath.Join(t.TempDir(), "out.json")
-	tr := startProc(t, "tcpscope", "sh", "-c", fmt.Sprintf("exec %s trace -o json --summary-only --netns %s -i %s > %s",
-		bins.tcpscope, v.a.name, vethA, out))
-	if _, err := tr.waitLine(ctx, true, `msg="tracing started"`); err != nil {
+	tr := harness.StartT(t, "tcpscope", harness.Command("sh", "-c", fmt.Sprintf("exec %s trace -o json --summary-only --netns %s -i %s > %s",
+		bins.tcpscope, v.A.Name, harness.VethA, out)))
+	if _, err := tr.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)
 	}
 
-	nsA, err := tracer.OpenNetns("/run/netns/" + v.a.name)
+	nsA, err := tracer.OpenNetns("/run/netns/" + v.A.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nsA.Close()
-	nsB, err := tracer.OpenNetns("/run/netns/" + v.b.name)
+	nsB, err := tracer.OpenNetns("/run/netns/" + v.B.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestMemoryBoundedInStorm(t *testing.T) {
 	var lns []net.Listener
 	err = nsA.Do(func() error {
 		for i := range stormPorts {
-			ln, err := net.Listen("tcp4", netip.AddrPortFrom(v.a4, uint16(20000+i)).String())
+			ln, err := net.Listen("tcp4", netip.AddrPortFrom(v.A4, uint16(20000+i)).String())
 			if err != nil {
 				return err
 			}
@@ -85,7 +86,7 @@ func TestMemoryBoundedInStorm(t *testing.T) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("listen in %s: %v", v.a.name, err)
+		t.Fatalf("listen in %s: %v", v.A.Name, err)
 	}
 	var wg sync.WaitGroup
 	var served, done, failed atomic.Int64
@@ -129,7 +130,7 @@ func TestMemoryBoundedInStorm(t *testing.T) {
 						return nil
 					case <-tick.C:
 					}
-					addr := netip.AddrPortFrom(v.a4, uint16(20000+(w+i)%stormPorts)).String()
+					addr := netip.AddrPortFrom(v.A4, uint16(20000+(w+i)%stormPorts)).String()
 					c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
 					if err != nil {
 						failed.Add(1)
@@ -151,9 +152,9 @@ func TestMemoryBoundedInStorm(t *testing.T) {
 	start := time.Now()
 	for s := time.Duration(0); s <= stormFor; s += time.Second {
 		time.Sleep(time.Until(start.Add(s)))
-		kb, err := vmRSS(tr.pid())
+		kb, err := vmRSS(tr.Pid())
 		if err != nil {
-			t.Fatalf("tracer RSS: %v\n%s", err, tr.output())
+			t.Fatalf("tracer RSS: %v\n%s", err, tr.Output())
 		}
 		rss = append(rss, kb<<10)
 	}
@@ -164,8 +165,8 @@ func TestMemoryBoundedInStorm(t *testing.T) {
 		ln.Close()
 	}
 	wg.Wait()
-	if err := tr.stop(ctx, syscall.SIGINT); err != nil {
-		t.Fatalf("tcpscope after SIGINT: %v\n%s", err, tr.output())
+	if err := tr.Stop(ctx, syscall.SIGINT, stopTimeout); err != nil {
+		t.Fatalf("tcpscope after SIGINT: %v\n%s", err, tr.Output())
 	}
 	summaries, lost := countOutput(t, out)
 
@@ -225,9 +226,7 @@ func countOutput(t *testing.T, path string) (summaries, lost int64) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var r struct {
-			Type string `json:"type"`
-		}
+		var r harness.Record
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("output line %q: %v", sc.Text(), err)
 		}

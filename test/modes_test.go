@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // modeScenarios are the connections of TestOutputModes. "echo" and
@@ -47,7 +49,7 @@ func TestOutputModes(t *testing.T) {
 		t.Run(family, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
-			tp := vethTopology(newVethPair(ctx, t, "modes-"+family, 100+i), ipv6)
+			tp := vethTopology(harness.NewVethPair(t, netnsPrefix, "modes-"+family, 100+i), ipv6)
 
 			summaries := startTracer(ctx, t, tp.watchNS, "-i", tp.ifname, "--summary-only")
 			plain := startTracer(ctx, t, tp.watchNS, "-i", tp.ifname, "--analysis=off")
@@ -73,7 +75,7 @@ func TestOutputModes(t *testing.T) {
 // only, one per connection of the test, each agreeing with the traffic.
 // Counters that are zero for this traffic are not checked: whether a
 // zero counter is printed is not part of this test.
-func checkSummaryOnly(t *testing.T, tp *topology, runs []*connRun, td []*tdPacket, recs []*record, from, to time.Time) {
+func checkSummaryOnly(t *testing.T, tp *topology, runs []*connRun, td []*tdPacket, recs []*harness.Record, from, to time.Time) {
 	t.Helper()
 	for _, r := range recs {
 		if r.Type != "conn" {
@@ -84,7 +86,7 @@ func checkSummaryOnly(t *testing.T, tp *topology, runs []*connRun, td []*tdPacke
 	// (no listener, no second record).
 	ours := func(a netip.AddrPort) bool { return a.Addr() == tp.clientIP || a.Addr() == tp.serverIP }
 	for _, r := range recs {
-		if r.Type != "conn" || !(ours(r.local) || ours(r.remote)) {
+		if r.Type != "conn" || !(ours(r.LocalAddr) || ours(r.RemoteAddr)) {
 			continue
 		}
 		known := false
@@ -97,16 +99,16 @@ func checkSummaryOnly(t *testing.T, tp *topology, runs []*connRun, td []*tdPacke
 	}
 	ids := map[uint64]string{}
 	for _, run := range runs {
-		mine := selectRecords(recs, func(r *record) bool { return r.Type == "conn" && run.isConn(r) })
+		mine := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "conn" && run.isConn(r) })
 		if len(mine) != 1 {
-			t.Errorf("%s: %d conn records, want 1:\n%s", run.sc.name, len(mine), describe(mine))
+			t.Errorf("%s: %d conn records, want 1:\n%s", run.sc.name, len(mine), harness.Describe(mine))
 			continue
 		}
 		r := mine[0]
-		if other, ok := ids[r.conn()]; ok {
-			t.Errorf("%s: conn id %d is also %s's", run.sc.name, r.conn(), other)
+		if other, ok := ids[r.ConnID()]; ok {
+			t.Errorf("%s: conn id %d is also %s's", run.sc.name, r.ConnID(), other)
 		}
-		ids[r.conn()] = run.sc.name
+		ids[r.ConnID()] = run.sc.name
 		var connTD []*tdPacket
 		for _, p := range td {
 			if run.isConnPacket(p) {
@@ -119,16 +121,16 @@ func checkSummaryOnly(t *testing.T, tp *topology, runs []*connRun, td []*tdPacke
 
 // checkSummary checks one connection's conn record against its tcpdump
 // packets and what its peers did.
-func checkSummary(t *testing.T, run *connRun, td []*tdPacket, r *record, from, to time.Time) {
+func checkSummary(t *testing.T, run *connRun, td []*tdPacket, r *harness.Record, from, to time.Time) {
 	t.Helper()
 	name := run.sc.name
 	var s map[string]any
-	if err := json.Unmarshal([]byte(r.raw), &s); err != nil {
+	if err := json.Unmarshal([]byte(r.Raw), &s); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
 	fail := func(format string, args ...any) {
 		t.Helper()
-		t.Errorf("%s: %s: %s", name, fmt.Sprintf(format, args...), r.raw)
+		t.Errorf("%s: %s: %s", name, fmt.Sprintf(format, args...), r.Raw)
 	}
 	num := func(k string) float64 {
 		t.Helper()
@@ -139,14 +141,14 @@ func checkSummary(t *testing.T, run *connRun, td []*tdPacket, r *record, from, t
 		}
 		return v
 	}
-	t.Logf("%s: %s", name, r.raw)
+	t.Logf("%s: %s", name, r.Raw)
 	if len(td) == 0 {
 		t.Fatalf("%s: tcpdump saw no packet of %s <-> %s", name, run.client, run.server)
 	}
 
 	// The client's view: its end is local.
-	if r.local != run.client || r.remote != run.server {
-		fail("local %s remote %s, want %s %s", r.local, r.remote, run.client, run.server)
+	if r.LocalAddr != run.client || r.RemoteAddr != run.server {
+		fail("local %s remote %s, want %s %s", r.LocalAddr, r.RemoteAddr, run.client, run.server)
 	}
 	want := map[string]any{"role": "client", "comm": clientComm, "pid": float64(run.clientPID)}
 	switch name {
@@ -250,16 +252,16 @@ func checkSummary(t *testing.T, run *connRun, td []*tdPacket, r *record, from, t
 // checkAnalysisOff checks the output of `--analysis=off`: no conn record,
 // packets without anything the analysis adds and equal to tcpdump's, and
 // socket events as with the analysis on.
-func checkAnalysisOff(t *testing.T, tp *topology, runs []*connRun, td []*tdPacket, recs []*record) {
+func checkAnalysisOff(t *testing.T, tp *topology, runs []*connRun, td []*tdPacket, recs []*harness.Record) {
 	t.Helper()
-	if sums := selectRecords(recs, func(r *record) bool { return r.Type == "conn" }); len(sums) > 0 {
-		t.Errorf("--analysis=off printed %d conn records:\n%s", len(sums), describe(sums))
+	if sums := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "conn" }); len(sums) > 0 {
+		t.Errorf("--analysis=off printed %d conn records:\n%s", len(sums), harness.Describe(sums))
 	}
-	pkts := selectRecords(recs, func(r *record) bool { return r.Type == "packet" })
-	var bad []*record
+	pkts := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "packet" })
+	var bad []*harness.Record
 	for _, r := range pkts {
 		var fields map[string]json.RawMessage
-		if err := json.Unmarshal([]byte(r.raw), &fields); err != nil {
+		if err := json.Unmarshal([]byte(r.Raw), &fields); err != nil {
 			t.Fatal(err)
 		}
 		for _, f := range analysisFields {
@@ -271,7 +273,7 @@ func checkAnalysisOff(t *testing.T, tp *topology, runs []*connRun, td []*tdPacke
 	}
 	if len(bad) > 0 {
 		t.Errorf("--analysis=off: %d of %d packet records carry %s:\n%s", len(bad), len(pkts),
-			strings.Join(analysisFields, "/"), describe(bad))
+			strings.Join(analysisFields, "/"), harness.Describe(bad))
 	}
 	checkPackets(t, tp, td, recs)
 	checkConnIDs(t, tp, runs, recs)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // TestPreexistingOwnerCgroup: the owner of a socket listed at start-up
@@ -45,46 +47,46 @@ func TestPreexistingOwnerCgroup(t *testing.T) {
 	})
 	wantSrvCg := inodeOf(t, cg)
 
-	ns := newNetns(ctx, t, "ownercg")
+	ns := harness.NewNamespace(t, netnsPrefix, "ownercg")
 	server := netip.MustParseAddrPort("127.0.0.1:7721")
 	client := netip.MustParseAddrPort("127.0.0.1:41721")
-	srv := startProc(t, "server", ns.exec(bins.server, "serve-echo", server.String())...)
-	if _, err := srv.waitLine(ctx, false, "listening "); err != nil {
+	srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.server, "serve-echo", server.String())...))
+	if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(fmt.Sprint(srv.pid())), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(fmt.Sprint(srv.Pid())), 0o644); err != nil {
 		t.Fatalf("move the server into %s: %v", cg, err)
 	}
-	cli := startProc(t, "client", ns.exec(bins.client, "connect-keepalive", server.String(), client.String(), "2000")...)
-	if _, err := cli.waitLine(ctx, false, "connected "); err != nil {
+	cli := harness.StartT(t, "client", harness.Command(ns.Exec(bins.client, "connect-keepalive", server.String(), client.String(), "2000")...))
+	if _, err := cli.WaitLine(ctx, false, "connected ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
-	wantCliCg := cgroupIDOf(t, mnt, cli.pid())
+	wantCliCg := cgroupIDOf(t, mnt, cli.Pid())
 	if wantCliCg == wantSrvCg {
 		t.Fatalf("client and server share cgroup %d: the test cannot tell them apart", wantCliCg)
 	}
 
 	// Outside the namespace: `ip netns exec` remounts /sys, cgroups lost.
-	tr := startTracer(ctx, t, nil, "--netns", ns.name, "--events", "state")
-	mustSucceed(ctx, t, cli)
-	mustSucceed(ctx, t, srv)
+	tr := startTracer(ctx, t, nil, "--netns", ns.Name, "--events", "state")
+	cli.MustSucceed(ctx, t, runTimeout)
+	srv.MustSucceed(ctx, t, runTimeout)
 	// A connection made while tracing, for srtt_us and cwnd.
 	server2 := netip.MustParseAddrPort("127.0.0.1:7722")
 	client2 := netip.MustParseAddrPort("127.0.0.1:41722")
-	srv2 := startProc(t, "server 2", ns.exec(bins.server, "serve-echo", server2.String())...)
-	if _, err := srv2.waitLine(ctx, false, "listening "); err != nil {
+	srv2 := harness.StartT(t, "server 2", harness.Command(ns.Exec(bins.server, "serve-echo", server2.String())...))
+	if _, err := srv2.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
-	cli2 := startProc(t, "client 2", ns.exec(bins.client, "connect-echo", server2.String(), client2.String(), "hello")...)
-	mustSucceed(ctx, t, cli2)
-	mustSucceed(ctx, t, srv2)
+	cli2 := harness.StartT(t, "client 2", harness.Command(ns.Exec(bins.client, "connect-echo", server2.String(), client2.String(), "hello")...))
+	cli2.MustSucceed(ctx, t, runTimeout)
+	srv2.MustSucceed(ctx, t, runTimeout)
 	time.Sleep(settle)
 	recs := stopTracer(ctx, t, tr)
 
-	fields := func(r *record) map[string]any {
+	fields := func(r *harness.Record) map[string]any {
 		var m map[string]any
-		if err := json.Unmarshal([]byte(r.raw), &m); err != nil {
-			t.Fatalf("%v: %s", err, r.raw)
+		if err := json.Unmarshal([]byte(r.Raw), &m); err != nil {
+			t.Fatalf("%v: %s", err, r.Raw)
 		}
 		return m
 	}
@@ -93,61 +95,61 @@ func TestPreexistingOwnerCgroup(t *testing.T) {
 		var wantPID int
 		var wantCg uint64
 		switch {
-		case r.local == server && r.remote == client:
-			wantPID, wantCg = srv.pid(), wantSrvCg
-		case r.local == client && r.remote == server:
-			wantPID, wantCg = cli.pid(), wantCliCg
+		case r.LocalAddr == server && r.RemoteAddr == client:
+			wantPID, wantCg = srv.Pid(), wantSrvCg
+		case r.LocalAddr == client && r.RemoteAddr == server:
+			wantPID, wantCg = cli.Pid(), wantCliCg
 		default:
 			continue
 		}
-		if r.Type != "socket" && !r.isSocketEvent() {
+		if r.Type != "socket" && !r.IsSocketEvent() {
 			continue
 		}
 		m := fields(r)
-		checkOwner(t, r.Type, r, wantPID, map[int]string{srv.pid(): "tsrv", cli.pid(): "tcli"}[wantPID])
+		checkOwner(t, r.Type, r, wantPID, map[int]string{srv.Pid(): "tsrv", cli.Pid(): "tcli"}[wantPID])
 		switch {
 		case r.CgroupID == nil:
-			t.Errorf("no cgroup_id, want %d: %s", wantCg, r.raw)
+			t.Errorf("no cgroup_id, want %d: %s", wantCg, r.Raw)
 		case *r.CgroupID != wantCg:
-			t.Errorf("cgroup_id %d, want %d: %s", *r.CgroupID, wantCg, r.raw)
+			t.Errorf("cgroup_id %d, want %d: %s", *r.CgroupID, wantCg, r.Raw)
 		}
 		if tid, ok := m["tid"]; ok {
 			withTID++
 			if tid == 0.0 {
-				t.Errorf("tid 0: %s", r.raw)
+				t.Errorf("tid 0: %s", r.Raw)
 			}
 		}
 		if r.Type == "socket" {
 			socketRecs++
 			if _, ok := m["tid"]; ok {
-				t.Errorf("a socket listed at start-up claims a thread: %s", r.raw)
+				t.Errorf("a socket listed at start-up claims a thread: %s", r.Raw)
 			}
 		}
-		if r.Type == "state" && r.local == server {
+		if r.Type == "state" && r.LocalAddr == server {
 			srvEvents++
 			// CLOSE_WAIT runs in softirq, before the server acts on
 			// the socket: it carries the seeded owner, without a tid.
 			if m["new"] == "CLOSE_WAIT" {
 				closeWait++
 				if _, ok := m["tid"]; ok {
-					t.Errorf("CLOSE_WAIT of a preexisting socket has a tid the tracer could not know: %s", r.raw)
+					t.Errorf("CLOSE_WAIT of a preexisting socket has a tid the tracer could not know: %s", r.Raw)
 				}
 			}
 		}
 	}
 	if socketRecs != 2 || srvEvents == 0 || closeWait != 1 {
 		t.Errorf("%d socket records (want 2), %d state events of the server end, %d CLOSE_WAIT (want 1):\n%s",
-			socketRecs, srvEvents, closeWait, describe(recs))
+			socketRecs, srvEvents, closeWait, harness.Describe(recs))
 	}
 	// The closes (FIN_WAIT1, LAST_ACK) are recorded by the kernel in
 	// process context: those events name their thread.
 	if withTID == 0 {
-		t.Errorf("no event of the preexisting connection has a tid; the kernel records one at close:\n%s", describe(recs))
+		t.Errorf("no event of the preexisting connection has a tid; the kernel records one at close:\n%s", harness.Describe(recs))
 	}
 
 	var synSent, established int
 	for _, r := range recs {
-		if r.Type != "state" || r.local != client2 {
+		if r.Type != "state" || r.LocalAddr != client2 {
 			continue
 		}
 		m := fields(r)
@@ -157,17 +159,17 @@ func TestPreexistingOwnerCgroup(t *testing.T) {
 		case "SYN_SENT":
 			synSent++
 			if hasSRTT || hasCwnd {
-				t.Errorf("SYN_SENT with srtt_us or cwnd (no RTT sample yet): %s", r.raw)
+				t.Errorf("SYN_SENT with srtt_us or cwnd (no RTT sample yet): %s", r.Raw)
 			}
 		case "ESTABLISHED":
 			established++
 			if !hasSRTT || !hasCwnd || m["srtt_us"] == 0.0 {
-				t.Errorf("ESTABLISHED without srtt_us and cwnd: %s", r.raw)
+				t.Errorf("ESTABLISHED without srtt_us and cwnd: %s", r.Raw)
 			}
 		}
 	}
 	if synSent != 1 || established != 1 {
-		t.Errorf("client 2: %d SYN_SENT and %d ESTABLISHED records, want 1 each:\n%s", synSent, established, describe(recs))
+		t.Errorf("client 2: %d SYN_SENT and %d ESTABLISHED records, want 1 each:\n%s", synSent, established, harness.Describe(recs))
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpscope/tcpscope/tracer"
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // TestPreexistingConnections: a connection that exists before tcpscope
@@ -24,41 +24,41 @@ func TestPreexistingConnections(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "preexisting")
+	ns := harness.NewNamespace(t, netnsPrefix, "preexisting")
 	server := netip.MustParseAddrPort("127.0.0.1:7701")
 	client := netip.MustParseAddrPort("127.0.0.1:41701")
-	srv := startProc(t, "server", ns.exec(bins.server, "serve-echo", server.String())...)
-	if _, err := srv.waitLine(ctx, false, "listening "); err != nil {
+	srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.server, "serve-echo", server.String())...))
+	if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
 	// The client connects, stays idle for 3 s, then closes.
-	cli := startProc(t, "client", ns.exec(bins.client, "connect-keepalive", server.String(), client.String(), "3000")...)
-	if _, err := cli.waitLine(ctx, false, "connected "); err != nil {
+	cli := harness.StartT(t, "client", harness.Command(ns.Exec(bins.client, "connect-keepalive", server.String(), client.String(), "3000")...))
+	if _, err := cli.WaitLine(ctx, false, "connected ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
 	// The same in a second namespace.
-	other := newNetns(ctx, t, "preexisting-other")
+	other := harness.NewNamespace(t, netnsPrefix, "preexisting-other")
 	otherServer := netip.MustParseAddrPort("127.0.0.1:7702")
 	otherClient := netip.MustParseAddrPort("127.0.0.1:41702")
-	srv2 := startProc(t, "other server", other.exec(bins.server, "serve-echo", otherServer.String())...)
-	if _, err := srv2.waitLine(ctx, false, "listening "); err != nil {
+	srv2 := harness.StartT(t, "other server", harness.Command(other.Exec(bins.server, "serve-echo", otherServer.String())...))
+	if _, err := srv2.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
-	cli2 := startProc(t, "other client", other.exec(bins.client, "connect-keepalive", otherServer.String(), otherClient.String(), "3000")...)
-	if _, err := cli2.waitLine(ctx, false, "connected "); err != nil {
+	cli2 := harness.StartT(t, "other client", harness.Command(other.Exec(bins.client, "connect-keepalive", otherServer.String(), otherClient.String(), "3000")...))
+	if _, err := cli2.WaitLine(ctx, false, "connected ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
 	tracer := startTracer(ctx, t, ns, "-i", "lo")
-	mustSucceed(ctx, t, cli)
-	mustSucceed(ctx, t, srv)
-	mustSucceed(ctx, t, cli2)
-	mustSucceed(ctx, t, srv2)
+	cli.MustSucceed(ctx, t, runTimeout)
+	srv.MustSucceed(ctx, t, runTimeout)
+	cli2.MustSucceed(ctx, t, runTimeout)
+	srv2.MustSucceed(ctx, t, runTimeout)
 	time.Sleep(settle)
 	recs := stopTracer(ctx, t, tracer)
 
-	find := func(local, remote netip.AddrPort) *record {
+	find := func(local, remote netip.AddrPort) *harness.Record {
 		for _, r := range recs {
-			if r.Type == "socket" && r.local == local && r.remote == remote {
+			if r.Type == "socket" && r.LocalAddr == local && r.RemoteAddr == remote {
 				return r
 			}
 		}
@@ -72,9 +72,9 @@ func TestPreexistingConnections(t *testing.T) {
 
 		netns uint64
 	}{
-		{"client", client, server, "ESTABLISHED", "tcli", cli.pid(), ns.inode},
-		{"server", server, client, "ESTABLISHED", "tsrv", srv.pid(), ns.inode},
-		{"other namespace's client", otherClient, otherServer, "ESTABLISHED", "tcli", cli2.pid(), other.inode},
+		{"client", client, server, "ESTABLISHED", "tcli", cli.Pid(), ns.Inode},
+		{"server", server, client, "ESTABLISHED", "tsrv", srv.Pid(), ns.Inode},
+		{"other namespace's client", otherClient, otherServer, "ESTABLISHED", "tcli", cli2.Pid(), other.Inode},
 	} {
 		r := find(c.local, c.remote)
 		if r == nil {
@@ -82,7 +82,7 @@ func TestPreexistingConnections(t *testing.T) {
 			continue
 		}
 		var m map[string]any
-		if err := json.Unmarshal([]byte(r.raw), &m); err != nil {
+		if err := json.Unmarshal([]byte(r.Raw), &m); err != nil {
 			t.Fatal(err)
 		}
 		if m["state"] != c.state || m["preexisting"] != true || r.Netns != c.netns {
@@ -91,26 +91,26 @@ func TestPreexistingConnections(t *testing.T) {
 		checkOwner(t, c.name, r, c.pid, c.comm)
 	}
 	run := &connRun{client: client, server: server}
-	conn := find(client, server).conn()
-	for _, r := range selectRecords(recs, run.isConn) {
-		if r.conn() != conn {
-			t.Errorf("record of the connection in conn %d, not %d: %s", r.conn(), conn, r)
+	conn := find(client, server).ConnID()
+	for _, r := range harness.Select(recs, run.isConn) {
+		if r.ConnID() != conn {
+			t.Errorf("record of the connection in conn %d, not %d: %s", r.ConnID(), conn, r)
 		}
-		if r.isSocketEvent() {
-			pid, comm := cli.pid(), "tcli"
-			if r.local == server {
-				pid, comm = srv.pid(), "tsrv"
+		if r.IsSocketEvent() {
+			pid, comm := cli.Pid(), "tcli"
+			if r.LocalAddr == server {
+				pid, comm = srv.Pid(), "tsrv"
 			}
 			checkOwner(t, "later event", r, pid, comm)
 		}
 	}
-	if got := stateChain(selectRecords(recs, func(r *record) bool { return r.isSocketEvent() && r.local == server })); got != "ESTABLISHED -> CLOSE_WAIT -> LAST_ACK -> CLOSE" {
+	if got := harness.StateChain(harness.Select(recs, func(r *harness.Record) bool { return r.IsSocketEvent() && r.LocalAddr == server })); got != "ESTABLISHED -> CLOSE_WAIT -> LAST_ACK -> CLOSE" {
 		t.Errorf("server states after start %q", got)
 	}
 	var sum map[string]any
 	for _, r := range recs {
-		if r.Type == "conn" && r.conn() == conn {
-			json.Unmarshal([]byte(r.raw), &sum)
+		if r.Type == "conn" && r.ConnID() == conn {
+			json.Unmarshal([]byte(r.Raw), &sum)
 		}
 	}
 	if sum == nil || sum["preexisting"] != true || sum["incomplete_reason"] != "began before tracing" {
@@ -132,46 +132,46 @@ func TestPreexistingFiltered(t *testing.T) {
 	defer cancel()
 	// "0other" sorts before the pair's namespaces in /run/netns: a listing
 	// that ignored the filters would print its sockets first.
-	other := newNetns(ctx, t, "filter-0other")
-	v := newVethPair(ctx, t, "filter", 87)
+	other := harness.NewNamespace(t, netnsPrefix, "filter-0other")
+	v := harness.NewVethPair(t, netnsPrefix, "filter", 87)
 	const port = 7811
 	mk := func(a netip.Addr, p uint16) netip.AddrPort { return netip.AddrPortFrom(a, p) }
 	lo := netip.MustParseAddr("127.0.0.1")
-	p1, p2 := mk(v.a4, port), mk(v.a4, port)
-	c1, c2 := mk(v.b4, 41811), mk(v.b4, 41812)
-	v6srv, v6cli := mk(v.a6, 7812), mk(v.b6, 41813)
+	p1, p2 := mk(v.A4, port), mk(v.A4, port)
+	c1, c2 := mk(v.B4, 41811), mk(v.B4, 41812)
+	v6srv, v6cli := mk(v.A6, 7812), mk(v.B6, 41813)
 	loSrv, loCli := mk(lo, 7813), mk(lo, 41814)
-	dualLn, mappedSrv, mappedCli := netip.MustParseAddrPort("[::]:7814"), mk(v.a4, 7814), mk(v.b4, 41815)
+	dualLn, mappedSrv, mappedCli := netip.MustParseAddrPort("[::]:7814"), mk(v.A4, 7814), mk(v.B4, 41815)
 
-	ln := holdListener(t, v.a, p1)
-	holdConn(t, v.b, ln, c1, p1)
-	holdConn(t, v.b, ln, c2, p2)
-	holdConn(t, v.b, holdListener(t, v.a, v6srv), v6cli, v6srv)
+	ln := holdListener(t, v.A, p1)
+	holdConn(t, v.B, ln, c1, p1)
+	holdConn(t, v.B, ln, c2, p2)
+	holdConn(t, v.B, holdListener(t, v.A, v6srv), v6cli, v6srv)
 	holdConn(t, other, holdListener(t, other, loSrv), loCli, loSrv)
-	holdConn(t, v.b, holdListener(t, v.a, dualLn), mappedCli, mappedSrv)
+	holdConn(t, v.B, holdListener(t, v.A, dualLn), mappedCli, mappedSrv)
 
 	type sock struct {
-		ns            *netns
+		ns            *harness.Namespace
 		local, remote netip.AddrPort
 	}
 	any4 := netip.MustParseAddrPort("0.0.0.0:0")
 	portSocks := []sock{
-		{v.a, p1, any4}, // the listener
-		{v.a, p1, c1}, {v.b, c1, p1},
-		{v.a, p2, c2}, {v.b, c2, p2},
+		{v.A, p1, any4}, // the listener
+		{v.A, p1, c1}, {v.B, c1, p1},
+		{v.A, p2, c2}, {v.B, c2, p2},
 	}
-	hostSocks := append(portSocks[:len(portSocks):len(portSocks)], sock{v.a, mappedSrv, mappedCli}, sock{v.b, mappedCli, mappedSrv})
-	subnet := netip.PrefixFrom(v.a4, 24).Masked()
+	hostSocks := append(portSocks[:len(portSocks):len(portSocks)], sock{v.A, mappedSrv, mappedCli}, sock{v.B, mappedCli, mappedSrv})
+	subnet := netip.PrefixFrom(v.A4, 24).Masked()
 
 	// endpoints returns the addresses a record names.
-	endpoints := func(r *record) []netip.AddrPort {
+	endpoints := func(r *harness.Record) []netip.AddrPort {
 		if r.Type == "packet" {
-			return []netip.AddrPort{r.src, r.dst}
+			return []netip.AddrPort{r.SrcAddr, r.DstAddr}
 		}
 		if r.Local == "" {
 			return nil // lost, or a summary without endpoints
 		}
-		return []netip.AddrPort{r.local, r.remote}
+		return []netip.AddrPort{r.LocalAddr, r.RemoteAddr}
 	}
 	for _, c := range []struct {
 		name  string
@@ -195,32 +195,32 @@ func TestPreexistingFiltered(t *testing.T) {
 			for _, s := range c.want {
 				found := false
 				for _, r := range recs {
-					found = found || r.Type == "socket" && r.Netns == s.ns.inode && r.local == s.local && r.remote == s.remote
+					found = found || r.Type == "socket" && r.Netns == s.ns.Inode && r.LocalAddr == s.local && r.RemoteAddr == s.remote
 				}
 				if !found {
-					t.Errorf("no preexisting socket record for %s %s in %s", s.local, s.remote, s.ns.name)
+					t.Errorf("no preexisting socket record for %s %s in %s", s.local, s.remote, s.ns.Name)
 				}
 			}
 			if t.Failed() {
-				t.Logf("%d records; the first ones:\n%s", len(recs), describe(recs[:min(len(recs), 30)]))
+				t.Logf("%d records; the first ones:\n%s", len(recs), harness.Describe(recs[:min(len(recs), 30)]))
 			}
 		})
 	}
 
 	t.Run("count", func(t *testing.T) {
 		tr := startTracer(ctx, t, nil, "--events", "state", "-c", "3", "--port", fmt.Sprint(port))
-		if err := tr.wait(ctx); err != nil {
-			t.Fatalf("tcpscope -c 3: %v\n%s", err, tr.output())
+		if err := tr.Wait(ctx); err != nil {
+			t.Fatalf("tcpscope -c 3: %v\n%s", err, tr.Output())
 		}
-		recs, err := parseRecords(tr.stdout.Bytes())
+		recs, err := harness.ParseRecords(tr.Stdout.Bytes())
 		if err != nil {
 			t.Fatalf("tcpscope output: %v", err)
 		}
 		if len(recs) != 3 {
-			t.Errorf("-c 3 printed %d records, want 3:\n%s", len(recs), describe(recs))
+			t.Errorf("-c 3 printed %d records, want 3:\n%s", len(recs), harness.Describe(recs))
 		}
 		for _, r := range recs {
-			if r.Type != "socket" || r.local.Port() != port && r.remote.Port() != port {
+			if r.Type != "socket" || r.LocalAddr.Port() != port && r.RemoteAddr.Port() != port {
 				t.Errorf("-c 3 --port %d printed a record that is not a preexisting socket of port %d: %s", port, port, r)
 			}
 		}
@@ -228,10 +228,10 @@ func TestPreexistingFiltered(t *testing.T) {
 }
 
 // holdListener listens on addr inside ns until the test ends.
-func holdListener(t *testing.T, ns *netns, addr netip.AddrPort) *net.TCPListener {
+func holdListener(t *testing.T, ns *harness.Namespace, addr netip.AddrPort) *net.TCPListener {
 	t.Helper()
 	var ln *net.TCPListener
-	inNetns(t, ns, func() error {
+	ns.MustDo(t, func() error {
 		var err error
 		ln, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
 		return err
@@ -242,10 +242,10 @@ func holdListener(t *testing.T, ns *netns, addr netip.AddrPort) *net.TCPListener
 
 // holdConn connects from local (inside ns) to server, accepted by ln; both
 // ends stay open until the test ends.
-func holdConn(t *testing.T, ns *netns, ln *net.TCPListener, local, server netip.AddrPort) {
+func holdConn(t *testing.T, ns *harness.Namespace, ln *net.TCPListener, local, server netip.AddrPort) {
 	t.Helper()
 	var cli net.Conn
-	inNetns(t, ns, func() error {
+	ns.MustDo(t, func() error {
 		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(local), Timeout: stopTimeout}
 		var err error
 		cli, err = d.Dial("tcp", server.String())
@@ -260,17 +260,4 @@ func holdConn(t *testing.T, ns *netns, ln *net.TCPListener, local, server netip.
 		t.Fatalf("accept %s on %s: %v", local, ln.Addr(), err)
 	}
 	t.Cleanup(func() { srv.Close() })
-}
-
-// inNetns runs f on a thread inside ns: sockets f creates belong to ns.
-func inNetns(t *testing.T, ns *netns, f func() error) {
-	t.Helper()
-	h, err := tracer.OpenNetns("/run/netns/" + ns.name)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", ns.name, err)
-	}
-	defer h.Close()
-	if err := h.Do(f); err != nil {
-		t.Fatalf("in namespace %s: %v", ns.name, err)
-	}
 }

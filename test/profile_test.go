@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // TestCPUProfile: --cpu-profile and --mem-profile write profiles of a run
@@ -18,12 +20,12 @@ func TestCPUProfile(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "profile", 177)
+	v := harness.NewVethPair(t, netnsPrefix, "profile", 177)
 	tp := vethTopology(v, false)
 	dir := t.TempDir()
 	cpu, mem := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "mem.pprof")
 
-	tracer := startTracer(ctx, t, v.a, "-i", vethA, "--cpu-profile", cpu, "--mem-profile", mem)
+	tracer := startTracer(ctx, t, v.A, "-i", harness.VethA, "--cpu-profile", cpu, "--mem-profile", mem)
 	runScenario(ctx, t, tp, &scenarios[0])
 	time.Sleep(settle)
 	stopTracer(ctx, t, tracer)

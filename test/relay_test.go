@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpscope/tcpscope/test/harness"
 	"github.com/tcpscope/tcpscope/tracer"
 )
 
@@ -73,12 +74,12 @@ type l2Relay struct {
 // relaying between them until ctx ends or stop is called (the test's
 // cleanup calls it too). In the ifA -> ifB direction every k-th data
 // segment to TCP port port is held back.
-func startRelay(ctx context.Context, t *testing.T, ns *netns, ifA, ifB string, port uint16, every int, holdMax time.Duration) *l2Relay {
+func startRelay(ctx context.Context, t *testing.T, ns *harness.Namespace, ifA, ifB string, port uint16, every int, holdMax time.Duration) *l2Relay {
 	t.Helper()
 	r := &l2Relay{a: relayEnd{ifname: ifA, fd: -1}, b: relayEnd{ifname: ifB, fd: -1}, port: port, every: every, holdMax: holdMax}
-	handle, err := tracer.OpenNetns("/run/netns/" + ns.name)
+	handle, err := tracer.OpenNetns("/run/netns/" + ns.Name)
 	if err != nil {
-		t.Fatalf("open namespace %s: %v", ns.name, err)
+		t.Fatalf("open namespace %s: %v", ns.Name, err)
 	}
 	defer handle.Close()
 	// A packet socket stays in the namespace it was created in.
@@ -92,7 +93,7 @@ func startRelay(ctx context.Context, t *testing.T, ns *netns, ifA, ifB string, p
 	})
 	if err != nil {
 		r.closeFDs()
-		t.Fatalf("open relay sockets in %s: %v", ns.name, err)
+		t.Fatalf("open relay sockets in %s: %v", ns.Name, err)
 	}
 	ctx, r.cancel = context.WithCancel(ctx)
 	r.wg.Add(2)

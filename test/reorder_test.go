@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // Interface names of the relayed path: C's end, R's two ends, S's end.
@@ -40,7 +43,7 @@ const (
 // pairs (C-R and R-S). R has no bridge and no address: the test's l2Relay
 // copies frames between r1 and r2.
 type relayPath struct {
-	c, r, s *netns
+	c, r, s *harness.Namespace
 	c4, s4  netip.Addr
 	c6, s6  netip.Addr
 }
@@ -52,31 +55,38 @@ type relayPath struct {
 func newRelayPath(ctx context.Context, t *testing.T, tag string, x int) *relayPath {
 	t.Helper()
 	p := &relayPath{
-		c:  newNetns(ctx, t, tag+"-c"),
-		r:  newNetns(ctx, t, tag+"-r"),
-		s:  newNetns(ctx, t, tag+"-s"),
+		c:  harness.NewNamespace(t, netnsPrefix, tag+"-c"),
+		r:  harness.NewNamespace(t, netnsPrefix, tag+"-r"),
+		s:  harness.NewNamespace(t, netnsPrefix, tag+"-s"),
 		c4: netip.MustParseAddr(fmt.Sprintf("10.200.%d.1", x)),
 		s4: netip.MustParseAddr(fmt.Sprintf("10.200.%d.2", x)),
 		c6: netip.MustParseAddr(fmt.Sprintf("fd00:200:%d::1", x)),
 		s6: netip.MustParseAddr(fmt.Sprintf("fd00:200:%d::2", x)),
 	}
-	mac := func(n int) string { return fmt.Sprintf("02:00:00:00:%02x:%02x", x, n) }
+	mac := func(n int) net.HardwareAddr {
+		m, _ := net.ParseMAC(fmt.Sprintf("02:00:00:00:%02x:%02x", x, n))
+		return m
+	}
 	macC, macS := mac(1), mac(2)
-	runCmd(ctx, t, "ip", "link", "add", relayClientIf, "address", macC, "netns", p.c.name, "type", "veth",
-		"peer", "name", relayInIf, "address", mac(0x11), "netns", p.r.name)
-	runCmd(ctx, t, "ip", "link", "add", relayServerIf, "address", macS, "netns", p.s.name, "type", "veth",
-		"peer", "name", relayOutIf, "address", mac(0x12), "netns", p.r.name)
+	harness.MustRun(ctx, t, stopTimeout, "ip", "link", "add", relayClientIf, "address", macC.String(), "netns", p.c.Name, "type", "veth",
+		"peer", "name", relayInIf, "address", mac(0x11).String(), "netns", p.r.Name)
+	harness.MustRun(ctx, t, stopTimeout, "ip", "link", "add", relayServerIf, "address", macS.String(), "netns", p.s.Name, "type", "veth",
+		"peer", "name", relayOutIf, "address", mac(0x12).String(), "netns", p.r.Name)
 	for _, ifname := range []string{relayInIf, relayOutIf} {
 		// No link-local address: R itself sends nothing.
-		runCmd(ctx, t, "ip", "-n", p.r.name, "link", "set", ifname, "addrgenmode", "none")
-		runCmd(ctx, t, "ip", "-n", p.r.name, "link", "set", ifname, "up")
+		harness.MustRun(ctx, t, stopTimeout, "ip", "-n", p.r.Name, "link", "set", ifname, "addrgenmode", "none")
+		harness.MustRun(ctx, t, stopTimeout, "ip", "-n", p.r.Name, "link", "set", ifname, "up")
 	}
-	runCmd(ctx, t, "ip", "-n", p.c.name, "link", "set", relayClientIf, "gso_max_segs", "1")
+	harness.MustRun(ctx, t, stopTimeout, "ip", "-n", p.c.Name, "link", "set", relayClientIf, "gso_max_segs", "1")
 	// Each end's neighbour is the far end's MAC: frames cross R unchanged.
-	c := linkEnd{p.c, relayClientIf, p.c4, p.c6, macC}
-	s := linkEnd{p.s, relayServerIf, p.s4, p.s6, macS}
-	c.configure(ctx, t, s)
-	s.configure(ctx, t, c)
+	c := harness.LinkEnd{NS: p.c, Ifname: relayClientIf, IP4: p.c4, IP6: p.c6, MAC: macC}
+	s := harness.LinkEnd{NS: p.s, Ifname: relayServerIf, IP4: p.s4, IP6: p.s6, MAC: macS}
+	if err := c.Configure(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Configure(c); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -148,9 +158,9 @@ func TestReorderAgainstTshark(t *testing.T) {
 
 // requireFullPcap fails t unless the stopped tcpdump wrote every packet
 // its filter accepted, and returns how many it wrote.
-func requireFullPcap(t *testing.T, dump *proc) int {
+func requireFullPcap(t *testing.T, dump *harness.Proc) int {
 	t.Helper()
-	stats := dump.stderr.String()
+	stats := dump.Stderr.String()
 	count := func(what string) int {
 		m := regexp.MustCompile(`(?m)^(\d+) packets ` + what + `$`).FindStringSubmatch(stats)
 		if m == nil {
@@ -217,7 +227,7 @@ func interleaveBound(compared int) int {
 // interleaveBound of them fail t), and a few retransmission/out-of-order
 // swaps are timing. tcpscope's packets are put in the order of their
 // timestamps first.
-func compareVerdicts(t testing.TB, theirs []tsharkPacket, recs []*record) verdictComparison {
+func compareVerdicts(t testing.TB, theirs []tsharkPacket, recs []*harness.Record) verdictComparison {
 	t.Helper()
 	cmp := verdictComparison{compared: len(theirs), theirCounts: map[string]int{}, ourCounts: map[string]int{}}
 	ours := map[string][]string{}
@@ -226,12 +236,12 @@ func compareVerdicts(t testing.TB, theirs []tsharkPacket, recs []*record) verdic
 	// Capture order: tcpscope prints a packet it guessed to be a
 	// retransmission or out of order only once the kernel confirmed it or
 	// not, after later packets.
-	pkts := selectRecords(recs, func(r *record) bool { return r.Type == "packet" })
-	slices.SortStableFunc(pkts, func(a, b *record) int { return a.time.Compare(b.time) })
+	pkts := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "packet" })
+	slices.SortStableFunc(pkts, func(a, b *harness.Record) int { return a.Time.Compare(b.Time) })
 	for _, r := range pkts {
-		k := verdictKey(r.src.Port(), *r.Seq, r.Ack, *r.Len, seen)
+		k := verdictKey(r.SrcAddr.Port(), *r.Seq, r.Ack, *r.Len, seen)
 		ours[k] = r.Analysis
-		ourOrder = append(ourOrder, orderedPacket{k, r.src.Port(), r.dst.Port()})
+		ourOrder = append(ourOrder, orderedPacket{k, r.SrcAddr.Port(), r.DstAddr.Port()})
 	}
 	for _, p := range theirs {
 		theirOrder = append(theirOrder, orderedPacket{p.key, p.port, p.dport})
@@ -335,15 +345,15 @@ func TestCompareVerdictsSelfCheck(t *testing.T) {
 	// len(theirVerdicts) pairs get theirVerdicts[i] from tshark and none
 	// from tcpscope. With swapped, tcpscope's timestamps put each ACK
 	// before the segment it acknowledges.
-	build := func(pairs int, swapped bool, theirVerdicts ...[]string) ([]tsharkPacket, []*record) {
+	build := func(pairs int, swapped bool, theirVerdicts ...[]string) ([]tsharkPacket, []*harness.Record) {
 		var theirs []tsharkPacket
-		var recs []*record
+		var recs []*harness.Record
 		seen := map[string]int{}
 		add := func(src, dst netip.AddrPort, seq, ack, length uint32, at int, verdicts []string) {
 			k := verdictKey(src.Port(), seq, &ack, length, seen)
 			theirs = append(theirs, tsharkPacket{key: k, port: src.Port(), dport: dst.Port(), verdicts: verdicts})
-			recs = append(recs, &record{Type: "packet", src: src, dst: dst, Seq: &seq, Ack: &ack, Len: &length,
-				time: base.Add(time.Duration(at) * time.Microsecond)})
+			recs = append(recs, &harness.Record{Type: "packet", SrcAddr: src, DstAddr: dst, Seq: &seq, Ack: &ack, Len: &length,
+				Time: base.Add(time.Duration(at) * time.Microsecond)})
 		}
 		for i := range pairs {
 			data, ack := 2*i, 2*i+1
@@ -444,9 +454,9 @@ func TestCompareVerdictsReachedSelfCheck(t *testing.T) {
 	// build makes n client segments; each pair in crossed reached
 	// tcpscope the other way round, which then calls the first of the two
 	// (in tshark's order) out_of_order and the second lost_segment.
-	build := func(n int, crossed ...int) ([]tsharkPacket, []*record) {
+	build := func(n int, crossed ...int) ([]tsharkPacket, []*harness.Record) {
 		var theirs []tsharkPacket
-		var recs []*record
+		var recs []*harness.Record
 		seen := map[string]int{}
 		at := make([]int, n)
 		for i := range at {
@@ -462,8 +472,8 @@ func TestCompareVerdictsReachedSelfCheck(t *testing.T) {
 			seq, length := uint32(1+100*i), uint32(100)
 			k := verdictKey(client.Port(), seq, &ack, length, seen)
 			theirs = append(theirs, tsharkPacket{key: k, port: client.Port(), dport: server.Port()})
-			recs = append(recs, &record{Type: "packet", src: client, dst: server, Seq: &seq, Ack: &ack, Len: &length,
-				Analysis: ours[i], time: base.Add(time.Duration(at[i]) * time.Microsecond)})
+			recs = append(recs, &harness.Record{Type: "packet", SrcAddr: client, DstAddr: server, Seq: &seq, Ack: &ack, Len: &length,
+				Analysis: ours[i], Time: base.Add(time.Duration(at[i]) * time.Microsecond)})
 		}
 		return theirs, recs
 	}

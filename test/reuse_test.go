@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tcpscope/tcpscope/tracer"
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // TestTupleReuseAfterPreexisting: a connection that exists before tcpscope
@@ -26,11 +26,11 @@ func TestTupleReuseAfterPreexisting(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "reuse")
+	ns := harness.NewNamespace(t, netnsPrefix, "reuse")
 	server := netip.MustParseAddrPort("127.0.0.1:7721")
 	client := netip.MustParseAddrPort("127.0.0.1:41721")
 	var ln *net.TCPListener
-	inNamespace(t, ns, func() error {
+	ns.MustDo(t, func() error {
 		var err error
 		ln, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(server))
 		return err
@@ -40,7 +40,7 @@ func TestTupleReuseAfterPreexisting(t *testing.T) {
 	// dial connects from client to server and returns both ends.
 	dial := func() (cli, srv *net.TCPConn) {
 		t.Helper()
-		inNamespace(t, ns, func() error {
+		ns.MustDo(t, func() error {
 			d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(client), Timeout: stopTimeout}
 			c, err := d.DialContext(ctx, "tcp", server.String())
 			if err == nil {
@@ -107,27 +107,27 @@ func TestTupleReuseAfterPreexisting(t *testing.T) {
 
 	run := &connRun{client: client, server: server}
 	var first, next uint64
-	var syn *record
-	for _, r := range selectRecords(recs, run.isConn) {
+	var syn *harness.Record
+	for _, r := range harness.Select(recs, run.isConn) {
 		if r.Type == "conn" {
 			continue
 		}
 		id := &first
-		if !r.time.Before(second) {
+		if !r.Time.Before(second) {
 			id = &next
 		}
 		if *id == 0 {
-			*id = r.conn()
+			*id = r.ConnID()
 		}
-		if r.conn() != *id {
-			t.Errorf("record in conn %d, want %d (the %s connection): %s", r.conn(), *id, map[bool]string{true: "first", false: "second"}[id == &first], r)
+		if r.ConnID() != *id {
+			t.Errorf("record in conn %d, want %d (the %s connection): %s", r.ConnID(), *id, map[bool]string{true: "first", false: "second"}[id == &first], r)
 		}
 		if id == &next && r.Type == "packet" && r.Flags == "S" && syn == nil {
 			syn = r
 		}
 	}
 	if first == 0 || next == 0 || syn == nil {
-		t.Fatalf("records of the first connection in conn %d, of the second in conn %d, SYN of the second %v:\n%s", first, next, syn, describe(selectRecords(recs, run.isConn)))
+		t.Fatalf("records of the first connection in conn %d, of the second in conn %d, SYN of the second %v:\n%s", first, next, syn, harness.Describe(harness.Select(recs, run.isConn)))
 	}
 	if first == next {
 		t.Errorf("both connections in conn %d", first)
@@ -135,17 +135,17 @@ func TestTupleReuseAfterPreexisting(t *testing.T) {
 
 	summaries := map[uint64]map[string]any{}
 	for _, r := range recs {
-		if r.Type != "conn" || (r.conn() != first && r.conn() != next) {
+		if r.Type != "conn" || (r.ConnID() != first && r.ConnID() != next) {
 			continue
 		}
-		if summaries[r.conn()] != nil {
-			t.Errorf("two summaries of conn %d", r.conn())
+		if summaries[r.ConnID()] != nil {
+			t.Errorf("two summaries of conn %d", r.ConnID())
 		}
 		var m map[string]any
-		if err := json.Unmarshal([]byte(r.raw), &m); err != nil {
+		if err := json.Unmarshal([]byte(r.Raw), &m); err != nil {
 			t.Fatal(err)
 		}
-		summaries[r.conn()] = m
+		summaries[r.ConnID()] = m
 	}
 	if s := summaries[first]; s == nil || s["preexisting"] != true {
 		t.Errorf("summary of the preexisting connection: %v", s)
@@ -159,7 +159,7 @@ func TestTupleReuseAfterPreexisting(t *testing.T) {
 	// each socket's records and the connection's in timestamp order.
 	var twStart, finClose int
 	for i, r := range recs {
-		if r.Type == "state" && r.local == client && r.conn() == next && r.Old == "FIN_WAIT2" {
+		if r.Type == "state" && r.LocalAddr == client && r.ConnID() == next && r.Old == "FIN_WAIT2" {
 			if r.New == "TIME_WAIT" {
 				twStart = i + 1
 			} else if r.New == "CLOSE" {
@@ -170,32 +170,19 @@ func TestTupleReuseAfterPreexisting(t *testing.T) {
 	if twStart == 0 || finClose == 0 || twStart > finClose {
 		t.Errorf("FIN_WAIT2 -> TIME_WAIT is record %d, FIN_WAIT2 -> CLOSE record %d (0: missing): want the TIME_WAIT start first", twStart, finClose)
 	}
-	last := map[uint64]*record{} // by cookie; 0: the connection
-	for _, r := range selectRecords(recs, run.isConn) {
+	last := map[uint64]*harness.Record{} // by cookie; 0: the connection
+	for _, r := range harness.Select(recs, run.isConn) {
 		if r.Type == "conn" || r.Type == "socket" {
 			continue
 		}
 		for _, k := range []uint64{0, r.Cookie} {
-			if p := last[k]; p != nil && r.time.Before(p.time) {
+			if p := last[k]; p != nil && r.Time.Before(p.Time) {
 				t.Errorf("out of timestamp order (cookie %d): %s after %s", k, r, p)
 			}
 			last[k] = r
 		}
 	}
 	if t.Failed() {
-		t.Logf("records of the 4-tuple:\n%s", describe(selectRecords(recs, run.isConn)))
-	}
-}
-
-// inNamespace runs f on a thread inside ns: sockets f creates belong to ns.
-func inNamespace(t *testing.T, ns *netns, f func() error) {
-	t.Helper()
-	h, err := tracer.OpenNetns("/run/netns/" + ns.name)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", ns.name, err)
-	}
-	defer h.Close()
-	if err := h.Do(f); err != nil {
-		t.Fatalf("in namespace %s: %v", ns.name, err)
+		t.Logf("records of the 4-tuple:\n%s", harness.Describe(harness.Select(recs, run.isConn)))
 	}
 }

@@ -9,31 +9,33 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // topology says where the client and the server of a test run, and where
 // tcpscope and tcpdump watch.
 type topology struct {
 	name               string
-	clientNS, serverNS *netns
-	watchNS            *netns // tcpscope and tcpdump run here, on ifname
+	clientNS, serverNS *harness.Namespace
+	watchNS            *harness.Namespace // tcpscope and tcpdump run here, on ifname
 	ifname             string
 	clientIP, serverIP netip.Addr
 	loopback           bool
 }
 
 // vethTopology: client in A, server in B, watching A's end of the pair.
-func vethTopology(v *vethPair, ipv6 bool) *topology {
-	tp := &topology{name: "veth", clientNS: v.a, serverNS: v.b, watchNS: v.a, ifname: vethA,
-		clientIP: v.a4, serverIP: v.b4}
+func vethTopology(v *harness.VethPair, ipv6 bool) *topology {
+	tp := &topology{name: "veth", clientNS: v.A, serverNS: v.B, watchNS: v.A, ifname: harness.VethA,
+		clientIP: v.A4, serverIP: v.B4}
 	if ipv6 {
-		tp.clientIP, tp.serverIP = v.a6, v.b6
+		tp.clientIP, tp.serverIP = v.A6, v.B6
 	}
 	return tp
 }
 
 // loTopology: client and server in ns, over its loopback.
-func loTopology(ns *netns, ipv6 bool) *topology {
+func loTopology(ns *harness.Namespace, ipv6 bool) *topology {
 	ip := netip.MustParseAddr("127.0.0.1")
 	if ipv6 {
 		ip = netip.IPv6Loopback()
@@ -46,8 +48,8 @@ func loTopology(ns *netns, ipv6 bool) *topology {
 // packet (tcpscope watches only the test's interface) and the socket
 // events of the test's namespaces. Without --netns tcpscope also reports
 // the sockets of every other namespace of the host.
-func (tp *topology) ours(r *record) bool {
-	return r.Type == "packet" || r.Type == "lost" || r.Netns == tp.clientNS.inode || r.Netns == tp.serverNS.inode
+func (tp *topology) ours(r *harness.Record) bool {
+	return r.Type == "packet" || r.Type == "lost" || r.Netns == tp.clientNS.Inode || r.Netns == tp.serverNS.Inode
 }
 
 // scenario is one connection of the test, made by the peer program.
@@ -96,28 +98,28 @@ func runScenario(ctx context.Context, t *testing.T, tp *topology, sc *scenario) 
 		client: netip.AddrPortFrom(tp.clientIP, sc.clientPort),
 		server: netip.AddrPortFrom(tp.serverIP, sc.serverPort),
 	}
-	var srv *proc
+	var srv *harness.Proc
 	if sc.serve != "" {
 		// "MODE [ARGS...]": the arguments follow the address.
 		mode := strings.Fields(sc.serve)
 		argv := append([]string{bins.server, mode[0], run.server.String()}, mode[1:]...)
-		srv = startProc(t, sc.name+" server", tp.serverNS.exec(argv...)...)
-		if _, err := srv.waitLine(ctx, false, "listening "); err != nil {
+		srv = harness.StartT(t, sc.name+" server", harness.Command(tp.serverNS.Exec(argv...)...))
+		if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 			t.Fatal(err)
 		}
-		run.serverPID = srv.pid()
+		run.serverPID = srv.Pid()
 	}
 	local := run.client.String()
 	if sc.clientPort == 0 {
 		local = "-"
 	}
 	args := append([]string{bins.client, sc.connect[0], run.server.String(), local}, sc.connect[1:]...)
-	cli := startProc(t, sc.name+" client", tp.clientNS.exec(args...)...)
-	run.clientPID = cli.pid()
-	mustSucceed(ctx, t, cli)
+	cli := harness.StartT(t, sc.name+" client", harness.Command(tp.clientNS.Exec(args...)...))
+	run.clientPID = cli.Pid()
+	cli.MustSucceed(ctx, t, runTimeout)
 	if sc.clientPort == 0 {
 		// "connected LOCAL REMOTE"
-		line, err := cli.waitLine(ctx, false, "connected ")
+		line, err := cli.WaitLine(ctx, false, "connected ", startTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,24 +132,24 @@ func runScenario(ctx context.Context, t *testing.T, tp *topology, sc *scenario) 
 		}
 	}
 	if srv != nil {
-		mustSucceed(ctx, t, srv)
-		run.serverOut = srv.stdout.String()
+		srv.MustSucceed(ctx, t, runTimeout)
+		run.serverOut = srv.Stdout.String()
 	}
 	return run
 }
 
 // isListener reports whether a socket event is the listening socket of
 // run's server.
-func (run *connRun) isListener(r *record) bool {
-	return r.isSocketEvent() && r.local == run.server && r.remote.Port() == 0 && r.remote.Addr().IsUnspecified()
+func (run *connRun) isListener(r *harness.Record) bool {
+	return r.IsSocketEvent() && r.LocalAddr == run.server && r.RemoteAddr.Port() == 0 && r.RemoteAddr.Addr().IsUnspecified()
 }
 
 // isConn reports whether a record is a packet, a socket event or the
 // summary of run's connection (either end, either direction).
-func (run *connRun) isConn(r *record) bool {
-	a, b := r.src, r.dst
-	if r.isSocketEvent() || r.Type == "conn" || r.Type == "socket" {
-		a, b = r.local, r.remote
+func (run *connRun) isConn(r *harness.Record) bool {
+	a, b := r.SrcAddr, r.DstAddr
+	if r.IsSocketEvent() || r.Type == "conn" || r.Type == "socket" {
+		a, b = r.LocalAddr, r.RemoteAddr
 	}
 	return (a == run.client && b == run.server) || (a == run.server && b == run.client)
 }
@@ -157,52 +159,8 @@ func (run *connRun) isConnPacket(p *tdPacket) bool {
 	return (p.src == run.client && p.dst == run.server) || (p.src == run.server && p.dst == run.client)
 }
 
-// selectRecords returns the records that satisfy keep, in output order.
-func selectRecords(recs []*record, keep func(*record) bool) []*record {
-	var out []*record
-	for _, r := range recs {
-		if keep(r) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// stateChain renders the state records of one socket as
-// "CLOSE -> SYN_SENT -> ...". A record whose old state is not the previous
-// record's new state shows as " // OLD" so that the chain cannot match.
-func stateChain(recs []*record) string {
-	var b strings.Builder
-	prev := ""
-	for _, r := range recs {
-		// The TIME_WAIT socket that replaces the active closer has its
-		// own records (timewait: true); checked apart.
-		if r.Type != "state" || r.TimeWait {
-			continue
-		}
-		if r.Old != prev {
-			if prev != "" {
-				b.WriteString(" // ")
-			}
-			b.WriteString(r.Old)
-		}
-		b.WriteString(" -> " + r.New)
-		prev = r.New
-	}
-	return b.String()
-}
-
-// describe lists records for a failure message.
-func describe(recs []*record) string {
-	var lines []string
-	for _, r := range recs {
-		lines = append(lines, r.String())
-	}
-	return firstN(lines, 40)
-}
-
 // checkOwner requires r to carry the owner pid and comm.
-func checkOwner(t *testing.T, side string, r *record, pid int, comm string) {
+func checkOwner(t *testing.T, side string, r *harness.Record, pid int, comm string) {
 	t.Helper()
 	switch {
 	case r.PID == nil:
@@ -215,33 +173,33 @@ func checkOwner(t *testing.T, side string, r *record, pid int, comm string) {
 // checkPackets compares all packet records with tcpdump's packets (the
 // multiset of flags, seq, ack, win, len and options must be equal) and
 // checks where tcpscope says each packet was seen.
-func checkPackets(t *testing.T, tp *topology, td []*tdPacket, recs []*record) {
+func checkPackets(t *testing.T, tp *topology, td []*tdPacket, recs []*harness.Record) {
 	t.Helper()
-	pkts := selectRecords(recs, func(r *record) bool { return r.Type == "packet" })
+	pkts := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "packet" })
 	if len(td) == 0 {
 		t.Fatalf("tcpdump saw no packet on %s: the oracle is empty", tp.ifname)
 	}
 	t.Logf("tcpdump: %d packets, tcpscope: %d packet records", len(td), len(pkts))
 	missing, extra := diffPackets(td, pkts)
 	if len(missing) > 0 {
-		t.Errorf("%d packets printed by tcpdump are missing from tcpscope's output:\n%s", len(missing), firstN(missing, 20))
+		t.Errorf("%d packets printed by tcpdump are missing from tcpscope's output:\n%s", len(missing), harness.FirstN(missing, 20))
 	}
 	if len(extra) > 0 {
-		t.Errorf("%d packet records of tcpscope are not in tcpdump's output (or too many times):\n%s", len(extra), firstN(extra, 20))
+		t.Errorf("%d packet records of tcpscope are not in tcpdump's output (or too many times):\n%s", len(extra), harness.FirstN(extra, 20))
 	}
 	for _, r := range pkts {
 		// On lo packets are reported once, at ingress.
 		wantDir := "in"
-		if !tp.loopback && r.src.Addr() == tp.clientIP {
+		if !tp.loopback && r.SrcAddr.Addr() == tp.clientIP {
 			wantDir = "out"
 		}
-		if r.Ifname != tp.ifname || r.Dir != wantDir || r.Netns != tp.watchNS.inode {
+		if r.Ifname != tp.ifname || r.Dir != wantDir || r.Netns != tp.watchNS.Inode {
 			t.Errorf("packet record with ifname %q dir %q netns %d, want %q %q %d: %s",
-				r.Ifname, r.Dir, r.Netns, tp.ifname, wantDir, tp.watchNS.inode, r)
+				r.Ifname, r.Dir, r.Netns, tp.ifname, wantDir, tp.watchNS.Inode, r)
 		}
 	}
-	if lost := selectRecords(recs, func(r *record) bool { return r.Type == "lost" }); len(lost) > 0 {
-		t.Errorf("tcpscope lost events during a small test:\n%s", describe(lost))
+	if lost := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "lost" }); len(lost) > 0 {
+		t.Errorf("tcpscope lost events during a small test:\n%s", harness.Describe(lost))
 	}
 }
 
@@ -250,7 +208,7 @@ func checkPackets(t *testing.T, tp *topology, td []*tdPacket, recs []*record) {
 // connection has the same non-zero conn, and no two connections share
 // one. It also requires every socket event in the test's namespaces to
 // belong to one of the test's connections or listeners.
-func checkConnIDs(t *testing.T, tp *topology, runs []*connRun, recs []*record) {
+func checkConnIDs(t *testing.T, tp *topology, runs []*connRun, recs []*harness.Record) {
 	t.Helper()
 	connsOf := map[string]map[uint64]bool{} // connection -> conn ids
 	keysOf := map[uint64]map[string]bool{}  // conn id -> connections
@@ -274,11 +232,11 @@ func checkConnIDs(t *testing.T, tp *topology, runs []*connRun, recs []*record) {
 		if connsOf[key] == nil {
 			connsOf[key] = map[uint64]bool{}
 		}
-		connsOf[key][r.conn()] = true
-		if keysOf[r.conn()] == nil {
-			keysOf[r.conn()] = map[string]bool{}
+		connsOf[key][r.ConnID()] = true
+		if keysOf[r.ConnID()] == nil {
+			keysOf[r.ConnID()] = map[string]bool{}
 		}
-		keysOf[r.conn()][key] = true
+		keysOf[r.ConnID()][key] = true
 	}
 	for key, ids := range connsOf {
 		if len(ids) != 1 || ids[0] { // ids[0]: some record has conn 0
@@ -356,7 +314,7 @@ func tdLines(td []*tdPacket, n int) string {
 	for _, p := range td {
 		lines = append(lines, p.line)
 	}
-	return firstN(lines, n)
+	return harness.FirstN(lines, n)
 }
 
 var (
@@ -481,7 +439,7 @@ var expectations = map[string]expectation{
 // checkScenario checks one connection's records: state sequences of both
 // ends, owners, cookies, namespaces, resets and retransmits, and its
 // tcpdump packets.
-func checkScenario(t *testing.T, tp *topology, run *connRun, td []*tdPacket, recs []*record) {
+func checkScenario(t *testing.T, tp *topology, run *connRun, td []*tdPacket, recs []*harness.Record) {
 	exp := expectations[run.sc.name]
 	var connTD []*tdPacket
 	for _, p := range td {
@@ -494,21 +452,21 @@ func checkScenario(t *testing.T, tp *topology, run *connRun, td []*tdPacket, rec
 	}
 	exp.checkPackets(t, run, connTD)
 
-	ours := selectRecords(recs, tp.ours)
-	clientEv := selectRecords(ours, func(r *record) bool {
-		return r.isSocketEvent() && r.local == run.client && r.remote == run.server
+	ours := harness.Select(recs, tp.ours)
+	clientEv := harness.Select(ours, func(r *harness.Record) bool {
+		return r.IsSocketEvent() && r.LocalAddr == run.client && r.RemoteAddr == run.server
 	})
-	serverEv := selectRecords(ours, func(r *record) bool {
-		return r.isSocketEvent() && r.local == run.server && r.remote == run.client
+	serverEv := harness.Select(ours, func(r *harness.Record) bool {
+		return r.IsSocketEvent() && r.LocalAddr == run.server && r.RemoteAddr == run.client
 	})
-	listenerEv := selectRecords(ours, run.isListener)
+	listenerEv := harness.Select(ours, run.isListener)
 
 	// State sequences, exactly.
 	sides := []struct {
 		name      string
-		events    []*record
+		events    []*harness.Record
 		want      string
-		ns        *netns
+		ns        *harness.Namespace
 		pid       int
 		comm      string
 		socketful bool // false for the server side of a refused connection
@@ -519,18 +477,18 @@ func checkScenario(t *testing.T, tp *topology, run *connRun, td []*tdPacket, rec
 	}
 	cookies := map[uint64]string{}
 	for _, s := range sides {
-		if got := stateChain(s.events); got != s.want {
-			t.Errorf("%s states: got %q, want %q; its events:\n%s", s.name, got, s.want, describe(s.events))
+		if got := harness.StateChain(s.events); got != s.want {
+			t.Errorf("%s states: got %q, want %q; its events:\n%s", s.name, got, s.want, harness.Describe(s.events))
 		}
 		for _, r := range s.events {
-			if r.Netns != s.ns.inode {
-				t.Errorf("%s event has netns %d, want %d (%s): %s", s.name, r.Netns, s.ns.inode, s.ns.name, r)
+			if r.Netns != s.ns.Inode {
+				t.Errorf("%s event has netns %d, want %d (%s): %s", s.name, r.Netns, s.ns.Inode, s.ns.Name, r)
 			}
 			if !s.socketful {
 				// Nothing listens: a reset sent without a socket has no
 				// state, and no process owns it.
-				if r.State != "" || r.PID != nil {
-					t.Errorf("%s event without a socket has state %q / pid: %s", s.name, r.State, r)
+				if r.StateName() != "" || r.PID != nil {
+					t.Errorf("%s event without a socket has state %q / pid: %s", s.name, r.StateName(), r)
 				}
 				continue
 			}
@@ -551,7 +509,7 @@ func checkScenario(t *testing.T, tp *topology, run *connRun, td []*tdPacket, rec
 			}
 		}
 		if len(seen) > 1 {
-			t.Errorf("%s events carry %d different cookies:\n%s", s.name, len(seen), describe(s.events))
+			t.Errorf("%s events carry %d different cookies:\n%s", s.name, len(seen), harness.Describe(s.events))
 		}
 	}
 
@@ -564,14 +522,14 @@ func checkScenario(t *testing.T, tp *topology, run *connRun, td []*tdPacket, rec
 			}
 			switch r.Dir {
 			case "sent":
-				resets = append(resets, "sent "+r.Reason+" on "+s.name)
+				resets = append(resets, "sent "+r.ReasonName()+" on "+s.name)
 			case "received":
 				resets = append(resets, "received on "+s.name)
 			}
-			if r.Dir == "received" && r.Reason != "" {
-				t.Errorf("received reset with a reason %q: %s", r.Reason, r)
+			if r.Dir == "received" && r.ReasonName() != "" {
+				t.Errorf("received reset with a reason %q: %s", r.ReasonName(), r)
 			}
-			if s.socketful && r.State == "" {
+			if s.socketful && r.StateName() == "" {
 				t.Errorf("reset on a socket without state: %s", r)
 			}
 		}
@@ -579,19 +537,19 @@ func checkScenario(t *testing.T, tp *topology, run *connRun, td []*tdPacket, rec
 	slices.Sort(resets)
 	want := slices.Sorted(slices.Values(exp.resets))
 	if !slices.Equal(resets, want) {
-		t.Errorf("resets: got %q, want %q; events:\n%s", resets, want, describe(append(clientEv, serverEv...)))
+		t.Errorf("resets: got %q, want %q; events:\n%s", resets, want, harness.Describe(append(clientEv, serverEv...)))
 	}
 	if run.sc.name == "abort" {
 		for _, r := range serverEv {
-			if r.Type == "reset" && r.State != "ESTABLISHED" {
-				t.Errorf("server received the reset in state %q, want ESTABLISHED: %s", r.State, r)
+			if r.Type == "reset" && r.StateName() != "ESTABLISHED" {
+				t.Errorf("server received the reset in state %q, want ESTABLISHED: %s", r.StateName(), r)
 			}
 		}
 	}
 	if run.sc.name == "refused" {
 		for _, r := range clientEv {
-			if r.Type == "reset" && r.State != "SYN_SENT" {
-				t.Errorf("client received the reset in state %q, want SYN_SENT: %s", r.State, r)
+			if r.Type == "reset" && r.StateName() != "SYN_SENT" {
+				t.Errorf("client received the reset in state %q, want SYN_SENT: %s", r.StateName(), r)
 			}
 		}
 	}
@@ -600,14 +558,14 @@ func checkScenario(t *testing.T, tp *topology, run *connRun, td []*tdPacket, rec
 	// saw at least twice, and a sender that tcpdump saw retransmit must
 	// have retransmit records.
 	for _, s := range sides[:2] {
-		var rtx []*record
+		var rtx []*harness.Record
 		for _, r := range s.events {
 			if r.Type != "retransmit" {
 				continue
 			}
 			rtx = append(rtx, r)
-			if n := timesSent(connTD, r.local, *r.Seq); n < 2 {
-				t.Errorf("retransmit record, but tcpdump saw seq %d from %s %d times: %s", *r.Seq, r.local, n, r)
+			if n := timesSent(connTD, r.LocalAddr, *r.Seq); n < 2 {
+				t.Errorf("retransmit record, but tcpdump saw seq %d from %s %d times: %s", *r.Seq, r.LocalAddr, n, r)
 			}
 		}
 		local := run.client
@@ -615,7 +573,7 @@ func checkScenario(t *testing.T, tp *topology, run *connRun, td []*tdPacket, rec
 			local = run.server
 		}
 		if len(rtx) > 0 {
-			t.Logf("%s retransmitted (tcpdump: %v):\n%s", s.name, retransmitted(connTD, local), describe(rtx))
+			t.Logf("%s retransmitted (tcpdump: %v):\n%s", s.name, retransmitted(connTD, local), harness.Describe(rtx))
 		}
 		if retransmitted(connTD, local) && len(rtx) == 0 {
 			t.Errorf("tcpdump saw the %s retransmit, tcpscope has no retransmit record", s.name)
@@ -644,12 +602,12 @@ func timesSent(td []*tdPacket, src netip.AddrPort, seq uint32) int {
 
 // checkTimes requires every record's timestamp to lie within the time the
 // tracer ran (with a second of slack for clock conversion).
-func checkTimes(t *testing.T, recs []*record, from, to time.Time) {
+func checkTimes(t *testing.T, recs []*harness.Record, from, to time.Time) {
 	t.Helper()
 	from, to = from.Add(-time.Second), to.Add(time.Second)
-	bad := selectRecords(recs, func(r *record) bool { return r.time.Before(from) || r.time.After(to) })
+	bad := harness.Select(recs, func(r *harness.Record) bool { return r.Time.Before(from) || r.Time.After(to) })
 	if len(bad) > 0 {
 		t.Errorf("%d records with a timestamp outside %s .. %s:\n%s", len(bad),
-			from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano), describe(bad))
+			from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano), harness.Describe(bad))
 	}
 }

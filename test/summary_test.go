@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // The conn summary from end to end: what it counts and from whose side it
@@ -27,12 +29,12 @@ func sumField(sum map[string]any, path ...string) (float64, bool) {
 
 // connSummary returns the summary of run's connection (either end), and
 // its id; it fails t when there is not exactly one.
-func connSummary(t *testing.T, recs []*record, run *connRun) (map[string]any, uint64) {
+func connSummary(t *testing.T, recs []*harness.Record, run *connRun) (map[string]any, uint64) {
 	t.Helper()
 	var ids []uint64
 	for _, r := range recs {
 		if r.Type == "conn" && run.isConn(r) {
-			ids = append(ids, r.conn())
+			ids = append(ids, r.ConnID())
 		}
 	}
 	if len(ids) != 1 {
@@ -51,22 +53,22 @@ func TestSummaryRetransmitSegmentsAgainstNstat(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "sumrtx", 61)
+	v := harness.NewVethPair(t, netnsPrefix, "sumrtx", 61)
 	tp := vethTopology(v, false)
 	sc := &scenario{name: "lossy-bulk", serverPort: 7211, clientPort: 41211, serve: "serve-sink",
 		connect: []string{"connect-bulk", fmt.Sprint(bulkBytes)}}
-	runCmd(ctx, t, v.b.exec("nft", fmt.Sprintf("table inet tcpscope_loss { chain in { type filter hook input priority 0; "+
+	harness.MustRun(ctx, t, stopTimeout, v.B.Exec("nft", fmt.Sprintf("table inet tcpscope_loss { chain in { type filter hook input priority 0; "+
 		"tcp dport %d meta length > 200 numgen inc mod 4 == 0 counter drop; }; }", sc.serverPort))...)
 
-	counter := func(file, group, name string) int64 { return kernelCounter(ctx, t, v.a, file, group, name) }
-	segsBefore := counter("/proc/net/snmp", "Tcp", "RetransSegs")
-	failBefore := counter("/proc/net/netstat", "TcpExt", "TCPRetransFail")
-	tracer := startTracer(ctx, t, nil, "--netns", v.a.name, "--summary-only")
+	counter := func(file, group, name string) int64 { return v.A.MustCounter(t, file, group, name) }
+	segsBefore := counter("snmp", "Tcp", "RetransSegs")
+	failBefore := counter("netstat", "TcpExt", "TCPRetransFail")
+	tracer := startTracer(ctx, t, nil, "--netns", v.A.Name, "--summary-only")
 	run := runScenario(ctx, t, tp, sc)
 	time.Sleep(settle)
 	recs := stopTracer(ctx, t, tracer)
-	segs := counter("/proc/net/snmp", "Tcp", "RetransSegs") - segsBefore
-	failed := counter("/proc/net/netstat", "TcpExt", "TCPRetransFail") - failBefore
+	segs := counter("snmp", "Tcp", "RetransSegs") - segsBefore
+	failed := counter("netstat", "TcpExt", "TCPRetransFail") - failBefore
 	if segs == 0 {
 		t.Fatal("the kernel retransmitted nothing: the loss rule did not bite")
 	}
@@ -103,7 +105,7 @@ func TestSummaryRefusedInServerNetns(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "sumref", 62)
+	v := harness.NewVethPair(t, netnsPrefix, "sumref", 62)
 	tp := vethTopology(v, false)
 	for i, c := range []struct {
 		name   string
@@ -118,7 +120,7 @@ func TestSummaryRefusedInServerNetns(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			sc := &scenario{name: "refused", serverPort: uint16(7221 + i), clientPort: uint16(41221 + i),
 				connect: []string{"connect-refused"}}
-			tracer := startTracer(ctx, t, nil, append([]string{"--netns", v.b.name}, c.args...)...)
+			tracer := startTracer(ctx, t, nil, append([]string{"--netns", v.B.Name}, c.args...)...)
 			run := runScenario(ctx, t, tp, sc)
 			time.Sleep(settle)
 			recs := stopTracer(ctx, t, tracer)
@@ -151,12 +153,12 @@ func TestSummaryResetEventsOnly(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "sumrst", 63)
+	v := harness.NewVethPair(t, netnsPrefix, "sumrst", 63)
 	tp := vethTopology(v, false)
 	refused := &scenario{name: "refused", serverPort: 7231, clientPort: 41231, connect: []string{"connect-refused"}}
 	abort := &scenario{name: "abort", serverPort: 7232, clientPort: 41232, serve: "serve-echo",
 		connect: []string{"connect-abort", echoMessage}}
-	tracer := startTracer(ctx, t, nil, "--events", "reset", "--summary-only", "--host", v.a4.String())
+	tracer := startTracer(ctx, t, nil, "--events", "reset", "--summary-only", "--host", v.A4.String())
 	runs := []*connRun{runScenario(ctx, t, tp, refused), runScenario(ctx, t, tp, abort)}
 	time.Sleep(settle)
 	recs := stopTracer(ctx, t, tracer)
@@ -210,20 +212,20 @@ func TestSummaryDurationApartFromTimeWait(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "sumtw", 64)
+	v := harness.NewVethPair(t, netnsPrefix, "sumtw", 64)
 	tp := vethTopology(v, false)
 	before := &scenario{name: "echo-before", serverPort: 7241, clientPort: 41241, serve: "serve-echo",
 		connect: []string{"connect-echo", echoMessage}}
 	during := &scenario{name: "echo", serverPort: 7242, clientPort: 41242, serve: "serve-echo",
 		connect: []string{"connect-echo", echoMessage}}
 	old := runScenario(ctx, t, tp, before) // the client closes first: TIME_WAIT in A
-	if !timeWaitListed(ctx, t, v.a, old.client, old.server) {
+	if !timeWaitListed(ctx, t, v.A, old.client, old.server) {
 		t.Fatal("no TIME_WAIT socket before tracing")
 	}
-	tracer := startTracer(ctx, t, nil, "--netns", v.a.name)
+	tracer := startTracer(ctx, t, nil, "--netns", v.A.Name)
 	run := runScenario(ctx, t, tp, during)
 	time.Sleep(settle)
-	if !timeWaitListed(ctx, t, v.a, run.client, run.server) {
+	if !timeWaitListed(ctx, t, v.A, run.client, run.server) {
 		t.Fatal("the client is not in TIME_WAIT when tracing stops")
 	}
 	recs := stopTracer(ctx, t, tracer)
@@ -231,8 +233,8 @@ func TestSummaryDurationApartFromTimeWait(t *testing.T) {
 	sum, id := connSummary(t, recs, run)
 	var times []time.Time
 	for _, r := range recs {
-		if r.conn() == id && (r.Type == "packet" || r.isSocketEvent() && !r.TimeWait) {
-			times = append(times, r.time)
+		if r.ConnID() == id && (r.Type == "packet" || r.IsSocketEvent() && !r.TimeWait) {
+			times = append(times, r.Time)
 		}
 	}
 	if len(times) == 0 {
@@ -266,12 +268,12 @@ func TestSummaryDurationApartFromTimeWait(t *testing.T) {
 	// summary (no noise with the start-up time or the tracer's run time).
 	listed := false
 	for _, r := range recs {
-		if r.local != old.client || r.remote != old.server {
+		if r.LocalAddr != old.client || r.RemoteAddr != old.server {
 			continue
 		}
 		switch r.Type {
 		case "socket":
-			listed = r.State == "TIME_WAIT"
+			listed = r.StateName() == "TIME_WAIT"
 		case "conn":
 			t.Errorf("a summary of the silent TIME_WAIT socket found at start-up: %s", r)
 		}

@@ -6,14 +6,16 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // startTextTracer starts `tcpscope trace -o text ARGS...` inside ns and
 // waits until it has logged that tracing started.
-func startTextTracer(ctx context.Context, t *testing.T, ns *netns, args ...string) *proc {
+func startTextTracer(ctx context.Context, t *testing.T, ns *harness.Namespace, args ...string) *harness.Proc {
 	t.Helper()
-	p := startProc(t, "tcpscope text", ns.exec(append([]string{bins.tcpscope, "trace", "-o", "text"}, args...)...)...)
-	if _, err := p.waitLine(ctx, true, `msg="tracing started"`); err != nil {
+	p := harness.StartT(t, "tcpscope text", harness.Command(ns.Exec(append([]string{bins.tcpscope, "trace", "-o", "text"}, args...)...)...))
+	if _, err := p.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -21,12 +23,12 @@ func startTextTracer(ctx context.Context, t *testing.T, ns *netns, args ...strin
 
 // stopTextTracer stops the text tracer (exit status 0 required) and
 // returns its output lines.
-func stopTextTracer(ctx context.Context, t *testing.T, p *proc) []string {
+func stopTextTracer(ctx context.Context, t *testing.T, p *harness.Proc) []string {
 	t.Helper()
-	if err := p.stop(ctx, syscall.SIGINT); err != nil {
-		t.Fatalf("tcpscope -o text after SIGINT: %v\n%s", err, p.output())
+	if err := p.Stop(ctx, syscall.SIGINT, stopTimeout); err != nil {
+		t.Fatalf("tcpscope -o text after SIGINT: %v\n%s", err, p.Output())
 	}
-	out := p.stdout.String()
+	out := p.Stdout.String()
 	if out != "" && !strings.HasSuffix(out, "\n") {
 		t.Fatalf("text output does not end with a complete line")
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // TestTimeWaitLifecycle checks TIME_WAIT against `ss -tan state
@@ -24,7 +26,7 @@ func TestTimeWaitLifecycle(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "timewait")
+	ns := harness.NewNamespace(t, netnsPrefix, "timewait")
 	tp := loTopology(ns, false)
 	tracer := startTracer(ctx, t, ns, "-i", "lo")
 	sc := &scenario{name: "timewait", serverPort: 7601, clientPort: 41601, serve: "serve-echo",
@@ -38,7 +40,7 @@ func TestTimeWaitLifecycle(t *testing.T) {
 	seenAt := time.Now()
 	time.Sleep(300 * time.Millisecond)
 	killFrom := time.Now()
-	runCmd(ctx, t, ns.exec("ss", "-K", "-tan", "state", "time-wait", "sport", "=", ":41601")...)
+	harness.MustRun(ctx, t, stopTimeout, ns.Exec("ss", "-K", "-tan", "state", "time-wait", "sport", "=", ":41601")...)
 	killedBy := time.Now()
 	if listed() {
 		t.Fatalf("ss still lists the TIME_WAIT socket of %s after ss -K", run.client)
@@ -46,33 +48,33 @@ func TestTimeWaitLifecycle(t *testing.T) {
 	time.Sleep(settle)
 	recs := stopTracer(ctx, t, tracer)
 
-	tw := selectRecords(recs, func(r *record) bool {
-		return r.Type == "state" && r.TimeWait && r.local == run.client && r.remote == run.server
+	tw := harness.Select(recs, func(r *harness.Record) bool {
+		return r.Type == "state" && r.TimeWait && r.LocalAddr == run.client && r.RemoteAddr == run.server
 	})
 	if len(tw) != 2 || tw[0].Old != "FIN_WAIT2" || tw[0].New != "TIME_WAIT" ||
 		tw[1].Old != "TIME_WAIT" || tw[1].New != "CLOSE" || tw[1].TimeWaitEnd != "killed" {
-		t.Fatalf("want FIN_WAIT2 -> TIME_WAIT then TIME_WAIT -> CLOSE (killed) for %s:\n%s", run.client, describe(tw))
+		t.Fatalf("want FIN_WAIT2 -> TIME_WAIT then TIME_WAIT -> CLOSE (killed) for %s:\n%s", run.client, harness.Describe(tw))
 	}
 	// TIME_WAIT began before ss saw it, and ended between the kill's
 	// start and end.
-	if !tw[0].time.Before(seenAt) || tw[1].time.Before(killFrom.Add(-time.Millisecond)) || tw[1].time.After(killedBy.Add(time.Millisecond)) {
+	if !tw[0].Time.Before(seenAt) || tw[1].Time.Before(killFrom.Add(-time.Millisecond)) || tw[1].Time.After(killedBy.Add(time.Millisecond)) {
 		t.Errorf("TIME_WAIT from %s to %s; ss saw it at %s, killed between %s and %s",
-			tw[0].time.Format(time.StampMicro), tw[1].time.Format(time.StampMicro), seenAt.Format(time.StampMicro),
+			tw[0].Time.Format(time.StampMicro), tw[1].Time.Format(time.StampMicro), seenAt.Format(time.StampMicro),
 			killFrom.Format(time.StampMicro), killedBy.Format(time.StampMicro))
 	}
 	var end map[string]any
-	if err := json.Unmarshal([]byte(tw[1].raw), &end); err != nil {
+	if err := json.Unmarshal([]byte(tw[1].Raw), &end); err != nil {
 		t.Fatal(err)
 	}
 	ms, _ := end["time_wait_ms"].(float64)
-	if want := float64(tw[1].time.Sub(tw[0].time).Microseconds()) / 1000; ms < 300 || ms > want+1 || ms < want-1 {
+	if want := float64(tw[1].Time.Sub(tw[0].Time).Microseconds()) / 1000; ms < 300 || ms > want+1 || ms < want-1 {
 		t.Errorf("time_wait_ms %.3f, want %.3f (at least the 300 ms ss saw it)", ms, want)
 	}
 
 	var sum map[string]any
 	for _, r := range recs {
-		if r.Type == "conn" && r.local == run.client {
-			if err := json.Unmarshal([]byte(r.raw), &sum); err != nil {
+		if r.Type == "conn" && r.LocalAddr == run.client {
+			if err := json.Unmarshal([]byte(r.Raw), &sum); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -100,16 +102,16 @@ func TestTimeWaitEndedBySYN(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "tw-syn")
+	ns := harness.NewNamespace(t, netnsPrefix, "tw-syn")
 	server := netip.MustParseAddrPort("127.0.0.1:7602")
 	client := netip.MustParseAddrPort("127.0.0.1:41602")
 	tracer := startTracer(ctx, t, ns, "-i", "lo")
-	srv := startProc(t, "server", ns.exec(bins.server, "serve-first-close", server.String(), "2")...)
-	if _, err := srv.waitLine(ctx, false, "listening "); err != nil {
+	srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.server, "serve-first-close", server.String(), "2")...))
+	if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
 	connect := func() {
-		mustSucceed(ctx, t, startProc(t, "client", ns.exec(bins.client, "connect-read", server.String(), client.String())...))
+		harness.StartT(t, "client", harness.Command(ns.Exec(bins.client, "connect-read", server.String(), client.String())...)).MustSucceed(ctx, t, runTimeout)
 	}
 	listed := func() bool { return timeWaitListed(ctx, t, ns, server, client) }
 	connect()
@@ -121,40 +123,40 @@ func TestTimeWaitEndedBySYN(t *testing.T) {
 	from := time.Now()
 	connect()
 	to := time.Now()
-	mustSucceed(ctx, t, srv)
+	srv.MustSucceed(ctx, t, runTimeout)
 	if !listed() {
 		t.Fatalf("ss lists no TIME_WAIT socket after the second connection")
 	}
 	time.Sleep(settle)
 	recs := stopTracer(ctx, t, tracer)
 
-	tw := selectRecords(recs, func(r *record) bool {
-		return r.Type == "state" && r.TimeWait && r.local == server && r.remote == client
+	tw := harness.Select(recs, func(r *harness.Record) bool {
+		return r.Type == "state" && r.TimeWait && r.LocalAddr == server && r.RemoteAddr == client
 	})
 	// The kill is printed 50 ms late (a cancel followed by an arm would
 	// be a re-arm), after the next connection's records: time order.
-	slices.SortStableFunc(tw, func(a, b *record) int { return a.time.Compare(b.time) })
+	slices.SortStableFunc(tw, func(a, b *harness.Record) int { return a.Time.Compare(b.Time) })
 	if len(tw) != 3 || tw[0].New != "TIME_WAIT" || tw[1].Old != "TIME_WAIT" || tw[1].New != "CLOSE" ||
 		tw[1].TimeWaitEnd != "killed" || tw[2].New != "TIME_WAIT" {
-		t.Fatalf("want TIME_WAIT, its end (killed), TIME_WAIT again for %s:\n%s\nall:\n%s", server, describe(tw),
-			describe(selectRecords(recs, func(r *record) bool { return r.Type != "packet" })))
+		t.Fatalf("want TIME_WAIT, its end (killed), TIME_WAIT again for %s:\n%s\nall:\n%s", server, harness.Describe(tw),
+			harness.Describe(harness.Select(recs, func(r *harness.Record) bool { return r.Type != "packet" })))
 	}
-	if tw[1].time.Before(from) || tw[1].time.After(to) {
+	if tw[1].Time.Before(from) || tw[1].Time.After(to) {
 		t.Errorf("TIME_WAIT killed at %s, not while the second connection connected (%s to %s)",
-			tw[1].time.Format(time.StampMicro), from.Format(time.StampMicro), to.Format(time.StampMicro))
+			tw[1].Time.Format(time.StampMicro), from.Format(time.StampMicro), to.Format(time.StampMicro))
 	}
-	first, second := tw[0].conn(), tw[2].conn()
-	if tw[1].conn() != first || second == first {
-		t.Errorf("conn ids: TIME_WAIT %d, its end %d, the next connection's TIME_WAIT %d", first, tw[1].conn(), second)
+	first, second := tw[0].ConnID(), tw[2].ConnID()
+	if tw[1].ConnID() != first || second == first {
+		t.Errorf("conn ids: TIME_WAIT %d, its end %d, the next connection's TIME_WAIT %d", first, tw[1].ConnID(), second)
 	}
 	sums := map[uint64]map[string]any{}
 	for _, r := range recs {
-		if r.Type == "conn" && r.local == client {
+		if r.Type == "conn" && r.LocalAddr == client {
 			var s map[string]any
-			if err := json.Unmarshal([]byte(r.raw), &s); err != nil {
+			if err := json.Unmarshal([]byte(r.Raw), &s); err != nil {
 				t.Fatal(err)
 			}
-			sums[r.conn()] = s
+			sums[r.ConnID()] = s
 		}
 	}
 	if len(sums) != 2 || sums[first] == nil || sums[second] == nil {
@@ -186,22 +188,22 @@ func TestTimeWaitEndedByReuse(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "tw-reuse")
+	ns := harness.NewNamespace(t, netnsPrefix, "tw-reuse")
 	const port = 41603
-	runCmd(ctx, t, ns.exec("sysctl", "-q", "-w", fmt.Sprintf("net.ipv4.ip_local_port_range=%d %d", port, port))...)
-	runCmd(ctx, t, ns.exec("sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1")...)
+	harness.MustRun(ctx, t, stopTimeout, ns.Exec("sysctl", "-q", "-w", fmt.Sprintf("net.ipv4.ip_local_port_range=%d %d", port, port))...)
+	harness.MustRun(ctx, t, stopTimeout, ns.Exec("sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1")...)
 	server := netip.MustParseAddrPort("127.0.0.1:7603")
 	client := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", port))
 	tracer := startTracer(ctx, t, ns, "-i", "lo")
 	exchange := func() {
-		srv := startProc(t, "server", ns.exec(bins.server, "serve-echo", server.String())...)
-		if _, err := srv.waitLine(ctx, false, "listening "); err != nil {
+		srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.server, "serve-echo", server.String())...))
+		if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 			t.Fatal(err)
 		}
-		cli := startProc(t, "client", ns.exec(bins.client, "connect-echo", server.String(), "-", echoMessage)...)
-		mustSucceed(ctx, t, cli)
-		mustSucceed(ctx, t, srv)
-		if line, _ := cli.waitLine(ctx, false, "connected "); !strings.Contains(line, client.String()) {
+		cli := harness.StartT(t, "client", harness.Command(ns.Exec(bins.client, "connect-echo", server.String(), "-", echoMessage)...))
+		cli.MustSucceed(ctx, t, runTimeout)
+		srv.MustSucceed(ctx, t, runTimeout)
+		if line, _ := cli.WaitLine(ctx, false, "connected ", startTimeout); !strings.Contains(line, client.String()) {
 			t.Fatalf("client connected as %q, want %s (the only ephemeral port)", line, client)
 		}
 	}
@@ -219,18 +221,18 @@ func TestTimeWaitEndedByReuse(t *testing.T) {
 	time.Sleep(settle)
 	recs := stopTracer(ctx, t, tracer)
 
-	tw := selectRecords(recs, func(r *record) bool {
-		return r.Type == "state" && r.TimeWait && r.local == client && r.remote == server
+	tw := harness.Select(recs, func(r *harness.Record) bool {
+		return r.Type == "state" && r.TimeWait && r.LocalAddr == client && r.RemoteAddr == server
 	})
-	slices.SortStableFunc(tw, func(a, b *record) int { return a.time.Compare(b.time) })
+	slices.SortStableFunc(tw, func(a, b *harness.Record) int { return a.Time.Compare(b.Time) })
 	if len(tw) != 3 || tw[0].New != "TIME_WAIT" || tw[1].Old != "TIME_WAIT" || tw[1].TimeWaitEnd != "killed" || tw[2].New != "TIME_WAIT" {
-		t.Fatalf("want TIME_WAIT, its end (killed), TIME_WAIT again for %s:\n%s", client, describe(tw))
+		t.Fatalf("want TIME_WAIT, its end (killed), TIME_WAIT again for %s:\n%s", client, harness.Describe(tw))
 	}
-	if tw[1].time.Before(from) || tw[1].time.After(to) {
+	if tw[1].Time.Before(from) || tw[1].Time.After(to) {
 		t.Errorf("TIME_WAIT killed at %s, not while the second connection connected (%s to %s)",
-			tw[1].time.Format(time.StampMicro), from.Format(time.StampMicro), to.Format(time.StampMicro))
+			tw[1].Time.Format(time.StampMicro), from.Format(time.StampMicro), to.Format(time.StampMicro))
 	}
-	first := tw[0].conn()
+	first := tw[0].ConnID()
 	sum := summaryOf(t, recs, first)
 	if sum == nil {
 		t.Fatalf("no summary of the first connection (%d)", first)
@@ -251,8 +253,8 @@ func TestTimeWaitEndedByRST(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ns := newNetns(ctx, t, "tw-rst")
-	runCmd(ctx, t, ns.exec("sysctl", "-q", "-w", "net.ipv4.tcp_rfc1337=0")...)
+	ns := harness.NewNamespace(t, netnsPrefix, "tw-rst")
+	harness.MustRun(ctx, t, stopTimeout, ns.Exec("sysctl", "-q", "-w", "net.ipv4.tcp_rfc1337=0")...)
 	tracer := startTracer(ctx, t, ns, "-i", "lo")
 	td := startTcpdump(ctx, t, ns, "lo")
 	sc := &scenario{name: "tw-rst", serverPort: 7604, clientPort: 41604, serve: "serve-echo",
@@ -272,10 +274,10 @@ func TestTimeWaitEndedByRST(t *testing.T) {
 	if fin == nil {
 		t.Fatalf("tcpdump saw no FIN from %s", run.server)
 	}
-	rst := startProc(t, "rst", ns.exec(bins.client, "send-rst", run.client.String(), run.server.String(),
-		fmt.Sprint(*fin.seq+fin.length+1))...)
+	rst := harness.StartT(t, "rst", harness.Command(ns.Exec(bins.client, "send-rst", run.client.String(), run.server.String(),
+		fmt.Sprint(*fin.seq+fin.length+1))...))
 	from := time.Now()
-	mustSucceed(ctx, t, rst)
+	rst.MustSucceed(ctx, t, runTimeout)
 	for deadline := time.Now().Add(2 * time.Second); listed(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the RST did not end the TIME_WAIT socket of %s", run.client)
@@ -286,14 +288,14 @@ func TestTimeWaitEndedByRST(t *testing.T) {
 	stopTcpdump(ctx, t, td)
 	recs := stopTracer(ctx, t, tracer)
 
-	tw := selectRecords(recs, func(r *record) bool {
-		return r.Type == "state" && r.TimeWait && r.local == run.client && r.remote == run.server
+	tw := harness.Select(recs, func(r *harness.Record) bool {
+		return r.Type == "state" && r.TimeWait && r.LocalAddr == run.client && r.RemoteAddr == run.server
 	})
-	if len(tw) != 2 || tw[1].TimeWaitEnd != "killed" || tw[1].time.Before(from.Add(-time.Millisecond)) || tw[1].time.After(to) {
+	if len(tw) != 2 || tw[1].TimeWaitEnd != "killed" || tw[1].Time.Before(from.Add(-time.Millisecond)) || tw[1].Time.After(to) {
 		t.Fatalf("want TIME_WAIT then its end (killed) between %s and %s for %s:\n%s", from.Format(time.StampMicro),
-			to.Format(time.StampMicro), run.client, describe(tw))
+			to.Format(time.StampMicro), run.client, harness.Describe(tw))
 	}
-	sum := summaryOf(t, recs, tw[0].conn())
+	sum := summaryOf(t, recs, tw[0].ConnID())
 	if sum == nil || sum["time_wait_end"] != "killed" || sum["time_wait_kill"] != "rst" {
 		t.Errorf("summary %v: want time_wait_end killed, time_wait_kill rst", sum)
 	}
@@ -301,9 +303,9 @@ func TestTimeWaitEndedByRST(t *testing.T) {
 
 // timeWaitListed reports whether `ss -tan state time-wait` in ns lists the
 // TIME_WAIT socket local -> remote.
-func timeWaitListed(ctx context.Context, t *testing.T, ns *netns, local, remote netip.AddrPort) bool {
+func timeWaitListed(ctx context.Context, t *testing.T, ns *harness.Namespace, local, remote netip.AddrPort) bool {
 	t.Helper()
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.name, "ss", "-Htan", "state", "time-wait",
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns.Name, "ss", "-Htan", "state", "time-wait",
 		"src", local.String(), "dst", remote.String()).Output()
 	if err != nil {
 		t.Fatalf("ss: %v", err)
@@ -313,12 +315,12 @@ func timeWaitListed(ctx context.Context, t *testing.T, ns *netns, local, remote 
 
 // summaryOf returns the conn record of connection id, parsed; nil when
 // there is none.
-func summaryOf(t *testing.T, recs []*record, id uint64) map[string]any {
+func summaryOf(t *testing.T, recs []*harness.Record, id uint64) map[string]any {
 	t.Helper()
 	var sum map[string]any
 	for _, r := range recs {
-		if r.Type == "conn" && r.conn() == id {
-			if err := json.Unmarshal([]byte(r.raw), &sum); err != nil {
+		if r.Type == "conn" && r.ConnID() == id {
+			if err := json.Unmarshal([]byte(r.Raw), &sum); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // tsharkVerdicts are tshark's analysis fields and tcpscope's names for them.
@@ -37,9 +39,9 @@ var tsharkVerdicts = []struct{ field, name string }{
 type analysisCase struct {
 	name  string
 	sc    scenario
-	setup func(ctx context.Context, t *testing.T, v *vethPair) // before the traffic
+	setup func(ctx context.Context, t *testing.T, v *harness.VethPair) // before the traffic
 	// run makes the traffic when runScenario cannot.
-	run func(ctx context.Context, t *testing.T, v *vethPair, tp *topology, sc *scenario)
+	run func(ctx context.Context, t *testing.T, v *harness.VethPair, tp *topology, sc *scenario)
 	// want are verdicts tshark must report for this traffic ("a|b": one
 	// of them): without them the scenario did not make the situation it
 	// is about.
@@ -58,8 +60,8 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 			connect: []string{"connect-echo", echoMessage}}},
 		{name: "loss", sc: scenario{name: "loss", serverPort: 7502, clientPort: 41502, serve: "serve-sink",
 			connect: []string{"connect-bulk", fmt.Sprint(bulkBytes)}},
-			setup: func(ctx context.Context, t *testing.T, v *vethPair) {
-				runCmd(ctx, t, v.b.exec("nft", "table inet tcpscope_loss { chain in { type filter hook input priority 0; "+
+			setup: func(ctx context.Context, t *testing.T, v *harness.VethPair) {
+				harness.MustRun(ctx, t, stopTimeout, v.B.Exec("nft", "table inet tcpscope_loss { chain in { type filter hook input priority 0; "+
 					"tcp dport 7502 meta length > 200 numgen inc mod 4 == 0 drop; }; }")...)
 			},
 			// A segment resent sooner than the connection's iRTT after
@@ -77,8 +79,8 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 		// its SYN (after 1 s) and gives up.
 		{name: "timeout", sc: scenario{name: "timeout", serverPort: 7506, clientPort: 41506,
 			connect: []string{"connect-timeout", "2500"}},
-			setup: func(ctx context.Context, t *testing.T, v *vethPair) {
-				runCmd(ctx, t, v.b.exec("nft", "table inet tcpscope_syndrop { chain in { type filter hook input priority 0; "+
+			setup: func(ctx context.Context, t *testing.T, v *harness.VethPair) {
+				harness.MustRun(ctx, t, stopTimeout, v.B.Exec("nft", "table inet tcpscope_syndrop { chain in { type filter hook input priority 0; "+
 					"tcp dport 7506 tcp flags syn drop; }; }")...)
 			},
 			want: []string{"retransmission"}},
@@ -96,7 +98,7 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 		t.Run(family, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 			defer cancel()
-			v := newVethPair(ctx, t, "tshark-"+family, 80+len(family))
+			v := harness.NewVethPair(t, netnsPrefix, "tshark-"+family, 80+len(family))
 			tp := vethTopology(v, ipv6)
 			for _, c := range cases {
 				if c.setup != nil {
@@ -104,8 +106,8 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 				}
 			}
 			pcap := filepath.Join(t.TempDir(), "capture.pcap")
-			tracer := startTracer(ctx, t, v.a, "-i", vethA)
-			dump := startPcap(ctx, t, v.a, vethA, pcap)
+			tracer := startTracer(ctx, t, v.A, "-i", harness.VethA)
+			dump := startPcap(ctx, t, v.A, harness.VethA, pcap)
 			for i := range cases {
 				if cases[i].run != nil {
 					cases[i].run(ctx, t, v, tp, &cases[i].sc)
@@ -118,7 +120,7 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 			recs := stopTracer(ctx, t, tracer)
 
 			theirs := tsharkPackets(ctx, t, pcap)
-			checkPacketCount(t, captured, theirs, recs, v.a, vethA)
+			checkPacketCount(t, captured, theirs, recs, v.A, harness.VethA)
 			for _, c := range cases {
 				got := map[string]int{}
 				for _, p := range theirs {
@@ -166,7 +168,7 @@ func requireTshark(t *testing.T) {
 
 // checkSummaries checks each connection's conn record against what the
 // scenario did.
-func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*record, theirs []tsharkPacket) {
+func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*harness.Record, theirs []tsharkPacket) {
 	t.Helper()
 	for _, c := range cases {
 		tsharkRetrans := 0
@@ -177,9 +179,9 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*re
 		}
 		client := netip.AddrPortFrom(tp.clientIP, c.sc.clientPort)
 		server := netip.AddrPortFrom(tp.serverIP, c.sc.serverPort)
-		var sums []*record
+		var sums []*harness.Record
 		for _, r := range recs {
-			if r.Type == "conn" && r.local == client && r.remote == server {
+			if r.Type == "conn" && r.LocalAddr == client && r.RemoteAddr == server {
 				sums = append(sums, r)
 			}
 		}
@@ -188,7 +190,7 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*re
 			continue
 		}
 		var s map[string]any
-		if err := json.Unmarshal([]byte(sums[0].raw), &s); err != nil {
+		if err := json.Unmarshal([]byte(sums[0].Raw), &s); err != nil {
 			t.Fatal(err)
 		}
 		want := map[string]any{"role": "client", "comm": "tcli"}
@@ -197,7 +199,7 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*re
 			want["outcome"], want["close_kind"], want["closed_by"] = "established", "fin", "local"
 			want["handshake_check"] = "ok"
 			if fa, _ := s["fin_acked"].(map[string]any); fa["local"] != true || fa["remote"] != true {
-				t.Errorf("%s: fin_acked %v, want both FINs acked: %s", c.name, s["fin_acked"], sums[0].raw)
+				t.Errorf("%s: fin_acked %v, want both FINs acked: %s", c.name, s["fin_acked"], sums[0].Raw)
 			}
 		case "refused":
 			want["outcome"], want["close_kind"], want["closed_by"] = "refused", "reset", "remote"
@@ -215,7 +217,7 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*re
 		}
 		for k, v := range want {
 			if s[k] != v {
-				t.Errorf("%s: conn %s = %v, want %v: %s", c.name, k, s[k], v, sums[0].raw)
+				t.Errorf("%s: conn %s = %v, want %v: %s", c.name, k, s[k], v, sums[0].Raw)
 			}
 		}
 		rtx, _ := s["retransmits"].(map[string]any)
@@ -233,7 +235,7 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*re
 			t.Errorf("%s: bytes_out %v bytes_in %v, want %d each way", c.name, s["bytes_out"], s["bytes_in"], len(echoMessage))
 		}
 		if c.name == "zero-window" && s["zero_windows"] == float64(0) {
-			t.Errorf("zero-window: no zero windows counted: %s", sums[0].raw)
+			t.Errorf("zero-window: no zero windows counted: %s", sums[0].Raw)
 		}
 	}
 }
@@ -268,11 +270,11 @@ func onlyCrossDirection(a, b []string) bool {
 // packet of the local client says what the kernel did, true at least once
 // under loss, and false only where the kernel reported no retransmission
 // of that sequence number.
-func checkKernelConfirmation(t *testing.T, client netip.AddrPort, recs []*record) {
+func checkKernelConfirmation(t *testing.T, client netip.AddrPort, recs []*harness.Record) {
 	t.Helper()
 	retransmitted := func(seq uint32) bool {
 		for _, r := range recs {
-			if r.Type == "retransmit" && r.local == client && r.Seq != nil && r.Len != nil &&
+			if r.Type == "retransmit" && r.LocalAddr == client && r.Seq != nil && r.Len != nil &&
 				seq-*r.Seq < max(*r.Len, 1) {
 				return true
 			}
@@ -281,7 +283,7 @@ func checkKernelConfirmation(t *testing.T, client netip.AddrPort, recs []*record
 	}
 	confirmed := 0
 	for _, r := range recs {
-		if r.Type != "packet" || r.src != client {
+		if r.Type != "packet" || r.SrcAddr != client {
 			continue
 		}
 		guess := false
@@ -385,16 +387,16 @@ func tsharkPackets(ctx context.Context, t *testing.T, pcap string) []tsharkPacke
 
 // startPcap runs tcpdump writing a pcap file (every packet flushed, ns
 // timestamps) and waits until it captures.
-func startPcap(ctx context.Context, t *testing.T, ns *netns, ifname, file string) *proc {
+func startPcap(ctx context.Context, t *testing.T, ns *harness.Namespace, ifname, file string) *harness.Proc {
 	t.Helper()
 	// Nanosecond timestamps: tshark's out-of-order window is the
 	// connection's iRTT, tens of microseconds on veth.
 	// Immediate mode: without it tcpdump hands packets over a block at a
 	// time (when full, or after a second), and on SIGINT writes nothing of
 	// the block not yet read.
-	p := startProc(t, "tcpdump -w", ns.exec("tcpdump", "-U", "--immediate-mode", "-s", "128", "-B", "16384",
-		"--time-stamp-precision=nano", "-i", ifname, "-w", file, "tcp")...)
-	if _, err := p.waitLine(ctx, true, "listening on "+ifname); err != nil {
+	p := harness.StartT(t, "tcpdump -w", harness.Command(ns.Exec("tcpdump", "-U", "--immediate-mode", "-s", "128", "-B", "16384",
+		"--time-stamp-precision=nano", "-i", ifname, "-w", file, "tcp")...))
+	if _, err := p.WaitLine(ctx, true, "listening on "+ifname, startTimeout); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -404,13 +406,13 @@ func startPcap(ctx context.Context, t *testing.T, ns *netns, ifname, file string
 // every packet its filter accepted; it returns how many packets it wrote.
 // For veth and other interfaces where each packet passes the filter once
 // (on lo the filter sees each packet twice).
-func stopPcap(ctx context.Context, t *testing.T, p *proc) int {
+func stopPcap(ctx context.Context, t *testing.T, p *harness.Proc) int {
 	t.Helper()
-	if err := p.stop(ctx, syscall.SIGINT); err != nil {
-		t.Fatalf("tcpdump after SIGINT: %v\n%s", err, p.output())
+	if err := p.Stop(ctx, syscall.SIGINT, stopTimeout); err != nil {
+		t.Fatalf("tcpdump after SIGINT: %v\n%s", err, p.Output())
 	}
-	if !regexp.MustCompile(`(?m)^0 packets dropped by kernel$`).MatchString(p.stderr.String()) {
-		t.Fatalf("tcpdump dropped packets, cannot be used as the oracle:\n%s", p.stderr.String())
+	if !regexp.MustCompile(`(?m)^0 packets dropped by kernel$`).MatchString(p.Stderr.String()) {
+		t.Fatalf("tcpdump dropped packets, cannot be used as the oracle:\n%s", p.Stderr.String())
 	}
 	return requireFullPcap(t, p)
 }
@@ -419,18 +421,18 @@ func stopPcap(ctx context.Context, t *testing.T, p *proc) int {
 // wrote to the pcap, and tcpscope to have reported exactly as many packets
 // at the capture point (ifname in ns) as tcpdump captured there, and none
 // elsewhere: no packet missed, none reported twice.
-func checkPacketCount(t *testing.T, captured int, theirs []tsharkPacket, recs []*record, ns *netns, ifname string) {
+func checkPacketCount(t *testing.T, captured int, theirs []tsharkPacket, recs []*harness.Record, ns *harness.Namespace, ifname string) {
 	t.Helper()
 	if len(theirs) != captured {
 		t.Fatalf("tshark decoded %d packets, tcpdump captured %d", len(theirs), captured)
 	}
-	pkts := selectRecords(recs, func(r *record) bool { return r.Type == "packet" })
-	at := selectRecords(pkts, func(r *record) bool { return r.Ifname == ifname && r.Netns == ns.inode })
+	pkts := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "packet" })
+	at := harness.Select(pkts, func(r *harness.Record) bool { return r.Ifname == ifname && r.Netns == ns.Inode })
 	if len(at) != captured {
 		t.Errorf("tcpscope reported %d packets on %s, tcpdump captured %d", len(at), ifname, captured)
 	}
 	if n := len(pkts) - len(at); n > 0 {
-		t.Errorf("tcpscope reported %d packets elsewhere than %s in %s, the only interface it watches", n, ifname, ns.name)
+		t.Errorf("tcpscope reported %d packets elsewhere than %s in %s, the only interface it watches", n, ifname, ns.Name)
 	}
 }
 
@@ -443,10 +445,10 @@ const finHoldTable = "tcpscope_finhold"
 // of the simultaneous-close connection. Dropped before TC and tcpdump,
 // they are not on the wire: the kernel keeps each FIN queued and sends it
 // when the rule is gone.
-func holdFINs(ctx context.Context, t *testing.T, v *vethPair) {
+func holdFINs(ctx context.Context, t *testing.T, v *harness.VethPair) {
 	t.Helper()
-	for _, ns := range []*netns{v.a, v.b} {
-		runCmd(ctx, t, ns.exec("nft", "table inet "+finHoldTable+" { chain out { type filter hook output priority 0; "+
+	for _, ns := range []*harness.Namespace{v.A, v.B} {
+		harness.MustRun(ctx, t, stopTimeout, ns.Exec("nft", "table inet "+finHoldTable+" { chain out { type filter hook output priority 0; "+
 			"tcp sport 7507 tcp flags & fin == fin meta length <= 72 drop; "+
 			"tcp dport 7507 tcp flags & fin == fin meta length <= 72 drop; }; }")...)
 	}
@@ -454,43 +456,43 @@ func holdFINs(ctx context.Context, t *testing.T, v *vethPair) {
 
 // runSimultaneousClose: an echo, then both peers shut down; once both
 // have (each FIN held back), the FINs are let go.
-func runSimultaneousClose(ctx context.Context, t *testing.T, v *vethPair, tp *topology, sc *scenario) {
+func runSimultaneousClose(ctx context.Context, t *testing.T, v *harness.VethPair, tp *topology, sc *scenario) {
 	t.Helper()
 	server := netip.AddrPortFrom(tp.serverIP, sc.serverPort)
 	client := netip.AddrPortFrom(tp.clientIP, sc.clientPort)
-	srv := startProc(t, sc.name+" server", tp.serverNS.exec(bins.server, "serve-shutdown", server.String())...)
-	if _, err := srv.waitLine(ctx, false, "listening "); err != nil {
+	srv := harness.StartT(t, sc.name+" server", harness.Command(tp.serverNS.Exec(bins.server, "serve-shutdown", server.String())...))
+	if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
-	cli := startProc(t, sc.name+" client", tp.clientNS.exec(bins.client, "connect-shutdown", server.String(),
-		client.String(), echoMessage)...)
-	for _, p := range []*proc{srv, cli} {
-		if _, err := p.waitLine(ctx, false, "shutdown"); err != nil {
+	cli := harness.StartT(t, sc.name+" client", harness.Command(tp.clientNS.Exec(bins.client, "connect-shutdown", server.String(),
+		client.String(), echoMessage)...))
+	for _, p := range []*harness.Proc{srv, cli} {
+		if _, err := p.WaitLine(ctx, false, "shutdown", startTimeout); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, ns := range []*netns{v.a, v.b} {
-		runCmd(ctx, t, ns.exec("nft", "delete table inet "+finHoldTable)...)
+	for _, ns := range []*harness.Namespace{v.A, v.B} {
+		harness.MustRun(ctx, t, stopTimeout, ns.Exec("nft", "delete table inet "+finHoldTable)...)
 	}
-	mustSucceed(ctx, t, cli)
-	mustSucceed(ctx, t, srv)
+	cli.MustSucceed(ctx, t, runTimeout)
+	srv.MustSucceed(ctx, t, runTimeout)
 }
 
 // checkSimultaneousClose: both sockets closed first (FIN_WAIT1 from
 // ESTABLISHED), at least one saw the FINs cross (CLOSING), and both ended
 // in TIME_WAIT.
-func checkSimultaneousClose(t *testing.T, client, server netip.AddrPort, recs []*record) {
+func checkSimultaneousClose(t *testing.T, client, server netip.AddrPort, recs []*harness.Record) {
 	t.Helper()
 	closing := false
 	for _, end := range []netip.AddrPort{client, server} {
-		mine := selectRecords(recs, func(r *record) bool { return r.Type == "state" && r.local == end })
-		chain := stateChain(mine)
+		mine := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "state" && r.LocalAddr == end })
+		chain := harness.StateChain(mine)
 		t.Logf("simultaneous close: %s: %s", end, chain)
 		closing = closing || strings.Contains(chain, "FIN_WAIT1 -> CLOSING")
 		if !strings.Contains(chain, "ESTABLISHED -> FIN_WAIT1") {
 			t.Errorf("simultaneous close: %s did not close first: %s", end, chain)
 		}
-		tw := selectRecords(mine, func(r *record) bool { return r.TimeWait && r.New == "TIME_WAIT" })
+		tw := harness.Select(mine, func(r *harness.Record) bool { return r.TimeWait && r.New == "TIME_WAIT" })
 		if len(tw) != 1 {
 			t.Errorf("simultaneous close: %s: %d TIME_WAIT records, want 1: %s", end, len(tw), chain)
 		}

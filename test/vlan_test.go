@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpscope/tcpscope/test/harness"
 	"github.com/tcpscope/tcpscope/tracer"
 )
 
@@ -41,18 +42,18 @@ func TestVLANTaggedFrames(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	v := newVethPair(ctx, t, "vlan", 71)
+	v := harness.NewVethPair(t, netnsPrefix, "vlan", 71)
 	const dport = 7401
-	tracerA := startTracer(ctx, t, v.a, "-i", vethA, "--port", fmt.Sprint(dport))
-	tracerB := startTracer(ctx, t, v.b, "-i", vethB, "--port", fmt.Sprint(dport))
+	tracerA := startTracer(ctx, t, v.A, "-i", harness.VethA, "--port", fmt.Sprint(dport))
+	tracerB := startTracer(ctx, t, v.B, "-i", harness.VethB, "--port", fmt.Sprint(dport))
 
-	nsA, err := tracer.OpenNetns("/run/netns/" + v.a.name)
+	nsA, err := tracer.OpenNetns("/run/netns/" + v.A.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nsA.Close()
 	err = nsA.Do(func() error {
-		ifc, err := net.InterfaceByName(vethA)
+		ifc, err := net.InterfaceByName(harness.VethA)
 		if err != nil {
 			return err
 		}
@@ -63,7 +64,7 @@ func TestVLANTaggedFrames(t *testing.T) {
 		defer unix.Close(fd)
 		peer, _ := net.ParseMAC("02:00:00:00:47:02")
 		for _, c := range vlanCases {
-			frame := craftFrame(peer, ifc.HardwareAddr, c, v.a4, v.b4, dport)
+			frame := craftFrame(peer, ifc.HardwareAddr, c, v.A4, v.B4, dport)
 			addr := &unix.SockaddrLinklayer{Ifindex: ifc.Index, Protocol: htons(tpidOrIP(c)), Halen: 6}
 			copy(addr.Addr[:], peer)
 			if err := unix.Sendto(fd, frame, 0, addr); err != nil {
@@ -78,32 +79,32 @@ func TestVLANTaggedFrames(t *testing.T) {
 	time.Sleep(settle)
 	for _, side := range []struct {
 		name string
-		p    *proc
+		p    *harness.Proc
 		dir  string
 	}{{"A egress", tracerA, "out"}, {"B ingress", tracerB, "in"}} {
-		recs := selectRecords(stopTracer(ctx, t, side.p), func(r *record) bool { return r.Type == "packet" })
+		recs := harness.Select(stopTracer(ctx, t, side.p), func(r *harness.Record) bool { return r.Type == "packet" })
 		for _, c := range vlanCases {
 			want := fmt.Sprintf("%s:%d > %s:%d S seq %d win 4321 len %d mss 1400 wscale 5 dir %s",
-				v.a4, c.sport, v.b4, dport, c.seq, c.payload, side.dir)
+				v.A4, c.sport, v.B4, dport, c.seq, c.payload, side.dir)
 			n := 0
 			for _, r := range recs {
 				got := fmt.Sprintf("%s > %s %s seq %d win %d len %d mss %d wscale %d dir %s",
-					r.src, r.dst, r.Flags, *r.Seq, *r.Win, *r.Len, optVal(r, "mss"), optVal(r, "wscale"), r.Dir)
+					r.SrcAddr, r.DstAddr, r.Flags, *r.Seq, *r.Win, *r.Len, optVal(r, "mss"), optVal(r, "wscale"), r.Dir)
 				if got == want {
 					n++
 				}
 			}
 			if n != 1 {
-				t.Errorf("%s: %s segment reported %d times, want once: %q\n%s", side.name, c.name, n, want, describe(recs))
+				t.Errorf("%s: %s segment reported %d times, want once: %q\n%s", side.name, c.name, n, want, harness.Describe(recs))
 			}
 		}
 		if len(recs) != len(vlanCases) {
-			t.Errorf("%s: %d packet records, want %d:\n%s", side.name, len(recs), len(vlanCases), describe(recs))
+			t.Errorf("%s: %d packet records, want %d:\n%s", side.name, len(recs), len(vlanCases), harness.Describe(recs))
 		}
 	}
 }
 
-func optVal(r *record, name string) int64 {
+func optVal(r *harness.Record, name string) int64 {
 	if r.Options == nil {
 		return -1
 	}

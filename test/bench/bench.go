@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // Time limits of the harness's waits.
@@ -245,7 +247,7 @@ func (b *bench) prepareTools(ctx context.Context) error {
 				return fmt.Errorf("tcpscope binary %s: %w", path, err)
 			}
 			logf("building %s", b.opts.tcpscope)
-			if _, err := runCmdTimeout(ctx, 10*time.Minute, "go", "build", "-o", "bin/tcpscope", "./cmd/tcpscope"); err != nil {
+			if _, err := harness.Run(ctx, 10*time.Minute, "go", "build", "-o", "bin/tcpscope", "./cmd/tcpscope"); err != nil {
 				return fmt.Errorf("build tcpscope (run from the repository root): %w", err)
 			}
 		}
@@ -290,8 +292,8 @@ func lastLines(s string, n int) string {
 }
 
 // startChild starts this program's subcommand sub inside namespace ns.
-func (b *bench) startChild(name, ns string, withStdin bool, sub string, args ...string) (*proc, error) {
-	argv := nsExec(ns, append([]string{b.exe, sub}, args...)...)
+func (b *bench) startChild(name string, ns *harness.Namespace, withStdin bool, sub string, args ...string) (*proc, error) {
+	argv := ns.Exec(append([]string{b.exe, sub}, args...)...)
 	return startProc(name, nil, withStdin, argv...)
 }
 
@@ -330,12 +332,9 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 		return nil, err
 	}
 	defer func() {
-		if !server.exited() {
-			_ = server.cmd.Process.Kill()
-			<-server.done
-		}
+		server.Kill()
 	}()
-	if _, err := server.waitLine(ctx, false, "ready", childReadyTimeout); err != nil {
+	if _, err := server.WaitLine(ctx, false, "ready", childReadyTimeout); err != nil {
 		return nil, err
 	}
 
@@ -364,12 +363,9 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 		return nil, err
 	}
 	defer func() {
-		if !load.exited() {
-			_ = load.cmd.Process.Kill()
-			<-load.done
-		}
+		load.Kill()
 	}()
-	if _, err := load.waitLine(ctx, false, "ready", childReadyTimeout); err != nil {
+	if _, err := load.WaitLine(ctx, false, "ready", childReadyTimeout); err != nil {
 		return nil, err
 	}
 	if tr != nil {
@@ -392,7 +388,7 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 	if o.mode == "bulk" {
 		limit = o.duration + 60*time.Second
 	}
-	line, err := load.waitLine(ctx, false, "{", limit)
+	line, err := load.WaitLine(ctx, false, "{", limit)
 	if err != nil {
 		return nil, err
 	}
@@ -410,8 +406,8 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 			return nil, err
 		}
 	}
-	if err := load.wait(ctx, 10*time.Second); err != nil {
-		return nil, fmt.Errorf("load generator: %w\n%s", err, load.output())
+	if err := load.waitFor(ctx, 10*time.Second); err != nil {
+		return nil, fmt.Errorf("load generator: %w\n%s", err, load.Output())
 	}
 
 	if o.mode == "storm" {
@@ -448,15 +444,15 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 
 	// The server's counts.
 	if o.mode == "storm" {
-		_, _ = server.stop(ctx, syscall.SIGTERM, 10*time.Second)
-		if l, err := server.waitLine(ctx, false, "{", time.Second); err == nil {
+		_, _ = server.stopOrKill(ctx, syscall.SIGTERM, 10*time.Second)
+		if l, err := server.WaitLine(ctx, false, "{", time.Second); err == nil {
 			var sr serverResult
 			if json.Unmarshal([]byte(l), &sr) == nil {
 				res.Server = &sr
 			}
 		}
-	} else if err := server.wait(ctx, 10*time.Second); err != nil {
-		return nil, fmt.Errorf("bulk receiver: %w\n%s", err, server.output())
+	} else if err := server.waitFor(ctx, 10*time.Second); err != nil {
+		return nil, fmt.Errorf("bulk receiver: %w\n%s", err, server.Output())
 	}
 	res.OthersNS = res.HostBusyNS - res.KsoftirqdNS - procCPU(load) - procCPU(server)
 	if res.Tracer != nil {
@@ -467,10 +463,10 @@ func (b *bench) measure(ctx context.Context, c config, round, seq int) (*Result,
 
 // procCPU is an exited process's whole-life CPU time (wait4 rusage).
 func procCPU(p *proc) int64 {
-	if p.cmd.ProcessState == nil {
+	if p.Cmd.ProcessState == nil {
 		return 0
 	}
-	return (p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()).Nanoseconds()
+	return (p.Cmd.ProcessState.UserTime() + p.Cmd.ProcessState.SystemTime()).Nanoseconds()
 }
 
 // sleepCtx sleeps d unless ctx ends first.
@@ -515,10 +511,10 @@ func (b *bench) startTracer(ctx context.Context, c config, round int) (*tracerRu
 		// (tcpscope's default), so both ends of each connection.
 		argv := []string{b.tcpscope, "trace"}
 		if tracesPackets(c.Flags) {
-			argv = append(argv, "-i", vethA)
+			argv = append(argv, "-i", harness.VethA)
 		}
 		argv = append(argv, "-o", "json", "-w", tr.out)
-		tr.argv = nsExec(b.net.a, append(argv, c.Flags...)...)
+		tr.argv = b.net.a.Exec(append(argv, c.Flags...)...)
 		tr.p, err = startProc(c.Name, nil, false, tr.argv...)
 	case kindTcpstates:
 		tr.out += ".txt"
@@ -531,7 +527,7 @@ func (b *bench) startTracer(ctx context.Context, c config, round int) (*tracerRu
 		tr.p, err = startProc(c.Name, tr.outF, false, tr.argv...)
 	case kindTcpdump:
 		tr.out += ".pcap"
-		tr.argv = nsExec(b.net.a, "tcpdump", "-s", "128", "-B", "16384", "-Z", "root", "-w", tr.out, "-i", vethA)
+		tr.argv = b.net.a.Exec("tcpdump", "-s", "128", "-B", "16384", "-Z", "root", "-w", tr.out, "-i", harness.VethA)
 		tr.p, err = startProc(c.Name, nil, false, tr.argv...)
 	default:
 		return nil, fmt.Errorf("unknown tracer kind %q", c.Kind)
@@ -546,8 +542,8 @@ func (b *bench) startTracer(ctx context.Context, c config, round int) (*tracerRu
 		tr.kill()
 		return nil, err
 	}
-	tr.res.PID = tr.p.pid()
-	tr.res.StartupNS = time.Since(tr.p.start).Nanoseconds()
+	tr.res.PID = tr.p.Pid()
+	tr.res.StartupNS = time.Since(tr.p.Started).Nanoseconds()
 	return tr, nil
 }
 
@@ -575,18 +571,18 @@ func tracesPackets(flags []string) bool {
 func (tr *tracerRun) waitReady(ctx context.Context) error {
 	switch tr.c.Kind {
 	case kindTcpscope:
-		_, err := tr.p.waitLine(ctx, true, `msg="tracing started"`, tracerReadyTimeout)
+		_, err := tr.p.WaitLine(ctx, true, `msg="tracing started"`, tracerReadyTimeout)
 		return err
 	case kindTcpdump:
-		_, err := tr.p.waitLine(ctx, true, "listening on "+vethA, tracerReadyTimeout)
+		_, err := tr.p.WaitLine(ctx, true, "listening on "+harness.VethA, tracerReadyTimeout)
 		return err
 	}
 	deadline := time.Now().Add(tracerReadyTimeout)
 	for time.Now().Before(deadline) {
-		if tr.p.exited() {
-			return fmt.Errorf("tcpstates exited (%v)\n%s", tr.p.err, tr.p.output())
+		if tr.p.Exited() {
+			return fmt.Errorf("tcpstates exited (%v)\n%s", tr.p.Wait(ctx), tr.p.Output())
 		}
-		k := fdKinds(tr.p.pid())
+		k := fdKinds(tr.p.Pid())
 		if k["anon_inode:[eventpoll]"] > 0 && (k["anon_inode:bpf_link"] > 0 || k["anon_inode:[perf_event]"] > runtime.NumCPU()) {
 			return sleepCtx(ctx, 100*time.Millisecond)
 		}
@@ -594,7 +590,7 @@ func (tr *tracerRun) waitReady(ctx context.Context) error {
 			return err
 		}
 	}
-	return fmt.Errorf("tcpstates not ready within %s\n%s", tracerReadyTimeout, tr.p.output())
+	return fmt.Errorf("tcpstates not ready within %s\n%s", tracerReadyTimeout, tr.p.Output())
 }
 
 // before records the tracer's BPF programs and their counters, and its
@@ -602,7 +598,7 @@ func (tr *tracerRun) waitReady(ctx context.Context) error {
 func (tr *tracerRun) before(ctx context.Context) error {
 	if tr.b.opts.bpfStats {
 		var err error
-		if tr.ids, err = bpfProgIDs(tr.p.pid()); err != nil {
+		if tr.ids, err = bpfProgIDs(tr.p.Pid()); err != nil {
 			return err
 		}
 		if len(tr.ids) > 0 {
@@ -611,9 +607,9 @@ func (tr *tracerRun) before(ctx context.Context) error {
 			}
 		}
 	}
-	cpu, err := cpuTime(tr.p.pid())
+	cpu, err := cpuTime(tr.p.Pid())
 	if err != nil {
-		return fmt.Errorf("%s: %w\n%s", tr.c.Name, err, tr.p.output())
+		return fmt.Errorf("%s: %w\n%s", tr.c.Name, err, tr.p.Output())
 	}
 	tr.cpu0 = cpu
 	return nil
@@ -621,9 +617,9 @@ func (tr *tracerRun) before(ctx context.Context) error {
 
 // windowEnd records the tracer's CPU over the load window.
 func (tr *tracerRun) windowEnd(t0, t1 time.Time) error {
-	cpu, err := cpuTime(tr.p.pid())
+	cpu, err := cpuTime(tr.p.Pid())
 	if err != nil {
-		return fmt.Errorf("%s: %w\n%s", tr.c.Name, err, tr.p.output())
+		return fmt.Errorf("%s: %w\n%s", tr.c.Name, err, tr.p.Output())
 	}
 	tr.res.WindowNS = t1.Sub(t0).Nanoseconds()
 	tr.res.CPUWindowNS = (cpu - tr.cpu0).Nanoseconds()
@@ -635,7 +631,7 @@ func (tr *tracerRun) windowEnd(t0, t1 time.Time) error {
 // with SIGINT and counts its output.
 func (tr *tracerRun) finish(ctx context.Context, conns int64) error {
 	res := tr.res
-	pid := tr.p.pid()
+	pid := tr.p.Pid()
 	if len(tr.ids) > 0 {
 		progs1, err := bpftoolProgs(ctx)
 		if err != nil {
@@ -649,13 +645,13 @@ func (tr *tracerRun) finish(ctx context.Context, conns int64) error {
 	if hwm, err := statusKiB(pid, "VmHWM"); err == nil {
 		res.VmHWMKiB = hwm
 	}
-	stopped, killed := tr.p.stop(ctx, os.Interrupt, tracerStopTimeout)
+	stopped, killed := tr.p.stopOrKill(ctx, os.Interrupt, tracerStopTimeout)
 	if tr.outF != nil {
 		tr.outF.Close()
 	}
 	res.StopNS, res.Killed = stopped.Nanoseconds(), killed
-	res.ExitStatus = tr.p.exitStatus()
-	if ru, ok := tr.p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+	res.ExitStatus = tr.p.ExitStatus()
+	if ru, ok := tr.p.Cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.CPUUserNS = time.Duration(ru.Utime.Nano()).Nanoseconds()
 		res.CPUSysNS = time.Duration(ru.Stime.Nano()).Nanoseconds()
 		res.CPULifeNS = res.CPUUserNS + res.CPUSysNS
@@ -663,17 +659,17 @@ func (tr *tracerRun) finish(ctx context.Context, conns int64) error {
 	}
 	res.CPUWorkNS = res.CPULifeNS - tr.cpu0.Nanoseconds()
 	if res.ExitStatus != "0" {
-		res.StderrTail = lastLines(tr.p.stderr.String(), 20)
+		res.StderrTail = lastLines(tr.p.Stderr.String(), 20)
 		logf("%s exited with %s:\n%s", tr.c.Name, res.ExitStatus, res.StderrTail)
 	}
 
-	ours := map[uint64]bool{tr.b.net.inoA: true, tr.b.net.inoB: true}
+	ours := map[uint64]bool{tr.b.net.a.Inode: true, tr.b.net.b.Inode: true}
 	out, err := countOutput(tr.c.Kind, tr.out, ours, benchAddrPrefixes)
 	if err != nil {
 		return fmt.Errorf("count %s output: %w", tr.c.Name, err)
 	}
 	if tr.c.Kind != kindTcpscope {
-		out.Lost = lostFromStderr(tr.c.Kind, tr.p.stderr.String())
+		out.Lost = lostFromStderr(tr.c.Kind, tr.p.Stderr.String())
 	}
 	res.Output = out
 	if conns > 0 {
@@ -690,9 +686,8 @@ func (tr *tracerRun) finish(ctx context.Context, conns int64) error {
 
 // kill ends the tracer if it still runs (on errors).
 func (tr *tracerRun) kill() {
-	if tr.p != nil && !tr.p.exited() {
-		_ = tr.p.cmd.Process.Kill()
-		<-tr.p.done
+	if tr.p != nil {
+		tr.p.Kill()
 	}
 	if tr.outF != nil {
 		tr.outF.Close()

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
-	"regexp"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // prefixEnv names the variable with the prefix of the namespace names.
@@ -18,61 +18,41 @@ const prefixEnv = "TCPSCOPE_BENCH_PREFIX"
 // defaultPrefix is the namespace name prefix when prefixEnv is unset.
 const defaultPrefix = "tcpscope-bench"
 
-// validPrefix keeps PREFIX-a a plain file name in /run/netns.
-var validPrefix = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,60}$`)
-
-// Interface names of the veth pair (each lives in its own namespace).
-const (
-	vethA = "veth-a"
-	vethB = "veth-b"
-)
-
 // benchNet is the harness's network: namespace A (load generator, tracers)
-// and namespace B (server) joined by a veth pair, with static neighbours.
+// and namespace B (server) joined by a veth pair (harness.VethA in A,
+// harness.VethB in B), with static neighbours.
 type benchNet struct {
-	a, b       string // namespace names
-	inoA, inoB uint64 // their inodes, as in tcpscope's `netns` field
-	a4, b4     netip.Addr
-	a6, b6     netip.Addr
+	a, b   *harness.Namespace
+	a4, b4 netip.Addr
+	a6, b6 netip.Addr
 }
 
-// Addresses and MACs of the two ends.
-var (
-	addrA4 = netip.MustParseAddr("10.201.0.1")
-	addrB4 = netip.MustParseAddr("10.201.0.2")
-	addrA6 = netip.MustParseAddr("fd00:201::1")
-	addrB6 = netip.MustParseAddr("fd00:201::2")
-)
+// benchAddrs are the addresses and MACs of the two ends.
+var benchAddrs = harness.VethAddrs{
+	A4: netip.MustParseAddr("10.201.0.1"), B4: netip.MustParseAddr("10.201.0.2"),
+	A6: netip.MustParseAddr("fd00:201::1"), B6: netip.MustParseAddr("fd00:201::2"),
+	MACA: net.HardwareAddr{0x02, 0, 0, 0xc9, 0, 0x01}, MACB: net.HardwareAddr{0x02, 0, 0, 0xc9, 0, 0x02},
+}
 
 // benchAddrPrefixes tell the bench's connections in text output.
 var benchAddrPrefixes = [][]byte{[]byte("10.201.0."), []byte("fd00:201::")}
 
-const (
-	macA = "02:00:00:c9:00:01"
-	macB = "02:00:00:c9:00:02"
-)
-
 // netnsPrefix returns the namespace name prefix from the environment.
 func netnsPrefix() (string, error) {
-	p, ok := os.LookupEnv(prefixEnv)
-	if !ok || p == "" {
-		return defaultPrefix, nil
-	}
-	if !validPrefix.MatchString(p) {
-		return "", fmt.Errorf("bad %s %q: want letters, digits, '.', '_' or '-', at most 61", prefixEnv, p)
-	}
-	return p, nil
+	return harness.PrefixFrom(prefixEnv, defaultPrefix)
 }
 
 // setupNet creates the namespaces and the veth pair. Namespaces left by
 // an earlier run with the same prefix are deleted first. On error what
 // was made is removed again.
 func setupNet(ctx context.Context, prefix, portRange string) (n *benchNet, err error) {
-	n = &benchNet{a: prefix + "-a", b: prefix + "-b", a4: addrA4, b4: addrB4, a6: addrA6, b6: addrB6}
-	for _, name := range []string{n.a, n.b} {
-		if _, err := os.Stat("/run/netns/" + name); err == nil {
+	n = &benchNet{a4: benchAddrs.A4, b4: benchAddrs.B4, a6: benchAddrs.A6, b6: benchAddrs.B6}
+	names := []string{prefix + "-a", prefix + "-b"}
+	for _, name := range names {
+		old := &harness.Namespace{Name: name, Path: harness.NetnsDir + "/" + name}
+		if _, err := os.Stat(old.Path); err == nil {
 			logf("deleting namespace %s left by an earlier run", name)
-			if _, err := runCmd(ctx, "ip", "netns", "del", name); err != nil {
+			if err := old.Delete(); err != nil {
 				return nil, err
 			}
 		}
@@ -82,46 +62,16 @@ func setupNet(ctx context.Context, prefix, portRange string) (n *benchNet, err e
 			n.teardown()
 		}
 	}()
-	for _, name := range []string{n.a, n.b} {
-		if _, err := runCmd(ctx, "ip", "netns", "add", name); err != nil {
-			return n, fmt.Errorf("create namespace: %w", err)
-		}
-	}
-	if n.inoA, err = netnsInode(n.a); err != nil {
+	if n.a, err = harness.CreateNamespace(names[0]); err != nil {
 		return n, err
 	}
-	if n.inoB, err = netnsInode(n.b); err != nil {
+	if n.b, err = harness.CreateNamespace(names[1]); err != nil {
 		return n, err
 	}
-	if _, err := runCmd(ctx, "ip", "link", "add", vethA, "address", macA, "netns", n.a, "type", "veth",
-		"peer", "name", vethB, "address", macB, "netns", n.b); err != nil {
-		return n, fmt.Errorf("create veth pair: %w", err)
-	}
-	type end struct {
-		ns, ifname string
-		ip4, ip6   netip.Addr
-		peer4      netip.Addr
-		peer6      netip.Addr
-		peerMAC    string
-	}
-	for _, e := range []end{
-		{n.a, vethA, n.a4, n.a6, n.b4, n.b6, macB},
-		{n.b, vethB, n.b4, n.b6, n.a4, n.a6, macA},
-	} {
-		for _, args := range [][]string{
-			{"link", "set", "lo", "up"},
-			{"addr", "add", e.ip4.String() + "/24", "dev", e.ifname},
-			{"addr", "add", e.ip6.String() + "/64", "dev", e.ifname, "nodad"},
-			{"link", "set", e.ifname, "up"},
-			// Static neighbours: no ARP or neighbour discovery in the
-			// measurement.
-			{"neigh", "replace", e.peer4.String(), "lladdr", e.peerMAC, "dev", e.ifname, "nud", "permanent"},
-			{"neigh", "replace", e.peer6.String(), "lladdr", e.peerMAC, "dev", e.ifname, "nud", "permanent"},
-		} {
-			if _, err := runCmd(ctx, append([]string{"ip", "-n", e.ns}, args...)...); err != nil {
-				return n, fmt.Errorf("configure %s in %s: %w", e.ifname, e.ns, err)
-			}
-		}
+	// Static neighbours: no ARP or neighbour discovery in the
+	// measurement.
+	if _, err := harness.ConnectVeth(n.a, n.b, benchAddrs); err != nil {
+		return n, err
 	}
 	// The client opens 100k connections and closes first (TIME_WAIT on
 	// its side): every local port, and TIME_WAIT reuse for connect().
@@ -129,38 +79,27 @@ func setupNet(ctx context.Context, prefix, portRange string) (n *benchNet, err e
 		{"net.ipv4.ip_local_port_range", portRange},
 		{"net.ipv4.tcp_tw_reuse", "1"},
 	} {
-		if _, err := runCmd(ctx, "ip", "netns", "exec", n.a, "sysctl", "-q", "-w", kv[0]+"="+kv[1]); err != nil {
-			return n, fmt.Errorf("set %s in %s: %w", kv[0], n.a, err)
+		if _, err := runCmd(ctx, n.a.Exec("sysctl", "-q", "-w", kv[0]+"="+kv[1])...); err != nil {
+			return n, fmt.Errorf("set %s in %s: %w", kv[0], n.a.Name, err)
 		}
 	}
 	return n, nil
 }
 
-// netnsInode returns the inode of /run/netns/name.
-func netnsInode(name string) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/run/netns/"+name, &st); err != nil {
-		return 0, fmt.Errorf("stat namespace %s: %w", name, err)
-	}
-	return st.Ino, nil
-}
-
 // teardown deletes both namespaces (the veth pair goes with them). It runs
 // after every process in them was killed.
 func (n *benchNet) teardown() {
-	for _, name := range []string{n.a, n.b} {
-		if _, err := os.Stat("/run/netns/" + name); errors.Is(err, os.ErrNotExist) {
+	for _, ns := range []*harness.Namespace{n.a, n.b} {
+		if ns == nil {
 			continue
 		}
-		if _, err := runCmd(context.Background(), "ip", "netns", "del", name); err != nil {
-			logf("delete namespace %s: %v", name, err)
+		if _, err := os.Stat(ns.Path); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := ns.Delete(); err != nil {
+			logf("%v", err)
 		}
 	}
-}
-
-// exec returns argv prefixed to run inside namespace ns.
-func nsExec(ns string, argv ...string) []string {
-	return append([]string{"ip", "netns", "exec", ns}, argv...)
 }
 
 // serverAddr is the server's address and port for the address family.
@@ -177,13 +116,13 @@ func (n *benchNet) serverAddr(family, port int) netip.AddrPort {
 // were still listed afterwards.
 func (n *benchNet) killSockets(ctx context.Context) (int, error) {
 	left := 0
-	for _, ns := range []string{n.a, n.b} {
-		if _, err := runCmd(ctx, nsExec(ns, "ss", "-K", "-t", "-a", "-n")...); err != nil {
-			return 0, fmt.Errorf("kill sockets in %s: %w", ns, err)
+	for _, ns := range []*harness.Namespace{n.a, n.b} {
+		if _, err := runCmd(ctx, ns.Exec("ss", "-K", "-t", "-a", "-n")...); err != nil {
+			return 0, fmt.Errorf("kill sockets in %s: %w", ns.Name, err)
 		}
-		out, err := runCmd(ctx, nsExec(ns, "ss", "-t", "-a", "-n", "-H")...)
+		out, err := runCmd(ctx, ns.Exec("ss", "-t", "-a", "-n", "-H")...)
 		if err != nil {
-			return 0, fmt.Errorf("list sockets in %s: %w", ns, err)
+			return 0, fmt.Errorf("list sockets in %s: %w", ns.Name, err)
 		}
 		for _, l := range strings.Split(string(out), "\n") {
 			if strings.TrimSpace(l) != "" {

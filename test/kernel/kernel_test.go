@@ -8,13 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
-	"github.com/vishvananda/netlink"
-
+	"github.com/tcpscope/tcpscope/test/harness"
 	"github.com/tcpscope/tcpscope/tracer"
 )
 
@@ -42,7 +40,7 @@ func features(t *testing.T) map[string]string {
 
 // topology: who talks to whom, and where tcpscope watches.
 type topology struct {
-	client, server, watch *namespace
+	client, server, watch *harness.Namespace
 	ifname                string
 	clientIP, serverIP    netip.Addr
 	loopback              bool
@@ -65,21 +63,21 @@ func (s *scenario) run(t *testing.T, tp *topology) {
 	ctx := context.Background()
 	s.serverAddr = netip.AddrPortFrom(tp.serverIP, s.port)
 	s.client = netip.AddrPortFrom(tp.clientIP, s.port+30000)
-	var srv *proc
+	var srv *harness.Proc
 	if s.serve != "" {
-		srv = startProc(t, s.name+" server", tp.server.command(ctx, bins.server, s.serve, s.serverAddr.String()))
-		srv.waitFor(t, false, "listening ")
-		s.serverPID = srv.cmd.Process.Pid
+		srv = harness.StartT(t, s.name+" server", tp.server.Command(ctx, bins.server, s.serve, s.serverAddr.String()))
+		srv.MustWaitLine(context.Background(), t, false, "listening ", startTimeout)
+		s.serverPID = srv.Pid()
 	}
 	args := []string{bins.client, s.connect, s.serverAddr.String(), s.client.String()}
 	if s.connect != "connect-refused" {
 		args = append(args, message)
 	}
-	cli := startProc(t, s.name+" client", tp.client.command(ctx, args...))
-	s.clientPID = cli.cmd.Process.Pid
-	cli.wait(t)
+	cli := harness.StartT(t, s.name+" client", tp.client.Command(ctx, args...))
+	s.clientPID = cli.Pid()
+	cli.MustSucceed(context.Background(), t, stopTimeout)
 	if srv != nil {
-		srv.wait(t)
+		srv.MustSucceed(context.Background(), t, stopTimeout)
 	}
 }
 
@@ -108,13 +106,13 @@ func TestKernel(t *testing.T) {
 			t.Run(mode+"/"+c.name, func(t *testing.T) {
 				tp := &topology{ifname: "lo", loopback: true}
 				if c.veth {
-					v := newVethPair(t, fmt.Sprintf("k%d", x), x)
-					tp = &topology{client: v.a, server: v.b, watch: v.a, ifname: "veth-a", clientIP: v.a4, serverIP: v.b4}
+					v := harness.NewVethPair(t, netnsPrefix, fmt.Sprintf("k%d", x), x)
+					tp = &topology{client: v.A, server: v.B, watch: v.A, ifname: "veth-a", clientIP: v.A4, serverIP: v.B4}
 					if c.ipv6 {
-						tp.clientIP, tp.serverIP = v.a6, v.b6
+						tp.clientIP, tp.serverIP = v.A6, v.B6
 					}
 				} else {
-					ns := newNamespace(t, fmt.Sprintf("k%d", x))
+					ns := harness.NewNamespace(t, netnsPrefix, fmt.Sprintf("k%d", x))
 					tp.client, tp.server, tp.watch = ns, ns, ns
 					tp.clientIP = netip.MustParseAddr("127.0.0.1")
 					if c.ipv6 {
@@ -129,9 +127,9 @@ func TestKernel(t *testing.T) {
 }
 
 func runTopology(t *testing.T, tp *topology, mode string, feats map[string]string) {
-	tr := startProc(t, "tcpscope", tp.watch.command(context.Background(),
+	tr := harness.StartT(t, "tcpscope", tp.watch.Command(context.Background(),
 		bins.tcpscope, "trace", "-o", "json", "-i", tp.ifname, "--tc-mode", mode))
-	started := tr.waitFor(t, true, `msg="tracing started"`)
+	started := tr.MustWaitLine(context.Background(), t, true, `msg="tracing started"`, startTimeout)
 	if !strings.Contains(started, "tc="+mode) {
 		t.Errorf("started with %q, want tc=%s", started, mode)
 	}
@@ -146,14 +144,14 @@ func runTopology(t *testing.T, tp *topology, mode string, feats map[string]strin
 		s.run(t, tp)
 	}
 	time.Sleep(settle)
-	tr.stop(t)
+	tr.MustStop(context.Background(), t, syscall.SIGINT, stopTimeout)
 	checkAttached(t, tp, mode, false)
-	recs, err := parseRecords(tr.stdout.String())
+	recs, err := harness.ParseRecords(tr.Stdout.Bytes())
 	if err != nil {
 		t.Fatalf("tcpscope output: %v", err)
 	}
-	if lost := filter(recs, func(r *record) bool { return r.Type == "lost" }); len(lost) > 0 {
-		t.Errorf("lost records:\n%s", describe(lost))
+	if lost := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "lost" }); len(lost) > 0 {
+		t.Errorf("lost records:\n%s", harness.Describe(lost))
 	}
 	conns := map[uint64]string{}
 	for _, s := range scenarios {
@@ -169,51 +167,51 @@ func runTopology(t *testing.T, tp *topology, mode string, feats map[string]strin
 
 // ours selects the records of one scenario's connection: its packets and
 // both ends' socket events.
-func (s *scenario) ours(tp *topology) func(*record) bool {
-	return func(r *record) bool {
+func (s *scenario) ours(tp *topology) func(*harness.Record) bool {
+	return func(r *harness.Record) bool {
 		if r.Type == "packet" {
-			return r.src == s.client && r.dst == s.serverAddr || r.src == s.serverAddr && r.dst == s.client
+			return r.SrcAddr == s.client && r.DstAddr == s.serverAddr || r.SrcAddr == s.serverAddr && r.DstAddr == s.client
 		}
-		return r.local == s.client && r.remote == s.serverAddr || r.local == s.serverAddr && r.remote == s.client
+		return r.LocalAddr == s.client && r.RemoteAddr == s.serverAddr || r.LocalAddr == s.serverAddr && r.RemoteAddr == s.client
 	}
 }
 
-func checkScenario(t *testing.T, tp *topology, s *scenario, all []*record, feats map[string]string) uint64 {
-	recs := filter(all, s.ours(tp))
+func checkScenario(t *testing.T, tp *topology, s *scenario, all []*harness.Record, feats map[string]string) uint64 {
+	recs := harness.Select(all, s.ours(tp))
 	if len(recs) == 0 {
 		t.Fatalf("no records for %s <-> %s", s.client, s.serverAddr)
 	}
-	conn := recs[0].Conn
+	conn := recs[0].ConnID()
 	for _, r := range recs {
-		if r.Conn != conn || conn == 0 {
-			t.Errorf("records of one connection carry conns %d and %d:\n%s", conn, r.Conn, describe(recs))
+		if r.ConnID() != conn || conn == 0 {
+			t.Errorf("records of one connection carry conns %d and %d:\n%s", conn, r.ConnID(), harness.Describe(recs))
 			break
 		}
 	}
-	clientSock := filter(recs, func(r *record) bool {
-		return r.Type != "packet" && r.local == s.client && r.Netns == tp.client.inode
+	clientSock := harness.Select(recs, func(r *harness.Record) bool {
+		return r.Type != "packet" && r.LocalAddr == s.client && r.Netns == tp.client.Inode
 	})
-	serverSock := filter(recs, func(r *record) bool {
-		return r.Type != "packet" && r.local == s.serverAddr && r.Netns == tp.server.inode
+	serverSock := harness.Select(recs, func(r *harness.Record) bool {
+		return r.Type != "packet" && r.LocalAddr == s.serverAddr && r.Netns == tp.server.Inode
 	})
-	packets := filter(recs, func(r *record) bool { return r.Type == "packet" })
+	packets := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "packet" })
 	for _, p := range packets {
 		wantDir := "in"
-		if !tp.loopback && p.src == s.client {
+		if !tp.loopback && p.SrcAddr == s.client {
 			wantDir = "out"
 		}
-		if p.Ifname != tp.ifname || p.Dir != wantDir || p.Netns != tp.watch.inode {
-			t.Errorf("packet on %s dir %s netns %d, want %s %s %d: %s", p.Ifname, p.Dir, p.Netns, tp.ifname, wantDir, tp.watch.inode, p)
+		if p.Ifname != tp.ifname || p.Dir != wantDir || p.Netns != tp.watch.Inode {
+			t.Errorf("packet on %s dir %s netns %d, want %s %s %d: %s", p.Ifname, p.Dir, p.Netns, tp.ifname, wantDir, tp.watch.Inode, p)
 		}
 	}
 	checkNoDuplicates(t, packets)
 	checkOwner(t, "client", clientSock, s.clientPID, "tcli")
 	defer func() {
 		if t.Failed() {
-			port := filter(all, func(r *record) bool {
-				return r.Type != "packet" && (r.local.Port() == s.port || r.remote.Port() == s.port)
+			port := harness.Select(all, func(r *harness.Record) bool {
+				return r.Type != "packet" && (r.LocalAddr.Port() == s.port || r.RemoteAddr.Port() == s.port)
 			})
-			t.Logf("all socket events on port %d:\n%s", s.port, describe(port))
+			t.Logf("all socket events on port %d:\n%s", s.port, harness.Describe(port))
 		}
 	}()
 
@@ -223,11 +221,11 @@ func checkScenario(t *testing.T, tp *topology, s *scenario, all []*record, feats
 		// The active closer is replaced by a TIME_WAIT socket, whose start
 		// is observed where the kernel lets tcpscope see its timer.
 		if feats["time_wait"] == "yes" {
-			tw := filter(clientSock, func(r *record) bool {
+			tw := harness.Select(clientSock, func(r *harness.Record) bool {
 				return r.TimeWait && r.Old == "FIN_WAIT2" && r.New == "TIME_WAIT"
 			})
 			if len(tw) != 1 {
-				t.Errorf("want one FIN_WAIT2 -> TIME_WAIT record of the client's TIME_WAIT socket:\n%s", describe(clientSock))
+				t.Errorf("want one FIN_WAIT2 -> TIME_WAIT record of the client's TIME_WAIT socket:\n%s", harness.Describe(clientSock))
 			}
 		}
 		expectChain(t, "server", serverSock, "LISTEN -> SYN_RECV -> ESTABLISHED -> CLOSE_WAIT -> LAST_ACK -> CLOSE")
@@ -235,21 +233,21 @@ func checkScenario(t *testing.T, tp *topology, s *scenario, all []*record, feats
 		checkEchoPackets(t, s, packets)
 	case "refused":
 		expectChain(t, "client", clientSock, "CLOSE -> SYN_SENT -> CLOSE")
-		sent := filter(recs, func(r *record) bool { return r.Type == "reset" && r.Dir == "sent" })
+		sent := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "reset" && r.Dir == "sent" })
 		if feats["reset_without_socket"] == "no" {
 			// The kernel reports no reset sent without a socket.
 			if len(sent) != 0 {
-				t.Errorf("features say the kernel reports no socket-less reset, but:\n%s", describe(sent))
+				t.Errorf("features say the kernel reports no socket-less reset, but:\n%s", harness.Describe(sent))
 			}
-		} else if len(sent) != 1 || sent[0].local != s.serverAddr || sent[0].Reason == nil || *sent[0].Reason != "NO_SOCKET" ||
+		} else if len(sent) != 1 || sent[0].LocalAddr != s.serverAddr || sent[0].Reason == nil || *sent[0].Reason != "NO_SOCKET" ||
 			sent[0].State != nil || sent[0].PID != nil {
-			t.Errorf("want one sent reset from %s, reason NO_SOCKET, no state, no pid:\n%s", s.serverAddr, describe(sent))
+			t.Errorf("want one sent reset from %s, reason NO_SOCKET, no state, no pid:\n%s", s.serverAddr, harness.Describe(sent))
 		}
 		expectReceivedReset(t, clientSock, "SYN_SENT")
 		syn := findPacket(packets, s.client, "S")
 		rst := findPacket(packets, s.serverAddr, "R.")
 		if syn == nil || rst == nil || *rst.Ack != *syn.Seq+1 {
-			t.Errorf("want a SYN and an RST/ACK acking ISN+1:\n%s", describe(packets))
+			t.Errorf("want a SYN and an RST/ACK acking ISN+1:\n%s", harness.Describe(packets))
 		}
 	case "abort":
 		expectChain(t, "client", clientSock, "CLOSE -> SYN_SENT -> ESTABLISHED -> CLOSE")
@@ -259,53 +257,53 @@ func checkScenario(t *testing.T, tp *topology, s *scenario, all []*record, feats
 		if feats["reset_reasons"] == "inferred" {
 			want = "NOT_SPECIFIED"
 		}
-		sent := filter(clientSock, func(r *record) bool { return r.Type == "reset" && r.Dir == "sent" })
+		sent := harness.Select(clientSock, func(r *harness.Record) bool { return r.Type == "reset" && r.Dir == "sent" })
 		if len(sent) != 1 || sent[0].Reason == nil || *sent[0].Reason != want {
-			t.Errorf("want one sent reset on the client, reason %s:\n%s", want, describe(sent))
+			t.Errorf("want one sent reset on the client, reason %s:\n%s", want, harness.Describe(sent))
 		}
 		expectReceivedReset(t, serverSock, "ESTABLISHED")
 		if findPacket(packets, s.client, "R") == nil && findPacket(packets, s.client, "R.") == nil {
-			t.Errorf("no RST from the client among the packets:\n%s", describe(packets))
+			t.Errorf("no RST from the client among the packets:\n%s", harness.Describe(packets))
 		}
 	}
 	return conn
 }
 
-func expectChain(t *testing.T, side string, recs []*record, want string) {
+func expectChain(t *testing.T, side string, recs []*harness.Record, want string) {
 	t.Helper()
-	if got := chain(recs); got != want {
-		t.Errorf("%s states %q, want %q:\n%s", side, got, want, describe(recs))
+	if got := harness.StateChain(recs); got != want {
+		t.Errorf("%s states %q, want %q:\n%s", side, got, want, harness.Describe(recs))
 	}
 }
 
-func expectReceivedReset(t *testing.T, recs []*record, state string) {
+func expectReceivedReset(t *testing.T, recs []*harness.Record, state string) {
 	t.Helper()
-	got := filter(recs, func(r *record) bool { return r.Type == "reset" && r.Dir == "received" })
+	got := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "reset" && r.Dir == "received" })
 	if len(got) != 1 || got[0].State == nil || *got[0].State != state || got[0].Reason != nil {
-		t.Errorf("want one received reset in %s without reason:\n%s", state, describe(got))
+		t.Errorf("want one received reset in %s without reason:\n%s", state, harness.Describe(got))
 	}
 }
 
 // checkOwner: every socket event of one end names its process.
-func checkOwner(t *testing.T, side string, recs []*record, pid int, comm string) {
+func checkOwner(t *testing.T, side string, recs []*harness.Record, pid int, comm string) {
 	t.Helper()
 	for _, r := range recs {
-		if r.PID == nil || *r.PID != pid || r.Comm == nil || *r.Comm != comm {
+		if r.PID == nil || int(*r.PID) != pid || r.Comm == nil || *r.Comm != comm {
 			t.Errorf("%s event owner, want pid %d (%s): %s", side, pid, comm, r)
 		}
 	}
 }
 
-func findPacket(packets []*record, src netip.AddrPort, flags string) *record {
+func findPacket(packets []*harness.Record, src netip.AddrPort, flags string) *harness.Record {
 	for _, p := range packets {
-		if p.src == src && p.Flags == flags {
+		if p.SrcAddr == src && p.Flags == flags {
 			return p
 		}
 	}
 	return nil
 }
 
-func checkNoDuplicates(t *testing.T, packets []*record) {
+func checkNoDuplicates(t *testing.T, packets []*harness.Record) {
 	t.Helper()
 	// A receiver may legitimately send the same pure ACK twice (a delayed
 	// ACK and a window update that rounds to the same scaled window), so
@@ -318,7 +316,7 @@ func checkNoDuplicates(t *testing.T, packets []*record) {
 		}
 		key := fmt.Sprintf("%s>%s %s %v %v %v", p.Src, p.Dst, p.Flags, deref(p.Seq), deref(p.Ack), deref(p.Len))
 		if seen[key] {
-			t.Errorf("packet reported twice: %s\n%s", p, describe(packets))
+			t.Errorf("packet reported twice: %s\n%s", p, harness.Describe(packets))
 		}
 		seen[key] = true
 	}
@@ -334,11 +332,11 @@ func deref(p *uint32) int64 {
 // checkEchoPackets verifies the connection the way an engineer reads
 // tcpdump -S: ISNs, ack = peer seq + 1 in the handshake, ack = seq +
 // length for data, and a FIN that takes one sequence number.
-func checkEchoPackets(t *testing.T, s *scenario, packets []*record) {
+func checkEchoPackets(t *testing.T, s *scenario, packets []*harness.Record) {
 	t.Helper()
 	fail := func(format string, args ...any) {
 		t.Helper()
-		t.Errorf(format+"\n%s", append(args, describe(packets))...)
+		t.Errorf(format+"\n%s", append(args, harness.Describe(packets))...)
 	}
 	syn := findPacket(packets, s.client, "S")
 	synack := findPacket(packets, s.serverAddr, "S.")
@@ -353,7 +351,7 @@ func checkEchoPackets(t *testing.T, s *scenario, packets []*record) {
 	n := uint32(len(message))
 	var cData, sData, cFin, sFin, ackOfCFin, ackOfSFin, hsAck bool
 	for _, p := range packets {
-		fromClient := p.src == s.client
+		fromClient := p.SrcAddr == s.client
 		switch {
 		case fromClient && p.Flags == "." && p.Ack != nil && *p.Ack == isnS+1 && *p.Len == 0:
 			hsAck = true
@@ -397,50 +395,15 @@ func checkEchoPackets(t *testing.T, s *scenario, packets []*record) {
 // (TCX links or tcpscope's cls_bpf filters); afterwards none is left.
 func checkAttached(t *testing.T, tp *topology, mode string, want bool) {
 	t.Helper()
-	h := tp.watch.handle(t)
-	defer h.Close()
-	l, err := h.LinkByName(tp.ifname)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ifindex := l.Attrs().Index
 	count := 0
 	if mode == string(tracer.TCX) {
-		ns, err := tracer.OpenNetns(tp.watch.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ns.Close()
-		err = ns.Do(func() error {
-			for _, a := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
-				res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: a})
-				if err != nil {
-					return err
-				}
-				count += len(res.Programs)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("query TCX: %v", err)
-		}
+		in, eg := tp.watch.MustTCXPrograms(t, tp.ifname)
+		count = len(in) + len(eg)
 	} else {
-		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
-			filters, err := h.FilterList(l, parent)
-			if err != nil {
-				continue // no clsact qdisc
-			}
-			for _, f := range filters {
-				if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "tcpscope-") {
-					count++
-				}
-			}
-		}
-		qdiscs, _ := h.QdiscList(l)
-		for _, q := range qdiscs {
-			if q.Type() == "clsact" && !want {
-				t.Errorf("clsact qdisc left on %s after exit", tp.ifname)
-			}
+		st := tp.watch.MustClsact(t, tp.ifname)
+		count = len(st.Filters)
+		if st.Qdisc && !want {
+			t.Errorf("clsact qdisc left on %s after exit", tp.ifname)
 		}
 	}
 	if want && count != 2 {

@@ -16,11 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"syscall"
 	"testing"
-
-	"github.com/vishvananda/netns"
+	"time"
 
 	"github.com/tcpscope/tcpscope/test/harness"
 )
@@ -28,10 +25,17 @@ import (
 // netnsPrefix is the prefix of the namespaces the suite creates.
 var netnsPrefix = "tcpscope-k"
 
-// nsexecEnv makes the test binary a launcher: enter the network namespace
-// at that path, then exec the arguments (what `ip netns exec` does, which
-// the VM does not have).
-const nsexecEnv = "TCPSCOPE_NSEXEC"
+// Time limits: generous, the suite also runs under software emulation.
+const (
+	// startTimeout bounds waiting for a process's readiness line.
+	startTimeout = 60 * time.Second
+	// stopTimeout bounds waiting for a process to exit (after a signal,
+	// or a peer's run).
+	stopTimeout = 30 * time.Second
+	// settle is how long in-flight packets and events get after the
+	// traffic ends, before the tracer is stopped.
+	settle = 300 * time.Millisecond
+)
 
 // bins holds the paths of tcpscope and of the peer (as tsrv and tcli).
 var bins struct{ tcpscope, server, client string }
@@ -39,33 +43,10 @@ var bins struct{ tcpscope, server, client string }
 var setupErr error
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(nsexecEnv); path != "" {
-		nsexec(path, os.Args[1:])
-	}
+	// The suite runs commands inside its namespaces through this binary
+	// (Namespace.Command: the VM has no `ip netns exec`).
+	harness.NsexecMain()
 	os.Exit(runMain(m))
-}
-
-// nsexec never returns: it execs argv inside the namespace, or exits 127.
-func nsexec(path string, argv []string) {
-	runtime.LockOSThread()
-	ns, err := netns.GetFromPath(path)
-	if err == nil {
-		err = netns.Set(ns)
-	}
-	if err == nil {
-		var bin string
-		if bin, err = exec.LookPath(argv[0]); err == nil {
-			env := []string{}
-			for _, kv := range os.Environ() {
-				if len(kv) < len(nsexecEnv) || kv[:len(nsexecEnv)] != nsexecEnv {
-					env = append(env, kv)
-				}
-			}
-			err = syscall.Exec(bin, argv, env)
-		}
-	}
-	fmt.Fprintf(os.Stderr, "nsexec %s %v: %v\n", path, argv, err)
-	os.Exit(127)
 }
 
 func runMain(m *testing.M) int {
@@ -125,8 +106,8 @@ func TestNetnsPrefix(t *testing.T) {
 	saved := netnsPrefix
 	netnsPrefix = "tcpscope-prefix-test"
 	defer func() { netnsPrefix = saved }()
-	ns := newNamespace(t, "named")
-	if want := fmt.Sprintf("tcpscope-prefix-test-%d-named", os.Getpid()); ns.name != want {
-		t.Errorf("namespace %q, want %q", ns.name, want)
+	ns := harness.NewNamespace(t, netnsPrefix, "named")
+	if want := fmt.Sprintf("tcpscope-prefix-test-%d-named", os.Getpid()); ns.Name != want {
+		t.Errorf("namespace %q, want %q", ns.Name, want)
 	}
 }

@@ -7,19 +7,19 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/tcpscope/tcpscope/test/harness"
 )
 
 // preConn is a connection the test process itself holds, made before
 // tcpscope starts: a listener, the client end and the accepted server end.
 type preConn struct {
 	name           string
-	ns             *namespace
+	ns             *harness.Namespace
 	server, client netip.AddrPort
 	watched        bool // in tcpscope's namespace: its packets are traced too
 	ln             *net.TCPListener
@@ -43,8 +43,8 @@ func TestPreexisting(t *testing.T) {
 	feats := features(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*startTimeout)
 	defer cancel()
-	watch := newNamespace(t, "pre")
-	other := newNamespace(t, "pre-other")
+	watch := harness.NewNamespace(t, netnsPrefix, "pre")
+	other := harness.NewNamespace(t, netnsPrefix, "pre-other")
 	conns := []*preConn{
 		{name: "ipv4", ns: watch, watched: true, server: netip.MustParseAddrPort("127.0.0.1:7201"), client: netip.MustParseAddrPort("127.0.0.1:37201")},
 		{name: "ipv6", ns: watch, watched: true, server: netip.MustParseAddrPort("[::1]:7202"), client: netip.MustParseAddrPort("[::1]:37202")},
@@ -59,15 +59,15 @@ func TestPreexisting(t *testing.T) {
 	}
 	self, selfComm := os.Getpid(), strings.TrimSpace(string(comm))
 
-	tr := startProc(t, "tcpscope", watch.command(ctx,
+	tr := harness.StartT(t, "tcpscope", watch.Command(ctx,
 		bins.tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", feats["packet_hooks"]))
-	tr.waitFor(t, true, `msg="tracing started"`)
+	tr.MustWaitLine(context.Background(), t, true, `msg="tracing started"`, startTimeout)
 	// A namespace tcpscope could not list is named in its warning (netns=);
 	// without one, it could list none.
 	var failed []string
-	for _, warn := range preexistingWarnings(tr.stderr.String()) {
-		if !strings.Contains(warn, "netns=") || strings.Contains(warn, fmt.Sprintf("netns=%d ", watch.inode)) ||
-			strings.Contains(warn, fmt.Sprintf("netns=%d ", other.inode)) {
+	for _, warn := range preexistingWarnings(tr.Stderr.String()) {
+		if !strings.Contains(warn, "netns=") || strings.Contains(warn, fmt.Sprintf("netns=%d ", watch.Inode)) ||
+			strings.Contains(warn, fmt.Sprintf("netns=%d ", other.Inode)) {
 			failed = append(failed, warn)
 		} else {
 			t.Logf("tcpscope warned about another namespace: %s", warn)
@@ -80,13 +80,13 @@ func TestPreexisting(t *testing.T) {
 		c.finish(t)
 	}
 	time.Sleep(settle)
-	tr.stop(t)
-	recs, err := parseRecords(tr.stdout.String())
+	tr.MustStop(context.Background(), t, syscall.SIGINT, stopTimeout)
+	recs, err := harness.ParseRecords(tr.Stdout.Bytes())
 	if err != nil {
 		t.Fatalf("tcpscope output: %v", err)
 	}
-	if lost := filter(recs, func(r *record) bool { return r.Type == "lost" }); len(lost) > 0 {
-		t.Errorf("lost records:\n%s", describe(lost))
+	if lost := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "lost" }); len(lost) > 0 {
+		t.Errorf("lost records:\n%s", harness.Describe(lost))
 	}
 	for _, c := range conns {
 		t.Run(c.name, func(t *testing.T) { c.check(t, recs, self, selfComm) })
@@ -97,7 +97,7 @@ func TestPreexisting(t *testing.T) {
 // namespace; everything is closed when the test ends.
 func (c *preConn) establish(t *testing.T) {
 	t.Helper()
-	c.ns.do(t, func() error {
+	c.ns.MustDo(t, func() error {
 		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(c.server))
 		if err != nil {
 			return err
@@ -151,44 +151,44 @@ func (c *preConn) finish(t *testing.T) {
 	}
 }
 
-func (c *preConn) check(t *testing.T, all []*record, pid int, comm string) {
-	isConn := func(r *record) bool {
+func (c *preConn) check(t *testing.T, all []*harness.Record, pid int, comm string) {
+	isConn := func(r *harness.Record) bool {
 		if r.Type == "packet" {
-			return r.src == c.client && r.dst == c.server || r.src == c.server && r.dst == c.client
+			return r.SrcAddr == c.client && r.DstAddr == c.server || r.SrcAddr == c.server && r.DstAddr == c.client
 		}
-		return r.local == c.client && r.remote == c.server || r.local == c.server && r.remote == c.client
+		return r.LocalAddr == c.client && r.RemoteAddr == c.server || r.LocalAddr == c.server && r.RemoteAddr == c.client
 	}
-	recs := filter(all, func(r *record) bool { return isConn(r) && r.Netns == c.ns.inode && r.Type != "conn" })
+	recs := harness.Select(all, func(r *harness.Record) bool { return isConn(r) && r.Netns == c.ns.Inode && r.Type != "conn" })
 	defer func() {
 		if t.Failed() {
-			t.Logf("records of %s <-> %s:\n%s", c.client, c.server, describe(recs))
+			t.Logf("records of %s <-> %s:\n%s", c.client, c.server, harness.Describe(recs))
 		}
 	}()
 	if len(recs) == 0 {
-		t.Fatalf("no records for %s <-> %s in netns %d", c.client, c.server, c.ns.inode)
+		t.Fatalf("no records for %s <-> %s in netns %d", c.client, c.server, c.ns.Inode)
 	}
 	if recs[0].Type != "socket" {
 		t.Errorf("first record of the connection is not its preexisting socket record: %s", recs[0])
 	}
-	conn := recs[0].Conn
+	conn := recs[0].ConnID()
 	for _, r := range recs {
-		if r.Conn != conn || conn == 0 {
-			t.Errorf("records of one connection carry conns %d and %d: %s", conn, r.Conn, r)
+		if r.ConnID() != conn || conn == 0 {
+			t.Errorf("records of one connection carry conns %d and %d: %s", conn, r.ConnID(), r)
 			break
 		}
 	}
-	listener := filter(all, func(r *record) bool {
-		return r.Type != "packet" && r.local == c.server && r.remote.Port() == 0 && r.remote.Addr().IsUnspecified() && r.Netns == c.ns.inode
+	listener := harness.Select(all, func(r *harness.Record) bool {
+		return r.Type != "packet" && r.LocalAddr == c.server && r.RemoteAddr.Port() == 0 && r.RemoteAddr.Addr().IsUnspecified() && r.Netns == c.ns.Inode
 	})
 	for _, end := range []struct {
 		name   string
-		recs   []*record
+		recs   []*harness.Record
 		state  string
 		states string
 	}{
-		{"client", filter(recs, func(r *record) bool { return r.Type != "packet" && r.local == c.client }),
+		{"client", harness.Select(recs, func(r *harness.Record) bool { return r.Type != "packet" && r.LocalAddr == c.client }),
 			"ESTABLISHED", "ESTABLISHED -> FIN_WAIT1 -> FIN_WAIT2 -> CLOSE"},
-		{"server", filter(recs, func(r *record) bool { return r.Type != "packet" && r.local == c.server }),
+		{"server", harness.Select(recs, func(r *harness.Record) bool { return r.Type != "packet" && r.LocalAddr == c.server }),
 			"ESTABLISHED", "ESTABLISHED -> CLOSE_WAIT -> LAST_ACK -> CLOSE"},
 		{"listener", listener, "LISTEN", "LISTEN -> CLOSE"},
 	} {
@@ -200,41 +200,41 @@ func (c *preConn) check(t *testing.T, all []*record, pid int, comm string) {
 		if first.Type != "socket" || first.Preexisting == nil || !*first.Preexisting || first.State == nil || *first.State != end.state {
 			t.Errorf("%s: first record is not a socket record, preexisting: true, state %s: %s", end.name, end.state, first)
 		}
-		if n := len(filter(end.recs, func(r *record) bool { return r.Type == "socket" })); n != 1 {
-			t.Errorf("%s: %d socket records, want 1:\n%s", end.name, n, describe(end.recs))
+		if n := len(harness.Select(end.recs, func(r *harness.Record) bool { return r.Type == "socket" })); n != 1 {
+			t.Errorf("%s: %d socket records, want 1:\n%s", end.name, n, harness.Describe(end.recs))
 		}
 		for _, r := range end.recs[1:] {
 			if r.Preexisting != nil {
 				t.Errorf("%s: a later record says preexisting: %s", end.name, r)
 			}
 		}
-		if got := chain(end.recs); got != end.states {
-			t.Errorf("%s states after the start %q, want %q:\n%s", end.name, got, end.states, describe(end.recs))
+		if got := harness.StateChain(end.recs); got != end.states {
+			t.Errorf("%s states after the start %q, want %q:\n%s", end.name, got, end.states, harness.Describe(end.recs))
 		}
 		// Owners: from /proc at the start, then from the kernel's tables
 		// (seeded with it), also for events in softirq (CLOSE_WAIT).
 		checkOwner(t, end.name, end.recs, pid, comm)
 	}
 	if c.watched {
-		packets := filter(recs, func(r *record) bool { return r.Type == "packet" })
+		packets := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "packet" })
 		checkNoDuplicates(t, packets)
 		var data, fin bool
 		for _, p := range packets {
-			data = data || p.src == c.client && deref(p.Len) == int64(len(message))
-			fin = fin || p.src == c.client && strings.Contains(p.Flags, "F")
+			data = data || p.SrcAddr == c.client && deref(p.Len) == int64(len(message))
+			fin = fin || p.SrcAddr == c.client && strings.Contains(p.Flags, "F")
 		}
 		if !data || !fin {
-			t.Errorf("want the client's data and FIN among the packets:\n%s", describe(packets))
+			t.Errorf("want the client's data and FIN among the packets:\n%s", harness.Describe(packets))
 		}
 	}
-	var sum []*record
+	var sum []*harness.Record
 	for _, r := range all {
-		if r.Type == "conn" && r.Conn == conn {
+		if r.Type == "conn" && r.ConnID() == conn {
 			sum = append(sum, r)
 		}
 	}
 	if len(sum) != 1 || sum[0].Preexisting == nil || !*sum[0].Preexisting {
-		t.Errorf("want one summary of conn %d with preexisting: true:\n%s", conn, describe(sum))
+		t.Errorf("want one summary of conn %d with preexisting: true:\n%s", conn, harness.Describe(sum))
 	}
 }
 
@@ -250,42 +250,6 @@ func preexistingWarnings(stderr string) []string {
 	return out
 }
 
-// do runs f on a thread inside the namespace: sockets f creates belong to
-// it.
-func (n *namespace) do(t *testing.T, f func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(n.path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("back to the original namespace: %w", err) // the thread stays locked and dies with the goroutine
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("in namespace %s: %v", n.name, err)
-	}
-}
-
 // TestPreexistingFiltered: --port, --host and -c hold for the sockets
 // listed at start-up as for the kernel's events: with an IPv4 and an IPv6
 // connection in tcpscope's namespace and one in another, `--port P` lists
@@ -295,8 +259,8 @@ func TestPreexistingFiltered(t *testing.T) {
 	requireSetup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*startTimeout)
 	defer cancel()
-	watch := newNamespace(t, "prefilter")
-	other := newNamespace(t, "prefilter-other")
+	watch := harness.NewNamespace(t, netnsPrefix, "prefilter")
+	other := harness.NewNamespace(t, netnsPrefix, "prefilter-other")
 	v4 := &preConn{name: "ipv4", ns: watch, server: netip.MustParseAddrPort("127.0.0.1:7211"), client: netip.MustParseAddrPort("127.0.0.1:37211")}
 	v6 := &preConn{name: "ipv6", ns: watch, server: netip.MustParseAddrPort("[::1]:7212"), client: netip.MustParseAddrPort("[::1]:37212")}
 	far := &preConn{name: "other namespace", ns: other, server: netip.MustParseAddrPort("127.0.0.1:7211"), client: netip.MustParseAddrPort("127.0.0.1:37213")}
@@ -304,22 +268,22 @@ func TestPreexistingFiltered(t *testing.T) {
 		c.establish(t)
 	}
 	type sock struct {
-		ns            *namespace
+		ns            *harness.Namespace
 		local, remote netip.AddrPort
 	}
 	sockets := func(c *preConn, unspec string) []sock {
 		return []sock{{c.ns, c.server, netip.MustParseAddrPort(unspec)}, {c.ns, c.server, c.client}, {c.ns, c.client, c.server}}
 	}
-	trace := func(t *testing.T, args ...string) []*record {
-		tr := startProc(t, "tcpscope", watch.command(ctx, append([]string{bins.tcpscope, "trace", "-o", "json", "--events", "state"}, args...)...))
+	trace := func(t *testing.T, args ...string) []*harness.Record {
+		tr := harness.StartT(t, "tcpscope", watch.Command(ctx, append([]string{bins.tcpscope, "trace", "-o", "json", "--events", "state"}, args...)...))
 		if args[0] == "-c" {
-			tr.wait(t)
+			tr.MustSucceed(context.Background(), t, stopTimeout)
 		} else {
-			tr.waitFor(t, true, `msg="tracing started"`)
+			tr.MustWaitLine(context.Background(), t, true, `msg="tracing started"`, startTimeout)
 			time.Sleep(settle)
-			tr.stop(t)
+			tr.MustStop(context.Background(), t, syscall.SIGINT, stopTimeout)
 		}
-		recs, err := parseRecords(tr.stdout.String())
+		recs, err := harness.ParseRecords(tr.Stdout.Bytes())
 		if err != nil {
 			t.Fatalf("tcpscope output: %v", err)
 		}
@@ -345,22 +309,22 @@ func TestPreexistingFiltered(t *testing.T) {
 			recs := trace(t, c.args...)
 			defer func() {
 				if t.Failed() {
-					t.Logf("records:\n%s", describe(recs))
+					t.Logf("records:\n%s", harness.Describe(recs))
 				}
 			}()
 			for _, r := range recs {
-				if r.Type == "socket" && !c.pass(r.local) && !c.pass(r.remote) {
+				if r.Type == "socket" && !c.pass(r.LocalAddr) && !c.pass(r.RemoteAddr) {
 					t.Errorf("%s: a socket record that does not pass: %s", strings.Join(c.args, " "), r)
 				}
 			}
 			for _, s := range c.want {
-				if len(filter(recs, func(r *record) bool {
-					return r.Type == "socket" && r.Netns == s.ns.inode && r.local == s.local && r.remote == s.remote
+				if len(harness.Select(recs, func(r *harness.Record) bool {
+					return r.Type == "socket" && r.Netns == s.ns.Inode && r.LocalAddr == s.local && r.RemoteAddr == s.remote
 				})) != 1 {
-					t.Errorf("want one socket record of %s %s in %s", s.local, s.remote, s.ns.name)
+					t.Errorf("want one socket record of %s %s in %s", s.local, s.remote, s.ns.Name)
 				}
 			}
-			if c.n > 0 && (len(recs) != c.n || len(filter(recs, func(r *record) bool { return r.Type == "socket" })) != c.n) {
+			if c.n > 0 && (len(recs) != c.n || len(harness.Select(recs, func(r *harness.Record) bool { return r.Type == "socket" })) != c.n) {
 				t.Errorf("want exactly %d socket records, got %d records", c.n, len(recs))
 			}
 		})
