@@ -9,7 +9,6 @@
 package analysis
 
 import (
-	"container/list"
 	"errors"
 	"math"
 	"net/netip"
@@ -66,7 +65,8 @@ type Analyzer struct {
 	next    tracer.Sink
 	cfg     Config
 	conns   map[uint64]*conn
-	lru     *list.List            // of *conn, most recently seen first
+	lru     conn                  // sentinel of the list of conns: lru.next most recently seen
+	free    []*conn               // summarized conns for reuse (bounded by maxFree)
 	ended   map[uint64]*conn      // connections waiting for their quiet period
 	endedQ  deadline.Heap[uint64] // ended ids by end of quiet period (stale ones skipped)
 	holding []*conn               // connections with packets waiting for kernel confirmation
@@ -77,12 +77,6 @@ type Analyzer struct {
 	goneQ   [2]idQueue // gone ids by expiry: closed ones, others
 	losses  uint64     // lost records seen so far
 	lossKnd string
-	// parked: connections whose sockets are all closed and that wait only
-	// for the end of a TIME_WAIT, in compact form (summary built).
-	parked     map[uint64]*parked
-	parkQ      idQueue               // parked ids, for the idle timeout
-	parkedDone map[uint64]*parked    // TIME_WAIT over: waiting for the quiet period
-	doneQ      deadline.Heap[uint64] // parkedDone ids by end of quiet period
 	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
 	// one early; entries go when their connection is summarized.
 	timeWaits map[tuple]*timeWait
@@ -90,7 +84,12 @@ type Analyzer struct {
 	stopped   bool      // the next sink asked to stop
 	exitAt    time.Time // when tracing stopped (Finish), zero before
 	out       tracer.Record
+	sum       result.ConnSummary // of out: the record and its summary are reused after Write
 }
+
+// maxFree bounds the summarized conns kept for reuse: enough for the
+// summaries of one flush interval in a storm.
+const maxFree = 4096
 
 // held is a packet record kept back until the kernel's retransmit event
 // confirms it, or confirmWait passes.
@@ -148,25 +147,6 @@ func quietAt(last time.Time) int64 {
 	return last.UnixNano() + int64(quietAfterClose)
 }
 
-// parked is a connection waiting only for the end of a TIME_WAIT: its
-// summary is built, and what the TIME_WAIT records still change is kept.
-type parked struct {
-	sum    result.ConnSummary
-	last   time.Time
-	losses uint64
-	netns  uint32
-	done   bool // TIME_WAIT over
-	n      int8
-	socks  [2]parkedSock // local end first
-}
-
-// parkedSock is the TIME_WAIT state of a parked connection's socket.
-type parkedSock struct {
-	cookie uint64
-	local  bool // the summary's local end
-	twState
-}
-
 // New returns an Analyzer writing to next.
 func New(next tracer.Sink, cfg Config) *Analyzer {
 	if cfg.MaxConns <= 0 {
@@ -175,9 +155,10 @@ func New(next tracer.Sink, cfg Config) *Analyzer {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	return &Analyzer{next: next, cfg: cfg, conns: make(map[uint64]*conn), lru: list.New(),
-		ended: make(map[uint64]*conn), gone: make(map[uint64]goneRec), timeWaits: make(map[tuple]*timeWait),
-		parked: make(map[uint64]*parked), parkedDone: make(map[uint64]*parked)}
+	a := &Analyzer{next: next, cfg: cfg, conns: make(map[uint64]*conn),
+		ended: make(map[uint64]*conn), gone: make(map[uint64]goneRec), timeWaits: make(map[tuple]*timeWait)}
+	a.lru.prev, a.lru.next = &a.lru, &a.lru
+	return a
 }
 
 // tuple is a socket's 4-tuple: its local end, then the peer.
@@ -195,6 +176,7 @@ type rtxEvent struct {
 
 // socket is one local socket of a connection, from its socket events.
 type socket struct {
+	cookie    uint64
 	local     netip.AddrPort
 	netns     uint32
 	state     tracer.TCPState
@@ -237,9 +219,9 @@ type timeWait struct {
 
 // conn is the analysis state of one connection (one conn id).
 type conn struct {
-	id    uint64
-	elem  *list.Element
-	netns uint32
+	id         uint64
+	prev, next *conn // in Analyzer.lru
+	netns      uint32
 	// start and lastOwn: the first and the last packet, state change of a
 	// full socket, retransmit or reset (not TIME_WAIT records, not the
 	// start-up snapshot); opened: the connection's beginning was seen
@@ -276,7 +258,7 @@ type conn struct {
 	// the SYN-ACK was checked.
 	hsProblem string
 
-	points   map[pointKey]*point
+	points   []pointAt // capture points, in the order first seen (most connections have one)
 	primary  pointKey
 	primSet  bool
 	finalAck bool
@@ -289,7 +271,7 @@ type conn struct {
 	dataBytes          [2]uint64 // dataEnd - dataStart, without wrapping
 	dataSeen           [2]bool
 	kernelRtx          [2][]rtxEvent
-	sockets            map[uint64]*socket
+	sockets            []socket // local sockets, by cookie (one or two)
 
 	retransKernel, retransSeen, fast, spurious, zeroWin uint64
 	retransSegs, retransBytes                           uint64 // of the kernel's retransmit events
@@ -319,25 +301,78 @@ type conn struct {
 	holding      bool   // c is in Analyzer.holding
 }
 
+// pointAt is a capture point's state, by its key.
+type pointAt struct {
+	key pointKey
+	pt  point
+}
+
 func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
 	c := a.conns[r.Conn]
 	if c != nil {
-		a.lru.MoveToFront(c.elem)
+		a.toFront(c)
 		return c, nil
 	}
 	if len(a.conns) >= a.cfg.MaxConns {
-		if oldest := a.lru.Back(); oldest != nil {
-			if err := a.summarize(oldest.Value.(*conn), false, true); err != nil {
+		if oldest := a.lru.prev; oldest != &a.lru {
+			if err := a.summarize(oldest, false, true); err != nil {
 				return nil, err
 			}
 		}
 	}
-	c = &conn{id: r.Conn, netns: r.Netns, points: map[pointKey]*point{}, sockets: map[uint64]*socket{},
-		scale: [2]int{-1, -1}, rstSide: -1, stateRstSide: -1, losses: a.losses, twTracked: a.cfg.TimeWaitTracked}
-	c.elem = a.lru.PushFront(c)
+	c = a.newConn()
+	c.id, c.netns, c.losses, c.twTracked = r.Conn, r.Netns, a.losses, a.cfg.TimeWaitTracked
+	c.scale, c.rstSide, c.stateRstSide = [2]int{-1, -1}, -1, -1
+	a.pushFront(c)
 	a.conns[r.Conn] = c
 	a.peaks[0] = max(a.peaks[0], len(a.conns))
 	return c, nil
+}
+
+// newConn returns a zero conn, a summarized one reused when there is one:
+// a storm then allocates no connection state.
+func (a *Analyzer) newConn() *conn {
+	if n := len(a.free); n > 0 {
+		c := a.free[n-1]
+		a.free[n-1] = nil
+		a.free = a.free[:n-1]
+		return c
+	}
+	return &conn{}
+}
+
+// recycle keeps c, summarized and forgotten, for reuse: zeroed, its
+// slices' storage kept. A conn still listed in Analyzer.holding is left
+// to the garbage collector.
+func (a *Analyzer) recycle(c *conn) {
+	if c.holding || len(a.free) >= maxFree {
+		return
+	}
+	clear(c.sockets) // drops the timeWait pointers
+	points, sockets := c.points[:0], c.sockets[:0]
+	rtx := [2][]rtxEvent{c.kernelRtx[0][:0], c.kernelRtx[1][:0]}
+	*c = conn{points: points, sockets: sockets, kernelRtx: rtx}
+	a.free = append(a.free, c)
+}
+
+// pushFront makes c the most recently seen conn.
+func (a *Analyzer) pushFront(c *conn) {
+	c.prev, c.next = &a.lru, a.lru.next
+	a.lru.next.prev = c
+	a.lru.next = c
+}
+
+func (a *Analyzer) unlink(c *conn) {
+	c.prev.next, c.next.prev = c.next, c.prev
+	c.prev, c.next = nil, nil
+}
+
+// toFront moves c to the front of the list of conns.
+func (a *Analyzer) toFront(c *conn) {
+	if a.lru.next != c {
+		a.unlink(c)
+		a.pushFront(c)
+	}
 }
 
 // side returns which side sent from src, setting the sides up on first use.
@@ -369,10 +404,6 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		return a.next.Write(r)
 	}
 	if r.Conn == 0 || r.Type == tracer.TypeConn {
-		return a.pass(r)
-	}
-	if p := a.parked[r.Conn]; p != nil {
-		a.parkedRecord(p, r)
 		return a.pass(r)
 	}
 	if g, ok := a.gone[r.Conn]; ok {
@@ -447,13 +478,14 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 }
 
 // onlyTimeWait reports whether all of c's sockets are closed and c waits
-// only for the end of a TIME_WAIT: then it can be parked.
+// only for the end of a TIME_WAIT: then its summary need not wait.
 func (a *Analyzer) onlyTimeWait(c *conn) bool {
 	if len(c.sockets) == 0 || !a.stateTraced() {
 		return false
 	}
 	wait := false
-	for _, sk := range c.sockets {
+	for i := range c.sockets {
+		sk := &c.sockets[i]
 		if !sk.closed {
 			return false
 		}
@@ -501,12 +533,17 @@ func timeWaitOf(tracked bool, sk *twState, sum *result.ConnSummary, until time.T
 			sum.TimeWaitKill = sk.tw.kill
 		}
 	case sk.twActive:
-		// Still in TIME_WAIT when tracing stopped: the time so far.
-		if !sk.twStart.IsZero() && until.After(sk.twStart) {
+		// Still in TIME_WAIT: at exit (or eviction) the time so far;
+		// in a summary written while it goes on, only that it began
+		// (its end comes in the TIME_WAIT -> CLOSE record).
+		if !until.IsZero() && !sk.twStart.IsZero() && until.After(sk.twStart) {
 			sum.TimeWait = until.Sub(sk.twStart)
 		}
 	case sk.timeWait && !tracked:
 		sum.TimeWaitEnd = "not_observed"
+	case sk.timeWait:
+		// Replaced by a TIME_WAIT socket whose start record did not come
+		// (lost): it began all the same.
 	default:
 		return false
 	}
@@ -630,11 +667,7 @@ func (a *Analyzer) packet(c *conn, r *tracer.Record) bool {
 	}
 
 	key := pointKey{ifindex: r.Ifindex, netns: r.Netns}
-	pt := c.points[key]
-	if pt == nil {
-		pt = &point{}
-		c.points[key] = pt
-	}
+	pt := c.point(key)
 	if !c.primSet {
 		c.primary, c.primSet = key, true
 	}
@@ -705,6 +738,18 @@ func (a *Analyzer) packet(c *conn, r *tracer.Record) bool {
 		return true
 	}
 	return false
+}
+
+// point returns the state of capture point key, added when new. The
+// pointer is valid until the next point is added.
+func (c *conn) point(key pointKey) *point {
+	for i := range c.points {
+		if c.points[i].key == key {
+			return &c.points[i].pt
+		}
+	}
+	c.points = append(c.points, pointAt{key: key})
+	return &c.points[len(c.points)-1].pt
 }
 
 // isn records a side's initial sequence number and window scale option.
@@ -940,15 +985,24 @@ func (c *conn) snapshot(r *tracer.Record) {
 	}
 }
 
-// socketOf returns the local socket of a socket event (by cookie).
+// socketOf returns the local socket of a socket event (by cookie); valid
+// until the next socket is added.
 func (c *conn) socketOf(r *tracer.Record) *socket {
 	if r.Cookie == 0 || r.Remote.Port() == 0 && r.Remote.Addr().IsUnspecified() {
 		return nil // a reset with no socket, or a listener
 	}
-	sk := c.sockets[r.Cookie]
+	var sk *socket
+	for i := range c.sockets {
+		if c.sockets[i].cookie == r.Cookie {
+			sk = &c.sockets[i]
+			break
+		}
+	}
 	if sk == nil {
-		sk = &socket{local: r.Local, netns: r.Netns}
-		c.sockets[r.Cookie] = sk
+		// The pointers to sockets live no longer than one record:
+		// adding one may move the others.
+		c.sockets = append(c.sockets, socket{cookie: r.Cookie, local: r.Local, netns: r.Netns})
+		sk = &c.sockets[len(c.sockets)-1]
 	}
 	if r.Local.Port() != 0 {
 		sk.local = r.Local
@@ -980,8 +1034,8 @@ func (c *conn) isLocal(s int) bool {
 	if !c.endsSet {
 		return false
 	}
-	for _, sk := range c.sockets {
-		if sk.local == c.ends[s] {
+	for i := range c.sockets {
+		if c.sockets[i].local == c.ends[s] {
 			return true
 		}
 	}
@@ -1100,7 +1154,8 @@ func (a *Analyzer) resetEvent(c *conn, r *tracer.Record) {
 // "not_observed").
 func (a *Analyzer) connEnded(c *conn) bool {
 	if len(c.sockets) > 0 && a.stateTraced() {
-		for _, sk := range c.sockets {
+		for i := range c.sockets {
+			sk := &c.sockets[i]
 			if !sk.closed || sk.twActive || c.twTracked && sk.timeWait && sk.twEnd == "" {
 				return false // TIME_WAIT goes on
 			}
@@ -1116,6 +1171,12 @@ func (a *Analyzer) connEnded(c *conn) bool {
 // IdleTimeout, then flushes the next sink.
 func (a *Analyzer) Flush() error {
 	return a.flushAt(time.Now())
+}
+
+// FlushAt is Flush as of now, for a caller that runs on record time (a
+// benchmark or a replay that simulates it).
+func (a *Analyzer) FlushAt(now time.Time) error {
+	return a.flushAt(now)
 }
 
 func (a *Analyzer) flushAt(now time.Time) error {
@@ -1154,8 +1215,13 @@ func (a *Analyzer) flushAt(now time.Time) error {
 			a.endedQ.Push(quietAt(c.last), id) // a later record
 		case a.connEnded(c):
 			err = a.summarize(c, true, false)
-		case a.onlyTimeWait(c):
-			err = a.park(c)
+		case a.onlyTimeWait(c) && (c.observed || !c.preexisting):
+			// Only a TIME_WAIT goes on: the connection's own life is
+			// over, its summary is written now (it says that TIME_WAIT
+			// began; the TIME_WAIT -> CLOSE record says how it ended),
+			// and only its id is remembered. A TIME_WAIT socket listed
+			// at start-up that showed nothing waits for its end.
+			err = a.summarize(c, true, false)
 		default:
 			delete(a.ended, id) // a new socket joined it
 		}
@@ -1163,53 +1229,20 @@ func (a *Analyzer) flushAt(now time.Time) error {
 			a.endedQ.Push(at, id) // not done: stays due
 		}
 	}
-	for err == nil {
-		id, _, ok := a.doneQ.Due(nowNs)
-		if !ok {
-			break
-		}
-		p := a.parkedDone[id]
-		switch {
-		case p == nil:
-		case now.Sub(p.last) < quietAfterClose:
-			a.doneQ.Push(quietAt(p.last), id)
-		default:
-			err = a.finalize(id, p, true, false)
-		}
-	}
 	// Idle connections sit at the back of the list.
-	for e := a.lru.Back(); e != nil && err == nil; {
-		prev := e.Prev()
-		c := e.Value.(*conn)
+	for c := a.lru.prev; c != &a.lru && err == nil; {
+		prev := c.prev
 		if now.Sub(c.last) <= a.cfg.IdleTimeout {
 			break
 		}
 		err = a.summarize(c, false, true)
-		e = prev
-	}
-	// Parked connections whose TIME_WAIT end never came.
-	for err == nil {
-		f, ok := a.parkQ.front()
-		if !ok || now.UnixNano()-f.at <= int64(a.cfg.IdleTimeout) {
-			break
-		}
-		a.parkQ.pop()
-		p := a.parked[f.id]
-		switch {
-		case p == nil || p.done:
-		case now.Sub(p.last) > a.cfg.IdleTimeout:
-			err = a.finalize(f.id, p, false, true)
-		default:
-			a.parkQ.push(f.id, p.last.UnixNano())
-		}
+		c = prev
 	}
 	a.sweepGone(now.UnixNano())
 	// Maps keep their peak capacity: give a storm's memory back.
 	a.conns = tracer.ShrinkMap(a.conns, &a.peaks[0])
 	a.ended = tracer.ShrinkMap(a.ended, &a.peaks[1])
 	a.gone = tracer.ShrinkMap(a.gone, &a.peaks[2])
-	a.parked = tracer.ShrinkMap(a.parked, &a.peaks[3])
-	a.parkedDone = tracer.ShrinkMap(a.parkedDone, &a.peaks[4])
 	a.timeWaits = tracer.ShrinkMap(a.timeWaits, &a.peaks[5])
 	if ferr := a.next.Flush(); err == nil {
 		err = ferr
@@ -1262,27 +1295,10 @@ func (a *Analyzer) Finish() error {
 func (a *Analyzer) finishAt(now time.Time) error {
 	a.exitAt = now
 	var err error
-	for e := a.lru.Back(); e != nil && err == nil; {
-		prev := e.Prev()
-		c := e.Value.(*conn)
+	for c := a.lru.prev; c != &a.lru && err == nil; {
+		prev := c.prev
 		err = a.summarize(c, a.ended[c.id] != nil && a.connEnded(c), false)
-		e = prev
-	}
-	for err == nil {
-		f, ok := a.parkQ.front()
-		if !ok {
-			break
-		}
-		a.parkQ.pop()
-		if p := a.parked[f.id]; p != nil {
-			err = a.finalize(f.id, p, p.done, false)
-		}
-	}
-	for id, p := range a.parked { // done ones whose queue entry went
-		if err != nil {
-			break
-		}
-		err = a.finalize(id, p, p.done, false)
+		c = prev
 	}
 	if ferr := a.next.Flush(); err == nil || errors.Is(err, tracer.ErrStop) {
 		err = ferr
@@ -1297,21 +1313,22 @@ func (a *Analyzer) drop(c *conn) error {
 			return err
 		}
 	}
-	a.lru.Remove(c.elem)
+	a.unlink(c)
 	delete(a.conns, c.id)
 	delete(a.ended, c.id)
 	return nil
 }
 
-// summarize emits c's conn record and forgets c.
+// summarize emits c's conn record and forgets c, but for its id (gone).
 func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	if err := a.drop(c); err != nil {
 		return err
 	}
-	for _, sk := range c.sockets {
-		a.forgetTimeWait(sk.tw)
+	for i := range c.sockets {
+		a.forgetTimeWait(c.sockets[i].tw)
 	}
 	a.markGone(c.id, c.last, complete)
+	defer a.recycle(c)
 	if !c.endsSet {
 		return nil // a listening socket: not a connection
 	}
@@ -1321,23 +1338,24 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		return nil
 	}
 	a.noteLosses(c.losses, &c.incomplete)
-	sum := &result.ConnSummary{}
+	sum := &a.sum
 	netns := a.fill(c, sum)
 	// TIME_WAIT still going on lasted until the stop, or (evicted) until
-	// the connection's last record.
+	// the connection's last record; otherwise it goes on after the
+	// summary, which says only that it began.
 	twUntil := a.exitAt
-	if twUntil.IsZero() {
+	if twUntil.IsZero() && evicted {
 		twUntil = c.last
 	}
 	// Both ends on this host: the TIME_WAIT is the active closer's,
 	// whichever end that was; the summary says when it is the peer's.
-	for _, sk := range c.sockets {
-		if sk.local == sum.Local {
+	for i := range c.sockets {
+		if sk := &c.sockets[i]; sk.local == sum.Local {
 			timeWaitFields(c.twTracked, &sk.twState, true, sum, twUntil)
 		}
 	}
-	for _, sk := range c.sockets {
-		if sk.local != sum.Local {
+	for i := range c.sockets {
+		if sk := &c.sockets[i]; sk.local != sum.Local {
 			timeWaitFields(c.twTracked, &sk.twState, false, sum, twUntil)
 		}
 	}
@@ -1375,91 +1393,6 @@ func timeWaitFields(tracked bool, sk *twState, local bool, sum *result.ConnSumma
 	}
 }
 
-// park replaces c, whose sockets are all closed and which waits only for
-// the end of a TIME_WAIT, by its summary and the TIME_WAIT state of its
-// sockets. It keeps c when more than two sockets would need keeping.
-func (a *Analyzer) park(c *conn) error {
-	if !c.endsSet {
-		return a.summarize(c, true, false) // no summary
-	}
-	p := &parked{last: c.last, losses: c.losses}
-	l := c.ends[c.localSide()]
-	for pass := range 2 {
-		for ck, sk := range c.sockets {
-			if (sk.local == l) != (pass == 0) || sk.twEnd == "" && !sk.waiting(c.twTracked) && !(sk.timeWait && !c.twTracked) {
-				continue
-			}
-			if p.n == int8(len(p.socks)) {
-				delete(a.ended, c.id)
-				return nil // more sockets than a parked connection keeps
-			}
-			p.socks[p.n] = parkedSock{cookie: ck, local: pass == 0, twState: sk.twState}
-			p.n++
-		}
-	}
-	if err := a.drop(c); err != nil {
-		return err
-	}
-	p.netns = a.fill(c, &p.sum)
-	p.sum.Incomplete = c.incomplete
-	a.parked[c.id] = p
-	a.peaks[3] = max(a.peaks[3], len(a.parked))
-	a.parkQ.push(c.id, c.last.UnixNano())
-	return nil
-}
-
-// parkedRecord applies a late record of a parked connection: its TIME_WAIT
-// records end the wait.
-func (a *Analyzer) parkedRecord(p *parked, r *tracer.Record) {
-	if r.Time.After(p.last) {
-		p.last = r.Time
-	}
-	if len(a.timeWaits) > 0 && (r.Type == tracer.TypePacket || r.Type == tracer.TypeState) {
-		a.timeWaitSign(r)
-	}
-	if r.Type != tracer.TypeState || !r.TimeWait {
-		return
-	}
-	waiting := false
-	for i := range p.socks[:p.n] {
-		sk := &p.socks[i]
-		if sk.cookie == r.Cookie {
-			d := a.timeWaitRecord(&sk.twState, r)
-			if sk.local {
-				p.sum.StateTime[tracer.StateTimeWait] += d
-			}
-		}
-		waiting = waiting || sk.waiting(a.cfg.TimeWaitTracked)
-	}
-	if !waiting && !p.done {
-		p.done = true
-		a.parkedDone[r.Conn] = p
-		a.doneQ.Push(quietAt(p.last), r.Conn)
-	}
-}
-
-// finalize emits a parked connection's summary and forgets it.
-func (a *Analyzer) finalize(id uint64, p *parked, complete, evicted bool) error {
-	delete(a.parked, id)
-	delete(a.parkedDone, id)
-	a.markGone(id, p.last, complete)
-	twUntil := a.exitAt
-	if twUntil.IsZero() {
-		twUntil = p.last
-	}
-	sum := &p.sum
-	for i := range p.socks[:p.n] {
-		sk := &p.socks[i]
-		a.forgetTimeWait(sk.tw)
-		timeWaitFields(a.cfg.TimeWaitTracked, &sk.twState, sk.local, sum, twUntil)
-	}
-	a.noteLosses(p.losses, &sum.Incomplete)
-	sum.Complete, sum.Evicted = complete && sum.Incomplete == "", evicted
-	rec := &a.out
-	*rec = tracer.Record{Type: tracer.TypeConn, Time: p.last, Conn: id, Netns: p.netns, Summary: sum}
-	return a.pass(rec)
-}
-
 // fill sets sum's fields from c, all but Complete, Evicted and the
 // TIME_WAIT fields; it returns the netns of the summary's local end.
 func (a *Analyzer) fill(c *conn, sum *result.ConnSummary) uint32 {
@@ -1483,8 +1416,8 @@ func (a *Analyzer) fill(c *conn, sum *result.ConnSummary) uint32 {
 	// A connection with a full socket still open when tracing stopped
 	// lasted until then: its end, and the time in its last state. Its
 	// TIME_WAIT is apart.
-	for _, sk := range c.sockets {
-		if !sk.closed && a.stateTraced() && a.exitAt.After(sum.End) {
+	for i := range c.sockets {
+		if sk := &c.sockets[i]; !sk.closed && a.stateTraced() && a.exitAt.After(sum.End) {
 			sum.End = a.exitAt
 		}
 	}
@@ -1492,7 +1425,8 @@ func (a *Analyzer) fill(c *conn, sum *result.ConnSummary) uint32 {
 		sum.Role = [2]string{"client", "server"}[l]
 	}
 	netns := c.netns
-	for _, sk := range c.sockets {
+	for i := range c.sockets {
+		sk := &c.sockets[i]
 		if sk.local != sum.Local {
 			continue
 		}

@@ -19,8 +19,16 @@ const (
 // collect is a tracer.Sink that keeps copies of what it gets.
 type collect struct{ recs []tracer.Record }
 
-func (c *collect) Write(r *tracer.Record) error { c.recs = append(c.recs, *r); return nil }
-func (c *collect) Flush() error                 { return nil }
+// Write keeps a copy of r and of its summary (both reused after Write).
+func (c *collect) Write(r *tracer.Record) error {
+	c.recs = append(c.recs, *r)
+	if r.Summary != nil {
+		sum := *r.Summary
+		c.recs[len(c.recs)-1].Summary = &sum
+	}
+	return nil
+}
+func (c *collect) Flush() error { return nil }
 
 func (c *collect) packets() []tracer.Record {
 	var out []tracer.Record
@@ -30,6 +38,17 @@ func (c *collect) packets() []tracer.Record {
 		}
 	}
 	return out
+}
+
+// count is the number of records of type typ.
+func (c *collect) count(typ tracer.RecordType) int {
+	n := 0
+	for _, r := range c.recs {
+		if r.Type == typ {
+			n++
+		}
+	}
+	return n
 }
 
 func (c *collect) summary(t *testing.T) *result.ConnSummary {
@@ -513,8 +532,11 @@ func TestHandshakeAtOnePoint(t *testing.T) {
 	}
 }
 
-// TestTimeWaitObserved: with TIME_WAIT observed, the summary waits for its
-// end and reports how long it lasted and how it ended.
+// TestTimeWaitObserved: with TIME_WAIT observed, a TIME_WAIT that ends
+// within the quiet second after the sockets closed is in the summary (how
+// long, how it ended); one that goes on does not hold the summary back:
+// it says only that TIME_WAIT began (time_wait_side), and the TIME_WAIT's
+// end record later starts no second summary.
 func TestTimeWaitObserved(t *testing.T) {
 	tw := func(at int, old, new tracer.TCPState, end string, dur time.Duration) tracer.Record {
 		r := sockEvent(at, tracer.TypeState, cli, srv, old, new, 9)
@@ -531,29 +553,34 @@ func TestTimeWaitObserved(t *testing.T) {
 	}
 	out := &collect{}
 	a := New(out, Config{TimeWaitTracked: true})
-	for i := range recs {
-		if err := a.Write(&recs[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	feed(t, a, recs)
 	if err := a.flushAt(t0.Add(30 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range out.recs {
-		if r.Type == tracer.TypeConn {
-			t.Fatal("summarized while in TIME_WAIT")
-		}
+	s := out.summary(t)
+	if s.TimeWaitSide != "local" || s.TimeWait != 0 || s.TimeWaitEnd != "" || !s.Complete ||
+		s.StateTime[tracer.StateTimeWait] != 0 {
+		t.Errorf("summary while in TIME_WAIT: side %q time wait %s %q complete %v", s.TimeWaitSide, s.TimeWait, s.TimeWaitEnd, s.Complete)
 	}
 	end := tw(60000399, tracer.StateTimeWait, tracer.StateClose, "expired", 60*time.Second)
-	if err := a.Write(&end); err != nil {
-		t.Fatal(err)
-	}
+	feed(t, a, []tracer.Record{end})
 	if err := a.flushAt(t0.Add(62 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	s := out.summary(t)
-	if s.TimeWait != 60*time.Second || s.TimeWaitEnd != "expired" || !s.Complete ||
-		s.StateTime[tracer.StateTimeWait] != 60*time.Second {
+	if n := out.count(tracer.TypeConn); n != 1 {
+		t.Errorf("%d summaries after the TIME_WAIT end, want 1", n)
+	}
+
+	// Killed within the quiet second: the summary has it.
+	out = &collect{}
+	a = New(out, Config{TimeWaitTracked: true})
+	feed(t, a, append(recs, tw(500399, tracer.StateTimeWait, tracer.StateClose, "killed", 500*time.Millisecond)))
+	if err := a.flushAt(t0.Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	s = out.summary(t)
+	if s.TimeWait != 500*time.Millisecond || s.TimeWaitEnd != "killed" || !s.Complete ||
+		s.StateTime[tracer.StateTimeWait] != 500*time.Millisecond {
 		t.Errorf("summary: time wait %s %q complete %v", s.TimeWait, s.TimeWaitEnd, s.Complete)
 	}
 

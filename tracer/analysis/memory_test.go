@@ -41,10 +41,12 @@ func feed(t testing.TB, a *Analyzer, recs []tracer.Record) {
 	}
 }
 
-// TestTimeWaitParked: a connection that waits only for its TIME_WAIT to
-// end keeps no full state once quiet (it is parked: summary built), and
-// its summary when TIME_WAIT ends is the one the full state gives.
-func TestTimeWaitParked(t *testing.T) {
+// TestTimeWaitSummaryAtClose: a connection that waits only for its
+// TIME_WAIT to end is summarized once its sockets are closed and quiet, not
+// when TIME_WAIT ends: the summary says TIME_WAIT began (time_wait_side)
+// and is otherwise the one the full state gives; what stays is its id,
+// and the TIME_WAIT's end record starts no second summary.
+func TestTimeWaitSummaryAtClose(t *testing.T) {
 	open, end := twConn()
 	cfg := Config{TimeWaitTracked: true}
 	want := run(t, cfg, append(append([]tracer.Record{}, open...), end...)).summary(t)
@@ -55,36 +57,39 @@ func TestTimeWaitParked(t *testing.T) {
 	if err := a.flushAt(at(3000).Add(2 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if len(a.conns) != 0 || len(a.parked) != 1 {
-		t.Fatalf("%d full, %d parked connections in TIME_WAIT, want 0 and 1", len(a.conns), len(a.parked))
+	if len(a.conns) != 0 || len(a.gone) != 1 || len(a.timeWaits) != 0 {
+		t.Fatalf("%d full connections, %d gone ids, %d TIME_WAIT index entries in TIME_WAIT, want 0, 1, 0",
+			len(a.conns), len(a.gone), len(a.timeWaits))
+	}
+	got := out.summary(t)
+	if got.TimeWaitSide != "local" || got.TimeWait != 0 || got.TimeWaitEnd != "" || !got.Complete {
+		t.Errorf("time_wait side %q %v %q complete %v, want local, no time, no end, complete",
+			got.TimeWaitSide, got.TimeWait, got.TimeWaitEnd, got.Complete)
+	}
+	// The rest is what the full state gives.
+	w := *want
+	w.TimeWait, w.TimeWaitEnd, w.StateTime[tracer.StateTimeWait] = 0, "", 0
+	if !reflect.DeepEqual(*got, w) {
+		t.Errorf("summary at close\n%+v\nwant\n%+v", *got, w)
 	}
 	feed(t, a, end)
 	if err := a.flushAt(end[0].Time.Add(2 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if len(a.parked) != 0 || len(a.timeWaits) != 0 {
-		t.Errorf("%d parked, %d TIME_WAIT index entries left after the summary", len(a.parked), len(a.timeWaits))
-	}
-	got := out.summary(t)
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("parked summary\n%+v\nwant\n%+v", *got, *want)
-	}
-	if got.TimeWait != 60*time.Second || got.TimeWaitEnd != "expired" || !got.Complete {
-		t.Errorf("time_wait %v %q complete %v", got.TimeWait, got.TimeWaitEnd, got.Complete)
+	if n := out.count(tracer.TypeConn); n != 1 || len(a.conns) != 0 {
+		t.Errorf("%d summaries, %d full connections after the TIME_WAIT end, want 1 and 0", n, len(a.conns))
 	}
 }
 
-// TestTimeWaitParkedAtExit: a parked connection still in TIME_WAIT when
-// tracing stops is summarized then, its TIME_WAIT so far, not complete.
-func TestTimeWaitParkedAtExit(t *testing.T) {
+// TestTimeWaitAtExit: a connection still in TIME_WAIT when tracing stops,
+// within its quiet second, is summarized then, its TIME_WAIT so far, not
+// complete.
+func TestTimeWaitAtExit(t *testing.T) {
 	open, _ := twConn()
 	out := &collect{}
 	a := New(out, Config{TimeWaitTracked: true})
 	feed(t, a, open)
-	if err := a.flushAt(at(3000).Add(2 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	stop := at(9_000_000)
+	stop := at(500_000)
 	if err := a.finishAt(stop); err != nil {
 		t.Fatal(err)
 	}
@@ -204,14 +209,15 @@ func BenchmarkRetransmitUnderLoss(b *testing.B) {
 	}
 }
 
-// BenchmarkMemoryClosedConnection reports the heap kept per closed
-// connection (B/conn): N connections whose client socket is in TIME_WAIT,
-// parked, plus the ids of N summarized connections.
+// BenchmarkMemoryClosedConnection reports the heap the analyzer keeps
+// per closed connection (B/closed-conn): N connections whose client socket
+// is in TIME_WAIT, closed and quiet, so summarized; their ids are kept for
+// the correlator's linger.
 func BenchmarkMemoryClosedConnection(b *testing.B) {
 	const n = 20000
 	for b.Loop() {
 		runtime.GC()
-		var before, mid, after runtime.MemStats
+		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		a := New(discard{}, Config{MaxConns: n, TimeWaitTracked: true})
 		var last time.Time
@@ -226,31 +232,13 @@ func BenchmarkMemoryClosedConnection(b *testing.B) {
 		if err := a.flushAt(last.Add(2 * time.Second)); err != nil {
 			b.Fatal(err)
 		}
-		if len(a.parked) != n {
-			b.Fatalf("%d parked, want %d", len(a.parked), n)
+		if len(a.conns) != 0 || len(a.gone) != n {
+			b.Fatalf("%d full, %d gone, want 0 and %d", len(a.conns), len(a.gone), n)
 		}
-		runtime.GC()
-		runtime.ReadMemStats(&mid)
-		b.ReportMetric(float64(mid.HeapAlloc-before.HeapAlloc)/n, "B/tw-conn")
-		// End every TIME_WAIT: the connections are summarized, their ids
-		// kept for the correlator's linger.
-		for i := range n {
-			r := twRecords(i)[0]
-			r.TimeWait, r.OldState, r.State, r.TimeWaitEnd = true, tracer.StateTimeWait, tracer.StateClose, "expired"
-			r.Time = last.Add(60 * time.Second)
-			if err := a.Write(&r); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := a.flushAt(last.Add(62 * time.Second)); err != nil {
-			b.Fatal(err)
-		}
-		if len(a.parked) != 0 || len(a.gone) != n {
-			b.Fatalf("%d parked, %d gone", len(a.parked), len(a.gone))
-		}
+		a.free = nil // the reuse list is bounded, and no state of a closed connection
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/gone-conn")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/closed-conn")
 		runtime.KeepAlive(a)
 	}
 }
