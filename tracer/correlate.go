@@ -24,6 +24,13 @@ const (
 	pendingTimeout = time.Second
 )
 
+// TimeWaitLinger is how long the correlator keeps a closed connection's
+// id after the end of its last TIME_WAIT (every TIME_WAIT that began
+// ended), instead of ClosedLinger: late packets of a connection whose
+// TIME_WAIT is over are rare (the peer's retransmitted FIN, answered by a
+// RST), and a storm's connections then take 60 s of table, not 90.
+const TimeWaitLinger = 5 * time.Second
+
 // IdleLinger is how long the correlator keeps the id of a connection that
 // is not closed after its last record, given the analyzer's idle timeout:
 // longer than that timeout by ClosedLinger, so that the analyzer has
@@ -61,7 +68,11 @@ func makeConnKey(x, y netip.AddrPort, netns uint32) connKey {
 type connEntry struct {
 	key      connKey
 	id       uint64
-	lastSeen time.Time
+	lastSeen int64 // Unix ns of the latest record
+	// tw counts the TIME_WAITs of the connection's sockets that began and
+	// did not end yet; twDone: one ended and none goes on (TimeWaitLinger).
+	tw     int8
+	twDone bool
 	// first is the timestamp (Unix ns) of the earliest record of the
 	// connection, closedAt of the first sign of its end (with closed).
 	first, closedAt int64
@@ -77,6 +88,18 @@ type connEntry struct {
 	// one per end (both when both ends are local), for byCookie.
 	cookies    [2]uint64
 	prev, next *connEntry
+}
+
+// lingerOver reports whether e, closed, is past its linger at t (Unix ns):
+// a record then starts a new connection, also before the sweep forgets e.
+func (e *connEntry) lingerOver(t int64) bool {
+	if !e.closed {
+		return false
+	}
+	if e.twDone {
+		return t-e.lastSeen > int64(TimeWaitLinger)
+	}
+	return t-e.lastSeen > int64(closedLinger)
 }
 
 // end returns which end of e's key addr is.
@@ -122,6 +145,9 @@ type correlator struct {
 	idle time.Duration
 	// Peak sizes of the maps (ShrinkMap).
 	connsPeak, cookiePeak, pendingPeak int
+	// twDone: entries whose TIME_WAITs all ended, in that order, for the
+	// sweep (TimeWaitLinger); an entry touched since is looked at again.
+	twDone []*connEntry
 }
 
 func newCorrelator(max int) *correlator {
@@ -243,14 +269,15 @@ func (c *correlator) assign(r *Record) {
 	e := c.conns[key]
 	cookie := socketCookie(r)
 	birth := births(r)
-	if old := c.byCookie[cookie]; cookie != 0 && !birth && old != nil && old != e && old.key == key {
+	t := r.Time.UnixNano()
+	if old := c.byCookie[cookie]; cookie != 0 && !birth && old != nil && old != e && old.key == key && !old.lingerOver(t) {
 		// A late event of a socket whose 4-tuple a new connection took.
 		e = old
-	} else if e == nil || c.startsNew(e, r, cookie, birth) {
+	} else if e == nil || e.lingerOver(t) || c.startsNew(e, r, cookie, birth) {
 		e = c.insert(key)
 	}
 	c.observe(e, r)
-	e.lastSeen = r.Time
+	e.lastSeen = max(e.lastSeen, t)
 	c.touch(e)
 	r.Conn = e.id
 	if cookie != 0 {
@@ -350,6 +377,18 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 		}
 	case TypeState, TypeSocket:
 		s := e.end(r.Local)
+		if r.TimeWait {
+			// A TIME_WAIT socket's start and end (timewait.go).
+			if r.State == StateTimeWait {
+				e.tw++
+				e.twDone = false
+			} else if r.State == StateClose && e.tw > 0 {
+				if e.tw--; e.tw == 0 && !e.twDone {
+					e.twDone = true
+					c.twDone = append(c.twDone, e)
+				}
+			}
+		}
 		switch r.State {
 		case StateClose, StateTimeWait:
 			// A TIME_WAIT socket listed at start-up: its connection is over.
@@ -425,9 +464,10 @@ func (c *correlator) touch(e *connEntry) {
 // sweep forgets closed connections after closedLinger and idle ones after
 // c.idle. Only the least recently seen end of the list is visited.
 func (c *correlator) sweep(now time.Time) {
+	nowNs := now.UnixNano()
 	for e := c.lru.prev; e != &c.lru; {
 		prev := e.prev
-		idle := now.Sub(e.lastSeen)
+		idle := time.Duration(nowNs - e.lastSeen)
 		if idle <= closedLinger {
 			break // everything further is more recent
 		}
@@ -435,6 +475,23 @@ func (c *correlator) sweep(now time.Time) {
 			c.remove(e)
 		}
 		e = prev
+	}
+	// Connections whose TIME_WAITs ended, oldest end first.
+	n := 0
+	for _, e := range c.twDone {
+		switch {
+		case e.prev == nil || !e.twDone: // removed since, or a new TIME_WAIT
+		case e.lingerOver(nowNs):
+			c.remove(e)
+		default:
+			c.twDone[n] = e // within its linger (or a later record)
+			n++
+		}
+	}
+	clear(c.twDone[n:])
+	c.twDone = c.twDone[:n]
+	if n == 0 && cap(c.twDone) > 4096 {
+		c.twDone = nil
 	}
 	// Maps keep their peak capacity: give a storm's memory back.
 	c.conns = ShrinkMap(c.conns, &c.connsPeak)

@@ -568,3 +568,49 @@ func TestShrinkMapAfterStorm(t *testing.T) {
 		t.Errorf("rebuilt map: %d entries, peak %d", len(m2), peak)
 	}
 }
+
+// TestTimeWaitEndShortensLinger: a closed connection whose TIME_WAITs all
+// ended keeps its id TimeWaitLinger after its last record, not
+// ClosedLinger: a late packet within it keeps the id, one after it gets a
+// new id even before a sweep, and the sweep forgets the entry. A
+// connection with one of two TIME_WAITs still going keeps the long linger.
+func TestTimeWaitEndShortensLinger(t *testing.T) {
+	tw := func(ms int, local, remote string, old, new TCPState, cookie uint64) Record {
+		r := state(ms, local, remote, old, new, cookie, 1)
+		r.TimeWait = true
+		return r
+	}
+	const cli, srv = "10.0.0.1:40000", "10.0.0.2:80"
+	open := []Record{
+		state(0, cli, srv, StateClose, StateSynSent, 1, 1),
+		state(1, cli, srv, StateSynSent, StateEstablished, 1, 1),
+		state(2, cli, srv, StateEstablished, StateFinWait1, 1, 1),
+		state(3, cli, srv, StateFinWait1, StateFinWait2, 1, 1),
+		tw(4, cli, srv, StateFinWait2, StateTimeWait, 1),
+		state(4, cli, srv, StateFinWait2, StateClose, 1, 1),
+	}
+	end := tw(60004, cli, srv, StateTimeWait, StateClose, 1)
+	lateAck := func(ms int) Record { return data(ms, srv, cli, FlagACK|FlagFIN, 5000, 1001) }
+
+	c := newCorrelator(0)
+	out := run(t, c, append(append([]Record{}, open...), end, lateAck(62000), lateAck(62000+5001+2000)))
+	id := out[0].Conn
+	if out[6].Conn != id || out[7].Conn != id {
+		t.Errorf("TIME_WAIT end %d and the late FIN 2 s after it %d, want the connection's %d", out[6].Conn, out[7].Conn, id)
+	}
+	if out[8].Conn == id {
+		t.Errorf("a packet %v after the last record (TIME_WAIT over) kept the id %d", TimeWaitLinger+time.Second, id)
+	}
+	c.sweep(base.Add(80 * time.Second))
+	if c.conns[makeConnKey(ap(cli), ap(srv), 1)] == nil || c.size != 1 {
+		t.Errorf("sweep: %d entries, want only the new one", c.size)
+	}
+
+	// Two TIME_WAITs (both ends local), one ended: the id stays.
+	c = newCorrelator(0)
+	recs := append(append([]Record{}, open...), tw(5, srv, cli, StateFinWait2, StateTimeWait, 2), end, lateAck(62000+5001+2000))
+	out = run(t, c, recs)
+	if out[len(out)-1].Conn != out[0].Conn {
+		t.Error("a late packet while the peer's TIME_WAIT goes on got a new id")
+	}
+}

@@ -30,22 +30,29 @@ const (
 	twCancelled = uint8(tcpscopeTwEventTW_CANCELLED)
 )
 
+// twSocket is a socket in TIME_WAIT: kept for the 60 s of TIME_WAIT, so
+// compact (tens of bytes, by value in the map): the owner is interned.
 type twSocket struct {
-	owner     result.Owner // of the socket it replaced
-	start     time.Time    // zero when TIME_WAIT began before tracing
-	startRec  *Record      // held until the old state is known
-	cancelRec *Record      // held: killed, unless an arm follows
+	start     int64   // Unix ns; zero when TIME_WAIT began before tracing
+	owner     uint32  // of the socket it replaced, in owners; 0 none yet
+	startRec  *Record // held until the old state is known
+	cancelRec *Record // held: killed, unless an arm follows
 }
 
 type twTracker struct {
-	socks map[uint64]*twSocket // by cookie
+	socks map[uint64]twSocket // by cookie
 	// held: the held start and cancel records by time, so that a tick
 	// touches only those due, not every socket in TIME_WAIT. An entry
 	// whose record is no longer held is skipped when it comes out.
 	held deadline.Heap[twHeld]
+	endRec Record // the TIME_WAIT -> CLOSE record being emitted
+	// free: held records' storage for reuse (a Record is 480 B).
+	free   []*Record
+	owners owners
+	peak   int // of socks (ShrinkMap)
 }
 
-func newTWTracker() *twTracker { return &twTracker{socks: map[uint64]*twSocket{}} }
+func newTWTracker() *twTracker { return &twTracker{socks: map[uint64]twSocket{}} }
 
 // twHeld is a held record of the socket with cookie.
 type twHeld struct {
@@ -53,31 +60,57 @@ type twHeld struct {
 	rec    *Record
 }
 
+// hold returns a copy of r in reused storage.
+func (t *twTracker) hold(r *Record) *Record {
+	var h *Record
+	if n := len(t.free); n > 0 {
+		h, t.free = t.free[n-1], t.free[:n-1]
+	} else {
+		h = new(Record)
+	}
+	*h = *r
+	return h
+}
+
+// unhold gives a held record's storage back, when it leaves the heap.
+func (t *twTracker) unhold(h *Record) {
+	if h != nil && len(t.free) < maxFreeRecords {
+		*h = Record{}
+		t.free = append(t.free, h)
+	}
+}
+
+// maxFreeRecords bounds the reused storage of held records: more than a
+// storm holds at once within twHold.
+const maxFreeRecords = 1024
+
 // handle takes a raw TIME_WAIT timer record.
 func (t *twTracker) handle(r *Record, emit func(*Record) error) error {
-	st := t.socks[r.Cookie]
+	st, ok := t.socks[r.Cookie]
 	switch r.twEvent {
 	case twArmed:
-		if st != nil {
-			st.cancelRec = nil // cancel + arm: a re-arm, TIME_WAIT goes on
+		if ok {
+			// cancel + arm: a re-arm, TIME_WAIT goes on. The held cancel
+			// is skipped when it comes out of the heap.
+			st.cancelRec = nil
+			t.socks[r.Cookie] = st
 			return nil
 		}
-		start := *r
+		start := t.hold(r)
 		start.twEvent = 0
 		start.TimeWait = true
 		start.OldState, start.State = StateFinWait2, StateTimeWait
-		t.socks[r.Cookie] = &twSocket{start: r.Time, startRec: &start}
-		t.held.Push(r.Time.UnixNano(), twHeld{cookie: r.Cookie, rec: &start})
+		t.socks[r.Cookie] = twSocket{start: r.Time.UnixNano(), startRec: start}
+		t.peak = max(t.peak, len(t.socks))
+		t.held.Push(r.Time.UnixNano(), twHeld{cookie: r.Cookie, rec: start})
 	case twCancelled:
-		if st == nil {
-			st = &twSocket{}
-			t.socks[r.Cookie] = st
-		}
-		held := *r
-		st.cancelRec = &held
-		t.held.Push(r.Time.UnixNano(), twHeld{cookie: r.Cookie, rec: &held})
+		held := t.hold(r)
+		st.cancelRec = held
+		t.socks[r.Cookie] = st
+		t.peak = max(t.peak, len(t.socks))
+		t.held.Push(r.Time.UnixNano(), twHeld{cookie: r.Cookie, rec: held})
 	case twExpired:
-		return t.end(r, st, "expired", emit)
+		return t.end(r, st, ok, "expired", emit)
 	}
 	return nil
 }
@@ -89,8 +122,8 @@ func (t *twTracker) before(r *Record, emit func(*Record) error) error {
 	if r.Type != TypeState || r.State != StateClose || len(t.socks) == 0 {
 		return nil
 	}
-	st := t.socks[r.Cookie]
-	if st == nil || st.startRec == nil {
+	st, ok := t.socks[r.Cookie]
+	if !ok || st.startRec == nil {
 		return nil
 	}
 	start := st.startRec
@@ -100,30 +133,34 @@ func (t *twTracker) before(r *Record, emit func(*Record) error) error {
 	}
 	// The TIME_WAIT socket belongs to no process: it carries the owner of
 	// the socket it replaced.
-	st.owner, start.Owner = r.Owner, r.Owner
+	t.owners.release(st.owner)
+	st.owner, start.Owner = t.owners.intern(&r.Owner), r.Owner
+	t.socks[r.Cookie] = st
 	return emit(start)
 }
 
-// end emits TIME_WAIT -> CLOSE for st and forgets it.
-func (t *twTracker) end(r *Record, st *twSocket, how string, emit func(*Record) error) error {
+// end emits TIME_WAIT -> CLOSE for st (known: ok) and forgets it.
+func (t *twTracker) end(r *Record, st twSocket, ok bool, how string, emit func(*Record) error) error {
 	delete(t.socks, r.Cookie)
-	if st != nil && st.startRec != nil {
+	if ok && st.startRec != nil {
 		if err := emit(st.startRec); err != nil {
 			return err
 		}
 	}
-	end := *r
+	end := &t.endRec
+	*end = *r
 	end.twEvent = 0
 	end.TimeWait = true
 	end.OldState, end.State = StateTimeWait, StateClose
 	end.TimeWaitEnd = how
-	if st != nil && !st.start.IsZero() {
-		end.TimeWaitDur = r.Time.Sub(st.start)
+	if ok && st.start != 0 {
+		end.TimeWaitDur = time.Duration(end.Time.UnixNano() - st.start)
 	}
-	if st != nil {
-		end.Owner = st.owner
+	if ok {
+		end.Owner = t.owners.get(st.owner)
+		t.owners.release(st.owner)
 	}
-	return emit(&end)
+	return emit(end)
 }
 
 // tick releases held starts (old state FIN_WAIT2 when no CLOSE came) and
@@ -146,22 +183,89 @@ func (t *twTracker) tick(now time.Time, emit func(*Record) error) error {
 		if !ok {
 			break
 		}
-		st := t.socks[h.cookie]
+		st, ok := t.socks[h.cookie]
+		var err error
 		switch {
-		case st == nil: // ended since
-		case st.startRec == h.rec:
+		case ok && st.startRec == h.rec:
 			st.startRec = nil
-			if err := emit(h.rec); err != nil {
-				return err
-			}
-		case st.cancelRec == h.rec:
-			if err := t.end(h.rec, st, "killed", emit); err != nil {
-				return err
-			}
+			t.socks[h.cookie] = st
+			err = emit(h.rec)
+		case ok && st.cancelRec == h.rec:
+			err = t.end(h.rec, st, true, "killed", emit)
 		}
+		// The heap owns the held records' storage: emitted (records
+		// are copied by the next stages) or no longer held (ended,
+		// re-armed), it is reused.
+		t.unhold(h.rec)
+		if err != nil {
+			return err
+		}
+	}
+	if now.IsZero() || t.held.Len() == 0 {
+		// A storm's map memory goes back once it is over.
+		t.socks = ShrinkMap(t.socks, &t.peak)
 	}
 	return nil
 }
 
 // twHold: a re-arm's arm follows its cancel within microseconds.
 const twHold = 50 * time.Millisecond
+
+// owners interns the owners of TIME_WAIT sockets: a storm's sockets
+// mostly share a few processes, so each TIME_WAIT socket keeps an index
+// (4 bytes) instead of an Owner (~60). Index 0 is no owner.
+type owners struct {
+	idx  map[result.Owner]uint32
+	list []ownerRef // by index - 1
+	free []uint32
+}
+
+type ownerRef struct {
+	o    result.Owner
+	refs int
+}
+
+// intern returns o's index, counting one more reference.
+func (w *owners) intern(o *result.Owner) uint32 {
+	if !o.Known {
+		return 0
+	}
+	if i, ok := w.idx[*o]; ok {
+		w.list[i-1].refs++
+		return i
+	}
+	if w.idx == nil {
+		w.idx = map[result.Owner]uint32{}
+	}
+	var i uint32
+	if n := len(w.free); n > 0 {
+		i, w.free = w.free[n-1], w.free[:n-1]
+		w.list[i-1] = ownerRef{o: *o, refs: 1}
+	} else {
+		w.list = append(w.list, ownerRef{o: *o, refs: 1})
+		i = uint32(len(w.list))
+	}
+	w.idx[*o] = i
+	return i
+}
+
+// get returns the owner of index i (the zero Owner for 0).
+func (w *owners) get(i uint32) result.Owner {
+	if i == 0 {
+		return result.Owner{}
+	}
+	return w.list[i-1].o
+}
+
+// release drops a reference to index i.
+func (w *owners) release(i uint32) {
+	if i == 0 {
+		return
+	}
+	r := &w.list[i-1]
+	if r.refs--; r.refs == 0 {
+		delete(w.idx, r.o)
+		*r = ownerRef{}
+		w.free = append(w.free, i)
+	}
+}

@@ -74,7 +74,10 @@ type Analyzer struct {
 	// does not start a second summary. An id is kept as long as the
 	// correlator may still give it to a record (goneLinger).
 	gone    map[uint64]goneRec
-	goneQ   [2]idQueue // gone ids by expiry: closed ones, others
+	goneQ   [3]idQueue // gone ids by expiry: closed ones, others, TIME_WAIT over
+	// latest is the latest record time (Unix ns): gone ids expire by
+	// record time, so that a backlog of records cannot outlast them.
+	latest  int64
 	losses  uint64     // lost records seen so far
 	lossKnd string
 	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
@@ -86,6 +89,10 @@ type Analyzer struct {
 	out       tracer.Record
 	sum       result.ConnSummary // of out: the record and its summary are reused after Write
 }
+
+// backlogSlack: how far behind the clock records may come (a backlog in
+// the ring and the queue) and still find their connection's gone id.
+const backlogSlack = 10 * time.Second
 
 // maxFree bounds the summarized conns kept for reuse: enough for the
 // summaries of one flush interval in a storm.
@@ -99,8 +106,17 @@ type held struct {
 	since time.Time
 }
 
-// goneRec is a summarized conn id's expiry (Unix ns) and linger (ns).
-type goneRec struct{ until, linger int64 }
+// goneRec is a summarized conn id's expiry (Unix ns), its linger after
+// its last record (ms), and how many TIME_WAITs of it go on (begun, their
+// start record seen, not ended), counted as the correlator counts them:
+// once the last ends, the correlator keeps the id only TimeWaitLinger.
+type goneRec struct {
+	until    int64
+	lingerMs uint32
+	tw       int8
+}
+
+func (g goneRec) linger() int64 { return int64(g.lingerMs) * int64(time.Millisecond) }
 
 // idQueue is a FIFO of conn ids with a time (Unix ns) each.
 type idQueue struct {
@@ -406,12 +422,13 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 	if r.Conn == 0 || r.Type == tracer.TypeConn {
 		return a.pass(r)
 	}
+	if t := r.Time.UnixNano(); t > a.latest {
+		a.latest = t
+	}
 	if g, ok := a.gone[r.Conn]; ok {
 		// A late record of a summarized connection: passed on as is.
 		// The correlator keeps the id for its linger after this record.
-		if until := r.Time.UnixNano() + g.linger; until > g.until {
-			a.gone[r.Conn] = goneRec{until: until, linger: g.linger}
-		}
+		a.lateRecord(r, g)
 		return a.pass(r)
 	}
 	c, err := a.conn(r)
@@ -1238,7 +1255,9 @@ func (a *Analyzer) flushAt(now time.Time) error {
 		err = a.summarize(c, false, true)
 		c = prev
 	}
-	a.sweepGone(now.UnixNano())
+	// Gone ids expire by record time: a backlog of records (up to
+	// backlogSlack behind the clock) still finds its ids.
+	a.sweepGone(min(now.UnixNano(), max(a.latest, now.UnixNano()-int64(backlogSlack))))
 	// Maps keep their peak capacity: give a storm's memory back.
 	a.conns = tracer.ShrinkMap(a.conns, &a.peaks[0])
 	a.ended = tracer.ShrinkMap(a.ended, &a.peaks[1])
@@ -1248,6 +1267,34 @@ func (a *Analyzer) flushAt(now time.Time) error {
 		err = ferr
 	}
 	return err
+}
+
+// lateRecord extends the linger of gone id r.Conn (g) as the correlator
+// does, or, when r ends its last TIME_WAIT, shortens it to TimeWaitLinger.
+func (a *Analyzer) lateRecord(r *tracer.Record, g goneRec) {
+	t := r.Time.UnixNano()
+	last := max(g.until-g.linger(), t)
+	if r.Type == tracer.TypeState && r.TimeWait {
+		switch {
+		case r.State == tracer.StateTimeWait:
+			g.tw++
+			g.lingerMs = lingerMs(tracer.ClosedLinger)
+		case r.State == tracer.StateClose && g.tw > 0:
+			if g.tw--; g.tw == 0 {
+				g.lingerMs = lingerMs(tracer.TimeWaitLinger)
+				g.until = last + g.linger()
+				a.gone[r.Conn] = g
+				a.goneQ[2].push(r.Conn, g.until)
+				return
+			}
+		}
+	}
+	g.until = max(g.until, last+g.linger())
+	a.gone[r.Conn] = g
+}
+
+func lingerMs(d time.Duration) uint32 {
+	return uint32(min(d/time.Millisecond, math.MaxUint32))
 }
 
 // sweepGone forgets summarized ids whose linger passed.
@@ -1274,14 +1321,15 @@ func (a *Analyzer) sweepGone(now int64) {
 
 // markGone remembers that id was summarized, as long as the correlator
 // may still give it to a record: ClosedLinger after its last record for a
-// connection that ended, else the correlator's idle linger.
-func (a *Analyzer) markGone(id uint64, last time.Time, ended bool) {
+// connection that ended, else the correlator's idle linger. tw is the
+// number of its TIME_WAITs that go on (goneRec).
+func (a *Analyzer) markGone(id uint64, last time.Time, ended bool, tw int8) {
 	linger, q := tracer.ClosedLinger, 0
 	if !ended {
 		linger, q = tracer.IdleLinger(a.cfg.IdleTimeout), 1
 	}
 	until := last.UnixNano() + int64(linger)
-	a.gone[id] = goneRec{until: until, linger: int64(linger)}
+	a.gone[id] = goneRec{until: until, lingerMs: lingerMs(linger), tw: tw}
 	a.peaks[2] = max(a.peaks[2], len(a.gone))
 	a.goneQ[q].push(id, until)
 }
@@ -1327,7 +1375,15 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	for i := range c.sockets {
 		a.forgetTimeWait(c.sockets[i].tw)
 	}
-	a.markGone(c.id, c.last, complete)
+	var tw int8
+	for i := range c.sockets {
+		// TIME_WAITs whose start record came and whose end did not:
+		// the correlator counts them alike.
+		if sk := &c.sockets[i]; sk.twActive && !sk.twStart.IsZero() {
+			tw++
+		}
+	}
+	a.markGone(c.id, c.last, complete, tw)
 	defer a.recycle(c)
 	if !c.endsSet {
 		return nil // a listening socket: not a connection

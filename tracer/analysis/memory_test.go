@@ -107,9 +107,9 @@ func TestTimeWaitAtExit(t *testing.T) {
 // summarized meanwhile (a ring of the last 4096 forgot it), then goes.
 func TestGoneOutlivesManySummaries(t *testing.T) {
 	a := New(&collect{}, Config{})
-	a.markGone(1, t0, true)
+	a.markGone(1, t0, true, 0)
 	for i := range 10000 {
-		a.markGone(uint64(i+2), t0.Add(time.Duration(i)*time.Microsecond), true)
+		a.markGone(uint64(i+2), t0.Add(time.Duration(i)*time.Microsecond), true, 0)
 	}
 	late := seg(0, srv, cli, R|A, 0, 1001, 0, 0)
 	late.Time = t0.Add(time.Minute)
@@ -132,7 +132,7 @@ func TestGoneOutlivesManySummaries(t *testing.T) {
 // as long as the correlator keeps idle ids for this idle timeout.
 func TestGoneIdleLingerFollowsIdleTimeout(t *testing.T) {
 	a := New(&collect{}, Config{IdleTimeout: 45 * time.Minute})
-	a.markGone(1, t0, false)
+	a.markGone(1, t0, false, 0)
 	a.sweepGone(t0.Add(45*time.Minute + time.Second).UnixNano())
 	if len(a.gone) != 1 {
 		t.Fatal("an idle-summarized id was forgotten before the correlator's idle linger")
@@ -260,5 +260,41 @@ func twRecords(i int) []tracer.Record {
 		mk(1, tracer.StateEstablished, tracer.StateFinWait1),
 		mk(2, tracer.StateFinWait1, tracer.StateFinWait2),
 		mk(4, tracer.StateFinWait2, tracer.StateClose),
+	}
+}
+
+// TestGoneAfterTimeWaitEnd: the id of a connection summarized while in
+// TIME_WAIT is kept ClosedLinger after its last record, like the
+// correlator's, until its TIME_WAIT ends; then, like the correlator, only
+// TimeWaitLinger. Ids expire by record time: a flush far ahead of the
+// records (a backlog) keeps them.
+func TestGoneAfterTimeWaitEnd(t *testing.T) {
+	open, end := twConn()
+	a := New(&collect{}, Config{TimeWaitTracked: true})
+	feed(t, a, open)
+	if err := a.flushAt(at(3000).Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	g, ok := a.gone[1]
+	if !ok || g.tw != 1 || g.until != at(3000).Add(tracer.ClosedLinger).UnixNano() {
+		t.Fatalf("gone %+v (%v), want one TIME_WAIT, until the last record + ClosedLinger", g, ok)
+	}
+	feed(t, a, end)
+	last := end[0].Time
+	if g := a.gone[1]; g.tw != 0 || g.until != last.Add(tracer.TimeWaitLinger).UnixNano() {
+		t.Fatalf("after the TIME_WAIT end: gone %+v, want until the end + TimeWaitLinger", g)
+	}
+	// A backlog: the clock is 8 s past the last record, within backlogSlack.
+	if err := a.flushAt(last.Add(8 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.gone[1]; !ok {
+		t.Fatal("the id went by the clock while records lag behind it")
+	}
+	if err := a.flushAt(last.Add(tracer.TimeWaitLinger + backlogSlack + time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.gone) != 0 || a.goneQ[2].len() != 0 {
+		t.Errorf("%d ids, %d queued after the TIME_WAIT linger", len(a.gone), a.goneQ[2].len())
 	}
 }
