@@ -44,7 +44,7 @@ type twTracker struct {
 	// held: the held start and cancel records by time, so that a tick
 	// touches only those due, not every socket in TIME_WAIT. An entry
 	// whose record is no longer held is skipped when it comes out.
-	held deadline.Heap[twHeld]
+	held   deadline.Heap[twHeld]
 	endRec Record // the TIME_WAIT -> CLOSE record being emitted
 	// free: held records' storage for reuse (a Record is 480 B).
 	free   []*Record

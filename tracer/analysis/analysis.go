@@ -73,12 +73,12 @@ type Analyzer struct {
 	// gone: summarized conn ids, so that a late record of a connection
 	// does not start a second summary. An id is kept as long as the
 	// correlator may still give it to a record (goneLinger).
-	gone    map[uint64]goneRec
-	goneQ   [3]idQueue // gone ids by expiry: closed ones, others, TIME_WAIT over
+	gone  map[uint64]goneRec
+	goneQ [3]idQueue // gone ids by expiry: closed ones, others, TIME_WAIT over
 	// latest is the latest record time (Unix ns): gone ids expire by
 	// record time, so that a backlog of records cannot outlast them.
 	latest  int64
-	losses  uint64     // lost records seen so far
+	losses  uint64 // lost records seen so far
 	lossKnd string
 	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
 	// one early; entries go when their connection is summarized.
