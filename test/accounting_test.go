@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/test/harness"
-	"github.com/tcpscope/tcpscope/tracer"
 )
 
 // tally counts one tracer's output per event kind: records delivered and
@@ -84,18 +83,8 @@ func checkAccounting(t *testing.T, got, oracle *tally) {
 // completed.
 func storm(ctx context.Context, t *testing.T, v *harness.VethPair, port uint16, n, workers, rate int) int64 {
 	t.Helper()
-	nsA, err := tracer.OpenNetns("/run/netns/" + v.A.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsA.Close()
-	nsB, err := tracer.OpenNetns("/run/netns/" + v.B.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsB.Close()
 	var ln net.Listener
-	if err := nsA.Do(func() (err error) {
+	if err := v.A.Do(func() (err error) {
 		ln, err = net.Listen("tcp4", netip.AddrPortFrom(v.A4, port).String())
 		return err
 	}); err != nil {
@@ -130,7 +119,7 @@ func storm(ctx context.Context, t *testing.T, v *harness.VethPair, port uint16, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nsB.Do(func() error {
+			v.B.Do(func() error {
 				req := bytes.Repeat([]byte{'q'}, 64)
 				for next.Add(1) <= int64(n) && ctx.Err() == nil {
 					if pace != nil {

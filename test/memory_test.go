@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/test/harness"
-	"github.com/tcpscope/tcpscope/tracer"
 )
 
 // Memory test parameters: a storm of short connections (the server closes
@@ -63,19 +62,8 @@ func TestMemoryBoundedInStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	nsA, err := tracer.OpenNetns("/run/netns/" + v.A.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsA.Close()
-	nsB, err := tracer.OpenNetns("/run/netns/" + v.B.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsB.Close()
-
 	var lns []net.Listener
-	err = nsA.Do(func() error {
+	err := v.A.Do(func() error {
 		for i := range stormPorts {
 			ln, err := net.Listen("tcp4", netip.AddrPortFrom(v.A4, uint16(20000+i)).String())
 			if err != nil {
@@ -122,7 +110,7 @@ func TestMemoryBoundedInStorm(t *testing.T) {
 		clients.Add(1)
 		go func() {
 			defer clients.Done()
-			nsB.Do(func() error {
+			v.B.Do(func() error {
 				req := bytes.Repeat([]byte{'q'}, 64)
 				for i := 0; ; i++ {
 					select {

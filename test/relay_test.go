@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpscope/tcpscope/test/harness"
-	"github.com/tcpscope/tcpscope/tracer"
 )
 
 // Limits of the relay. Every loop of it is bounded by them.
@@ -77,13 +76,8 @@ type l2Relay struct {
 func startRelay(ctx context.Context, t *testing.T, ns *harness.Namespace, ifA, ifB string, port uint16, every int, holdMax time.Duration) *l2Relay {
 	t.Helper()
 	r := &l2Relay{a: relayEnd{ifname: ifA, fd: -1}, b: relayEnd{ifname: ifB, fd: -1}, port: port, every: every, holdMax: holdMax}
-	handle, err := tracer.OpenNetns("/run/netns/" + ns.Name)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", ns.Name, err)
-	}
-	defer handle.Close()
 	// A packet socket stays in the namespace it was created in.
-	err = handle.Do(func() error {
+	err := ns.Do(func() error {
 		for _, end := range []*relayEnd{&r.a, &r.b} {
 			if err := end.open(); err != nil {
 				return err

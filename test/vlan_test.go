@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpscope/tcpscope/test/harness"
-	"github.com/tcpscope/tcpscope/tracer"
 )
 
 // vlanCase is one crafted TCP segment and the tags it is sent with.
@@ -47,12 +46,7 @@ func TestVLANTaggedFrames(t *testing.T) {
 	tracerA := startTracer(ctx, t, v.A, "-i", harness.VethA, "--port", fmt.Sprint(dport))
 	tracerB := startTracer(ctx, t, v.B, "-i", harness.VethB, "--port", fmt.Sprint(dport))
 
-	nsA, err := tracer.OpenNetns("/run/netns/" + v.A.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsA.Close()
-	err = nsA.Do(func() error {
+	err := v.A.Do(func() error {
 		ifc, err := net.InterfaceByName(harness.VethA)
 		if err != nil {
 			return err
