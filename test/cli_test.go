@@ -116,7 +116,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--\x1b[31m"}, `unknown flag`},
 	}
 	for _, tc := range cases {
-		argv := v.A.Exec(append([]string{bins.tcpscope, "trace", "-i", harness.VethA}, tc.args...)...)
+		argv := v.A.Exec(append([]string{bins.Tcpscope, "trace", "-i", harness.VethA}, tc.args...)...)
 		p := harness.StartT(t, "tcpscope", harness.Command(argv...))
 		waitCtx, waitCancel := context.WithTimeout(ctx, stopTimeout)
 		err := p.Wait(waitCtx)
@@ -144,7 +144,7 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	// With --log-format json the error is a JSON log line too.
-	p := harness.StartT(t, "tcpscope", harness.Command(v.A.Exec(bins.tcpscope, "--log-format", "json", "--port", "0")...))
+	p := harness.StartT(t, "tcpscope", harness.Command(v.A.Exec(bins.Tcpscope, "--log-format", "json", "--port", "0")...))
 	waitCtx, waitCancel := context.WithTimeout(ctx, stopTimeout)
 	_ = p.Wait(waitCtx)
 	waitCancel()
@@ -250,7 +250,7 @@ func TestSecondSignalWhenIgnored(t *testing.T) {
 	}
 	stderr := harness.NewLineBuffer(0)
 	cmd := exec.Command("ip", "netns", "exec", ns.Name, "sh", "-c", `trap "" INT; exec "$0" "$@"`,
-		bins.tcpscope, "trace", "-o", "json", "-i", "lo")
+		bins.Tcpscope, "trace", "-o", "json", "-i", "lo")
 	cmd.Stdout, cmd.Stderr = w, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

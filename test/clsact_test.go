@@ -121,7 +121,7 @@ func TestCleanupCommand(t *testing.T) {
 
 	cleanup := func(args ...string) []string {
 		t.Helper()
-		p := harness.StartT(t, "tcpscope cleanup", harness.Command(append([]string{bins.tcpscope, "cleanup"}, args...)...))
+		p := harness.StartT(t, "tcpscope cleanup", harness.Command(append([]string{bins.Tcpscope, "cleanup"}, args...)...))
 		p.MustSucceed(ctx, t, runTimeout)
 		var mine []string
 		for _, line := range strings.Split(p.Stdout.String(), "\n") {
@@ -264,7 +264,7 @@ func TestCleanupAfterKillInPidNamespace(t *testing.T) {
 	}
 	ns := harness.NewNamespace(t, netnsPrefix, "pidns")
 	p := harness.StartT(t, "tcpscope in a pid namespace", harness.Command(ns.Exec("unshare", "-p", "-f", "--mount-proc",
-		bins.tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", "clsact")...))
+		bins.Tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", "clsact")...))
 	if _, err := p.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestCleanupAfterKillInPidNamespace(t *testing.T) {
 	if st := ns.MustClsact(t, "lo"); len(st.Filters) != 2 || !st.Qdisc {
 		t.Fatalf("after SIGKILL: filters %v, clsact %v; want the killed run's 2 and its qdisc", st.Filters, st.Qdisc)
 	}
-	c := harness.StartT(t, "tcpscope cleanup", harness.Command(bins.tcpscope, "cleanup"))
+	c := harness.StartT(t, "tcpscope cleanup", harness.Command(bins.Tcpscope, "cleanup"))
 	c.MustSucceed(ctx, t, runTimeout)
 	if n := countLines(c.Stdout.String(), fmt.Sprintf(" netns=%d ", ns.Inode)); n != 3 {
 		t.Errorf("cleanup listed %d items of the test namespace, want 2 filters and the qdisc:\n%s\n%s", n, c.Stdout.String(), c.Stderr.String())

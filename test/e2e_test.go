@@ -90,7 +90,7 @@ func TestRetransmitOnlyWhenSent(t *testing.T) {
 
 	tracer := startTracer(ctx, t, v.A, "-i", harness.VethA)
 	dump := startTcpdump(ctx, t, v.A, harness.VethA)
-	cli := harness.StartT(t, "client", harness.Command(v.A.Exec(bins.client, "connect-echo", nobody.String(), client.String(), echoMessage)...))
+	cli := harness.StartT(t, "client", harness.Command(v.A.Exec(bins.Client, "connect-echo", nobody.String(), client.String(), echoMessage)...))
 	// Wait (bounded) until the kernel has tried to retransmit the SYN.
 	deadline := time.Now().Add(5 * time.Second)
 	for v.A.MustCounter(t, "netstat", "TcpExt", "TCPSpuriousRtxHostQueues") == 0 {

@@ -32,7 +32,7 @@ const (
 // is nil) and waits until it has logged that tracing started.
 func startTracer(ctx context.Context, t *testing.T, ns *harness.Namespace, args ...string) *harness.Proc {
 	t.Helper()
-	argv := append([]string{bins.tcpscope, "trace", "-o", "json"}, args...)
+	argv := append([]string{bins.Tcpscope, "trace", "-o", "json"}, args...)
 	if ns != nil {
 		argv = ns.Exec(argv...)
 	}

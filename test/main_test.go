@@ -17,8 +17,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/tcpscope/tcpscope/test/harness"
@@ -27,17 +25,8 @@ import (
 // netnsPrefix is the prefix of the namespaces the tests create.
 var netnsPrefix = "tcpscope-e2e"
 
-// Names of the peer binary copies. They differ so that the comm of a
-// server socket event can be told from that of a client one.
-const (
-	serverComm = "tsrv"
-	clientComm = "tcli"
-)
-
 // bins are the binaries built by TestMain.
-var bins struct {
-	tcpscope, server, client string
-}
+var bins harness.Bins
 
 // notReady says why the tests cannot run here ("" when they can).
 // buildErr is a failure to build the binaries: always a test failure.
@@ -62,7 +51,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	if err := buildBinaries(dir); err != nil {
+	if bins, err = harness.BuildBins(dir); err != nil {
 		buildErr = err.Error()
 	}
 	return m.Run()
@@ -81,41 +70,12 @@ func missingPrerequisite() string {
 	return ""
 }
 
-// buildBinaries builds tcpscope and the peer into dir; the peer twice,
-// under the server's and the client's names.
-func buildBinaries(dir string) error {
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	bins.tcpscope = filepath.Join(dir, "tcpscope")
-	bins.server = filepath.Join(dir, serverComm)
-	bins.client = filepath.Join(dir, clientComm)
-	builds := []struct{ out, pkg string }{
-		{bins.tcpscope, "github.com/tcpscope/tcpscope/cmd/tcpscope"},
-		{bins.server, "github.com/tcpscope/tcpscope/test/peer"},
-		{bins.client, "github.com/tcpscope/tcpscope/test/peer"},
-	}
-	for _, b := range builds {
-		out, err := exec.Command(gobin, "build", "-o", b.out, b.pkg).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
-		}
-	}
-	return nil
-}
-
 // requireE2E skips t when the machine cannot run end-to-end tests, or
 // fails it when TCPSCOPE_E2E=1 demands that they run. It fails t when the
 // binaries did not build.
 func requireE2E(t *testing.T) {
 	t.Helper()
-	if notReady != "" {
-		if os.Getenv("TCPSCOPE_E2E") == "1" {
-			t.Fatalf("TCPSCOPE_E2E=1 but %s", notReady)
-		}
-		t.Skipf("skipping: %s (set TCPSCOPE_E2E=1 to make this a failure)", notReady)
-	}
+	harness.Require(t, notReady)
 	if buildErr != "" {
 		t.Fatal(buildErr)
 	}

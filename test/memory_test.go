@@ -57,7 +57,7 @@ func TestMemoryBoundedInStorm(t *testing.T) {
 
 	out := filepath.Join(t.TempDir(), "out.json")
 	tr := harness.StartT(t, "tcpscope", harness.Command("sh", "-c", fmt.Sprintf("exec %s trace -o json --summary-only --netns %s -i %s > %s",
-		bins.tcpscope, v.A.Name, harness.VethA, out)))
+		bins.Tcpscope, v.A.Name, harness.VethA, out)))
 	if _, err := tr.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)
 	}

@@ -150,7 +150,7 @@ func checkSummary(t *testing.T, run *connRun, td []*tdPacket, r *harness.Record,
 	if r.LocalAddr != run.client || r.RemoteAddr != run.server {
 		fail("local %s remote %s, want %s %s", r.LocalAddr, r.RemoteAddr, run.client, run.server)
 	}
-	want := map[string]any{"role": "client", "comm": clientComm, "pid": float64(run.clientPID)}
+	want := map[string]any{"role": "client", "comm": harness.ClientComm, "pid": float64(run.clientPID)}
 	switch name {
 	case "echo":
 		want["outcome"], want["closed_by"], want["close_kind"] = "established", "local", "fin"

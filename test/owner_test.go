@@ -50,14 +50,14 @@ func TestPreexistingOwnerCgroup(t *testing.T) {
 	ns := harness.NewNamespace(t, netnsPrefix, "ownercg")
 	server := netip.MustParseAddrPort("127.0.0.1:7721")
 	client := netip.MustParseAddrPort("127.0.0.1:41721")
-	srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.server, "serve-echo", server.String())...))
+	srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.Server, "serve-echo", server.String())...))
 	if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(fmt.Sprint(srv.Pid())), 0o644); err != nil {
 		t.Fatalf("move the server into %s: %v", cg, err)
 	}
-	cli := harness.StartT(t, "client", harness.Command(ns.Exec(bins.client, "connect-keepalive", server.String(), client.String(), "2000")...))
+	cli := harness.StartT(t, "client", harness.Command(ns.Exec(bins.Client, "connect-keepalive", server.String(), client.String(), "2000")...))
 	if _, err := cli.WaitLine(ctx, false, "connected ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -73,11 +73,11 @@ func TestPreexistingOwnerCgroup(t *testing.T) {
 	// A connection made while tracing, for srtt_us and cwnd.
 	server2 := netip.MustParseAddrPort("127.0.0.1:7722")
 	client2 := netip.MustParseAddrPort("127.0.0.1:41722")
-	srv2 := harness.StartT(t, "server 2", harness.Command(ns.Exec(bins.server, "serve-echo", server2.String())...))
+	srv2 := harness.StartT(t, "server 2", harness.Command(ns.Exec(bins.Server, "serve-echo", server2.String())...))
 	if _, err := srv2.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
-	cli2 := harness.StartT(t, "client 2", harness.Command(ns.Exec(bins.client, "connect-echo", server2.String(), client2.String(), "hello")...))
+	cli2 := harness.StartT(t, "client 2", harness.Command(ns.Exec(bins.Client, "connect-echo", server2.String(), client2.String(), "hello")...))
 	cli2.MustSucceed(ctx, t, runTimeout)
 	srv2.MustSucceed(ctx, t, runTimeout)
 	time.Sleep(settle)

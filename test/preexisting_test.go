@@ -27,12 +27,12 @@ func TestPreexistingConnections(t *testing.T) {
 	ns := harness.NewNamespace(t, netnsPrefix, "preexisting")
 	server := netip.MustParseAddrPort("127.0.0.1:7701")
 	client := netip.MustParseAddrPort("127.0.0.1:41701")
-	srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.server, "serve-echo", server.String())...))
+	srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.Server, "serve-echo", server.String())...))
 	if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
 	// The client connects, stays idle for 3 s, then closes.
-	cli := harness.StartT(t, "client", harness.Command(ns.Exec(bins.client, "connect-keepalive", server.String(), client.String(), "3000")...))
+	cli := harness.StartT(t, "client", harness.Command(ns.Exec(bins.Client, "connect-keepalive", server.String(), client.String(), "3000")...))
 	if _, err := cli.WaitLine(ctx, false, "connected ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -40,11 +40,11 @@ func TestPreexistingConnections(t *testing.T) {
 	other := harness.NewNamespace(t, netnsPrefix, "preexisting-other")
 	otherServer := netip.MustParseAddrPort("127.0.0.1:7702")
 	otherClient := netip.MustParseAddrPort("127.0.0.1:41702")
-	srv2 := harness.StartT(t, "other server", harness.Command(other.Exec(bins.server, "serve-echo", otherServer.String())...))
+	srv2 := harness.StartT(t, "other server", harness.Command(other.Exec(bins.Server, "serve-echo", otherServer.String())...))
 	if _, err := srv2.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
-	cli2 := harness.StartT(t, "other client", harness.Command(other.Exec(bins.client, "connect-keepalive", otherServer.String(), otherClient.String(), "3000")...))
+	cli2 := harness.StartT(t, "other client", harness.Command(other.Exec(bins.Client, "connect-keepalive", otherServer.String(), otherClient.String(), "3000")...))
 	if _, err := cli2.WaitLine(ctx, false, "connected ", startTimeout); err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func TestCPUProfile(t *testing.T) {
 		if c.file == mem {
 			args = append(args, "-sample_index=alloc_space")
 		}
-		out, err := exec.CommandContext(ctx, gobin, append(args, bins.tcpscope, c.file)...).CombinedOutput()
+		out, err := exec.CommandContext(ctx, gobin, append(args, bins.Tcpscope, c.file)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go tool pprof %s: %v\n%s", c.file, err, out)
 		}

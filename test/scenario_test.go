@@ -102,7 +102,7 @@ func runScenario(ctx context.Context, t *testing.T, tp *topology, sc *scenario) 
 	if sc.serve != "" {
 		// "MODE [ARGS...]": the arguments follow the address.
 		mode := strings.Fields(sc.serve)
-		argv := append([]string{bins.server, mode[0], run.server.String()}, mode[1:]...)
+		argv := append([]string{bins.Server, mode[0], run.server.String()}, mode[1:]...)
 		srv = harness.StartT(t, sc.name+" server", harness.Command(tp.serverNS.Exec(argv...)...))
 		if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 			t.Fatal(err)
@@ -113,7 +113,7 @@ func runScenario(ctx context.Context, t *testing.T, tp *topology, sc *scenario) 
 	if sc.clientPort == 0 {
 		local = "-"
 	}
-	args := append([]string{bins.client, sc.connect[0], run.server.String(), local}, sc.connect[1:]...)
+	args := append([]string{bins.Client, sc.connect[0], run.server.String(), local}, sc.connect[1:]...)
 	cli := harness.StartT(t, sc.name+" client", harness.Command(tp.clientNS.Exec(args...)...))
 	run.clientPID = cli.Pid()
 	cli.MustSucceed(ctx, t, runTimeout)
@@ -471,9 +471,9 @@ func checkScenario(t *testing.T, tp *topology, run *connRun, td []*tdPacket, rec
 		comm      string
 		socketful bool // false for the server side of a refused connection
 	}{
-		{"client", clientEv, exp.clientChain, tp.clientNS, run.clientPID, clientComm, true},
-		{"server", serverEv, exp.serverChain, tp.serverNS, run.serverPID, serverComm, exp.serverChain != ""},
-		{"listener", listenerEv, exp.listenerChain, tp.serverNS, run.serverPID, serverComm, true},
+		{"client", clientEv, exp.clientChain, tp.clientNS, run.clientPID, harness.ClientComm, true},
+		{"server", serverEv, exp.serverChain, tp.serverNS, run.serverPID, harness.ServerComm, exp.serverChain != ""},
+		{"listener", listenerEv, exp.listenerChain, tp.serverNS, run.serverPID, harness.ServerComm, true},
 	}
 	cookies := map[uint64]string{}
 	for _, s := range sides {

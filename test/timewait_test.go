@@ -106,12 +106,12 @@ func TestTimeWaitEndedBySYN(t *testing.T) {
 	server := netip.MustParseAddrPort("127.0.0.1:7602")
 	client := netip.MustParseAddrPort("127.0.0.1:41602")
 	tracer := startTracer(ctx, t, ns, "-i", "lo")
-	srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.server, "serve-first-close", server.String(), "2")...))
+	srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.Server, "serve-first-close", server.String(), "2")...))
 	if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
 	connect := func() {
-		harness.StartT(t, "client", harness.Command(ns.Exec(bins.client, "connect-read", server.String(), client.String())...)).MustSucceed(ctx, t, runTimeout)
+		harness.StartT(t, "client", harness.Command(ns.Exec(bins.Client, "connect-read", server.String(), client.String())...)).MustSucceed(ctx, t, runTimeout)
 	}
 	listed := func() bool { return timeWaitListed(ctx, t, ns, server, client) }
 	connect()
@@ -196,11 +196,11 @@ func TestTimeWaitEndedByReuse(t *testing.T) {
 	client := netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", port))
 	tracer := startTracer(ctx, t, ns, "-i", "lo")
 	exchange := func() {
-		srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.server, "serve-echo", server.String())...))
+		srv := harness.StartT(t, "server", harness.Command(ns.Exec(bins.Server, "serve-echo", server.String())...))
 		if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 			t.Fatal(err)
 		}
-		cli := harness.StartT(t, "client", harness.Command(ns.Exec(bins.client, "connect-echo", server.String(), "-", echoMessage)...))
+		cli := harness.StartT(t, "client", harness.Command(ns.Exec(bins.Client, "connect-echo", server.String(), "-", echoMessage)...))
 		cli.MustSucceed(ctx, t, runTimeout)
 		srv.MustSucceed(ctx, t, runTimeout)
 		if line, _ := cli.WaitLine(ctx, false, "connected ", startTimeout); !strings.Contains(line, client.String()) {
@@ -274,7 +274,7 @@ func TestTimeWaitEndedByRST(t *testing.T) {
 	if fin == nil {
 		t.Fatalf("tcpdump saw no FIN from %s", run.server)
 	}
-	rst := harness.StartT(t, "rst", harness.Command(ns.Exec(bins.client, "send-rst", run.client.String(), run.server.String(),
+	rst := harness.StartT(t, "rst", harness.Command(ns.Exec(bins.Client, "send-rst", run.client.String(), run.server.String(),
 		fmt.Sprint(*fin.seq+fin.length+1))...))
 	from := time.Now()
 	rst.MustSucceed(ctx, t, runTimeout)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -159,10 +158,7 @@ func requireTshark(t *testing.T) {
 	t.Helper()
 	requireE2E(t)
 	if _, err := exec.LookPath("tshark"); err != nil {
-		if os.Getenv("TCPSCOPE_E2E") == "1" {
-			t.Fatalf("tshark is the oracle of this test: %v", err)
-		}
-		t.Skip("no tshark")
+		harness.Require(t, fmt.Sprintf("no tshark, the oracle of this test: %v", err))
 	}
 }
 
@@ -460,11 +456,11 @@ func runSimultaneousClose(ctx context.Context, t *testing.T, v *harness.VethPair
 	t.Helper()
 	server := netip.AddrPortFrom(tp.serverIP, sc.serverPort)
 	client := netip.AddrPortFrom(tp.clientIP, sc.clientPort)
-	srv := harness.StartT(t, sc.name+" server", harness.Command(tp.serverNS.Exec(bins.server, "serve-shutdown", server.String())...))
+	srv := harness.StartT(t, sc.name+" server", harness.Command(tp.serverNS.Exec(bins.Server, "serve-shutdown", server.String())...))
 	if _, err := srv.WaitLine(ctx, false, "listening ", startTimeout); err != nil {
 		t.Fatal(err)
 	}
-	cli := harness.StartT(t, sc.name+" client", harness.Command(tp.clientNS.Exec(bins.client, "connect-shutdown", server.String(),
+	cli := harness.StartT(t, sc.name+" client", harness.Command(tp.clientNS.Exec(bins.Client, "connect-shutdown", server.String(),
 		client.String(), echoMessage)...))
 	for _, p := range []*harness.Proc{srv, cli} {
 		if _, err := p.WaitLine(ctx, false, "shutdown", startTimeout); err != nil {

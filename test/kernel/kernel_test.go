@@ -21,7 +21,7 @@ const message = "hello from the tcpscope kernel suite\n"
 // features runs `tcpscope version --features` and returns name -> value.
 func features(t *testing.T) map[string]string {
 	t.Helper()
-	out, err := exec.Command(bins.tcpscope, "version", "--features").CombinedOutput()
+	out, err := exec.Command(bins.Tcpscope, "version", "--features").CombinedOutput()
 	if err != nil {
 		t.Fatalf("tcpscope version --features: %v\n%s", err, out)
 	}
@@ -65,11 +65,11 @@ func (s *scenario) run(t *testing.T, tp *topology) {
 	s.client = netip.AddrPortFrom(tp.clientIP, s.port+30000)
 	var srv *harness.Proc
 	if s.serve != "" {
-		srv = harness.StartT(t, s.name+" server", tp.server.Command(ctx, bins.server, s.serve, s.serverAddr.String()))
+		srv = harness.StartT(t, s.name+" server", tp.server.Command(ctx, bins.Server, s.serve, s.serverAddr.String()))
 		srv.MustWaitLine(context.Background(), t, false, "listening ", startTimeout)
 		s.serverPID = srv.Pid()
 	}
-	args := []string{bins.client, s.connect, s.serverAddr.String(), s.client.String()}
+	args := []string{bins.Client, s.connect, s.serverAddr.String(), s.client.String()}
 	if s.connect != "connect-refused" {
 		args = append(args, message)
 	}
@@ -128,7 +128,7 @@ func TestKernel(t *testing.T) {
 
 func runTopology(t *testing.T, tp *topology, mode string, feats map[string]string) {
 	tr := harness.StartT(t, "tcpscope", tp.watch.Command(context.Background(),
-		bins.tcpscope, "trace", "-o", "json", "-i", tp.ifname, "--tc-mode", mode))
+		bins.Tcpscope, "trace", "-o", "json", "-i", tp.ifname, "--tc-mode", mode))
 	started := tr.MustWaitLine(context.Background(), t, true, `msg="tracing started"`, startTimeout)
 	if !strings.Contains(started, "tc="+mode) {
 		t.Errorf("started with %q, want tc=%s", started, mode)

@@ -14,8 +14,6 @@ package kernel
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -38,7 +36,7 @@ const (
 )
 
 // bins holds the paths of tcpscope and of the peer (as tsrv and tcli).
-var bins struct{ tcpscope, server, client string }
+var bins harness.Bins
 
 var setupErr error
 
@@ -68,36 +66,19 @@ func runMain(m *testing.M) int {
 			return m.Run()
 		}
 		defer os.RemoveAll(tmp)
-		dir, setupErr = tmp, buildBinaries(tmp)
+		dir = tmp
+		_, setupErr = harness.BuildBins(tmp)
 	}
-	bins.tcpscope = filepath.Join(dir, "tcpscope")
-	bins.server = filepath.Join(dir, "tsrv")
-	bins.client = filepath.Join(dir, "tcli")
+	bins = harness.BinsIn(dir)
 	return m.Run()
-}
-
-func buildBinaries(dir string) error {
-	for _, b := range []struct{ out, pkg string }{
-		{"tcpscope", "../../cmd/tcpscope"}, {"tsrv", "../peer"}, {"tcli", "../peer"},
-	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b.out), b.pkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s: %v\n%s", b.pkg, err, out)
-		}
-	}
-	return nil
 }
 
 // requireSetup fails (TCPSCOPE_E2E=1) or skips when the suite cannot run.
 func requireSetup(t *testing.T) {
 	t.Helper()
-	if setupErr == nil {
-		return
+	if setupErr != nil {
+		harness.Require(t, setupErr.Error())
 	}
-	if os.Getenv("TCPSCOPE_E2E") == "1" {
-		t.Fatal(setupErr)
-	}
-	t.Skip(setupErr)
 }
 
 // TestNetnsPrefix: the namespaces the suite creates carry the prefix.

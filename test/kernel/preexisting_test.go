@@ -60,7 +60,7 @@ func TestPreexisting(t *testing.T) {
 	self, selfComm := os.Getpid(), strings.TrimSpace(string(comm))
 
 	tr := harness.StartT(t, "tcpscope", watch.Command(ctx,
-		bins.tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", feats["packet_hooks"]))
+		bins.Tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", feats["packet_hooks"]))
 	tr.MustWaitLine(context.Background(), t, true, `msg="tracing started"`, startTimeout)
 	// A namespace tcpscope could not list is named in its warning (netns=);
 	// without one, it could list none.
@@ -275,7 +275,7 @@ func TestPreexistingFiltered(t *testing.T) {
 		return []sock{{c.ns, c.server, netip.MustParseAddrPort(unspec)}, {c.ns, c.server, c.client}, {c.ns, c.client, c.server}}
 	}
 	trace := func(t *testing.T, args ...string) []*harness.Record {
-		tr := harness.StartT(t, "tcpscope", watch.Command(ctx, append([]string{bins.tcpscope, "trace", "-o", "json", "--events", "state"}, args...)...))
+		tr := harness.StartT(t, "tcpscope", watch.Command(ctx, append([]string{bins.Tcpscope, "trace", "-o", "json", "--events", "state"}, args...)...))
 		if args[0] == "-c" {
 			tr.MustSucceed(context.Background(), t, stopTimeout)
 		} else {

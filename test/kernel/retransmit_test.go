@@ -36,12 +36,12 @@ func TestRetransmitSegments(t *testing.T) {
 	}
 
 	before := v.A.MustCounter(t, "snmp", "Tcp", "RetransSegs")
-	tr := harness.StartT(t, "tcpscope", v.A.Command(context.Background(), bins.tcpscope, "trace", "-o", "json", "-i", "veth-a"))
+	tr := harness.StartT(t, "tcpscope", v.A.Command(context.Background(), bins.Tcpscope, "trace", "-o", "json", "-i", "veth-a"))
 	tr.MustWaitLine(context.Background(), t, true, `msg="tracing started"`, startTimeout)
 	server := netip.AddrPortFrom(v.B4, 7170)
 	client := netip.AddrPortFrom(v.A4, 37170)
 	// Long enough for the first retransmission (the initial RTO is 1 s).
-	cli := harness.StartT(t, "client", v.A.Command(context.Background(), bins.client, "connect-timeout", server.String(), client.String(), "2500"))
+	cli := harness.StartT(t, "client", v.A.Command(context.Background(), bins.Client, "connect-timeout", server.String(), client.String(), "2500"))
 	cli.MustSucceed(context.Background(), t, stopTimeout)
 	segs := v.A.MustCounter(t, "snmp", "Tcp", "RetransSegs") - before
 	tr.MustStop(context.Background(), t, syscall.SIGINT, stopTimeout)
