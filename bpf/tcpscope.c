@@ -102,6 +102,12 @@ struct {
 	__type(value, __u64);
 } early_children SEC(".maps");
 
+/* early_children_seen is set at the first early child: until then (always
+ * on kernels that set a child's addresses first) no transition and no
+ * destroyed socket looks early_children up, a random bucket of a 16k-entry
+ * table that costs a cache miss. */
+__u8 early_children_seen SEC(".bss");
+
 /* ports_filter holds the ports of --port (host byte order). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -171,13 +177,20 @@ static __always_inline void *reserve(__u32 size, __u32 kind)
 	return ev;
 }
 
-/* submit queues an event without waking the reader unless the ring is
- * filling up: per-event wakeups dominate the cost of tracing. */
-static __always_inline void submit(void *ev)
+/* submit queues an event without waking the reader, except when this
+ * record takes the ring's fill level across a multiple of wakeup_bytes.
+ * The reader sleeps only after it found the ring empty (and drains on a
+ * timer anyway), so one wakeup per crossing is enough. Forcing one for
+ * every record while the ring stays above the threshold (a reader that
+ * lags) cost ~5 us per record (irq_work and a self-IPI). size is the
+ * record's size (a multiple of 8); the ring adds an 8-byte header. */
+static __always_inline void submit(void *ev, __u64 size)
 {
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 before = avail > size + 8 ? avail - size - 8 : 0;
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	if (avail >= wakeup_bytes && before / wakeup_bytes != avail / wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(ev, flags);
 }
@@ -328,6 +341,30 @@ static __always_inline void record_owner(__u64 cookie)
 	bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
 }
 
+/* same_owner compares two owners field by field (comm is NUL-padded by
+ * bpf_get_current_comm, so all 16 bytes compare). */
+static __always_inline bool same_owner(const struct owner *a, const struct owner *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+}
+
+/* refresh_owner_at_close is record_owner for close and shutdown, where
+ * the socket nearly always has an owner entry already, most often this very
+ * task: a lookup and a compare instead of an LRU update (which allocates a
+ * node and takes the LRU lock). The entry ends as record_owner leaves it. */
+static __always_inline void refresh_owner_at_close(__u64 cookie)
+{
+	struct owner o, *cur;
+
+	current_owner(&o);
+	cur = bpf_map_lookup_elem(&owners, &cookie);
+	if (cur && same_owner(cur, &o))
+		return;
+	bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
+}
+
 static __always_inline void attach_owner(struct sock_event *ev)
 {
 	__u64 cookie = ev->cookie; /* a key in ring-buffer memory fails on 6.1 */
@@ -344,7 +381,7 @@ static __always_inline void attach_owner(struct sock_event *ev)
 
 /* new_sock_event reserves and zeroes a sock_event, or returns NULL (and
  * counts a drop) when the ring buffer is full. */
-static __always_inline struct sock_event *new_sock_event(__u32 kind)
+static __always_inline struct sock_event *new_sock_event_at(__u32 kind, __u64 ts)
 {
 	struct sock_event *ev = reserve(sizeof(*ev), kind);
 
@@ -352,8 +389,13 @@ static __always_inline struct sock_event *new_sock_event(__u32 kind)
 		return NULL;
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->kind = kind;
-	ev->ts_ns = bpf_ktime_get_ns();
+	ev->ts_ns = ts;
 	return ev;
+}
+
+static __always_inline struct sock_event *new_sock_event(__u32 kind)
+{
+	return new_sock_event_at(kind, bpf_ktime_get_ns());
 }
 
 /* inherit_listener_owner gives a child socket the owner of the socket
@@ -383,9 +425,11 @@ static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int
 
 	switch (newstate) {
 	case TCP_SYN_SENT:
+		record_owner(cookie);
+		return;
 	case TCP_FIN_WAIT1:
 	case TCP_LAST_ACK:
-		record_owner(cookie);
+		refresh_owner_at_close(cookie);
 		return;
 	case TCP_LISTEN: {
 		struct listener_owner nl = {};
@@ -435,7 +479,7 @@ static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int
 static __always_inline void emit_state(const struct sock *sk, const struct sock_id *id, __u64 cookie,
 				       int oldstate, int newstate, __u64 ts)
 {
-	struct sock_event *ev = new_sock_event(EVENT_STATE);
+	struct sock_event *ev = new_sock_event_at(EVENT_STATE, ts);
 	struct tcp_sock *tp;
 
 	if (!ev)
@@ -450,14 +494,13 @@ static __always_inline void emit_state(const struct sock *sk, const struct sock_
 		ev->snd_cwnd = tp->snd_cwnd;
 		ev->flags |= SOCK_HAS_TCPINFO;
 	}
-	ev->ts_ns = ts;
 	ev->cookie = cookie;
 	put_sock_id(ev, id, false);
 	ev->old_state = oldstate;
 	ev->state = newstate;
 	ev->flags |= SOCK_HAS_STATE;
 	attach_owner(ev);
-	submit(ev);
+	submit(ev, sizeof(*ev));
 }
 
 /* on_set_state: tp_btf/inet_sock_set_state (kernel >= 5.5 for tp_btf,
@@ -476,9 +519,10 @@ int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
 		/* The child does not know its peer (nor its own cookie) yet. */
 		early_ts = bpf_ktime_get_ns();
 		bpf_map_update_elem(&early_children, &key, &early_ts, BPF_ANY);
+		early_children_seen = 1;
 		return 0;
 	}
-	if (oldstate == TCP_SYN_RECV) {
+	if (oldstate == TCP_SYN_RECV && early_children_seen) {
 		__u64 *ts = bpf_map_lookup_elem(&early_children, &key);
 
 		if (ts) {
@@ -507,7 +551,8 @@ int BPF_PROG(on_destroy_sock, struct sock *sk)
 	__u64 cookie = bpf_get_socket_cookie(sk), key = (__u64)sk;
 
 	bpf_map_delete_elem(&owners, &cookie);
-	bpf_map_delete_elem(&early_children, &key);
+	if (early_children_seen)
+		bpf_map_delete_elem(&early_children, &key);
 	return 0;
 }
 
@@ -593,7 +638,7 @@ int on_retransmit(__u64 *ctx)
 		ev->len -= ((tflags & TCPHDR_SYN) ? 1 : 0) + ((tflags & TCPHDR_FIN) ? 1 : 0);
 	ev->tcp_flags = tflags;
 	attach_owner(ev);
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return 0;
 }
 
@@ -693,7 +738,7 @@ int on_send_reset(__u64 *ctx)
 		ev->flags |= SOCK_HAS_REASON;
 	}
 	attach_owner(ev);
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return 0;
 }
 
@@ -717,7 +762,7 @@ int BPF_PROG(on_receive_reset, struct sock *sk)
 	ev->cookie = bpf_get_socket_cookie(sk);
 	put_sock_id(ev, &id, true);
 	attach_owner(ev);
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return 0;
 }
 
@@ -763,7 +808,7 @@ static __always_inline int on_tw_timer(struct timer_list *timer, __u8 what)
 	ev->cookie = cookie;
 	put_sock_id(ev, &id, true);
 	ev->tw_event = what;
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return 0;
 }
 
@@ -1068,7 +1113,7 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 	ev->window = bpf_ntohs(tcp.window);
 	ev->len = len;
 	parse_tcp_options(skb, l3.l4_off + sizeof(tcp), doff - sizeof(tcp), ev);
-	submit(ev);
+	submit(ev, sizeof(*ev));
 	return TC_ACT_UNSPEC;
 }
 

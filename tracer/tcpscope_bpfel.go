@@ -210,6 +210,7 @@ const (
 	tcpscopeProgTcEgress           = "tc_egress"
 	tcpscopeProgTcIngress          = "tc_ingress"
 	tcpscopeProgTcLoEgress         = "tc_lo_egress"
+	tcpscopeVarEarlyChildrenSeen   = "early_children_seen"
 	tcpscopeVarEmitMask            = "emit_mask"
 	tcpscopeVarFilterHosts         = "filter_hosts"
 	tcpscopeVarFilterNetns         = "filter_netns"
@@ -306,6 +307,7 @@ type tcpscopeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpscopeVariableSpecs struct {
+	EarlyChildrenSeen   *ebpf.VariableSpec `ebpf:"early_children_seen"`
 	EmitMask            *ebpf.VariableSpec `ebpf:"emit_mask"`
 	FilterHosts         *ebpf.VariableSpec `ebpf:"filter_hosts"`
 	FilterNetns         *ebpf.VariableSpec `ebpf:"filter_netns"`
@@ -375,6 +377,7 @@ func (m *tcpscopeMaps) Close() error {
 //
 // It can be passed to loadTcpscopeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpscopeVariables struct {
+	EarlyChildrenSeen   *ebpf.Variable `ebpf:"early_children_seen"`
 	EmitMask            *ebpf.Variable `ebpf:"emit_mask"`
 	FilterHosts         *ebpf.Variable `ebpf:"filter_hosts"`
 	FilterNetns         *ebpf.Variable `ebpf:"filter_netns"`
