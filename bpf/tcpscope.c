@@ -145,6 +145,18 @@ struct {
 	__type(value, __u64);
 } lo_syn_cookies SEC(".maps");
 
+/* packet_scratch is where a packet_event is built before it is copied to
+ * the ring: its size (with or without SACK blocks) is known only once the
+ * options are parsed. Map memory rather than the stack, whose every byte
+ * the verifier tracks through the option loop. Per CPU: TC programs do not
+ * nest on a CPU (they run with bottom halves disabled). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct packet_event);
+} packet_scratch SEC(".maps");
+
 /* ifaces holds per-interface parse settings, keyed by ifindex. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -365,37 +377,42 @@ static __always_inline void refresh_owner_at_close(__u64 cookie)
 	bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
 }
 
-static __always_inline void attach_owner(struct sock_event *ev)
+/* owner_of returns the owner entry of a socket, or NULL. */
+static __always_inline const struct owner *owner_of(__u64 cookie)
 {
-	__u64 cookie = ev->cookie; /* a key in ring-buffer memory fails on 6.1 */
-	struct owner *o;
-
 	if (!cookie)
-		return;
-	o = bpf_map_lookup_elem(&owners, &cookie);
-	if (!o)
-		return;
-	ev->owner = *o;
-	ev->flags |= SOCK_HAS_OWNER;
+		return NULL;
+	return bpf_map_lookup_elem(&owners, &cookie);
 }
 
-/* new_sock_event reserves and zeroes a sock_event, or returns NULL (and
- * counts a drop) when the ring buffer is full. */
-static __always_inline struct sock_event *new_sock_event_at(__u32 kind, __u64 ts)
+/* new_sock_event reserves a zeroed sock_event with kind, time and cookie
+ * set, or returns NULL (and counts a drop) when the ring buffer is full.
+ * With an owner it is whole and carries it (SOCK_HAS_OWNER); without, it
+ * is cut before owner (SOCK_EVENT_SHORT). *size is what was reserved. */
+static __always_inline struct sock_event *new_sock_event(__u32 kind, __u64 ts, __u64 cookie,
+							 const struct owner *o, __u32 *size)
 {
-	struct sock_event *ev = reserve(sizeof(*ev), kind);
+	struct sock_event *ev;
 
-	if (!ev)
-		return NULL;
-	__builtin_memset(ev, 0, sizeof(*ev));
+	if (o) {
+		ev = reserve(sizeof(*ev), kind);
+		if (!ev)
+			return NULL;
+		__builtin_memset(ev, 0, SOCK_EVENT_SHORT);
+		ev->owner = *o;
+		ev->flags = SOCK_HAS_OWNER;
+		*size = sizeof(*ev);
+	} else {
+		ev = reserve(SOCK_EVENT_SHORT, kind);
+		if (!ev)
+			return NULL;
+		__builtin_memset(ev, 0, SOCK_EVENT_SHORT);
+		*size = SOCK_EVENT_SHORT;
+	}
 	ev->kind = kind;
 	ev->ts_ns = ts;
+	ev->cookie = cookie;
 	return ev;
-}
-
-static __always_inline struct sock_event *new_sock_event(__u32 kind)
-{
-	return new_sock_event_at(kind, bpf_ktime_get_ns());
 }
 
 /* inherit_listener_owner gives a child socket the owner of the socket
@@ -479,9 +496,11 @@ static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int
 static __always_inline void emit_state(const struct sock *sk, const struct sock_id *id, __u64 cookie,
 				       int oldstate, int newstate, __u64 ts)
 {
-	struct sock_event *ev = new_sock_event_at(EVENT_STATE, ts);
+	struct sock_event *ev;
 	struct tcp_sock *tp;
+	__u32 size;
 
+	ev = new_sock_event(EVENT_STATE, ts, cookie, owner_of(cookie), &size);
 	if (!ev)
 		return;
 	/* The connection's last smoothed RTT and cwnd: what the kernel knows
@@ -494,13 +513,11 @@ static __always_inline void emit_state(const struct sock *sk, const struct sock_
 		ev->snd_cwnd = tp->snd_cwnd;
 		ev->flags |= SOCK_HAS_TCPINFO;
 	}
-	ev->cookie = cookie;
 	put_sock_id(ev, id, false);
 	ev->old_state = oldstate;
 	ev->state = newstate;
 	ev->flags |= SOCK_HAS_STATE;
-	attach_owner(ev);
-	submit(ev, sizeof(*ev));
+	submit(ev, size);
 }
 
 /* on_set_state: tp_btf/inet_sock_set_state (kernel >= 5.5 for tp_btf,
@@ -609,8 +626,9 @@ int on_retransmit(__u64 *ctx)
 	struct sock_event *ev;
 	struct tcp_skb_cb *tcb;
 	struct sock_id id;
-	__u32 seq, end_seq;
+	__u32 seq, end_seq, size;
 	__u16 tflags, segs;
+	__u64 cookie;
 
 	if (!kind_enabled(EVENT_RETRANSMIT) || !sk || !skb || !is_tcp_sock(sk))
 		return 0;
@@ -619,10 +637,10 @@ int on_retransmit(__u64 *ctx)
 	read_sock_id(&id, sk);
 	if (!sock_id_passes(&id))
 		return 0;
-	ev = new_sock_event(EVENT_RETRANSMIT);
+	cookie = bpf_get_socket_cookie((void *)sk);
+	ev = new_sock_event(EVENT_RETRANSMIT, bpf_ktime_get_ns(), cookie, owner_of(cookie), &size);
 	if (!ev)
 		return 0;
-	ev->cookie = bpf_get_socket_cookie((void *)sk);
 	put_sock_id(ev, &id, true);
 	tcb = (struct tcp_skb_cb *)__builtin_preserve_access_index(&skb->cb);
 	seq = BPF_CORE_READ(tcb, seq);
@@ -637,8 +655,7 @@ int on_retransmit(__u64 *ctx)
 	if (tflags & (TCPHDR_SYN | TCPHDR_FIN))
 		ev->len -= ((tflags & TCPHDR_SYN) ? 1 : 0) + ((tflags & TCPHDR_FIN) ? 1 : 0);
 	ev->tcp_flags = tflags;
-	attach_owner(ev);
-	submit(ev, sizeof(*ev));
+	submit(ev, size);
 	return 0;
 }
 
@@ -698,6 +715,7 @@ int on_send_reset(__u64 *ctx)
 	bool has_state = false;
 	__u64 cookie = 0;
 	__u8 tflags = 0;
+	__u32 size;
 
 	if (!kind_enabled(EVENT_RESET))
 		return 0;
@@ -726,19 +744,17 @@ int on_send_reset(__u64 *ctx)
 	if (sk)
 		cookie = bpf_get_socket_cookie((void *)sk);
 
-	ev = new_sock_event(EVENT_RESET);
+	ev = new_sock_event(EVENT_RESET, bpf_ktime_get_ns(), cookie, owner_of(cookie), &size);
 	if (!ev)
 		return 0;
 	ev->reset_dir = RESET_SENT;
 	ev->tcp_flags = tflags;
-	ev->cookie = cookie;
 	put_sock_id(ev, &id, has_state);
 	if (send_reset_has_reason) {
 		ev->reason = (__u32)ctx[2];
 		ev->flags |= SOCK_HAS_REASON;
 	}
-	attach_owner(ev);
-	submit(ev, sizeof(*ev));
+	submit(ev, size);
 	return 0;
 }
 
@@ -749,20 +765,21 @@ int BPF_PROG(on_receive_reset, struct sock *sk)
 {
 	struct sock_event *ev;
 	struct sock_id id;
+	__u64 cookie;
+	__u32 size;
 
 	if (!kind_enabled(EVENT_RESET) || !sk || !is_tcp_sock(sk))
 		return 0;
 	read_sock_id(&id, sk);
 	if (!sock_id_passes(&id))
 		return 0;
-	ev = new_sock_event(EVENT_RESET);
+	cookie = bpf_get_socket_cookie(sk);
+	ev = new_sock_event(EVENT_RESET, bpf_ktime_get_ns(), cookie, owner_of(cookie), &size);
 	if (!ev)
 		return 0;
 	ev->reset_dir = RESET_RECEIVED;
-	ev->cookie = bpf_get_socket_cookie(sk);
 	put_sock_id(ev, &id, true);
-	attach_owner(ev);
-	submit(ev, sizeof(*ev));
+	submit(ev, size);
 	return 0;
 }
 
@@ -778,6 +795,7 @@ static __always_inline int on_tw_timer(struct timer_list *timer, __u8 what)
 	struct sock_event *ev;
 	struct sock_id id = {};
 	__u64 cookie;
+	__u32 size;
 
 	if (!tw_timer_fn || (__u64)timer->function != tw_timer_fn)
 		return 0;
@@ -802,13 +820,13 @@ static __always_inline int on_tw_timer(struct timer_list *timer, __u8 what)
 	cookie = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
 	if (!sock_id_passes(&id))
 		return 0;
-	ev = new_sock_event(EVENT_TIMEWAIT);
+	/* No owner: the TIME_WAIT socket has no process. */
+	ev = new_sock_event(EVENT_TIMEWAIT, bpf_ktime_get_ns(), cookie, NULL, &size);
 	if (!ev)
 		return 0;
-	ev->cookie = cookie;
 	put_sock_id(ev, &id, true);
 	ev->tw_event = what;
-	submit(ev, sizeof(*ev));
+	submit(ev, size);
 	return 0;
 }
 
@@ -1032,12 +1050,13 @@ static __always_inline __u64 take_lo_syn_cookie(const struct parsed_l3 *l3, cons
 static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 {
 	struct parsed_l3 l3 = {};
-	struct packet_event *ev;
+	struct packet_event *pe, *ev;
 	struct iface_cfg *cfg;
 	struct tcphdr tcp;
 	__u32 ifindex = skb->ifindex;
 	__u32 off = ETH_HLEN, doff, hdr_end, len;
 	__u64 cookie = 0;
+	__u32 zero = 0;
 	__u16 proto;
 
 	cfg = bpf_map_lookup_elem(&ifaces, &ifindex);
@@ -1093,27 +1112,39 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 			len = by_ip;
 	}
 
-	ev = reserve(sizeof(*ev), EVENT_PACKET);
-	if (!ev)
+	pe = bpf_map_lookup_elem(&packet_scratch, &zero);
+	if (!pe)
 		return TC_ACT_UNSPEC;
-	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->kind = EVENT_PACKET;
-	ev->family = l3.family;
-	ev->dir = dir;
-	ev->ifindex = ifindex;
-	ev->ts_ns = bpf_ktime_get_ns();
-	ev->cookie = cookie;
-	__builtin_memcpy(ev->saddr, l3.saddr, 16);
-	__builtin_memcpy(ev->daddr, l3.daddr, 16);
-	ev->sport = bpf_ntohs(tcp.source);
-	ev->dport = bpf_ntohs(tcp.dest);
-	ev->seq = bpf_ntohl(tcp.seq);
-	ev->ack = bpf_ntohl(tcp.ack_seq);
-	ev->tcp_flags = ((__u8 *)&tcp)[13];
-	ev->window = bpf_ntohs(tcp.window);
-	ev->len = len;
-	parse_tcp_options(skb, l3.l4_off + sizeof(tcp), doff - sizeof(tcp), ev);
-	submit(ev, sizeof(*ev));
+	__builtin_memset(pe, 0, sizeof(*pe));
+	pe->kind = EVENT_PACKET;
+	pe->family = l3.family;
+	pe->dir = dir;
+	pe->ifindex = ifindex;
+	pe->ts_ns = bpf_ktime_get_ns();
+	pe->cookie = cookie;
+	__builtin_memcpy(pe->saddr, l3.saddr, 16);
+	__builtin_memcpy(pe->daddr, l3.daddr, 16);
+	pe->sport = bpf_ntohs(tcp.source);
+	pe->dport = bpf_ntohs(tcp.dest);
+	pe->seq = bpf_ntohl(tcp.seq);
+	pe->ack = bpf_ntohl(tcp.ack_seq);
+	pe->tcp_flags = ((__u8 *)&tcp)[13];
+	pe->window = bpf_ntohs(tcp.window);
+	pe->len = len;
+	parse_tcp_options(skb, l3.l4_off + sizeof(tcp), doff - sizeof(tcp), pe);
+	if (pe->sack_blocks) {
+		ev = reserve(sizeof(*pe), EVENT_PACKET);
+		if (!ev)
+			return TC_ACT_UNSPEC;
+		__builtin_memcpy(ev, pe, sizeof(*pe));
+		submit(ev, sizeof(*pe));
+	} else {
+		ev = reserve(PACKET_EVENT_SHORT, EVENT_PACKET);
+		if (!ev)
+			return TC_ACT_UNSPEC;
+		__builtin_memcpy(ev, pe, PACKET_EVENT_SHORT);
+		submit(ev, PACKET_EVENT_SHORT);
+	}
 	return TC_ACT_UNSPEC;
 }
 

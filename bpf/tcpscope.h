@@ -6,6 +6,13 @@
  * these structs by hand. Every event struct starts with `__u8 kind` so the
  * reader can dispatch on the first byte. Layouts are explicit (no implicit
  * padding) and sizes are multiples of 8.
+ *
+ * Records are cut short when their tail is empty: a packet_event without
+ * SACK blocks ends before sack (PACKET_EVENT_SHORT bytes), a sock_event
+ * without SOCK_HAS_OWNER before owner (SOCK_EVENT_SHORT bytes); the reader
+ * reads the missing tail as zeros. Every ring-buffer byte costs the
+ * kernel: at 136 bytes a record touches three cache lines of ring memory
+ * that nobody wrote for a whole ring's worth of records.
  */
 #ifndef TCPSCOPE_H
 #define TCPSCOPE_H
@@ -117,13 +124,18 @@ struct packet_event {
 	__u8 sack_blocks; /* SACK blocks in the option (up to 4 kept in sack) */
 	__u32 ts_val;
 	__u32 ts_ecr;
-	__u32 sack[8];    /* SACK blocks: left and right edge of each */
 	__u64 opt_order;  /* enum tcp_opt_code, 4 bits each, up to 16 options */
 	/* SYN without ACK only: cookie of the socket that sent it (skb->sk on
 	 * egress and on veth ingress; on lo remembered by tc_lo_egress), 0
 	 * otherwise. Ties a connecting socket's SYN to its SYN_SENT event. */
 	__u64 cookie;
+	/* SACK blocks: left and right edge of each. Last: a record without
+	 * SACK blocks ends here (PACKET_EVENT_SHORT). */
+	__u32 sack[8];
 };
+
+/* PACKET_EVENT_SHORT is the size of a packet_event with no SACK blocks. */
+#define PACKET_EVENT_SHORT __builtin_offsetof(struct packet_event, sack)
 
 /* sock_event is a socket-level event: state change, retransmit or reset. */
 struct sock_event {
@@ -154,8 +166,13 @@ struct sock_event {
 	__u8 _pad[2];
 	__u32 srtt_us;  /* EVENT_STATE, SOCK_HAS_TCPINFO: smoothed RTT, in us */
 	__u32 snd_cwnd; /* EVENT_STATE, SOCK_HAS_TCPINFO: congestion window, in segments */
+	/* SOCK_HAS_OWNER only. Last: a record without an owner ends here
+	 * (SOCK_EVENT_SHORT). */
 	struct owner owner;
 };
+
+/* SOCK_EVENT_SHORT is the size of a sock_event without SOCK_HAS_OWNER. */
+#define SOCK_EVENT_SHORT __builtin_offsetof(struct sock_event, owner)
 
 /* listener_key finds the listening socket(s) of a port, so that a child
  * socket created in softirq context inherits the process that listens. */

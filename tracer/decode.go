@@ -15,6 +15,11 @@ const (
 
 	packetEventSize = int(unsafe.Sizeof(tcpscopePacketEvent{}))
 	sockEventSize   = int(unsafe.Sizeof(tcpscopeSockEvent{}))
+	// The kernel cuts a record before its empty tail (bpf/tcpscope.h):
+	// a packet without SACK blocks before Sack, a socket event without
+	// an owner before Owner. These are the shortest records of each.
+	packetEventShortSize = int(unsafe.Offsetof(tcpscopePacketEvent{}.Sack))
+	sockEventShortSize   = int(unsafe.Offsetof(tcpscopeSockEvent{}.Owner))
 )
 
 // errShortRecord is returned for a ring-buffer record smaller than its kind.
@@ -48,11 +53,23 @@ func (d *decoder) decode(raw []byte, r *Record) error {
 		return fmt.Errorf("unknown event kind %d", k)
 	}
 	kind := kindByID[k]
-	if len(raw) < kind.size {
-		return fmt.Errorf("%s event of %d bytes, want %d: %w", kind.name, len(raw), kind.size, errShortRecord)
+	if len(raw) < kind.minSize {
+		return fmt.Errorf("%s event of %d bytes, want %d: %w", kind.name, len(raw), kind.minSize, errShortRecord)
 	}
 	kind.decode(d, raw, r)
 	return nil
+}
+
+// padded returns raw as a *T: in place when raw holds a whole T, else
+// copied into *buf with the missing tail zero (a record cut short by the
+// kernel; see packetEventShortSize).
+func padded[T any](raw []byte, buf *T) *T {
+	if len(raw) >= int(unsafe.Sizeof(*buf)) {
+		return (*T)(unsafe.Pointer(&raw[0]))
+	}
+	*buf = *new(T)
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(buf)), unsafe.Sizeof(*buf)), raw)
+	return buf
 }
 
 func addrFrom(family uint8, b *[16]byte) netip.Addr {

@@ -1,8 +1,10 @@
 package tracer
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
+	"reflect"
 	"testing"
 	"unsafe"
 )
@@ -117,8 +119,8 @@ func TestDecodeRejectsShortAndUnknown(t *testing.T) {
 	sock := tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_STATE)}
 	for name, raw := range map[string][]byte{
 		"empty":        nil,
-		"short packet": rawBytes(&pkt)[:packetEventSize-1],
-		"short sock":   rawBytes(&sock)[:sockEventSize-8],
+		"short packet": rawBytes(&pkt)[:packetEventShortSize-1],
+		"short sock":   rawBytes(&sock)[:sockEventShortSize-8],
 		"unknown kind": {200, 0, 0, 0, 0, 0, 0, 0},
 	} {
 		if err := d.decode(raw, &r); err == nil {
@@ -136,8 +138,44 @@ func TestABISizes(t *testing.T) {
 	if packetEventSize != 128 || sockEventSize != 128 {
 		t.Errorf("packet_event %d bytes, sock_event %d bytes; want 128 and 128", packetEventSize, sockEventSize)
 	}
-	if packetEventSize%8 != 0 || sockEventSize%8 != 0 {
+	if packetEventShortSize != 96 || sockEventShortSize != 88 {
+		t.Errorf("short packet_event %d bytes, short sock_event %d bytes; want 96 and 88", packetEventShortSize, sockEventShortSize)
+	}
+	if packetEventSize%8 != 0 || sockEventSize%8 != 0 || packetEventShortSize%8 != 0 || sockEventShortSize%8 != 0 {
 		t.Error("event sizes must be multiples of 8")
+	}
+}
+
+// TestDecodeShortRecords: a record the kernel cut before its empty tail
+// (a packet without SACK blocks, a socket event without an owner) decodes
+// as the whole record with that tail zero, whatever bytes follow it in
+// the reader's buffer.
+func TestDecodeShortRecords(t *testing.T) {
+	d := testDecoder()
+	pkt := tcpscopePacketEvent{Kind: uint8(tcpscopeEventKindEVENT_PACKET), Family: afInet, Ifindex: 7,
+		Sport: 1, Dport: 2, Seq: 3, Ack: 4, Len: 5, Options: uint16(tcpscopeTcpOptionBitOPT_TIMESTAMP),
+		TsVal: 6, TsEcr: 7, OptOrder: 0x611, Cookie: 8}
+	state := tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_STATE), Family: afInet, State: 1, OldState: 2,
+		Netns: 9, Cookie: 10, Lport: 11, Rport: 12, Flags: uint8(tcpscopeSockEventFlagSOCK_HAS_STATE)}
+	for name, c := range map[string]struct {
+		raw  []byte
+		size int
+	}{
+		"packet": {rawBytes(&pkt), packetEventShortSize},
+		"state":  {rawBytes(&state), sockEventShortSize},
+	} {
+		var whole, short Record
+		if err := d.decode(c.raw, &whole); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		// The short record followed by garbage, as in a batch buffer.
+		buf := append(append([]byte(nil), c.raw[:c.size]...), bytes.Repeat([]byte{0xff}, 64)...)
+		if err := d.decode(buf[:c.size:c.size], &short); err != nil {
+			t.Fatalf("%s: short: %v", name, err)
+		}
+		if !reflect.DeepEqual(whole, short) {
+			t.Errorf("%s: short record decodes as\n%+v\nwant\n%+v", name, short, whole)
+		}
 	}
 }
 

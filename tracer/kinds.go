@@ -3,7 +3,6 @@ package tracer
 import (
 	"fmt"
 	"strings"
-	"unsafe"
 )
 
 // eventKind is one kind of kernel event (enum event_kind in
@@ -25,9 +24,12 @@ type eventKind struct {
 	// programs are the BPF programs the kind needs: they are not loaded
 	// when no kind that needs them is selected.
 	programs []string
-	// size is the size of the raw event; shorter records are malformed.
+	// size is the size of the raw event.
 	size int
-	// decode fills r from a raw event of at least size bytes.
+	// minSize is the size of the shortest raw event: the kernel cuts an
+	// empty tail (bpf/tcpscope.h). Shorter records are malformed.
+	minSize int
+	// decode fills r from a raw event of at least minSize bytes.
 	decode func(d *decoder, raw []byte, r *Record)
 	// socket: the kind comes from socket tracepoints and needs the
 	// socket-owner bookkeeping.
@@ -42,17 +44,17 @@ var ownerPrograms = []string{tcpscopeProgOnSetState, tcpscopeProgOnDestroySock, 
 var eventKinds = []eventKind{
 	{id: tcpscopeEventKindEVENT_PACKET, typ: TypePacket, name: "packet", selectable: true,
 		programs: []string{tcpscopeProgTcIngress, tcpscopeProgTcEgress, tcpscopeProgTcLoEgress},
-		size:     packetEventSize, decode: decodePacketRaw},
+		size:     packetEventSize, minSize: packetEventShortSize, decode: decodePacketRaw},
 	{id: tcpscopeEventKindEVENT_STATE, typ: TypeState, name: "state", selectable: true, socket: true,
-		programs: ownerPrograms, size: sockEventSize, decode: decodeSockRaw},
+		programs: ownerPrograms, size: sockEventSize, minSize: sockEventShortSize, decode: decodeSockRaw},
 	{id: tcpscopeEventKindEVENT_RETRANSMIT, typ: TypeRetransmit, name: "retransmit", selectable: true, socket: true,
-		programs: append([]string{tcpscopeProgOnRetransmit}, ownerPrograms...), size: sockEventSize, decode: decodeSockRaw},
+		programs: append([]string{tcpscopeProgOnRetransmit}, ownerPrograms...), size: sockEventSize, minSize: sockEventShortSize, decode: decodeSockRaw},
 	{id: tcpscopeEventKindEVENT_RESET, typ: TypeReset, name: "reset", selectable: true, socket: true,
 		programs: append([]string{tcpscopeProgOnSendReset, tcpscopeProgOnReceiveReset}, ownerPrograms...),
-		size:     sockEventSize, decode: decodeSockRaw},
+		size:     sockEventSize, minSize: sockEventShortSize, decode: decodeSockRaw},
 	{id: tcpscopeEventKindEVENT_TIMEWAIT, typ: TypeState, name: "timewait", socket: true,
 		programs: []string{tcpscopeProgOnTimerStart, tcpscopeProgOnTimerExpire, tcpscopeProgOnTimerCancel},
-		size:     sockEventSize, decode: decodeTimeWaitRaw},
+		size:     sockEventSize, minSize: sockEventShortSize, decode: decodeTimeWaitRaw},
 }
 
 // Derived from eventKinds.
@@ -136,15 +138,18 @@ func kindNamed(name string) *eventKind {
 func eventNamesList() string { return strings.Join(selectableNames, ", ") }
 
 func decodePacketRaw(d *decoder, raw []byte, r *Record) {
-	d.decodePacket((*tcpscopePacketEvent)(unsafe.Pointer(&raw[0])), r)
+	var buf tcpscopePacketEvent
+	d.decodePacket(padded(raw, &buf), r)
 }
 
 func decodeSockRaw(d *decoder, raw []byte, r *Record) {
-	d.decodeSock((*tcpscopeSockEvent)(unsafe.Pointer(&raw[0])), r)
+	var buf tcpscopeSockEvent
+	d.decodeSock(padded(raw, &buf), r)
 }
 
 func decodeTimeWaitRaw(d *decoder, raw []byte, r *Record) {
-	ev := (*tcpscopeSockEvent)(unsafe.Pointer(&raw[0]))
+	var buf tcpscopeSockEvent
+	ev := padded(raw, &buf)
 	d.decodeSock(ev, r)
 	r.twEvent = ev.TwEvent
 }

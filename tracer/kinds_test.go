@@ -76,7 +76,7 @@ func TestKindTable(t *testing.T) {
 }
 
 // Every kind decodes through its row; a record shorter than its kind's
-// size is malformed.
+// minSize is malformed.
 func TestDecodeEveryKind(t *testing.T) {
 	d := &decoder{clock: newMonoClock(), ifaces: map[uint32]ifaceInfo{}}
 	for _, k := range eventKinds {
@@ -89,7 +89,7 @@ func TestDecodeEveryKind(t *testing.T) {
 		if r.Type != k.typ {
 			t.Errorf("%s: type %s, want %s", k.name, r.Type, k.typ)
 		}
-		if err := d.decode(raw[:k.size-1], &r); err == nil {
+		if err := d.decode(raw[:k.minSize-1], &r); err == nil {
 			t.Errorf("%s: short record decoded", k.name)
 		}
 	}

@@ -96,9 +96,9 @@ type tcpscopePacketEvent struct {
 	SackBlocks uint8
 	TsVal      uint32
 	TsEcr      uint32
-	Sack       [8]uint32
 	OptOrder   uint64
 	Cookie     uint64
+	Sack       [8]uint32
 }
 
 type tcpscopeResetDir uint32
@@ -196,6 +196,7 @@ const (
 	tcpscopeMapListeners           = "listeners"
 	tcpscopeMapLoSynCookies        = "lo_syn_cookies"
 	tcpscopeMapOwners              = "owners"
+	tcpscopeMapPacketScratch       = "packet_scratch"
 	tcpscopeMapPortsFilter         = "ports_filter"
 	tcpscopeProgOnDestroySock      = "on_destroy_sock"
 	tcpscopeProgOnReceiveReset     = "on_receive_reset"
@@ -300,6 +301,7 @@ type tcpscopeMapSpecs struct {
 	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
 	LoSynCookies  *ebpf.MapSpec `ebpf:"lo_syn_cookies"`
 	Owners        *ebpf.MapSpec `ebpf:"owners"`
+	PacketScratch *ebpf.MapSpec `ebpf:"packet_scratch"`
 	PortsFilter   *ebpf.MapSpec `ebpf:"ports_filter"`
 }
 
@@ -356,6 +358,7 @@ type tcpscopeMaps struct {
 	Listeners     *ebpf.Map `ebpf:"listeners"`
 	LoSynCookies  *ebpf.Map `ebpf:"lo_syn_cookies"`
 	Owners        *ebpf.Map `ebpf:"owners"`
+	PacketScratch *ebpf.Map `ebpf:"packet_scratch"`
 	PortsFilter   *ebpf.Map `ebpf:"ports_filter"`
 }
 
@@ -369,6 +372,7 @@ func (m *tcpscopeMaps) Close() error {
 		m.Listeners,
 		m.LoSynCookies,
 		m.Owners,
+		m.PacketScratch,
 		m.PortsFilter,
 	)
 }
