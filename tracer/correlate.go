@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"bytes"
 	"net/netip"
 	"time"
 )
@@ -46,20 +47,25 @@ func IdleLinger(idleTimeout time.Duration) time.Duration {
 // namespaces of one host share a key, so they share a conn id. Loopback
 // addresses are only unique within a namespace, and a listener's key
 // (remote unspecified) is one per namespace: for them netns is part of the
-// key.
+// key. Addresses are kept as 16 bytes (IPv4 mapped into IPv6) and ports
+// apart: 40 bytes, hashed as plain memory, where two netip.AddrPort take 48
+// and hash through their zone.
 type connKey struct {
-	a, b  netip.AddrPort
-	netns uint32
+	a, b   [16]byte
+	pa, pb uint16
+	netns  uint32
 }
 
 func makeConnKey(x, y netip.AddrPort, netns uint32) connKey {
 	if !x.Addr().IsLoopback() && !y.Addr().IsLoopback() && !x.Addr().IsUnspecified() && !y.Addr().IsUnspecified() {
 		netns = 0
 	}
-	if x.Compare(y) > 0 {
-		x, y = y, x
+	xa, ya := x.Addr().As16(), y.Addr().As16()
+	xp, yp := x.Port(), y.Port()
+	if c := bytes.Compare(xa[:], ya[:]); c > 0 || c == 0 && xp > yp {
+		xa, ya, xp, yp = ya, xa, yp, xp
 	}
-	return connKey{a: x, b: y, netns: netns}
+	return connKey{a: xa, b: ya, pa: xp, pb: yp, netns: netns}
 }
 
 // connEntry is one connection of the table, also a node of its
@@ -69,15 +75,15 @@ type connEntry struct {
 	key      connKey
 	id       uint64
 	lastSeen int64 // Unix ns of the latest record
-	// tw counts the TIME_WAITs of the connection's sockets that began and
-	// did not end yet; twDone: one ended and none goes on (TimeWaitLinger).
-	tw     int8
-	twDone bool
 	// first is the timestamp (Unix ns) of the earliest record of the
 	// connection, closedAt of the first sign of its end (with closed).
 	first, closedAt int64
 	isn             [2]uint32 // each end's initial sequence number, when isnKnown
-	isnKnown        [2]bool
+	// tw counts the TIME_WAITs of the connection's sockets that began and
+	// did not end yet; twDone: one ended and none goes on (TimeWaitLinger).
+	tw       int8
+	twDone   bool
+	isnKnown [2]bool
 	// synced: the end is past its handshake (it sent an ACK without SYN,
 	// or its socket reached ESTABLISHED or a later state): it sends no
 	// more SYNs on this connection.
@@ -104,7 +110,7 @@ func (e *connEntry) lingerOver(t int64) bool {
 
 // end returns which end of e's key addr is.
 func (e *connEntry) end(addr netip.AddrPort) int {
-	if addr == e.key.a {
+	if addr.Port() == e.key.pa && addr.Addr().As16() == e.key.a {
 		return 0
 	}
 	return 1
@@ -148,7 +154,13 @@ type correlator struct {
 	// twDone: entries whose TIME_WAITs all ended, in that order, for the
 	// sweep (TimeWaitLinger); an entry touched since is looked at again.
 	twDone []*connEntry
+	// free: removed entries for reuse, at most maxFreeEntries.
+	free []*connEntry
 }
+
+// maxFreeEntries bounds the removed entries kept for reuse: a sweep's
+// worth in a storm is reused by the next connections.
+const maxFreeEntries = 8192
 
 func newCorrelator(max int) *correlator {
 	if max <= 0 {
@@ -411,7 +423,13 @@ func (c *correlator) insert(key connKey) *connEntry {
 		c.evict(c.lru.prev)
 	}
 	c.next++
-	e := &connEntry{key: key, id: c.next}
+	var e *connEntry
+	if n := len(c.free); n > 0 {
+		e, c.free = c.free[n-1], c.free[:n-1]
+	} else {
+		e = new(connEntry)
+	}
+	*e = connEntry{key: key, id: c.next}
 	c.conns[key] = e
 	c.connsPeak = max(c.connsPeak, len(c.conns))
 	c.pushFront(e)
@@ -438,6 +456,13 @@ func (c *correlator) remove(e *connEntry) {
 		if ck != 0 && c.byCookie[ck] == e {
 			delete(c.byCookie, ck)
 		}
+	}
+	// Nothing points to e now but the sweep's twDone list, which skips
+	// an entry that is unlinked or not done (a reused one is a live
+	// connection of its own).
+	if len(c.free) < maxFreeEntries {
+		*e = connEntry{}
+		c.free = append(c.free, e)
 	}
 }
 

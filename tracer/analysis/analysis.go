@@ -67,6 +67,7 @@ type Analyzer struct {
 	conns   map[uint64]*conn
 	lru     conn                  // sentinel of the list of conns: lru.next most recently seen
 	free    []*conn               // summarized conns for reuse (bounded by maxFree)
+	twFree  []*timeWait           // forgotten TIME_WAIT index entries for reuse
 	ended   map[uint64]*conn      // connections waiting for their quiet period
 	endedQ  deadline.Heap[uint64] // ended ids by end of quiet period (stale ones skipped)
 	holding []*conn               // connections with packets waiting for kernel confirmation
@@ -323,12 +324,9 @@ type pointAt struct {
 	pt  point
 }
 
-func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
-	c := a.conns[r.Conn]
-	if c != nil {
-		a.toFront(c)
-		return c, nil
-	}
+// addConn starts the state of r's connection, summarizing the least
+// recently seen one when the table is full.
+func (a *Analyzer) addConn(r *tracer.Record) (*conn, error) {
 	if len(a.conns) >= a.cfg.MaxConns {
 		if oldest := a.lru.prev; oldest != &a.lru {
 			if err := a.summarize(oldest, false, true); err != nil {
@@ -336,7 +334,7 @@ func (a *Analyzer) conn(r *tracer.Record) (*conn, error) {
 			}
 		}
 	}
-	c = a.newConn()
+	c := a.newConn()
 	c.id, c.netns, c.losses, c.twTracked = r.Conn, r.Netns, a.losses, a.cfg.TimeWaitTracked
 	c.scale, c.rstSide, c.stateRstSide = [2]int{-1, -1}, -1, -1
 	a.pushFront(c)
@@ -363,6 +361,13 @@ func (a *Analyzer) newConn() *conn {
 func (a *Analyzer) recycle(c *conn) {
 	if c.holding || len(a.free) >= maxFree {
 		return
+	}
+	for i := range c.sockets {
+		// Forgotten from the index at the summary: reused.
+		if tw := c.sockets[i].tw; tw != nil && a.timeWaits[tw.tuple] != tw && len(a.twFree) < maxFree {
+			*tw = timeWait{}
+			a.twFree = append(a.twFree, tw)
+		}
 	}
 	clear(c.sockets) // drops the timeWait pointers
 	points, sockets := c.points[:0], c.sockets[:0]
@@ -425,15 +430,21 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 	if t := r.Time.UnixNano(); t > a.latest {
 		a.latest = t
 	}
-	if g, ok := a.gone[r.Conn]; ok {
-		// A late record of a summarized connection: passed on as is.
-		// The correlator keeps the id for its linger after this record.
-		a.lateRecord(r, g)
-		return a.pass(r)
-	}
-	c, err := a.conn(r)
-	if err != nil {
-		return err
+	c := a.conns[r.Conn]
+	if c != nil {
+		a.toFront(c)
+	} else {
+		if g, ok := a.gone[r.Conn]; ok {
+			// A late record of a summarized connection: passed on as
+			// is. The correlator keeps the id for its linger after
+			// this record.
+			a.lateRecord(r, g)
+			return a.pass(r)
+		}
+		var err error
+		if c, err = a.addConn(r); err != nil {
+			return err
+		}
 	}
 	if r.Time.Before(c.last) && a.ended[c.id] != nil {
 		a.endedQ.Push(quietAt(r.Time), c.id) // out of order: quiet sooner
@@ -578,7 +589,12 @@ const killWindow = 50 * time.Millisecond
 func (a *Analyzer) timeWaitEvent(sk *twState, r *tracer.Record) {
 	key := tuple{r.Local, r.Remote}
 	if r.State == tracer.StateTimeWait {
-		sk.tw = &timeWait{tuple: key}
+		if n := len(a.twFree); n > 0 {
+			sk.tw, a.twFree = a.twFree[n-1], a.twFree[:n-1]
+			sk.tw.tuple = key
+		} else {
+			sk.tw = &timeWait{tuple: key}
+		}
 		a.timeWaits[key] = sk.tw
 		a.peaks[5] = max(a.peaks[5], len(a.timeWaits))
 		return

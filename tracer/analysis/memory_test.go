@@ -298,3 +298,39 @@ func TestGoneAfterTimeWaitEnd(t *testing.T) {
 		t.Errorf("%d ids, %d queued after the TIME_WAIT linger", len(a.gone), a.goneQ[2].len())
 	}
 }
+
+// TestConnStateReused: in a storm of short connections the state of a
+// summarized connection (its struct, sockets, capture points, TIME_WAIT
+// index entry, summary) is reused by the next: a connection allocates
+// nothing but its share of the gone-id table.
+func TestConnStateReused(t *testing.T) {
+	a := New(discard{}, Config{TimeWaitTracked: true})
+	const n = 3100
+	recs := make([][]tracer.Record, n) // built ahead: the test's own allocations stay out
+	for i := range recs {
+		recs[i] = twRecords(i)
+		for j := range recs[i] {
+			recs[i][j].Time = recs[i][j].Time.Add(time.Duration(i) * 9 * time.Millisecond) // 10 ms apart
+		}
+	}
+	i := 0
+	one := func() {
+		for j := range recs[i] {
+			if err := a.Write(&recs[i][j]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%100 == 0 {
+			if err := a.flushAt(recs[i][len(recs[i])-1].Time); err != nil {
+				t.Fatal(err)
+			}
+		}
+		i++
+	}
+	for range 1000 {
+		one()
+	}
+	if n := testing.AllocsPerRun(2000, one); n > 0.1 {
+		t.Errorf("%v allocations per connection, want about 0", n)
+	}
+}
