@@ -108,16 +108,16 @@ type held struct {
 }
 
 // goneRec is a summarized conn id's expiry (Unix ns), its linger after
-// its last record (ms), and how many TIME_WAITs of it go on (begun, their
+// its last record (whole seconds, rounded up), and how many TIME_WAITs of it go on (begun, their
 // start record seen, not ended), counted as the correlator counts them:
 // once the last ends, the correlator keeps the id only TimeWaitLinger.
 type goneRec struct {
-	until    int64
-	lingerMs uint32
-	tw       int8
+	until   int64
+	lingerS uint32
+	tw      int8
 }
 
-func (g goneRec) linger() int64 { return int64(g.lingerMs) * int64(time.Millisecond) }
+func (g goneRec) linger() int64 { return int64(g.lingerS) * int64(time.Second) }
 
 // idQueue is a FIFO of conn ids with a time (Unix ns) each.
 type idQueue struct {
@@ -1294,10 +1294,10 @@ func (a *Analyzer) lateRecord(r *tracer.Record, g goneRec) {
 		switch {
 		case r.State == tracer.StateTimeWait:
 			g.tw++
-			g.lingerMs = lingerMs(tracer.ClosedLinger)
+			g.lingerS = lingerS(tracer.ClosedLinger)
 		case r.State == tracer.StateClose && g.tw > 0:
 			if g.tw--; g.tw == 0 {
-				g.lingerMs = lingerMs(tracer.TimeWaitLinger)
+				g.lingerS = lingerS(tracer.TimeWaitLinger)
 				g.until = last + g.linger()
 				a.gone[r.Conn] = g
 				a.goneQ[2].push(r.Conn, g.until)
@@ -1309,8 +1309,10 @@ func (a *Analyzer) lateRecord(r *tracer.Record, g goneRec) {
 	a.gone[r.Conn] = g
 }
 
-func lingerMs(d time.Duration) uint32 {
-	return uint32(min(d/time.Millisecond, math.MaxUint32))
+// lingerS is d in whole seconds, rounded up (a linger may be longer than
+// the correlator's, never shorter).
+func lingerS(d time.Duration) uint32 {
+	return uint32(min((d+time.Second-1)/time.Second, math.MaxUint32))
 }
 
 // sweepGone forgets summarized ids whose linger passed.
@@ -1344,10 +1346,11 @@ func (a *Analyzer) markGone(id uint64, last time.Time, ended bool, tw int8) {
 	if !ended {
 		linger, q = tracer.IdleLinger(a.cfg.IdleTimeout), 1
 	}
-	until := last.UnixNano() + int64(linger)
-	a.gone[id] = goneRec{until: until, lingerMs: lingerMs(linger), tw: tw}
+	g := goneRec{lingerS: lingerS(linger), tw: tw}
+	g.until = last.UnixNano() + g.linger()
+	a.gone[id] = g
 	a.peaks[2] = max(a.peaks[2], len(a.gone))
-	a.goneQ[q].push(id, until)
+	a.goneQ[q].push(id, g.until)
 }
 
 // Finish summarizes every connection still open (complete: false) and
