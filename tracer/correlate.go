@@ -156,6 +156,8 @@ type correlator struct {
 	twDone []*connEntry
 	// free: removed entries for reuse, at most maxFreeEntries.
 	free []*connEntry
+	// heldFree: storage of released pending records, for reuse.
+	heldFree []*Record
 }
 
 // maxFreeEntries bounds the removed entries kept for reuse: a sweep's
@@ -199,7 +201,9 @@ func (c *correlator) process(r *Record, emit func(*Record) error) error {
 					p.Local = netip.AddrPortFrom(p.Local.Addr(), local.Port())
 				}
 				delete(c.pending, r.Cookie)
-				if err := c.release(p, emit); err != nil {
+				err := c.release(p, emit)
+				c.unhold(p)
+				if err != nil {
 					return err
 				}
 			}
@@ -207,11 +211,35 @@ func (c *correlator) process(r *Record, emit func(*Record) error) error {
 	}
 	if r.Type == TypeState && r.OldState == StateClose && r.State == StateSynSent &&
 		r.Local.Port() == 0 && r.Cookie != 0 {
-		held := *r
-		c.pending[r.Cookie] = &held
+		if old := c.pending[r.Cookie]; old != nil {
+			c.unhold(old)
+		}
+		c.pending[r.Cookie] = c.hold(r)
+		c.pendingPeak = max(c.pendingPeak, len(c.pending))
 		return nil
 	}
 	return c.release(r, emit)
+}
+
+// hold returns a copy of r in reused storage (a Record is 480 B).
+func (c *correlator) hold(r *Record) *Record {
+	var h *Record
+	if n := len(c.heldFree); n > 0 {
+		h, c.heldFree = c.heldFree[n-1], c.heldFree[:n-1]
+	} else {
+		h = new(Record)
+	}
+	*h = *r
+	return h
+}
+
+// unhold gives a held record's storage back once it is emitted (the
+// stages after the correlator copy what they keep).
+func (c *correlator) unhold(h *Record) {
+	if len(c.heldFree) < maxFreeRecords {
+		*h = Record{}
+		c.heldFree = append(c.heldFree, h)
+	}
 }
 
 func (c *correlator) release(r *Record, emit func(*Record) error) error {
@@ -225,7 +253,9 @@ func (c *correlator) expire(now time.Time, emit func(*Record) error) error {
 	for cookie, p := range c.pending {
 		if now.IsZero() || now.Sub(p.Time) > pendingTimeout {
 			delete(c.pending, cookie)
-			if err := c.release(p, emit); err != nil {
+			err := c.release(p, emit)
+			c.unhold(p)
+			if err != nil {
 				return err
 			}
 		}

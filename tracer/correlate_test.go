@@ -636,3 +636,37 @@ func TestCorrelatorEntryCompact(t *testing.T) {
 		t.Errorf("%v allocations per entry once entries are removed, want 0", n)
 	}
 }
+
+// TestHeldSynSentReused: a client's SYN_SENT, held until its SYN names the
+// port, costs no allocation once connections come and go (its storage is
+// reused after release).
+func TestHeldSynSentReused(t *testing.T) {
+	c := newCorrelator(64)
+	emit := func(*Record) error { return nil }
+	i := 0
+	ss0 := state(0, "10.0.0.1:0", "10.0.0.2:80", StateClose, StateSynSent, 0, 1)
+	syn0 := pkt(0, "10.0.0.1:40000", "10.0.0.2:80", FlagSYN, 0, 0)
+	var ss, syn Record
+	one := func() {
+		ss, syn = ss0, syn0
+		ss.Cookie, syn.Cookie = uint64(1+i%32), uint64(1+i%32)
+		ss.Time = base.Add(time.Duration(i) * time.Millisecond)
+		syn.Time, syn.Seq = ss.Time, uint32(1000*i)
+		if err := c.process(&ss, emit); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.process(&syn, emit); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	}
+	for range 200 {
+		one()
+	}
+	if len(c.pending) != 0 {
+		t.Fatalf("%d records still held", len(c.pending))
+	}
+	if n := testing.AllocsPerRun(1000, one); n != 0 {
+		t.Errorf("%v allocations per client connection, want 0", n)
+	}
+}
