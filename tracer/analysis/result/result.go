@@ -124,15 +124,19 @@ type ConnSummary struct {
 	// of its seq + len + 1 (the FIN takes one sequence number).
 	FinSeen, FinAcked [2]bool
 	ResetReason       string
-	TimeWait          time.Duration
-	TimeWaitEnd       string // expired, killed, ""
+	// TimeWait and TimeWaitEnd: how long the TIME_WAIT of TimeWaitSide
+	// lasted and how it ended, when it ended before the summary (or so
+	// far, at exit); a TIME_WAIT that goes on after the summary has only
+	// TimeWaitSide (its end is on its TIME_WAIT -> CLOSE state record).
+	TimeWait    time.Duration
+	TimeWaitEnd string // expired, killed, not_observed, ""
 	// TimeWaitKill: what killed TIME_WAIT early, when a sign of it was
 	// seen: "syn" (the peer's new SYN on the 4-tuple), "rst" (a RST
 	// received), "tw_reuse" (a local connect() took the 4-tuple over).
 	TimeWaitKill string
-	// TimeWaitSide: whose TIME_WAIT the fields above describe, "local" or
-	// "remote" (both ends on this host and the peer closed first); ""
-	// when none.
+	// TimeWaitSide: whose TIME_WAIT began (the fields above describe
+	// it), "local" or "remote" (both ends on this host and the peer
+	// closed first); "" when none.
 	TimeWaitSide string
 	Complete     bool   // the connection is fully gone
 	Evicted      bool   // forgotten to bound memory
