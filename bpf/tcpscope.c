@@ -10,7 +10,9 @@
  *  - Configuration is `volatile const`, rewritten by the loader before load.
  *  - Filters run here so that filtered-out traffic costs a map lookup.
  *  - The consumer is not woken per event: it drains on a timer, and is woken
- *    only when the ring holds more than wakeup_bytes.
+ *    when the ring's fill level crosses a multiple of wakeup_bytes.
+ *  - A record is cut before its empty tail (tcpscope.h): the ring memory a
+ *    record touches is most of what it costs.
  *  - Every failed reservation is counted per event kind (drops map).
  *  - Socket owners are captured in process context only and kept in an LRU
  *    map keyed by socket cookie; the entry is deleted when the socket is
