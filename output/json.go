@@ -104,6 +104,9 @@ func appendJSONAfterTime(dst []byte, r *tracer.Record) []byte {
 			if r.TimeWaitDur > 0 {
 				o.ms("time_wait_ms", r.TimeWaitDur)
 			}
+			if r.TimeWaitKill != "" {
+				o.str("time_wait_kill", r.TimeWaitKill)
+			}
 		}
 		appendJSONSocket(&o, r)
 	case tracer.TypeRetransmit:

@@ -75,6 +75,10 @@ func appendTextAfterTime(dst []byte, r *tracer.Record) []byte {
 		if r.TimeWaitEnd != "" {
 			dst = append(dst, " ("...)
 			dst = append(dst, r.TimeWaitEnd...)
+			if r.TimeWaitKill != "" {
+				dst = append(dst, " by "...)
+				dst = append(dst, r.TimeWaitKill...)
+			}
 			if r.TimeWaitDur > 0 {
 				dst = append(dst, " after "...)
 				dst = appendDuration(dst, r.TimeWaitDur)

@@ -246,7 +246,11 @@ type Record struct {
 	TimeWait    bool
 	TimeWaitEnd string
 	TimeWaitDur time.Duration
-	twEvent     uint8 // a raw TIME_WAIT timer event, for the tracker only
+	// TimeWaitKill: for a TIME_WAIT "killed", what killed it, when the
+	// analysis saw a sign of it: "syn", "rst" or "tw_reuse" (as the
+	// summary's TimeWaitKill); "" otherwise.
+	TimeWaitKill string
+	twEvent      uint8 // a raw TIME_WAIT timer event, for the tracker only
 
 	// Preexisting marks socket records: the socket existed when tracing
 	// started (a snapshot, not an event).

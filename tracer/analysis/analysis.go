@@ -68,6 +68,7 @@ type Analyzer struct {
 	lru     conn                  // sentinel of the list of conns: lru.next most recently seen
 	free    []*conn               // summarized conns for reuse (bounded by maxFree)
 	twFree  []*timeWait           // forgotten TIME_WAIT index entries for reuse
+	twSlab  []timeWait            // new TIME_WAIT index entries, allocated twSlabLen at a time
 	ended   map[uint64]*conn      // connections waiting for their quiet period
 	endedQ  deadline.Heap[uint64] // ended ids by end of quiet period (stale ones skipped)
 	holding []*conn               // connections with packets waiting for kernel confirmation
@@ -82,8 +83,11 @@ type Analyzer struct {
 	losses  uint64 // lost records seen so far
 	lossKnd string
 	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
-	// one early; entries go when their connection is summarized.
+	// one early; entries go when their connection is summarized, unless
+	// the TIME_WAIT goes on: then at its end record or after
+	// twOrphanMax (orphanQ, by record time).
 	timeWaits map[tuple]*timeWait
+	orphanQ   deadline.Heap[*timeWait]
 	peaks     [6]int    // of the maps above (tracer.ShrinkMap), noted on insert
 	stopped   bool      // the next sink asked to stop
 	exitAt    time.Time // when tracing stopped (Finish), zero before
@@ -232,6 +236,10 @@ type timeWait struct {
 	signAt   time.Time
 	killedAt time.Time
 	kill     string
+	// orphan: its connection was summarized while the TIME_WAIT went on;
+	// the entry stays in the index (for what kills it) until its end
+	// record or orphanQ, which alone gives it back to twFree.
+	orphan bool
 }
 
 // conn is the analysis state of one connection (one conn id).
@@ -364,7 +372,7 @@ func (a *Analyzer) recycle(c *conn) {
 	}
 	for i := range c.sockets {
 		// Forgotten from the index at the summary: reused.
-		if tw := c.sockets[i].tw; tw != nil && a.timeWaits[tw.tuple] != tw && len(a.twFree) < maxFree {
+		if tw := c.sockets[i].tw; tw != nil && !tw.orphan && a.timeWaits[tw.tuple] != tw && len(a.twFree) < maxFree {
 			*tw = timeWait{}
 			a.twFree = append(a.twFree, tw)
 		}
@@ -439,6 +447,9 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 			// is. The correlator keeps the id for its linger after
 			// this record.
 			a.lateRecord(r, g)
+			if len(a.timeWaits) > 0 && (r.Type == tracer.TypePacket || r.Type == tracer.TypeState) {
+				a.lateTimeWait(r)
+			}
 			return a.pass(r)
 		}
 		var err error
@@ -591,25 +602,73 @@ func (a *Analyzer) timeWaitEvent(sk *twState, r *tracer.Record) {
 	if r.State == tracer.StateTimeWait {
 		if n := len(a.twFree); n > 0 {
 			sk.tw, a.twFree = a.twFree[n-1], a.twFree[:n-1]
-			sk.tw.tuple = key
 		} else {
-			sk.tw = &timeWait{tuple: key}
+			// Entries outlive their connection's state while TIME_WAIT
+			// goes on (orphans): taken from slabs, not one by one.
+			if len(a.twSlab) == 0 {
+				a.twSlab = make([]timeWait, twSlabLen)
+			}
+			sk.tw, a.twSlab = &a.twSlab[0], a.twSlab[1:]
 		}
+		sk.tw.tuple = key
 		a.timeWaits[key] = sk.tw
 		a.peaks[5] = max(a.peaks[5], len(a.timeWaits))
 		return
 	}
-	tw := sk.tw
+	a.timeWaitEnded(sk.tw, r)
+}
+
+// timeWaitEnded applies TIME_WAIT end record r to tw (nil: untracked);
+// a kill whose sign came first is named on r too (time_wait_kill).
+func (a *Analyzer) timeWaitEnded(tw *timeWait, r *tracer.Record) {
 	if tw == nil || r.TimeWaitEnd != "killed" {
 		a.forgetTimeWait(tw)
 		return
 	}
 	tw.killedAt = r.Time
 	// The kill's record may come after its sign's or before (the tracer
-	// holds a cancel back to tell it from a re-arm): compare times.
+	// holds a cancel back to tell it from a re-arm, twHold): compare
+	// times.
 	if tw.sign != "" && r.Time.Sub(tw.signAt).Abs() <= killWindow {
 		tw.kill = tw.sign
+		r.TimeWaitKill = tw.kill
 		a.forgetTimeWait(tw)
+	}
+}
+
+// twSlabLen: TIME_WAIT index entries allocated at once.
+const twSlabLen = 256
+
+// twOrphanMax: how long after its start a TIME_WAIT whose connection was
+// summarized stays in the index when its end record does not come (lost):
+// TIME_WAIT lasts 60 s (TCP_TIMEWAIT_LEN), plus slack for late records.
+const twOrphanMax = 65 * time.Second
+
+// lateTimeWait sees the records of summarized connections: signs of what
+// kills a TIME_WAIT (a RST to it) and the TIME_WAIT ends.
+func (a *Analyzer) lateTimeWait(r *tracer.Record) {
+	a.timeWaitSign(r)
+	if r.Type != tracer.TypeState || !r.TimeWait || r.State == tracer.StateTimeWait {
+		return
+	}
+	if tw := a.timeWaits[tuple{r.Local, r.Remote}]; tw != nil && tw.orphan {
+		a.timeWaitEnded(tw, r)
+	}
+}
+
+// expireOrphans forgets TIME_WAIT index entries of summarized
+// connections twOrphanMax after their start, and reuses them.
+func (a *Analyzer) expireOrphans(now int64) {
+	for {
+		tw, _, ok := a.orphanQ.Due(now)
+		if !ok {
+			return
+		}
+		a.forgetTimeWait(tw)
+		if len(a.twFree) < maxFree {
+			*tw = timeWait{}
+			a.twFree = append(a.twFree, tw)
+		}
 	}
 }
 
@@ -1273,7 +1332,9 @@ func (a *Analyzer) flushAt(now time.Time) error {
 	}
 	// Gone ids expire by record time: a backlog of records (up to
 	// backlogSlack behind the clock) still finds its ids.
-	a.sweepGone(min(now.UnixNano(), max(a.latest, now.UnixNano()-int64(backlogSlack))))
+	recordNow := min(now.UnixNano(), max(a.latest, now.UnixNano()-int64(backlogSlack)))
+	a.sweepGone(recordNow)
+	a.expireOrphans(recordNow)
 	// Maps keep their peak capacity: give a storm's memory back.
 	a.conns = tracer.ShrinkMap(a.conns, &a.peaks[0])
 	a.ended = tracer.ShrinkMap(a.ended, &a.peaks[1])
@@ -1392,7 +1453,19 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		return err
 	}
 	for i := range c.sockets {
-		a.forgetTimeWait(c.sockets[i].tw)
+		sk := &c.sockets[i]
+		if tw := sk.tw; tw != nil && sk.twActive && !tw.orphan && a.timeWaits[tw.tuple] == tw {
+			// The TIME_WAIT goes on after the summary: its entry stays,
+			// so that its end record can say what killed it.
+			tw.orphan = true
+			start := sk.twStart
+			if start.IsZero() {
+				start = c.last
+			}
+			a.orphanQ.Push(start.Add(twOrphanMax).UnixNano(), tw)
+			continue
+		}
+		a.forgetTimeWait(sk.tw)
 	}
 	var tw int8
 	for i := range c.sockets {

@@ -537,6 +537,64 @@ func TestHandshakeAtOnePoint(t *testing.T) {
 // long, how it ended); one that goes on does not hold the summary back:
 // it says only that TIME_WAIT began (time_wait_side), and the TIME_WAIT's
 // end record later starts no second summary.
+// TestTimeWaitKillAfterSummary: a TIME_WAIT killed after its
+// connection's summary (a new connect() taking the 4-tuple over 2 s
+// later, tcp_tw_reuse) gets its cause on the TIME_WAIT -> CLOSE record;
+// the index entry kept for it goes at that record, and one whose end never
+// comes goes twOrphanMax after its start.
+func TestTimeWaitKillAfterSummary(t *testing.T) {
+	tw := func(at int, old, new tracer.TCPState, end string, dur time.Duration) tracer.Record {
+		r := sockEvent(at, tracer.TypeState, cli, srv, old, new, 9)
+		r.TimeWait, r.TimeWaitEnd, r.TimeWaitDur = true, end, dur
+		return r
+	}
+	closed := []tracer.Record{
+		sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9),
+		sockEvent(100, tracer.TypeState, cli, srv, tracer.StateSynSent, tracer.StateEstablished, 9),
+		sockEvent(200, tracer.TypeState, cli, srv, tracer.StateEstablished, tracer.StateFinWait1, 9),
+		sockEvent(300, tracer.TypeState, cli, srv, tracer.StateFinWait1, tracer.StateFinWait2, 9),
+		tw(399, tracer.StateFinWait2, tracer.StateTimeWait, "", 0),
+		sockEvent(400, tracer.TypeState, cli, srv, tracer.StateFinWait2, tracer.StateClose, 9),
+	}
+	out := &collect{}
+	a := New(out, Config{TimeWaitTracked: true})
+	feed(t, a, closed)
+	if err := a.flushAt(t0.Add(1500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if n := out.count(tracer.TypeConn); n != 1 {
+		t.Fatalf("%d summaries after the quiet second, want 1", n)
+	}
+	reuse := sockEvent(2_000_000, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 10)
+	reuse.Conn = 2
+	feed(t, a, []tracer.Record{reuse, tw(2_000_010, tracer.StateTimeWait, tracer.StateClose, "killed", 2*time.Second)})
+	end := out.recs[len(out.recs)-1]
+	if end.State != tracer.StateClose || !end.TimeWait || end.TimeWaitKill != "tw_reuse" {
+		t.Errorf("TIME_WAIT end record: %s timewait %v kill %q, want CLOSE by tw_reuse", end.State, end.TimeWait, end.TimeWaitKill)
+	}
+	if n := len(a.timeWaits); n != 0 {
+		t.Errorf("%d TIME_WAIT index entries after the end, want 0", n)
+	}
+
+	// The end record lost: the entry goes twOrphanMax after the start.
+	out = &collect{}
+	a = New(out, Config{TimeWaitTracked: true})
+	feed(t, a, closed)
+	if err := a.flushAt(t0.Add(1500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(a.timeWaits); n != 1 {
+		t.Fatalf("%d TIME_WAIT index entries after the summary, want 1 (kept for the end)", n)
+	}
+	a.latest = t0.Add(twOrphanMax + time.Second).UnixNano()
+	if err := a.flushAt(t0.Add(twOrphanMax + time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, free := len(a.timeWaits), len(a.twFree); n != 0 || free != 1 {
+		t.Errorf("%d TIME_WAIT index entries, %d free after twOrphanMax, want 0 and 1", n, free)
+	}
+}
+
 func TestTimeWaitObserved(t *testing.T) {
 	tw := func(at int, old, new tracer.TCPState, end string, dur time.Duration) tracer.Record {
 		r := sockEvent(at, tracer.TypeState, cli, srv, old, new, 9)
