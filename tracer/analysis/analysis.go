@@ -232,10 +232,10 @@ func (t *twState) waiting(tracked bool) bool {
 // kill, within killWindow ("syn", "rst", "tw_reuse").
 type timeWait struct {
 	tuple    tuple
-	sign     string
-	signAt   time.Time
-	killedAt time.Time
-	kill     string
+	signAt   int64 // Unix ns of sign; 0 none
+	killedAt int64 // Unix ns of the kill record; 0 none
+	sign     killSign
+	kill     killSign
 	// orphan: its connection was summarized while the TIME_WAIT went on;
 	// the entry stays in the index (for what kills it) until its end
 	// record or orphanQ, which alone gives it back to twFree.
@@ -569,7 +569,7 @@ func timeWaitOf(tracked bool, sk *twState, sum *result.ConnSummary, until time.T
 	case sk.twEnd != "":
 		sum.TimeWait, sum.TimeWaitEnd = sk.twDur, sk.twEnd
 		if sk.tw != nil {
-			sum.TimeWaitKill = sk.tw.kill
+			sum.TimeWaitKill = sk.tw.kill.String()
 		}
 	case sk.twActive:
 		// Still in TIME_WAIT: at exit (or eviction) the time so far;
@@ -625,16 +625,36 @@ func (a *Analyzer) timeWaitEnded(tw *timeWait, r *tracer.Record) {
 		a.forgetTimeWait(tw)
 		return
 	}
-	tw.killedAt = r.Time
+	tw.killedAt = r.Time.UnixNano()
 	// The kill's record may come after its sign's or before (the tracer
 	// holds a cancel back to tell it from a re-arm, twHold): compare
 	// times.
-	if tw.sign != "" && r.Time.Sub(tw.signAt).Abs() <= killWindow {
+	if tw.sign != noSign && withinKillWindow(tw.killedAt, tw.signAt) {
 		tw.kill = tw.sign
-		r.TimeWaitKill = tw.kill
+		r.TimeWaitKill = tw.kill.String()
 		a.forgetTimeWait(tw)
 	}
 }
+
+// killSign is what may have killed a TIME_WAIT socket early.
+type killSign uint8
+
+// Kill signs; their names are result.ConnSummary.TimeWaitKill's.
+const (
+	noSign killSign = iota
+	signSYN
+	signRST
+	signReuse
+)
+
+var killSignNames = [...]string{noSign: "", signSYN: "syn", signRST: "rst", signReuse: "tw_reuse"}
+
+// String returns the sign's name ("" for none).
+func (k killSign) String() string { return killSignNames[k] }
+
+// withinKillWindow reports whether Unix ns times a and b are at most
+// killWindow apart.
+func withinKillWindow(a, b int64) bool { return max(a-b, b-a) <= int64(killWindow) }
 
 // twSlabLen: TIME_WAIT index entries allocated at once.
 const twSlabLen = 256
@@ -700,20 +720,20 @@ func (a *Analyzer) forgetTimeWait(tw *timeWait) {
 // (tcp_tw_reuse: the new socket's SYN_SENT, its SYN).
 func (a *Analyzer) timeWaitSign(r *tracer.Record) {
 	var tw *timeWait
-	var sign string
+	var sign killSign
 	switch {
 	case r.Type == tracer.TypeState:
 		if r.TimeWait || r.State != tracer.StateSynSent {
 			return
 		}
-		tw, sign = a.timeWaits[tuple{r.Local, r.Remote}], "tw_reuse"
+		tw, sign = a.timeWaits[tuple{r.Local, r.Remote}], signReuse
 	case r.Flags&tracer.FlagRST != 0:
-		tw, sign = a.timeWaits[tuple{r.Dst, r.Src}], "rst"
+		tw, sign = a.timeWaits[tuple{r.Dst, r.Src}], signRST
 	case r.Flags&(tracer.FlagSYN|tracer.FlagACK) == tracer.FlagSYN:
 		if tw = a.timeWaits[tuple{r.Src, r.Dst}]; tw != nil {
-			sign = "tw_reuse" // our own new SYN
+			sign = signReuse // our own new SYN
 		} else {
-			tw, sign = a.timeWaits[tuple{r.Dst, r.Src}], "syn"
+			tw, sign = a.timeWaits[tuple{r.Dst, r.Src}], signSYN
 		}
 	default:
 		return
@@ -721,15 +741,15 @@ func (a *Analyzer) timeWaitSign(r *tracer.Record) {
 	if tw == nil {
 		return
 	}
-	if !tw.killedAt.IsZero() {
+	if tw.killedAt != 0 {
 		// Killed first (connect() kills it, then sends the SYN).
-		if r.Time.Sub(tw.killedAt).Abs() <= killWindow && tw.kill == "" {
+		if withinKillWindow(r.Time.UnixNano(), tw.killedAt) && tw.kill == noSign {
 			tw.kill = sign
 		}
 		a.forgetTimeWait(tw)
 		return
 	}
-	tw.sign, tw.signAt = sign, r.Time
+	tw.sign, tw.signAt = sign, r.Time.UnixNano()
 }
 
 func (a *Analyzer) pass(r *tracer.Record) error {
