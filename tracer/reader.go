@@ -50,10 +50,17 @@ type pump struct {
 }
 
 // Drop mode: while the queue is full the reader waits as long as the ring
-// is less than half full, re-checking every overflowPoll; past that it
-// drops batches to keep the ring drained. The ring's room is used as a
-// buffer first; the kernel never finds it full because output is slow.
+// is less than dropFillEighths/8 full, re-checking every overflowPoll; past
+// that it drops batches to keep the ring drained. The ring's room is used
+// as a buffer first (a consumer short of CPU in a storm catches up once it
+// is over); the kernel never finds it full because output is slow.
 const overflowPoll = time.Millisecond
+
+// dropFillEighths: how full (in eighths) the ring is when the reader starts
+// dropping. The eighth left is the kernel's room while the reader, short of
+// CPU itself, is not scheduled (at 10 us per record, 1 MiB of an 8 MiB ring
+// is about 8,000 records).
+const dropFillEighths = 7
 
 func newPump(r ringReader, q *batchQueue, interval time.Duration) *pump {
 	t := time.NewTimer(time.Hour)
@@ -61,8 +68,10 @@ func newPump(r ringReader, q *batchQueue, interval time.Duration) *pump {
 	return &pump{r: r, q: q, interval: interval, done: make(chan struct{}), exited: make(chan struct{}), wait: t}
 }
 
-// ringFilling reports whether the ring is at least half full.
-func (p *pump) ringFilling() bool { return 2*p.r.AvailableBytes() >= p.r.BufferSize() }
+// ringFilling reports whether the ring is at least dropFillEighths/8 full.
+func (p *pump) ringFilling() bool {
+	return 8*p.r.AvailableBytes() >= dropFillEighths*p.r.BufferSize()
+}
 
 // run reads the ring until the consumer stops it; every interval without
 // records, and on every Flush, it sends the batch so far marked drained
@@ -120,7 +129,7 @@ func (p *pump) run() {
 
 // send hands b to the consumer and returns the next batch to fill, or nil
 // when the consumer has stopped. When the queue is full in drop mode and
-// the ring is half full, b's records are counted as dropped and b is
+// the ring is nearly full (ringFilling), b's records are counted as dropped and b is
 // returned, emptied.
 func (p *pump) send(b *batch) *batch {
 	if p.q.mode == OverflowDrop && !p.stopping.Load() {

@@ -318,8 +318,33 @@ func TestRunErrStop(t *testing.T) {
 	}
 }
 
+// levelRing is a ring reader that only reports a fill level.
+type levelRing struct {
+	ringReader
+	avail, size int
+}
+
+func (l levelRing) AvailableBytes() int { return l.avail }
+func (l levelRing) BufferSize() int     { return l.size }
+
+// TestRingFillingThreshold: drop mode starts dropping only when the ring
+// is 7/8 full: the ring's room is the buffer that lets a consumer short of
+// CPU in a storm catch up afterwards (at half full it lost records the
+// ring could have held).
+func TestRingFillingThreshold(t *testing.T) {
+	for _, c := range []struct {
+		avail int
+		want  bool
+	}{{0, false}, {512 << 10, false}, {800 << 10, false}, {895 << 10, false}, {896 << 10, true}, {1 << 20, true}} {
+		p := &pump{r: levelRing{avail: c.avail, size: 1 << 20}}
+		if got := p.ringFilling(); got != c.want {
+			t.Errorf("ring %d of %d bytes: filling %v, want %v", c.avail, 1<<20, got, c.want)
+		}
+	}
+}
+
 // A consumer that does not keep up: in drop mode the reader waits while
-// the ring is less than half full, then keeps reading it and drops whole
+// the ring is less than 7/8 full, then keeps reading it and drops whole
 // batches, and every dropped record is reported per kind with
 // "where":"queue", so that written + lost = read, per kind. In block mode
 // nothing is dropped (the reader waits).
@@ -334,8 +359,8 @@ func TestRunQueueOverflow(t *testing.T) {
 			sink.before = func(int) { <-release }
 			if mode == OverflowDrop {
 				// The first write waits until the reader has dropped
-				// records: the queue (1 batch) is full and the ring more
-				// than half full.
+				// records: the queue (1 batch) is full and the ring 7/8
+				// full.
 				tr.queue = newBatchQueue(1, mode)
 				go func() {
 					for tr.queue.dropped[tcpscopeEventKindEVENT_PACKET].Load() == 0 {
