@@ -2,6 +2,7 @@ package output
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -246,17 +247,13 @@ func appendJSONSummary(o *jsonObj, s *result.ConnSummary) {
 	if !s.Start.IsZero() && !s.End.IsZero() {
 		o.ms("duration_ms", s.End.Sub(s.Start))
 	}
-	var states []int
-	for st, d := range s.StateTime {
-		if d > 0 {
-			states = append(states, st)
-		}
-	}
-	if len(states) > 0 {
+	if slices.ContainsFunc(s.StateTime[:], func(d time.Duration) bool { return d > 0 }) {
 		o.key("state_ms")
 		sub := jsonObj{b: append(o.b, '{')}
-		for _, st := range states {
-			sub.ms(tracer.TCPState(st).String(), s.StateTime[st])
+		for st, d := range s.StateTime {
+			if d > 0 {
+				sub.ms(tracer.TCPState(st).String(), d)
+			}
 		}
 		o.b = append(sub.b, '}')
 	}

@@ -272,6 +272,21 @@ func TestParseFormat(t *testing.T) {
 	}
 }
 
+// TestAppendNoAllocs: formatting allocates nothing, for any record type
+// (a conn summary with state times included: one per connection in a
+// storm).
+func TestAppendNoAllocs(t *testing.T) {
+	buf := make([]byte, 0, 4096)
+	for _, r := range sampleRecords() {
+		if n := testing.AllocsPerRun(100, func() { buf = AppendJSON(buf[:0], &r) }); n != 0 {
+			t.Errorf("AppendJSON of a %s record: %v allocations", r.Type, n)
+		}
+		if n := testing.AllocsPerRun(100, func() { buf = AppendText(buf[:0], &r) }); n != 0 {
+			t.Errorf("AppendText of a %s record: %v allocations", r.Type, n)
+		}
+	}
+}
+
 func BenchmarkAppendJSONPacket(b *testing.B) {
 	r := sampleRecords()[3]
 	buf := make([]byte, 0, 512)
