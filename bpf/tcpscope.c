@@ -62,6 +62,7 @@ const enum sock_event_flag *unused_sock_event_flag __attribute__((unused));
 const enum tcp_opt_code *unused_tcp_opt_code __attribute__((unused));
 const enum tw_event *unused_tw_event __attribute__((unused));
 const enum owner_flag *unused_owner_flag __attribute__((unused));
+const enum tcp_counters_flag *unused_tcp_counters_flag __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -389,21 +390,23 @@ static __always_inline const struct owner *owner_of(__u64 cookie)
 
 /* new_sock_event reserves a zeroed sock_event with kind, time and cookie
  * set, or returns NULL (and counts a drop) when the ring buffer is full.
- * With an owner it is whole and carries it (SOCK_HAS_OWNER); without, it
- * is cut before owner (SOCK_EVENT_SHORT). *size is what was reserved. */
+ * With an owner it carries it (SOCK_HAS_OWNER) and ends before counters
+ * (SOCK_EVENT_OWNER); without, it is cut before owner (SOCK_EVENT_SHORT).
+ * *size is what was reserved. A record that will carry counters is made
+ * whole by new_close_event instead. */
 static __always_inline struct sock_event *new_sock_event(__u32 kind, __u64 ts, __u64 cookie,
 							 const struct owner *o, __u32 *size)
 {
 	struct sock_event *ev;
 
 	if (o) {
-		ev = reserve(sizeof(*ev), kind);
+		ev = reserve(SOCK_EVENT_OWNER, kind);
 		if (!ev)
 			return NULL;
 		__builtin_memset(ev, 0, SOCK_EVENT_SHORT);
 		ev->owner = *o;
 		ev->flags = SOCK_HAS_OWNER;
-		*size = sizeof(*ev);
+		*size = SOCK_EVENT_OWNER;
 	} else {
 		ev = reserve(SOCK_EVENT_SHORT, kind);
 		if (!ev)
@@ -415,6 +418,60 @@ static __always_inline struct sock_event *new_sock_event(__u32 kind, __u64 ts, _
 	ev->ts_ns = ts;
 	ev->cookie = cookie;
 	return ev;
+}
+
+/* new_close_event is new_sock_event for a state change to CLOSE that
+ * carries the socket's counters: the whole record, a zero owner when
+ * there is none. */
+static __always_inline struct sock_event *new_close_event(__u64 ts, __u64 cookie, const struct owner *o,
+							  __u32 *size)
+{
+	struct sock_event *ev = reserve(sizeof(*ev), EVENT_STATE);
+
+	if (!ev)
+		return NULL;
+	__builtin_memset(ev, 0, SOCK_EVENT_SHORT);
+	if (o) {
+		ev->owner = *o;
+		ev->flags = SOCK_HAS_OWNER;
+	} else {
+		__builtin_memset(&ev->owner, 0, sizeof(ev->owner));
+	}
+	*size = sizeof(*ev);
+	ev->kind = EVENT_STATE;
+	ev->ts_ns = ts;
+	ev->cookie = cookie;
+	return ev;
+}
+
+/* put_counters copies a TCP socket's lifetime counters (tcp_get_info's
+ * sources) into the record. bytes_sent and bytes_retrans are CO-RE
+ * guarded: absent on kernels before 4.19. */
+static __always_inline void put_counters(struct sock_event *ev, const struct tcp_sock *tp)
+{
+	struct tcp_counters *c = &ev->counters;
+
+	c->bytes_acked = tp->bytes_acked;
+	c->bytes_received = tp->bytes_received;
+	c->segs_in = tp->segs_in;
+	c->segs_out = tp->segs_out;
+	c->data_segs_in = tp->data_segs_in;
+	c->data_segs_out = tp->data_segs_out;
+	c->total_retrans = tp->total_retrans;
+	c->flags = 0;
+	if (bpf_core_field_exists(tp->bytes_sent)) {
+		c->bytes_sent = tp->bytes_sent;
+		c->flags |= COUNTERS_HAS_BYTES_SENT;
+	} else {
+		c->bytes_sent = 0;
+	}
+	if (bpf_core_field_exists(tp->bytes_retrans)) {
+		c->bytes_retrans = tp->bytes_retrans;
+		c->flags |= COUNTERS_HAS_BYTES_RETRANS;
+	} else {
+		c->bytes_retrans = 0;
+	}
+	ev->flags |= SOCK_HAS_COUNTERS;
 }
 
 /* inherit_listener_owner gives a child socket the owner of the socket
@@ -502,13 +559,23 @@ static __always_inline void emit_state(const struct sock *sk, const struct sock_
 	struct tcp_sock *tp;
 	__u32 size;
 
-	ev = new_sock_event(EVENT_STATE, ts, cookie, owner_of(cookie), &size);
-	if (!ev)
-		return;
-	/* The connection's last smoothed RTT and cwnd: what the kernel knows
-	 * of the path when the state changes (srtt_us is stored << 3). */
 	tp = bpf_skc_to_tcp_sock((void *)sk);
-	/* No RTT sample yet (SYN_SENT, a child before its first ACK):
+	/* A connection's socket ends at CLOSE (a TIME_WAIT socket that takes
+	 * over counts nothing more): its counters are final there. Only this
+	 * transition makes the record longer. */
+	if (newstate == TCP_CLOSE && tp && oldstate != TCP_LISTEN) {
+		ev = new_close_event(ts, cookie, owner_of(cookie), &size);
+		if (!ev)
+			return;
+		put_counters(ev, tp);
+	} else {
+		ev = new_sock_event(EVENT_STATE, ts, cookie, owner_of(cookie), &size);
+		if (!ev)
+			return;
+	}
+	/* The connection's last smoothed RTT and cwnd: what the kernel knows
+	 * of the path when the state changes (srtt_us is stored << 3).
+	 * No RTT sample yet (SYN_SENT, a child before its first ACK):
 	 * srtt_us is 0 and the flag stays clear, so both are absent. */
 	if (tp && tp->srtt_us && newstate != TCP_LISTEN && oldstate != TCP_LISTEN) {
 		ev->srtt_us = tp->srtt_us >> 3;

@@ -9,8 +9,9 @@
  *
  * Records are cut short when their tail is empty: a packet_event without
  * SACK blocks ends before sack (PACKET_EVENT_SHORT bytes), a sock_event
- * without SOCK_HAS_OWNER before owner (SOCK_EVENT_SHORT bytes); the reader
- * reads the missing tail as zeros. Every ring-buffer byte costs the
+ * without SOCK_HAS_OWNER before owner (SOCK_EVENT_SHORT bytes), and every
+ * sock_event but a state change to CLOSE before counters (SOCK_EVENT_OWNER
+ * bytes); the reader reads the missing tail as zeros. Every ring-buffer byte costs the
  * kernel: at 136 bytes a record touches three cache lines of ring memory
  * that nobody wrote for a whole ring's worth of records.
  */
@@ -80,6 +81,37 @@ enum sock_event_flag {
 	/* srtt_us and snd_cwnd are set: only once the kernel has an RTT
 	 * sample (srtt_us > 0); not on SYN_SENT, nor for listeners. */
 	SOCK_HAS_TCPINFO = 1 << 3,
+	/* counters holds the tcp_sock's counters: EVENT_STATE to TCP_CLOSE
+	 * of a full TCP socket (not a listener) only. */
+	SOCK_HAS_COUNTERS = 1 << 4,
+};
+
+/* tcp_counters_flag is a bit set in tcp_counters.flags: a field the
+ * running kernel has (CO-RE, bpf_core_field_exists). */
+enum tcp_counters_flag {
+	COUNTERS_HAS_BYTES_SENT = 1 << 0,    /* bytes_sent (kernel >= 4.19) */
+	COUNTERS_HAS_BYTES_RETRANS = 1 << 1, /* bytes_retrans (kernel >= 4.19) */
+};
+
+/* tcp_counters are a TCP socket's lifetime counters (struct tcp_sock, as
+ * tcp_info reports them), read when the socket moves to CLOSE: final for
+ * the connection, since a TIME_WAIT socket that follows sends only ACKs it
+ * does not count. bytes_acked and bytes_received count sequence space,
+ * as the kernel advances snd_una and rcv_nxt: the payload plus one for an
+ * acknowledged SYN (bytes_acked) and one for a FIN (acknowledged, or
+ * received). bytes_sent and bytes_retrans are payload only. Segments count
+ * each MSS of a GSO/TSO skb (tcp_skb_pcount). */
+struct tcp_counters {
+	__u64 bytes_acked;    /* sequence space sent and acknowledged by the peer */
+	__u64 bytes_received; /* sequence space received in order (the SYN not counted) */
+	__u64 bytes_sent;     /* payload bytes sent, retransmissions included */
+	__u64 bytes_retrans;  /* payload bytes retransmitted */
+	__u32 segs_in;        /* segments received, pure ACKs included */
+	__u32 segs_out;       /* segments sent, retransmissions included */
+	__u32 data_segs_in;   /* segments received with payload */
+	__u32 data_segs_out;  /* segments sent with payload */
+	__u32 total_retrans;  /* segments retransmitted */
+	__u32 flags;          /* enum tcp_counters_flag */
 };
 
 /* owner_flag is a bit set in owner.flags: a field of the owner that is not
@@ -166,13 +198,21 @@ struct sock_event {
 	__u8 _pad[2];
 	__u32 srtt_us;  /* EVENT_STATE, SOCK_HAS_TCPINFO: smoothed RTT, in us */
 	__u32 snd_cwnd; /* EVENT_STATE, SOCK_HAS_TCPINFO: congestion window, in segments */
-	/* SOCK_HAS_OWNER only. Last: a record without an owner ends here
+	/* SOCK_HAS_OWNER only (zero in a record that carries counters but no
+	 * owner). A record without owner and counters ends here
 	 * (SOCK_EVENT_SHORT). */
 	struct owner owner;
+	/* SOCK_HAS_COUNTERS only: a state change to CLOSE. Last: every other
+	 * record ends before (SOCK_EVENT_OWNER), so the nine other state
+	 * changes of a connection do not pay for it. */
+	struct tcp_counters counters;
 };
 
 /* SOCK_EVENT_SHORT is the size of a sock_event without SOCK_HAS_OWNER. */
 #define SOCK_EVENT_SHORT __builtin_offsetof(struct sock_event, owner)
+/* SOCK_EVENT_OWNER is the size of a sock_event with an owner and without
+ * SOCK_HAS_COUNTERS. */
+#define SOCK_EVENT_OWNER __builtin_offsetof(struct sock_event, counters)
 
 /* listener_key finds the listening socket(s) of a port, so that a child
  * socket created in softirq context inherits the process that listens. */

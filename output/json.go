@@ -263,6 +263,21 @@ func appendJSONSummary(o *jsonObj, s *result.ConnSummary) {
 		o.uint("segs_out", s.SegsOut)
 		o.uint("segs_in", s.SegsIn)
 	}
+	if k := &s.Kernel; s.HasKernel {
+		o.uint("kernel_bytes_out", k.BytesAcked)
+		o.uint("kernel_bytes_in", k.BytesReceived)
+		o.uint("kernel_segs_out", uint64(k.SegsOut))
+		o.uint("kernel_segs_in", uint64(k.SegsIn))
+		o.uint("kernel_data_segs_out", uint64(k.DataSegsOut))
+		o.uint("kernel_data_segs_in", uint64(k.DataSegsIn))
+		o.uint("kernel_retrans_total", uint64(k.TotalRetrans))
+		if k.HasBytesSent {
+			o.uint("kernel_bytes_sent", k.BytesSent)
+		}
+		if k.HasBytesRetrans {
+			o.uint("kernel_bytes_retrans", k.BytesRetrans)
+		}
+	}
 	if s.KernelCounted || s.PacketsSeen {
 		o.key("retransmits")
 		sub := jsonObj{b: append(o.b, '{')}

@@ -208,6 +208,18 @@ func appendTextSummary(dst []byte, s *result.ConnSummary) []byte {
 		dst = append(dst, "B/"...)
 		dst = strconv.AppendUint(dst, s.SegsIn, 10)
 	}
+	// The kernel's own counts at close: acked bytes / segments sent,
+	// received bytes / segments received.
+	if s.HasKernel {
+		dst = append(dst, " kernel out "...)
+		dst = strconv.AppendUint(dst, s.Kernel.BytesAcked, 10)
+		dst = append(dst, "B/"...)
+		dst = strconv.AppendUint(dst, uint64(s.Kernel.SegsOut), 10)
+		dst = append(dst, " in "...)
+		dst = strconv.AppendUint(dst, s.Kernel.BytesReceived, 10)
+		dst = append(dst, "B/"...)
+		dst = strconv.AppendUint(dst, uint64(s.Kernel.SegsIn), 10)
+	}
 	// Retransmissions the capture saw (packets), then the kernel's:
 	// events (skbs), the segments in them (as TcpRetransSegs), bytes.
 	if s.RetransSeen > 0 || s.RetransKernel > 0 {

@@ -173,6 +173,35 @@ func ParseTCMode(s string) (TCMode, error) {
 	return "", &ConfigError{Msg: fmt.Sprintf("bad --tc-mode %s: want auto, tcx or clsact", QuoteArg(s))}
 }
 
+// PacketMode says which packets the kernel reports (--packets). It is a
+// string so that a mode added later (control: handshake, close and
+// suspicious packets reported, the rest counted per connection) is one
+// more value.
+type PacketMode string
+
+// Packet modes.
+const (
+	// PacketsAll reports every TCP packet on the traced interfaces (what
+	// tcpdump shows).
+	PacketsAll PacketMode = "all"
+	// PacketsNone reports no packets: no classifier is attached anywhere
+	// and no interface is needed. Connection summaries keep the kernel's
+	// own byte and segment counters (read at each socket's close).
+	PacketsNone PacketMode = "none"
+)
+
+// PacketModes lists the --packets values, the default first.
+func PacketModes() []string { return []string{string(PacketsAll), string(PacketsNone)} }
+
+// ParsePacketMode parses a --packets value.
+func ParsePacketMode(s string) (PacketMode, error) {
+	switch m := PacketMode(s); m {
+	case PacketsAll, PacketsNone:
+		return m, nil
+	}
+	return "", &ConfigError{Msg: fmt.Sprintf("bad --packets %s: want all or none", QuoteArg(s))}
+}
+
 // CheckInterfaceName rejects what the kernel never accepts as an interface
 // name (dev_valid_name): empty, 16 bytes or longer (IFNAMSIZ with its
 // NUL), "." or "..", or containing '/', ':' or white space. Anything
@@ -239,8 +268,12 @@ type Config struct {
 	// endpoint matches one port (if any) and one host (if any).
 	Ports []uint16
 	Hosts []netip.Prefix
-	// Events selects record types; 0 means all.
+	// Events selects record types; 0 means all (all that Packets gives).
 	Events EventSet
+	// Packets says which packets are reported; "" means PacketsAll.
+	// PacketsNone with packet events selected explicitly (Events neither
+	// 0 nor AllEvents) or with Interfaces is a ConfigError.
+	Packets PacketMode
 	// RingSize is the BPF ring buffer size in bytes: a power of two, at
 	// least one page.
 	RingSize int
@@ -274,6 +307,22 @@ type Config struct {
 func (c *Config) Validate() error {
 	if c.Events == 0 {
 		c.Events = AllEvents
+	}
+	if c.Packets == "" {
+		c.Packets = PacketsAll
+	}
+	if _, err := ParsePacketMode(string(c.Packets)); err != nil {
+		return err
+	}
+	if c.Packets == PacketsNone {
+		switch {
+		case c.Events.Has(TypePacket) && c.Events != AllEvents:
+			return &ConfigError{Msg: "--events packet contradicts --packets none (no packet is captured): drop one of them"}
+		case len(c.Interfaces) > 0:
+			return &ConfigError{Msg: "--interface contradicts --packets none (no packet is captured, no interface is hooked): drop one of them"}
+		}
+		// "all" event types are all that this mode gives.
+		c.Events &^= 1 << TypePacket
 	}
 	if c.RingSize == 0 {
 		c.RingSize = DefaultRingSize

@@ -20,6 +20,9 @@ const (
 	// an owner before Owner. These are the shortest records of each.
 	packetEventShortSize = int(unsafe.Offsetof(tcpscopePacketEvent{}.Sack))
 	sockEventShortSize   = int(unsafe.Offsetof(tcpscopeSockEvent{}.Owner))
+	// sockEventOwnerSize is a socket event with an owner and no counters
+	// (all but the state changes to CLOSE).
+	sockEventOwnerSize = int(unsafe.Offsetof(tcpscopeSockEvent{}.Counters))
 )
 
 // errShortRecord is returned for a ring-buffer record smaller than its kind.
@@ -143,6 +146,23 @@ func (d *decoder) decodeSock(ev *tcpscopeSockEvent, r *Record) {
 	}
 	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_TCPINFO) != 0 {
 		r.HasTCPInfo, r.SRTTMicros, r.Cwnd = true, ev.SrttUs, ev.SndCwnd
+	}
+	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_COUNTERS) != 0 {
+		c := &ev.Counters
+		r.HasCounters = true
+		r.Counters = result.KernelCounters{
+			BytesAcked:      c.BytesAcked,
+			BytesReceived:   c.BytesReceived,
+			BytesSent:       c.BytesSent,
+			BytesRetrans:    c.BytesRetrans,
+			SegsIn:          c.SegsIn,
+			SegsOut:         c.SegsOut,
+			DataSegsIn:      c.DataSegsIn,
+			DataSegsOut:     c.DataSegsOut,
+			TotalRetrans:    c.TotalRetrans,
+			HasBytesSent:    c.Flags&uint32(tcpscopeTcpCountersFlagCOUNTERS_HAS_BYTES_SENT) != 0,
+			HasBytesRetrans: c.Flags&uint32(tcpscopeTcpCountersFlagCOUNTERS_HAS_BYTES_RETRANS) != 0,
+		}
 	}
 	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_OWNER) != 0 {
 		o := &ev.Owner

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 	"unsafe"
+
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 // rawBytes returns the in-memory bytes of a generated event struct, exactly
@@ -135,13 +137,15 @@ func TestDecodeRejectsShortAndUnknown(t *testing.T) {
 // TestABISizes pins the event sizes: a change to bpf/tcpscope.h must be
 // deliberate (the records are an ABI between kernel and Go).
 func TestABISizes(t *testing.T) {
-	if packetEventSize != 128 || sockEventSize != 128 {
-		t.Errorf("packet_event %d bytes, sock_event %d bytes; want 128 and 128", packetEventSize, sockEventSize)
+	if packetEventSize != 128 || sockEventSize != 184 {
+		t.Errorf("packet_event %d bytes, sock_event %d bytes; want 128 and 184", packetEventSize, sockEventSize)
 	}
-	if packetEventShortSize != 96 || sockEventShortSize != 88 {
-		t.Errorf("short packet_event %d bytes, short sock_event %d bytes; want 96 and 88", packetEventShortSize, sockEventShortSize)
+	if packetEventShortSize != 96 || sockEventShortSize != 88 || sockEventOwnerSize != 128 {
+		t.Errorf("short packet_event %d bytes, short sock_event %d and %d bytes; want 96, 88 and 128",
+			packetEventShortSize, sockEventShortSize, sockEventOwnerSize)
 	}
-	if packetEventSize%8 != 0 || sockEventSize%8 != 0 || packetEventShortSize%8 != 0 || sockEventShortSize%8 != 0 {
+	if packetEventSize%8 != 0 || sockEventSize%8 != 0 || packetEventShortSize%8 != 0 || sockEventShortSize%8 != 0 ||
+		sockEventOwnerSize%8 != 0 {
 		t.Error("event sizes must be multiples of 8")
 	}
 }
@@ -157,12 +161,17 @@ func TestDecodeShortRecords(t *testing.T) {
 		TsVal: 6, TsEcr: 7, OptOrder: 0x611, Cookie: 8}
 	state := tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_STATE), Family: afInet, State: 1, OldState: 2,
 		Netns: 9, Cookie: 10, Lport: 11, Rport: 12, Flags: uint8(tcpscopeSockEventFlagSOCK_HAS_STATE)}
+	stateOwner := state
+	stateOwner.Flags |= uint8(tcpscopeSockEventFlagSOCK_HAS_OWNER)
+	stateOwner.Owner = tcpscopeOwner{Pid: 13, Tgid: 14, Comm: [16]int8{'c', 'u', 'r', 'l'}}
 	for name, c := range map[string]struct {
 		raw  []byte
 		size int
 	}{
 		"packet": {rawBytes(&pkt), packetEventShortSize},
 		"state":  {rawBytes(&state), sockEventShortSize},
+		// An owner and no counters: every record but a CLOSE.
+		"state with owner": {rawBytes(&stateOwner), sockEventOwnerSize},
 	} {
 		var whole, short Record
 		if err := d.decode(c.raw, &whole); err != nil {
@@ -258,5 +267,43 @@ func TestDecodeRetransmitSegments(t *testing.T) {
 	}
 	if r.Type != TypeReset || r.Flags != FlagSYN {
 		t.Errorf("sent reset answering a SYN: flags %s", FlagString(r.Flags))
+	}
+}
+
+// TestDecodeCloseCounters: a state change to CLOSE carries the socket's
+// counters in the record's last part; they decode into the Record, and
+// bytes_sent/bytes_retrans only when the kernel had them.
+func TestDecodeCloseCounters(t *testing.T) {
+	ev := tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_STATE), Family: afInet, OldState: 5, State: 7,
+		Flags: uint8(tcpscopeSockEventFlagSOCK_HAS_STATE | tcpscopeSockEventFlagSOCK_HAS_COUNTERS),
+		Counters: tcpscopeTcpCounters{BytesAcked: 1 << 33, BytesReceived: 200, BytesSent: 1<<33 + 10, BytesRetrans: 10,
+			SegsIn: 7, SegsOut: 9, DataSegsIn: 3, DataSegsOut: 5, TotalRetrans: 1,
+			Flags: uint32(tcpscopeTcpCountersFlagCOUNTERS_HAS_BYTES_SENT)}}
+	raw := rawBytes(&ev)
+	if len(raw) != sockEventSize {
+		t.Fatalf("record of %d bytes, want %d", len(raw), sockEventSize)
+	}
+	var r Record
+	if err := testDecoder().decode(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	want := result.KernelCounters{BytesAcked: 1 << 33, BytesReceived: 200, BytesSent: 1<<33 + 10, BytesRetrans: 10,
+		SegsIn: 7, SegsOut: 9, DataSegsIn: 3, DataSegsOut: 5, TotalRetrans: 1, HasBytesSent: true}
+	if !r.HasCounters || r.Counters != want {
+		t.Errorf("counters %v %+v, want %+v", r.HasCounters, r.Counters, want)
+	}
+	if r.Owner.Known {
+		t.Error("a CLOSE record with counters and no owner decodes with an owner")
+	}
+	// The same transition without counters (a record cut before them,
+	// e.g. a listener's close): none, and garbage after the cut is not
+	// read.
+	ev.Flags = uint8(tcpscopeSockEventFlagSOCK_HAS_STATE)
+	buf := append(append([]byte(nil), rawBytes(&ev)[:sockEventShortSize]...), bytes.Repeat([]byte{0xff}, 96)...)
+	if err := testDecoder().decode(buf[:sockEventShortSize:sockEventShortSize], &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.HasCounters || r.Counters != (result.KernelCounters{}) {
+		t.Errorf("short record: counters %v %+v, want none", r.HasCounters, r.Counters)
 	}
 }

@@ -261,6 +261,10 @@ type Record struct {
 	HasTCPInfo bool
 	SRTTMicros uint32
 	Cwnd       uint32
+	// State events to CLOSE of a full socket: the socket's lifetime
+	// counters (HasCounters).
+	HasCounters bool
+	Counters    result.KernelCounters
 
 	// Lost fields.
 	LostCount uint64

@@ -133,15 +133,17 @@ type tcpscopeSockEvent struct {
 	SrttUs   uint32
 	SndCwnd  uint32
 	Owner    tcpscopeOwner
+	Counters tcpscopeTcpCounters
 }
 
 type tcpscopeSockEventFlag uint32
 
 const (
-	tcpscopeSockEventFlagSOCK_HAS_OWNER   tcpscopeSockEventFlag = 1
-	tcpscopeSockEventFlagSOCK_HAS_STATE   tcpscopeSockEventFlag = 2
-	tcpscopeSockEventFlagSOCK_HAS_REASON  tcpscopeSockEventFlag = 4
-	tcpscopeSockEventFlagSOCK_HAS_TCPINFO tcpscopeSockEventFlag = 8
+	tcpscopeSockEventFlagSOCK_HAS_OWNER    tcpscopeSockEventFlag = 1
+	tcpscopeSockEventFlagSOCK_HAS_STATE    tcpscopeSockEventFlag = 2
+	tcpscopeSockEventFlagSOCK_HAS_REASON   tcpscopeSockEventFlag = 4
+	tcpscopeSockEventFlagSOCK_HAS_TCPINFO  tcpscopeSockEventFlag = 8
+	tcpscopeSockEventFlagSOCK_HAS_COUNTERS tcpscopeSockEventFlag = 16
 )
 
 type tcpscopeSynKey struct {
@@ -151,6 +153,27 @@ type tcpscopeSynKey struct {
 	Sport uint16
 	Dport uint16
 }
+
+type tcpscopeTcpCounters struct {
+	_             structs.HostLayout
+	BytesAcked    uint64
+	BytesReceived uint64
+	BytesSent     uint64
+	BytesRetrans  uint64
+	SegsIn        uint32
+	SegsOut       uint32
+	DataSegsIn    uint32
+	DataSegsOut   uint32
+	TotalRetrans  uint32
+	Flags         uint32
+}
+
+type tcpscopeTcpCountersFlag uint32
+
+const (
+	tcpscopeTcpCountersFlagCOUNTERS_HAS_BYTES_SENT    tcpscopeTcpCountersFlag = 1
+	tcpscopeTcpCountersFlagCOUNTERS_HAS_BYTES_RETRANS tcpscopeTcpCountersFlag = 2
+)
 
 type tcpscopeTcpOptCode uint32
 
@@ -188,48 +211,49 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpscopeMapDrops               = "drops"
-	tcpscopeMapEarlyChildren       = "early_children"
-	tcpscopeMapEvents              = "events"
-	tcpscopeMapHostsFilter         = "hosts_filter"
-	tcpscopeMapIfaces              = "ifaces"
-	tcpscopeMapListeners           = "listeners"
-	tcpscopeMapLoSynCookies        = "lo_syn_cookies"
-	tcpscopeMapOwners              = "owners"
-	tcpscopeMapPacketScratch       = "packet_scratch"
-	tcpscopeMapPortsFilter         = "ports_filter"
-	tcpscopeProgOnDestroySock      = "on_destroy_sock"
-	tcpscopeProgOnReceiveReset     = "on_receive_reset"
-	tcpscopeProgOnRecvLength       = "on_recv_length"
-	tcpscopeProgOnRetransmit       = "on_retransmit"
-	tcpscopeProgOnSendLength       = "on_send_length"
-	tcpscopeProgOnSendReset        = "on_send_reset"
-	tcpscopeProgOnSetState         = "on_set_state"
-	tcpscopeProgOnTimerCancel      = "on_timer_cancel"
-	tcpscopeProgOnTimerExpire      = "on_timer_expire"
-	tcpscopeProgOnTimerStart       = "on_timer_start"
-	tcpscopeProgTcEgress           = "tc_egress"
-	tcpscopeProgTcIngress          = "tc_ingress"
-	tcpscopeProgTcLoEgress         = "tc_lo_egress"
-	tcpscopeVarEarlyChildrenSeen   = "early_children_seen"
-	tcpscopeVarEmitMask            = "emit_mask"
-	tcpscopeVarFilterHosts         = "filter_hosts"
-	tcpscopeVarFilterNetns         = "filter_netns"
-	tcpscopeVarFilterPorts         = "filter_ports"
-	tcpscopeVarRetransmitHasErr    = "retransmit_has_err"
-	tcpscopeVarSendResetHasReason  = "send_reset_has_reason"
-	tcpscopeVarTwTimerFn           = "tw_timer_fn"
-	tcpscopeVarUnusedEventKind     = "unused_event_kind"
-	tcpscopeVarUnusedOwnerFlag     = "unused_owner_flag"
-	tcpscopeVarUnusedPacketDir     = "unused_packet_dir"
-	tcpscopeVarUnusedPacketEvent   = "unused_packet_event"
-	tcpscopeVarUnusedResetDir      = "unused_reset_dir"
-	tcpscopeVarUnusedSockEvent     = "unused_sock_event"
-	tcpscopeVarUnusedSockEventFlag = "unused_sock_event_flag"
-	tcpscopeVarUnusedTcpOptCode    = "unused_tcp_opt_code"
-	tcpscopeVarUnusedTcpOptionBit  = "unused_tcp_option_bit"
-	tcpscopeVarUnusedTwEvent       = "unused_tw_event"
-	tcpscopeVarWakeupBytes         = "wakeup_bytes"
+	tcpscopeMapDrops                 = "drops"
+	tcpscopeMapEarlyChildren         = "early_children"
+	tcpscopeMapEvents                = "events"
+	tcpscopeMapHostsFilter           = "hosts_filter"
+	tcpscopeMapIfaces                = "ifaces"
+	tcpscopeMapListeners             = "listeners"
+	tcpscopeMapLoSynCookies          = "lo_syn_cookies"
+	tcpscopeMapOwners                = "owners"
+	tcpscopeMapPacketScratch         = "packet_scratch"
+	tcpscopeMapPortsFilter           = "ports_filter"
+	tcpscopeProgOnDestroySock        = "on_destroy_sock"
+	tcpscopeProgOnReceiveReset       = "on_receive_reset"
+	tcpscopeProgOnRecvLength         = "on_recv_length"
+	tcpscopeProgOnRetransmit         = "on_retransmit"
+	tcpscopeProgOnSendLength         = "on_send_length"
+	tcpscopeProgOnSendReset          = "on_send_reset"
+	tcpscopeProgOnSetState           = "on_set_state"
+	tcpscopeProgOnTimerCancel        = "on_timer_cancel"
+	tcpscopeProgOnTimerExpire        = "on_timer_expire"
+	tcpscopeProgOnTimerStart         = "on_timer_start"
+	tcpscopeProgTcEgress             = "tc_egress"
+	tcpscopeProgTcIngress            = "tc_ingress"
+	tcpscopeProgTcLoEgress           = "tc_lo_egress"
+	tcpscopeVarEarlyChildrenSeen     = "early_children_seen"
+	tcpscopeVarEmitMask              = "emit_mask"
+	tcpscopeVarFilterHosts           = "filter_hosts"
+	tcpscopeVarFilterNetns           = "filter_netns"
+	tcpscopeVarFilterPorts           = "filter_ports"
+	tcpscopeVarRetransmitHasErr      = "retransmit_has_err"
+	tcpscopeVarSendResetHasReason    = "send_reset_has_reason"
+	tcpscopeVarTwTimerFn             = "tw_timer_fn"
+	tcpscopeVarUnusedEventKind       = "unused_event_kind"
+	tcpscopeVarUnusedOwnerFlag       = "unused_owner_flag"
+	tcpscopeVarUnusedPacketDir       = "unused_packet_dir"
+	tcpscopeVarUnusedPacketEvent     = "unused_packet_event"
+	tcpscopeVarUnusedResetDir        = "unused_reset_dir"
+	tcpscopeVarUnusedSockEvent       = "unused_sock_event"
+	tcpscopeVarUnusedSockEventFlag   = "unused_sock_event_flag"
+	tcpscopeVarUnusedTcpCountersFlag = "unused_tcp_counters_flag"
+	tcpscopeVarUnusedTcpOptCode      = "unused_tcp_opt_code"
+	tcpscopeVarUnusedTcpOptionBit    = "unused_tcp_option_bit"
+	tcpscopeVarUnusedTwEvent         = "unused_tw_event"
+	tcpscopeVarWakeupBytes           = "wakeup_bytes"
 )
 
 // loadTcpscope returns the embedded CollectionSpec for tcpscope.
@@ -309,25 +333,26 @@ type tcpscopeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpscopeVariableSpecs struct {
-	EarlyChildrenSeen   *ebpf.VariableSpec `ebpf:"early_children_seen"`
-	EmitMask            *ebpf.VariableSpec `ebpf:"emit_mask"`
-	FilterHosts         *ebpf.VariableSpec `ebpf:"filter_hosts"`
-	FilterNetns         *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterPorts         *ebpf.VariableSpec `ebpf:"filter_ports"`
-	RetransmitHasErr    *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
-	SendResetHasReason  *ebpf.VariableSpec `ebpf:"send_reset_has_reason"`
-	TwTimerFn           *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
-	UnusedEventKind     *ebpf.VariableSpec `ebpf:"unused_event_kind"`
-	UnusedOwnerFlag     *ebpf.VariableSpec `ebpf:"unused_owner_flag"`
-	UnusedPacketDir     *ebpf.VariableSpec `ebpf:"unused_packet_dir"`
-	UnusedPacketEvent   *ebpf.VariableSpec `ebpf:"unused_packet_event"`
-	UnusedResetDir      *ebpf.VariableSpec `ebpf:"unused_reset_dir"`
-	UnusedSockEvent     *ebpf.VariableSpec `ebpf:"unused_sock_event"`
-	UnusedSockEventFlag *ebpf.VariableSpec `ebpf:"unused_sock_event_flag"`
-	UnusedTcpOptCode    *ebpf.VariableSpec `ebpf:"unused_tcp_opt_code"`
-	UnusedTcpOptionBit  *ebpf.VariableSpec `ebpf:"unused_tcp_option_bit"`
-	UnusedTwEvent       *ebpf.VariableSpec `ebpf:"unused_tw_event"`
-	WakeupBytes         *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	EarlyChildrenSeen     *ebpf.VariableSpec `ebpf:"early_children_seen"`
+	EmitMask              *ebpf.VariableSpec `ebpf:"emit_mask"`
+	FilterHosts           *ebpf.VariableSpec `ebpf:"filter_hosts"`
+	FilterNetns           *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterPorts           *ebpf.VariableSpec `ebpf:"filter_ports"`
+	RetransmitHasErr      *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
+	SendResetHasReason    *ebpf.VariableSpec `ebpf:"send_reset_has_reason"`
+	TwTimerFn             *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
+	UnusedEventKind       *ebpf.VariableSpec `ebpf:"unused_event_kind"`
+	UnusedOwnerFlag       *ebpf.VariableSpec `ebpf:"unused_owner_flag"`
+	UnusedPacketDir       *ebpf.VariableSpec `ebpf:"unused_packet_dir"`
+	UnusedPacketEvent     *ebpf.VariableSpec `ebpf:"unused_packet_event"`
+	UnusedResetDir        *ebpf.VariableSpec `ebpf:"unused_reset_dir"`
+	UnusedSockEvent       *ebpf.VariableSpec `ebpf:"unused_sock_event"`
+	UnusedSockEventFlag   *ebpf.VariableSpec `ebpf:"unused_sock_event_flag"`
+	UnusedTcpCountersFlag *ebpf.VariableSpec `ebpf:"unused_tcp_counters_flag"`
+	UnusedTcpOptCode      *ebpf.VariableSpec `ebpf:"unused_tcp_opt_code"`
+	UnusedTcpOptionBit    *ebpf.VariableSpec `ebpf:"unused_tcp_option_bit"`
+	UnusedTwEvent         *ebpf.VariableSpec `ebpf:"unused_tw_event"`
+	WakeupBytes           *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // tcpscopeObjects contains all objects after they have been loaded into the kernel.
@@ -381,25 +406,26 @@ func (m *tcpscopeMaps) Close() error {
 //
 // It can be passed to loadTcpscopeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpscopeVariables struct {
-	EarlyChildrenSeen   *ebpf.Variable `ebpf:"early_children_seen"`
-	EmitMask            *ebpf.Variable `ebpf:"emit_mask"`
-	FilterHosts         *ebpf.Variable `ebpf:"filter_hosts"`
-	FilterNetns         *ebpf.Variable `ebpf:"filter_netns"`
-	FilterPorts         *ebpf.Variable `ebpf:"filter_ports"`
-	RetransmitHasErr    *ebpf.Variable `ebpf:"retransmit_has_err"`
-	SendResetHasReason  *ebpf.Variable `ebpf:"send_reset_has_reason"`
-	TwTimerFn           *ebpf.Variable `ebpf:"tw_timer_fn"`
-	UnusedEventKind     *ebpf.Variable `ebpf:"unused_event_kind"`
-	UnusedOwnerFlag     *ebpf.Variable `ebpf:"unused_owner_flag"`
-	UnusedPacketDir     *ebpf.Variable `ebpf:"unused_packet_dir"`
-	UnusedPacketEvent   *ebpf.Variable `ebpf:"unused_packet_event"`
-	UnusedResetDir      *ebpf.Variable `ebpf:"unused_reset_dir"`
-	UnusedSockEvent     *ebpf.Variable `ebpf:"unused_sock_event"`
-	UnusedSockEventFlag *ebpf.Variable `ebpf:"unused_sock_event_flag"`
-	UnusedTcpOptCode    *ebpf.Variable `ebpf:"unused_tcp_opt_code"`
-	UnusedTcpOptionBit  *ebpf.Variable `ebpf:"unused_tcp_option_bit"`
-	UnusedTwEvent       *ebpf.Variable `ebpf:"unused_tw_event"`
-	WakeupBytes         *ebpf.Variable `ebpf:"wakeup_bytes"`
+	EarlyChildrenSeen     *ebpf.Variable `ebpf:"early_children_seen"`
+	EmitMask              *ebpf.Variable `ebpf:"emit_mask"`
+	FilterHosts           *ebpf.Variable `ebpf:"filter_hosts"`
+	FilterNetns           *ebpf.Variable `ebpf:"filter_netns"`
+	FilterPorts           *ebpf.Variable `ebpf:"filter_ports"`
+	RetransmitHasErr      *ebpf.Variable `ebpf:"retransmit_has_err"`
+	SendResetHasReason    *ebpf.Variable `ebpf:"send_reset_has_reason"`
+	TwTimerFn             *ebpf.Variable `ebpf:"tw_timer_fn"`
+	UnusedEventKind       *ebpf.Variable `ebpf:"unused_event_kind"`
+	UnusedOwnerFlag       *ebpf.Variable `ebpf:"unused_owner_flag"`
+	UnusedPacketDir       *ebpf.Variable `ebpf:"unused_packet_dir"`
+	UnusedPacketEvent     *ebpf.Variable `ebpf:"unused_packet_event"`
+	UnusedResetDir        *ebpf.Variable `ebpf:"unused_reset_dir"`
+	UnusedSockEvent       *ebpf.Variable `ebpf:"unused_sock_event"`
+	UnusedSockEventFlag   *ebpf.Variable `ebpf:"unused_sock_event_flag"`
+	UnusedTcpCountersFlag *ebpf.Variable `ebpf:"unused_tcp_counters_flag"`
+	UnusedTcpOptCode      *ebpf.Variable `ebpf:"unused_tcp_opt_code"`
+	UnusedTcpOptionBit    *ebpf.Variable `ebpf:"unused_tcp_option_bit"`
+	UnusedTwEvent         *ebpf.Variable `ebpf:"unused_tw_event"`
+	WakeupBytes           *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // tcpscopePrograms contains all programs after they have been loaded into the kernel.

@@ -29,6 +29,7 @@ func registerCompletions(trace *cobra.Command) {
 	for flag, fn := range map[string]cobra.CompletionFunc{
 		"output":      fixed("json", "text"),
 		"tc-mode":     fixed(string(tracer.TCAuto), string(tracer.TCX), string(tracer.TCClsact)),
+		"packets":     fixed(tracer.PacketModes()...),
 		"analysis":    fixed("on", "off"),
 		"events":      completeList(append(tracer.EventNames(), "all")...),
 		"on-overflow": fixed(string(tracer.OverflowDrop), string(tracer.OverflowBlock)),

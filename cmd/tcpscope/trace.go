@@ -33,6 +33,7 @@ type traceOptions struct {
 	hosts         []string
 	netns         string
 	events        []string
+	packets       string
 	ringSize      string
 	flushInterval time.Duration
 	maxConns      int
@@ -82,6 +83,8 @@ func newTraceCmdWith(a *app, opts *traceOptions) *cobra.Command {
 	netns.once = netnsOnce
 	f.Var(netns, "netns", "only this network namespace (name, path or inode; once); interfaces are taken from it")
 	f.Var(newListValue(&opts.events, true, tracer.EventNames()...), "events", "event types to trace: "+strings.Join(tracer.EventNames(), ", ")+", all")
+	f.Var(newStringValue(&opts.packets, string(tracer.PacketsAll), tracer.PacketModes()...), "packets",
+		"which packets to report: all (every TCP packet on the interfaces), or none (socket events only: no interface is hooked; summaries keep the kernel's byte and segment counts)")
 	f.Var(newStringValue(&opts.ringSize, "8M"), "ring-size", "BPF ring buffer size (power of two; K, M, G suffixes)")
 	f.DurationVar(&opts.flushInterval, "flush-interval", tracer.DefaultFlushInterval, "how often queued events are read and output is flushed (1ms to 10s)")
 	f.IntVar(&opts.maxConns, "max-conns", tracer.DefaultMaxConns, "connections tracked for conn ids and analyzed; beyond it the least recently seen are forgotten (summarized with evicted: true)")
@@ -143,6 +146,21 @@ func (o *traceOptions) buildConfig(flags *pflag.FlagSet, logger *slog.Logger) (t
 		return cfg, err
 	}
 	cfg.Events = events
+	if cfg.Packets, err = tracer.ParsePacketMode(o.packets); err != nil {
+		return cfg, err
+	}
+	// "--events all" (and the default) means every event type of the
+	// packet mode; a packet event named explicitly with --packets none is
+	// a contradiction.
+	if cfg.Packets == tracer.PacketsNone && flags.Changed("events") {
+		for _, item := range o.events {
+			for _, name := range strings.Split(item, ",") {
+				if s, err := tracer.ParseEvents([]string{name}); err == nil && s == 1<<tracer.TypePacket {
+					return cfg, &tracer.ConfigError{Msg: "--events packet contradicts --packets none (no packet is captured): drop one of them"}
+				}
+			}
+		}
+	}
 	size, err := tracer.ParseSize(o.ringSize)
 	if err != nil {
 		return cfg, usageError{fmt.Errorf("bad --ring-size %s: want a power of two such as 8M, at most 1G", tracer.QuoteArg(o.ringSize))}

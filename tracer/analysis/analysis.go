@@ -208,6 +208,9 @@ type socket struct {
 	gotReset  bool
 	srtt      time.Duration
 	cwnd      uint32
+	// counters: the socket's kernel counters at CLOSE (hasCounters).
+	hasCounters bool
+	counters    result.KernelCounters
 	twState
 }
 
@@ -1008,6 +1011,9 @@ func (c *conn) stateEvent(r *tracer.Record) {
 	if r.HasTCPInfo && r.SRTTMicros > 0 {
 		sk.srtt, sk.cwnd = time.Duration(r.SRTTMicros)*time.Microsecond, r.Cwnd
 	}
+	if r.HasCounters {
+		sk.hasCounters, sk.counters = true, r.Counters
+	}
 	if r.State == tracer.StateClose {
 		sk.closed = true
 		// From FIN_WAIT2 or CLOSING a TIME_WAIT socket takes over,
@@ -1601,6 +1607,7 @@ func (a *Analyzer) fill(c *conn, sum *result.ConnSummary) uint32 {
 		sum.Owner, netns = sk.owner, sk.netns
 		sum.StateTime = sk.stateTime
 		sum.SRTT, sum.Cwnd = sk.srtt, sk.cwnd
+		sum.Kernel, sum.HasKernel = sk.counters, sk.hasCounters
 		if !sk.closed && !sk.since.IsZero() && int(sk.state) < len(sum.StateTime) {
 			sum.StateTime[sk.state] += sum.End.Sub(sk.since)
 		}

@@ -147,4 +147,30 @@ type ConnSummary struct {
 	PacketsSeen   bool // packets were captured: bytes, segments, capture-seen retransmits, zero windows
 	KernelCounted bool // tcp_retransmit_skb was traced for a local socket: RetransKernel
 	ResetsCounted bool // reset events were traced for a local socket: ResetsSent, ResetsRecv
+	// Kernel: the local end's socket counters at its close, in every
+	// --packets mode; valid only with HasKernel (the state change to
+	// CLOSE of a full socket was traced).
+	Kernel    KernelCounters
+	HasKernel bool
+}
+
+// KernelCounters are a TCP socket's lifetime counters as the kernel kept
+// them (struct tcp_sock, what tcp_info reports), read when the socket
+// moved to CLOSE. BytesAcked and BytesReceived count sequence space as
+// the kernel does: the payload plus one for an acknowledged SYN
+// (BytesAcked) and one for a FIN (acknowledged, or received). BytesSent
+// and BytesRetrans are payload only. Segments count each MSS of a GSO/TSO
+// skb.
+type KernelCounters struct {
+	BytesAcked    uint64 // sent and acknowledged by the peer
+	BytesReceived uint64 // received in sequence
+	BytesSent     uint64 // bytes sent, retransmissions included; with HasBytesSent
+	BytesRetrans  uint64 // bytes retransmitted; with HasBytesRetrans
+	SegsIn        uint32 // segments received, pure ACKs included
+	SegsOut       uint32 // segments sent, retransmissions included
+	DataSegsIn    uint32 // segments received with payload
+	DataSegsOut   uint32 // segments sent with payload
+	TotalRetrans  uint32 // segments retransmitted
+	// The kernel has bytes_sent / bytes_retrans (4.19 and later).
+	HasBytesSent, HasBytesRetrans bool
 }

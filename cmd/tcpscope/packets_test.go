@@ -1,0 +1,81 @@
+//go:build linux
+
+package main
+
+import (
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+// TestPacketsBadInput: a bad --packets value, and --packets none with what
+// contradicts it (a packet event named in --events, an interface), fail
+// before anything is loaded with exit status 2 and a message that says
+// what is wrong.
+func TestPacketsBadInput(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"unknown mode":           {[]string{"--packets", "some"}, "want all or none"},
+		"empty mode":             {[]string{"--packets", ""}, "empty value"},
+		"events packet":          {[]string{"--packets", "none", "--events", "packet"}, "contradicts --packets none"},
+		"events packets in list": {[]string{"--packets", "none", "--events", "state,packets"}, "contradicts --packets none"},
+		"every event by name":    {[]string{"--packets", "none", "--events", "packet,state,retransmit,reset"}, "contradicts --packets none"},
+		"interface":              {[]string{"--packets", "none", "-i", "lo"}, "--interface contradicts --packets none"},
+	} {
+		_, _, err := execute(tc.args...)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if code := exitCode(err); code != exitUsage {
+			t.Errorf("%s: exit status %d, want %d (err: %v)", name, code, exitUsage, err)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: message %q, want it to say %q", name, err, tc.want)
+		}
+		cleanMessage(t, name, err.Error())
+	}
+}
+
+// TestPacketsConfig: --packets reaches the tracer's configuration; with
+// none, the default and "all" event selections mean every event type but
+// packets.
+func TestPacketsConfig(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args       []string
+		mode       tracer.PacketMode
+		wantPacket bool
+	}{
+		"default":           {nil, tracer.PacketsAll, true},
+		"all":               {[]string{"--packets", "all"}, tracer.PacketsAll, true},
+		"none":              {[]string{"--packets", "none"}, tracer.PacketsNone, false},
+		"none events all":   {[]string{"--packets", "none", "--events", "all"}, tracer.PacketsNone, false},
+		"none events state": {[]string{"--packets", "none", "--events", "state"}, tracer.PacketsNone, false},
+	} {
+		opts := &traceOptions{}
+		cmd := newTraceCmdWith(nil, opts)
+		if err := cmd.Flags().Parse(tc.args); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cfg, err := opts.buildConfig(cmd.Flags(), slog.Default())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if cfg.Packets != tc.mode || cfg.Events.Has(tracer.TypePacket) != tc.wantPacket || !cfg.Events.Has(tracer.TypeState) {
+			t.Errorf("%s: packets %q events %s, want %q with packet events %v and state events", name, cfg.Packets, cfg.Events, tc.mode, tc.wantPacket)
+		}
+	}
+}
+
+// TestPacketsCompletion: --packets completes its values.
+func TestPacketsCompletion(t *testing.T) {
+	got := complete(t, "--packets", "")
+	if !slices.Equal(got, []string{"all", "none"}) {
+		t.Errorf("completion %q, want all and none", got)
+	}
+}
