@@ -11,6 +11,8 @@ BIN     := bin/tcpscope
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 ARGS    ?=
+# Configurations `make bench` measures beside no tracer (test/bench -only).
+BENCH_ONLY ?= default,summary-only,tcpstates,tcpdump
 # Extra flags for the storm and bulk benchmarks (test/bench -help).
 BENCH_ARGS ?=
 
@@ -53,7 +55,8 @@ test-kernels: deps-vm ## kernel matrix (root): the portable suite on this host a
 check-kernels-doc: ## after test-kernels: fail if docs/kernels.md differs from the committed one (beyond exact releases) or the README lacks a series
 	test/vm/check-kernels-doc.sh
 
-bench: bench-go bench-storm bench-bulk ## all benchmarks: Go pipeline, then storm and bulk against tcpdump and tcpstates (root; about 15-20 min)
+bench: build ## everything in one run of at most 15 min (root): Go pipeline benchmarks, then storm (5 rounds x 100k connections) and bulk (5 rounds x 5 s) for no tracer, $(BENCH_ONLY); bin/bench.md and .json
+	$(GO) run ./test/bench -mode all -go-bench -time-limit 15m -only $(BENCH_ONLY) -tcpscope $(BIN) -md bin/bench.md -json bin/bench.json $(BENCH_ARGS)
 
 bench-go: ## decoder, correlator, analyzer and formatter benchmarks (no root)
 	$(GO) test -run '^$$' -bench . -benchmem ./tracer/... ./output/...

@@ -172,6 +172,8 @@ type options struct {
 	port          int
 	portRange     string
 	prefix        string
+	goBench       bool
+	timeLimit     time.Duration
 	argv          []string
 }
 
@@ -179,7 +181,9 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	o := &options{argv: append([]string{"go run ./test/bench"}, args...)}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.mode, "mode", "storm", "storm (short connections) or bulk (one connection)")
+	fs.StringVar(&o.mode, "mode", "storm", "storm (short connections), bulk (one connection) or all (storm, then bulk, one report)")
+	fs.BoolVar(&o.goBench, "go-bench", false, "also run the Go pipeline benchmarks (go test -bench, records/s per core and allocations per record) and report them")
+	fs.DurationVar(&o.timeLimit, "time-limit", 0, "stop after this long (0: no limit) and report the rounds done; the exit status is then 1")
 	fs.IntVar(&o.rounds, "rounds", 5, "rounds; each measures every configuration once, in rotated order")
 	fs.Int64Var(&o.conns, "n", 100000, "storm: connections per storm")
 	fs.IntVar(&o.workers, "workers", 4, "storm: concurrent connections (load generator goroutines)")
@@ -205,8 +209,10 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	switch {
-	case o.mode != "storm" && o.mode != "bulk":
-		return nil, fmt.Errorf("bad -mode %q: want storm or bulk", o.mode)
+	case o.mode != "storm" && o.mode != "bulk" && o.mode != "all":
+		return nil, fmt.Errorf("bad -mode %q: want storm, bulk or all", o.mode)
+	case o.timeLimit < 0:
+		return nil, fmt.Errorf("bad -time-limit %s: want 0 or more", o.timeLimit)
 	case o.rounds < 1 || o.rounds > 100:
 		return nil, fmt.Errorf("bad -rounds %d: want 1 to 100", o.rounds)
 	case o.conns < 1:
@@ -316,10 +322,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench: must run as root (network namespaces, BPF, tcpdump)")
 		return 2
 	}
-	b := &bench{opts: o, configs: configs}
-	rep, err := b.run(ctx)
-	if rep != nil {
-		if werr := rep.write(stdout, o); werr != nil {
+	parent := ctx
+	if o.timeLimit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeLimit)
+		defer cancel()
+	}
+	modes := []string{o.mode}
+	if o.mode == "all" {
+		modes = []string{"storm", "bulk"}
+	}
+	var reps []*report
+	if o.goBench {
+		var gb *goBenchReport
+		gb, err = runGoBench(ctx)
+		if gb != nil {
+			reps = append(reps, &report{GoBench: gb})
+		}
+	}
+	for _, mode := range modes {
+		if err != nil {
+			break
+		}
+		mo := *o
+		mo.mode = mode
+		b := &bench{opts: &mo, configs: configs}
+		var rep *report
+		rep, err = b.run(ctx)
+		if rep != nil {
+			reps = append(reps, rep)
+		}
+	}
+	if len(reps) > 0 {
+		if werr := writeReports(stdout, o, reps); werr != nil {
 			fmt.Fprintf(stderr, "bench: %v\n", werr)
 			if err == nil {
 				err = werr
@@ -327,8 +362,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
+		if parent.Err() == nil && ctx.Err() != nil {
+			err = fmt.Errorf("stopped at -time-limit %s (the report has the rounds done): %w", o.timeLimit, err)
+		}
 		fmt.Fprintf(stderr, "bench: %v\n", err)
-		if ctx.Err() != nil {
+		if parent.Err() != nil {
 			return 130
 		}
 		return 1

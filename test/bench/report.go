@@ -20,6 +20,8 @@ type report struct {
 	Meta    meta      `json:"meta"`
 	Configs []config  `json:"configs"`
 	Results []*Result `json:"results"`
+	// GoBench, in a report of its own, holds the Go pipeline benchmarks.
+	GoBench *goBenchReport `json:"go_bench,omitempty"`
 }
 
 // meta describes the run.
@@ -438,21 +440,38 @@ func (r *report) markdown() string {
 }
 
 // write prints the markdown and writes the files asked for.
-func (r *report) write(stdout io.Writer, o *options) error {
-	md := r.markdown()
-	if _, err := io.WriteString(stdout, md); err != nil {
+// writeReports writes the reports (the Go benchmarks, then one per mode)
+// as one markdown document to stdout and -md, and as JSON to -json: one
+// object for one report, an array for more.
+func writeReports(stdout io.Writer, o *options, reps []*report) error {
+	var md strings.Builder
+	for i, r := range reps {
+		if i > 0 {
+			md.WriteString("\n")
+		}
+		if r.GoBench != nil {
+			md.WriteString(r.GoBench.markdown())
+		} else {
+			md.WriteString(r.markdown())
+		}
+	}
+	if _, err := io.WriteString(stdout, md.String()); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	if o.mdPath != "" {
-		if err := os.WriteFile(o.mdPath, []byte(md), 0o644); err != nil {
+		if err := os.WriteFile(o.mdPath, []byte(md.String()), 0o644); err != nil {
 			return fmt.Errorf("write -md file: %w", err)
 		}
 	}
 	if o.jsonPath != "" {
+		var v any = reps
+		if len(reps) == 1 {
+			v = reps[0]
+		}
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		if err := enc.Encode(v); err != nil {
 			return fmt.Errorf("encode results: %w", err)
 		}
 		if err := os.WriteFile(o.jsonPath, buf.Bytes(), 0o644); err != nil {
