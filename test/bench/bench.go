@@ -559,6 +559,13 @@ func tracesPackets(flags []string) bool {
 		if ok {
 			packets = slices.Contains(strings.Split(v, ","), "packet")
 		}
+		m, ok := strings.CutPrefix(f, "--packets=")
+		if !ok && f == "--packets" && i+1 < len(flags) {
+			m, ok = flags[i+1], true
+		}
+		if ok && m == "none" {
+			packets = false
+		}
 	}
 	return packets
 }

@@ -58,7 +58,7 @@ func TestSelectedConfigsAndRotate(t *testing.T) {
 	for _, c := range all {
 		names = append(names, c.Name)
 	}
-	if got := strings.Join(names, " "); got != "none default analysis-off sockets-only summary-only tcpstates tcpdump" {
+	if got := strings.Join(names, " "); got != "none default analysis-off sockets-only summary-only packets-none tcpstates tcpdump" {
 		t.Errorf("default configurations: %s", got)
 	}
 	o.only = "tcpdump,default"
@@ -99,6 +99,9 @@ func TestTracesPackets(t *testing.T) {
 		{[]string{"--events", "state,retransmit,reset"}, false},
 		{[]string{"--events=state,packet"}, true},
 		{[]string{"--events", "packet", "--events=state"}, false},
+		{[]string{"--packets", "none"}, false},
+		{[]string{"--packets=none"}, false},
+		{[]string{"--packets", "all"}, true},
 	} {
 		if got := tracesPackets(tc.flags); got != tc.want {
 			t.Errorf("tracesPackets(%q) = %v", tc.flags, got)
