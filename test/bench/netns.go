@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 
 	"github.com/tcpscope/tcpscope/test/harness"
@@ -51,6 +52,13 @@ func setupNet(ctx context.Context, prefix, portRange string) (n *benchNet, err e
 	for _, name := range names {
 		old := &harness.Namespace{Name: name, Path: harness.NetnsDir + "/" + name}
 		if _, err := os.Stat(old.Path); err == nil {
+			// Processes inside: another run with this prefix is going
+			// on (deleting its namespaces would break it), or a killed
+			// run left them (they would disturb the measurement).
+			if pids := netnsPids(ctx, name); pids != "" {
+				return nil, fmt.Errorf("namespace %s is in use by pids %s: another bench with this prefix? Set %s to run beside it, or stop those processes",
+					name, pids, prefixEnv)
+			}
 			logf("deleting namespace %s left by an earlier run", name)
 			if err := old.Delete(); err != nil {
 				return nil, err
@@ -131,4 +139,14 @@ func (n *benchNet) killSockets(ctx context.Context) (int, error) {
 		}
 	}
 	return left, nil
+}
+
+// netnsPids lists the processes inside named namespace name (`ip netns
+// pids`), space-separated; "" when none or when it cannot tell.
+func netnsPids(ctx context.Context, name string) string {
+	out, err := exec.CommandContext(ctx, "ip", "netns", "pids", name).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(string(out)), " ")
 }
