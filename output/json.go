@@ -97,6 +97,9 @@ func appendJSONAfterTime(dst []byte, r *tracer.Record) []byte {
 			o.uint("srtt_us", uint64(r.SRTTMicros))
 			o.uint("cwnd", uint64(r.Cwnd))
 		}
+		if r.HasCounters {
+			appendJSONKernel(&o, &r.Counters)
+		}
 		if r.TimeWait {
 			o.bool("timewait", true)
 		}
@@ -263,20 +266,8 @@ func appendJSONSummary(o *jsonObj, s *result.ConnSummary) {
 		o.uint("segs_out", s.SegsOut)
 		o.uint("segs_in", s.SegsIn)
 	}
-	if k := &s.Kernel; s.HasKernel {
-		o.uint("kernel_bytes_out", k.BytesAcked)
-		o.uint("kernel_bytes_in", k.BytesReceived)
-		o.uint("kernel_segs_out", uint64(k.SegsOut))
-		o.uint("kernel_segs_in", uint64(k.SegsIn))
-		o.uint("kernel_data_segs_out", uint64(k.DataSegsOut))
-		o.uint("kernel_data_segs_in", uint64(k.DataSegsIn))
-		o.uint("kernel_retrans_total", uint64(k.TotalRetrans))
-		if k.HasBytesSent {
-			o.uint("kernel_bytes_sent", k.BytesSent)
-		}
-		if k.HasBytesRetrans {
-			o.uint("kernel_bytes_retrans", k.BytesRetrans)
-		}
+	if s.HasKernel {
+		appendJSONKernel(o, &s.Kernel)
 	}
 	if s.KernelCounted || s.PacketsSeen {
 		o.key("retransmits")
@@ -353,6 +344,24 @@ func appendJSONSummary(o *jsonObj, s *result.ConnSummary) {
 	if s.Incomplete != "" {
 		o.bool("incomplete", true)
 		o.str("incomplete_reason", s.Incomplete)
+	}
+}
+
+// appendJSONKernel appends the kernel's own counters of a socket at its
+// close (the conn summary's, and the CLOSE state record's).
+func appendJSONKernel(o *jsonObj, k *result.KernelCounters) {
+	o.uint("kernel_bytes_out", k.BytesAcked)
+	o.uint("kernel_bytes_in", k.BytesReceived)
+	o.uint("kernel_segs_out", uint64(k.SegsOut))
+	o.uint("kernel_segs_in", uint64(k.SegsIn))
+	o.uint("kernel_data_segs_out", uint64(k.DataSegsOut))
+	o.uint("kernel_data_segs_in", uint64(k.DataSegsIn))
+	o.uint("kernel_retrans_total", uint64(k.TotalRetrans))
+	if k.HasBytesSent {
+		o.uint("kernel_bytes_sent", k.BytesSent)
+	}
+	if k.HasBytesRetrans {
+		o.uint("kernel_bytes_retrans", k.BytesRetrans)
 	}
 }
 

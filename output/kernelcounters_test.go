@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tcpscope/tcpscope/tracer"
 	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
@@ -44,5 +45,27 @@ func TestSummaryKernelCounters(t *testing.T) {
 	}
 	if !strings.Contains(text, " kernel out 100000B/12 in 20B/9") {
 		t.Errorf("text %q: want kernel out 100000B/12 in 20B/9", text)
+	}
+}
+
+// TestStateRecordKernelCounters: a CLOSE state record that carries the
+// kernel's counters prints them (with --analysis off, the only place they
+// appear); other state records do not.
+func TestStateRecordKernelCounters(t *testing.T) {
+	r := tracer.Record{Type: tracer.TypeState, Conn: 3, Local: ap("10.0.0.1:5555"), Remote: ap("10.0.0.2:80"),
+		OldState: tracer.StateFinWait2, State: tracer.StateClose, HasCounters: true,
+		Counters: result.KernelCounters{BytesAcked: 65, BytesReceived: 66, SegsOut: 6, SegsIn: 5}}
+	js := string(AppendJSON(nil, &r))
+	for _, want := range []string{`"kernel_bytes_out":65`, `"kernel_bytes_in":66`, `"kernel_segs_out":6`, `"kernel_segs_in":5`} {
+		if !strings.Contains(js, want) {
+			t.Errorf("JSON %s lacks %s", js, want)
+		}
+	}
+	if text := string(AppendText(nil, &r)); !strings.Contains(text, " kernel out 65B/6 in 66B/5") {
+		t.Errorf("text %q lacks the kernel's counts", text)
+	}
+	r.HasCounters = false
+	if js := string(AppendJSON(nil, &r)); strings.Contains(js, "kernel_") {
+		t.Errorf("JSON without counters: %s", js)
 	}
 }

@@ -85,6 +85,9 @@ func appendTextAfterTime(dst []byte, r *tracer.Record) []byte {
 			}
 			dst = append(dst, ')')
 		}
+		if r.HasCounters {
+			dst = appendTextKernel(dst, &r.Counters)
+		}
 		dst = appendTextOwner(dst, r)
 	case tracer.TypeRetransmit:
 		dst = append(dst, "retransmit "...)
@@ -211,14 +214,7 @@ func appendTextSummary(dst []byte, s *result.ConnSummary) []byte {
 	// The kernel's own counts at close: acked bytes / segments sent,
 	// received bytes / segments received.
 	if s.HasKernel {
-		dst = append(dst, " kernel out "...)
-		dst = strconv.AppendUint(dst, s.Kernel.BytesAcked, 10)
-		dst = append(dst, "B/"...)
-		dst = strconv.AppendUint(dst, uint64(s.Kernel.SegsOut), 10)
-		dst = append(dst, " in "...)
-		dst = strconv.AppendUint(dst, s.Kernel.BytesReceived, 10)
-		dst = append(dst, "B/"...)
-		dst = strconv.AppendUint(dst, uint64(s.Kernel.SegsIn), 10)
+		dst = appendTextKernel(dst, &s.Kernel)
 	}
 	// Retransmissions the capture saw (packets), then the kernel's:
 	// events (skbs), the segments in them (as TcpRetransSegs), bytes.
@@ -385,4 +381,17 @@ func appendTextWord(dst []byte, name string) []byte {
 		dst = append(dst, c)
 	}
 	return dst
+}
+
+// appendTextKernel appends the kernel's own counts at a socket's close:
+// acked bytes / segments sent, received bytes / segments received.
+func appendTextKernel(dst []byte, k *result.KernelCounters) []byte {
+	dst = append(dst, " kernel out "...)
+	dst = strconv.AppendUint(dst, k.BytesAcked, 10)
+	dst = append(dst, "B/"...)
+	dst = strconv.AppendUint(dst, uint64(k.SegsOut), 10)
+	dst = append(dst, " in "...)
+	dst = strconv.AppendUint(dst, k.BytesReceived, 10)
+	dst = append(dst, "B/"...)
+	return strconv.AppendUint(dst, uint64(k.SegsIn), 10)
 }
