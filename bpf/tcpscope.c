@@ -50,6 +50,10 @@ volatile const __u64 wakeup_bytes = 1 << 20; /* wake the reader past this many q
 volatile const __u8 send_reset_has_reason = 1; /* tcp_send_reset carries enum sk_rst_reason */
 volatile const __u8 retransmit_has_err = 1;    /* tcp_retransmit_skb carries err (>= 6.17) */
 volatile const __u64 tw_timer_fn = 0;          /* address of tw_timer_handler (/proc/kallsyms) */
+/* 1 (--packets control): the classifier reports SYN, FIN, RST and
+ * suspicious packets and counts the others in conn_counts; the socket side
+ * flushes the counts. 0: every packet is reported, conn_counts unused. */
+volatile const __u8 count_packets = 0;
 
 /* For bpf2go -type: these types are otherwise reached only through pointers. */
 const struct packet_event *unused_packet_event __attribute__((unused));
@@ -63,6 +67,7 @@ const enum tcp_opt_code *unused_tcp_opt_code __attribute__((unused));
 const enum tw_event *unused_tw_event __attribute__((unused));
 const enum owner_flag *unused_owner_flag __attribute__((unused));
 const enum tcp_counters_flag *unused_tcp_counters_flag __attribute__((unused));
+const struct pkt_counts_event *unused_pkt_counts_event __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -159,6 +164,29 @@ struct {
 	__type(key, __u32);
 	__type(value, struct packet_event);
 } packet_scratch SEC(".maps");
+
+/* conn_counts holds the counted packets of each connection (--packets
+ * control), keyed as the local end sees it. Not an LRU: an LRU would evict
+ * without telling; when an insert fails the packet is reported in full
+ * instead and count_overflow counts it. Every entry is deleted when it is
+ * flushed: at the socket's CLOSE, at the end of its TIME_WAIT, when the
+ * socket is destroyed, or by Go at exit. Sized by --max-packet-conns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct pkt_key);
+	__type(value, struct pkt_counts);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} conn_counts SEC(".maps");
+
+/* count_overflow counts, per CPU, packets reported in full because
+ * conn_counts was full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} count_overflow SEC(".maps");
 
 /* ifaces holds per-interface parse settings, keyed by ifindex. */
 struct {
@@ -331,6 +359,51 @@ static __always_inline void put_sock_id(struct sock_event *ev, const struct sock
 		ev->state = id->state;
 		ev->flags |= SOCK_HAS_STATE;
 	}
+}
+
+/* flush_counts emits the count map entry of a socket's connection (if
+ * any) as an EVENT_PKT_COUNTS record and deletes it. The entry is deleted
+ * even when the record cannot be written (the drop is counted) or the
+ * socket's events are filtered out: every exit path removes it. */
+static __always_inline void flush_counts(const struct sock_id *id, __u64 cookie)
+{
+	struct pkt_counts_event *ev;
+	struct pkt_counts *v;
+	struct pkt_key key = {};
+
+	if (!count_packets)
+		return;
+	key.family = id->family;
+	key.lport = id->lport;
+	key.rport = id->rport;
+	if (id->family == AF_INET6 && !*(__u64 *)id->laddr && *(__u32 *)&id->laddr[8] == bpf_htonl(0xffff)) {
+		/* v4-mapped: the wire carries IPv4 */
+		key.family = AF_INET;
+		__builtin_memcpy(key.laddr, &id->laddr[12], 4);
+		__builtin_memcpy(key.raddr, &id->raddr[12], 4);
+	} else {
+		__builtin_memcpy(key.laddr, id->laddr, 16);
+		__builtin_memcpy(key.raddr, id->raddr, 16);
+	}
+	v = bpf_map_lookup_elem(&conn_counts, &key);
+	if (!v)
+		return;
+	if (sock_id_passes(id) && kind_enabled(EVENT_PKT_COUNTS)) {
+		ev = reserve(sizeof(*ev), EVENT_PKT_COUNTS);
+		if (ev) {
+			ev->kind = EVENT_PKT_COUNTS;
+			ev->family = key.family;
+			ev->_pad[0] = 0;
+			ev->_pad[1] = 0;
+			ev->netns = id->netns;
+			ev->ts_ns = bpf_ktime_get_ns();
+			ev->cookie = cookie;
+			ev->key = key;
+			ev->counts = *v;
+			submit(ev, sizeof(*ev));
+		}
+	}
+	bpf_map_delete_elem(&conn_counts, &key);
 }
 
 static __always_inline void current_owner(struct owner *o)
@@ -618,6 +691,10 @@ int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
 	}
 	cookie = bpf_get_socket_cookie((void *)sk);
 	track_owner(sk, cookie, oldstate, newstate);
+	if (count_packets && newstate == TCP_CLOSE && oldstate != TCP_LISTEN) {
+		read_sock_id(&id, sk);
+		flush_counts(&id, cookie);
+	}
 	if (!kind_enabled(EVENT_STATE))
 		return 0;
 	read_sock_id(&id, sk);
@@ -639,6 +716,12 @@ int BPF_PROG(on_destroy_sock, struct sock *sk)
 	bpf_map_delete_elem(&owners, &cookie);
 	if (early_children_seen)
 		bpf_map_delete_elem(&early_children, &key);
+	if (count_packets && is_tcp_sock(sk)) {
+		struct sock_id id;
+
+		read_sock_id(&id, sk);
+		flush_counts(&id, cookie);
+	}
 	return 0;
 }
 
@@ -868,7 +951,7 @@ static __always_inline int on_tw_timer(struct timer_list *timer, __u8 what)
 
 	if (!tw_timer_fn || (__u64)timer->function != tw_timer_fn)
 		return 0;
-	if (!kind_enabled(EVENT_STATE))
+	if (!kind_enabled(EVENT_STATE) && !count_packets)
 		return 0;
 	tw = (void *)((__u64)timer - bpf_core_field_offset(struct inet_timewait_sock, tw_timer));
 	id.family = BPF_CORE_READ(tw, __tw_common.skc_family);
@@ -887,7 +970,10 @@ static __always_inline int on_tw_timer(struct timer_list *timer, __u8 what)
 	id.state = BPF_CORE_READ(tw, tw_substate);
 	/* The TIME_WAIT socket keeps the cookie of the socket it replaces. */
 	cookie = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
-	if (!sock_id_passes(&id))
+	/* TIME_WAIT ends (or is re-armed: later packets make a new entry). */
+	if (what != TW_ARMED)
+		flush_counts(&id, cookie);
+	if (!kind_enabled(EVENT_STATE) || !sock_id_passes(&id))
 		return 0;
 	/* No owner: the TIME_WAIT socket has no process. */
 	ev = new_sock_event(EVENT_TIMEWAIT, bpf_ktime_get_ns(), cookie, NULL, &size);
@@ -1112,6 +1198,112 @@ static __always_inline __u64 take_lo_syn_cookie(const struct parsed_l3 *l3, cons
 	return cookie;
 }
 
+#define TCPHDR_RST 0x04
+#define TCPHDR_URG 0x20
+#define TCPHDR_ECE 0x40
+#define TCPHDR_CWR 0x80
+#define SEQ_LEQ(a, b) ((__s32)((a) - (b)) <= 0)
+
+/* count_packet is --packets control: it counts the packet in its
+ * connection's conn_counts entry and returns true, or returns false when
+ * the packet must be reported in full: SYN, FIN, RST, URG, ECE, CWR; TCP
+ * options other than a lone timestamp (SACK blocks); a zero window;
+ * payload that ends at or below the highest sequence end this direction
+ * already sent (retransmission or out of order); a keepalive probe
+ * (highest end - 1, no payload); a duplicate ACK (no payload, same ack
+ * and window as the direction's last); or a full map (counted in
+ * count_overflow). */
+static __always_inline bool count_packet(struct __sk_buff *skb, const struct parsed_l3 *l3,
+					 const struct tcphdr *tcp, __u32 doff, __u32 len, __u8 dir)
+{
+	struct pkt_key key = {};
+	struct pkt_counts *v;
+	struct pkt_dir_counts *d;
+	__u8 flags = ((__u8 *)tcp)[13];
+	__u32 seq, ack, end, idx = dir == DIR_EGRESS ? 0 : 1;
+	__u16 win;
+
+	if (flags & (TCPHDR_SYN | TCPHDR_FIN | TCPHDR_RST | TCPHDR_URG | TCPHDR_ECE | TCPHDR_CWR))
+		return false;
+	win = bpf_ntohs(tcp->window);
+	if (!win)
+		return false;
+	if (doff != sizeof(*tcp)) {
+		__u32 ts;
+
+		/* NOP NOP TIMESTAMP(10) is all Linux puts in a segment
+		 * without SACK blocks. */
+		if (doff != sizeof(*tcp) + 12 ||
+		    bpf_skb_load_bytes(skb, l3->l4_off + sizeof(*tcp), &ts, 4) ||
+		    ts != bpf_htonl(0x0101080a))
+			return false;
+	}
+	seq = bpf_ntohl(tcp->seq);
+	ack = bpf_ntohl(tcp->ack_seq);
+	end = seq + len;
+	key.family = l3->family;
+	if (dir == DIR_EGRESS) {
+		key.lport = bpf_ntohs(tcp->source);
+		key.rport = bpf_ntohs(tcp->dest);
+		__builtin_memcpy(key.laddr, l3->saddr, 16);
+		__builtin_memcpy(key.raddr, l3->daddr, 16);
+	} else {
+		key.lport = bpf_ntohs(tcp->dest);
+		key.rport = bpf_ntohs(tcp->source);
+		__builtin_memcpy(key.laddr, l3->daddr, 16);
+		__builtin_memcpy(key.raddr, l3->saddr, 16);
+	}
+	v = bpf_map_lookup_elem(&conn_counts, &key);
+	if (!v) {
+		struct pkt_counts init = {};
+		__u32 zero = 0;
+
+		d = &init.dir[idx & 1];
+		d->segs = 1;
+		d->bytes = len;
+		if (len) {
+			d->first_seq = seq;
+			d->high_end = end;
+			d->seen = 1;
+		}
+		d->last_ack = ack;
+		d->last_win = win;
+		d->acked = 1;
+		/* BPF_NOEXIST: another CPU may have made it meanwhile. */
+		if (!bpf_map_update_elem(&conn_counts, &key, &init, BPF_NOEXIST))
+			return true;
+		v = bpf_map_lookup_elem(&conn_counts, &key);
+		if (!v) {
+			__u64 *n = bpf_map_lookup_elem(&count_overflow, &zero);
+
+			if (n)
+				__sync_fetch_and_add(n, 1);
+			return false;
+		}
+	}
+	d = &v->dir[idx & 1];
+	if (len) {
+		if (d->seen && SEQ_LEQ(end, d->high_end))
+			return false; /* retransmission or out of order */
+		if (!d->seen) {
+			d->first_seq = seq;
+			d->seen = 1;
+		}
+		d->high_end = end;
+	} else if (d->acked) {
+		if (ack == d->last_ack && win == d->last_win)
+			return false; /* duplicate ACK */
+		if (d->seen && seq == d->high_end - 1)
+			return false; /* keepalive probe */
+	}
+	d->last_ack = ack;
+	d->last_win = win;
+	d->acked = 1;
+	__sync_fetch_and_add(&d->segs, 1);
+	__sync_fetch_and_add(&d->bytes, len);
+	return true;
+}
+
 /* handle_packet parses Ethernet (with up to two VLAN tags) or raw IP,
  * IPv4/IPv6 and the TCP header, and emits one packet_event. The payload
  * length is skb->len based (GSO super-packets carry IP length 0), capped by
@@ -1180,6 +1372,9 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 		if (by_ip < len)
 			len = by_ip;
 	}
+
+	if (count_packets && count_packet(skb, &l3, &tcp, doff, len, dir))
+		return TC_ACT_UNSPEC;
 
 	pe = bpf_map_lookup_elem(&packet_scratch, &zero);
 	if (!pe)

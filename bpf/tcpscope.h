@@ -26,7 +26,8 @@ enum event_kind {
 	EVENT_RETRANSMIT = 3, /* struct sock_event: kernel retransmitted a segment */
 	EVENT_RESET = 4,      /* struct sock_event: RST sent or received */
 	EVENT_TIMEWAIT = 5,   /* struct sock_event: the timer of a TIME_WAIT socket */
-	EVENT_KIND_MAX = 6,
+	EVENT_PKT_COUNTS = 6, /* struct pkt_counts_event: packets counted, not reported (--packets control) */
+	EVENT_KIND_MAX = 7,
 };
 
 /* tw_event says what happened to a TIME_WAIT socket's timer. A re-arm
@@ -237,6 +238,56 @@ struct listener_owner {
 struct host_key {
 	__u32 prefixlen;
 	__u8 addr[16];
+};
+
+/* pkt_key identifies a connection as its local end sees it, in the
+ * --packets control count map: local is the source of an egress packet
+ * and the destination of an ingress one; the socket side builds the same
+ * key from the socket (a v4-mapped IPv6 socket as IPv4, as on the wire).
+ * IPv4 uses the first 4 bytes of each address. No netns: the classifier
+ * does not know it (two namespaces with the same 4-tuple share an entry). */
+struct pkt_key {
+	__u8 family;
+	__u8 _pad;
+	__u16 lport;    /* host byte order */
+	__u16 rport;
+	__u16 _pad2;
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+/* pkt_dir_counts are one direction's counted packets and the sequence
+ * state the classifier's "suspicious" test needs. */
+struct pkt_dir_counts {
+	__u64 bytes;     /* payload bytes of the counted segments */
+	__u32 segs;      /* segments counted (a GSO super-packet counts one, as tcpdump shows it) */
+	__u32 first_seq; /* sequence number of the first counted payload byte */
+	__u32 high_end;  /* highest sequence end of payload seen (counted) */
+	__u32 last_ack;  /* ack of the last counted segment */
+	__u16 last_win;  /* raw window of the last counted segment */
+	__u8 seen;       /* 1: first_seq and high_end are set (payload was counted) */
+	__u8 acked;      /* 1: last_ack and last_win are set */
+	__u32 _pad;
+};
+
+/* pkt_counts is the value of the count map: [0] what the local end sent
+ * (egress), [1] what it received (ingress). */
+struct pkt_counts {
+	struct pkt_dir_counts dir[2];
+};
+
+/* pkt_counts_event is a count map entry flushed (read and deleted): at the
+ * socket's CLOSE, at the end of TIME_WAIT, when the socket is destroyed
+ * (with its cookie), or by Go at exit (cookie 0). */
+struct pkt_counts_event {
+	__u8 kind;      /* EVENT_PKT_COUNTS */
+	__u8 family;
+	__u8 _pad[2];
+	__u32 netns;    /* the flushing socket's namespace; 0 from Go's drain */
+	__u64 ts_ns;
+	__u64 cookie;   /* the flushing socket's cookie; 0 from Go's drain */
+	struct pkt_key key;
+	struct pkt_counts counts;
 };
 
 /* iface_cfg describes how to parse packets of one interface. */

@@ -146,6 +146,17 @@ func appendJSONAfterTime(dst []byte, r *tracer.Record) []byte {
 		}
 	case tracer.TypeConn:
 		appendJSONSummary(&o, r.Summary)
+	case tracer.TypeCounts:
+		o.addr("local", r.Local)
+		o.addr("remote", r.Remote)
+		for i, k := range [2]string{"out", "in"} {
+			pc := &r.PktCounts[i]
+			o.key(k)
+			sub := jsonObj{b: append(o.b, '{')}
+			sub.uint("segs", pc.Segs)
+			sub.uint("bytes", pc.Bytes)
+			o.b = append(sub.b, '}')
+		}
 	case tracer.TypeSocket:
 		o.addr("local", r.Local)
 		o.addr("remote", r.Remote)
@@ -265,6 +276,9 @@ func appendJSONSummary(o *jsonObj, s *result.ConnSummary) {
 		o.uint("bytes_in", s.BytesIn)
 		o.uint("segs_out", s.SegsOut)
 		o.uint("segs_in", s.SegsIn)
+		if s.PacketsCounted {
+			o.bool("packets_counted", true)
+		}
 	}
 	if s.HasKernel {
 		appendJSONKernel(o, &s.Kernel)

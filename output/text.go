@@ -117,6 +117,16 @@ func appendTextAfterTime(dst []byte, r *tracer.Record) []byte {
 		dst = appendTextOwner(dst, r)
 	case tracer.TypeConn:
 		dst = appendTextSummary(dst, r.Summary)
+	case tracer.TypeCounts:
+		// Packets counted in the kernel, not reported (--packets control).
+		dst = append(dst, "counted "...)
+		dst = appendTextEndpoints(dst, r)
+		for i, k := range [2]string{"out ", " in "} {
+			dst = append(dst, k...)
+			dst = strconv.AppendUint(dst, r.PktCounts[i].Bytes, 10)
+			dst = append(dst, "B/"...)
+			dst = strconv.AppendUint(dst, r.PktCounts[i].Segs, 10)
+		}
 	case tracer.TypeSocket:
 		dst = append(dst, "socket "...)
 		dst = appendTextEndpoints(dst, r)
@@ -210,6 +220,9 @@ func appendTextSummary(dst []byte, s *result.ConnSummary) []byte {
 		dst = strconv.AppendUint(dst, s.BytesIn, 10)
 		dst = append(dst, "B/"...)
 		dst = strconv.AppendUint(dst, s.SegsIn, 10)
+		if s.PacketsCounted {
+			dst = append(dst, " (counted)"...)
+		}
 	}
 	// The kernel's own counts at close: acked bytes / segments sent,
 	// received bytes / segments received.

@@ -17,10 +17,14 @@ const (
 	DefaultFlushInterval = 100 * time.Millisecond
 	// DefaultMaxSockets sizes the kernel's socket-owner table.
 	DefaultMaxSockets = 65536
-	minRingSize       = 4096
-	maxRingSize       = 1 << 30
-	maxPorts          = 64
-	maxHosts          = 64
+	// DefaultMaxPacketConns sizes the kernel's per-connection packet
+	// count table of --packets control (entries are allocated as used:
+	// 128 bytes and the hash overhead each).
+	DefaultMaxPacketConns = 65536
+	minRingSize           = 4096
+	maxRingSize           = 1 << 30
+	maxPorts              = 64
+	maxHosts              = 64
 )
 
 // Ranges of the Config fields that the CLI exposes as flags.
@@ -31,6 +35,8 @@ const (
 	MaxMaxConns      = 1 << 26
 	MinMaxSockets    = 1024
 	MaxMaxSockets    = 1 << 24
+	MinPacketConns   = 1024
+	MaxPacketConns   = 1 << 24
 )
 
 // maxQuoted is how many bytes of a user-supplied value an error message
@@ -173,10 +179,7 @@ func ParseTCMode(s string) (TCMode, error) {
 	return "", &ConfigError{Msg: fmt.Sprintf("bad --tc-mode %s: want auto, tcx or clsact", QuoteArg(s))}
 }
 
-// PacketMode says which packets the kernel reports (--packets). It is a
-// string so that a mode added later (control: handshake, close and
-// suspicious packets reported, the rest counted per connection) is one
-// more value.
+// PacketMode says which packets the kernel reports (--packets).
 type PacketMode string
 
 // Packet modes.
@@ -184,6 +187,12 @@ const (
 	// PacketsAll reports every TCP packet on the traced interfaces (what
 	// tcpdump shows).
 	PacketsAll PacketMode = "all"
+	// PacketsControl reports SYN, SYN-ACK, FIN, RST and the packets the
+	// kernel finds suspicious (retransmission or out of order, duplicate
+	// ACK, zero window, SACK blocks, keepalive); every other packet is
+	// only counted per connection in the kernel, and the counts arrive in
+	// TypeCounts records (and in the connection summaries).
+	PacketsControl PacketMode = "control"
 	// PacketsNone reports no packets: no classifier is attached anywhere
 	// and no interface is needed. Connection summaries keep the kernel's
 	// own byte and segment counters (read at each socket's close).
@@ -191,15 +200,17 @@ const (
 )
 
 // PacketModes lists the --packets values, the default first.
-func PacketModes() []string { return []string{string(PacketsAll), string(PacketsNone)} }
+func PacketModes() []string {
+	return []string{string(PacketsAll), string(PacketsControl), string(PacketsNone)}
+}
 
 // ParsePacketMode parses a --packets value.
 func ParsePacketMode(s string) (PacketMode, error) {
 	switch m := PacketMode(s); m {
-	case PacketsAll, PacketsNone:
+	case PacketsAll, PacketsControl, PacketsNone:
 		return m, nil
 	}
-	return "", &ConfigError{Msg: fmt.Sprintf("bad --packets %s: want all or none", QuoteArg(s))}
+	return "", &ConfigError{Msg: fmt.Sprintf("bad --packets %s: want all, control or none", QuoteArg(s))}
 }
 
 // CheckInterfaceName rejects what the kernel never accepts as an interface
@@ -255,6 +266,14 @@ func CheckMaxSockets(n int) error {
 	return nil
 }
 
+// CheckMaxPacketConns checks a --max-packet-conns value.
+func CheckMaxPacketConns(n int) error {
+	if n < MinPacketConns || n > MaxPacketConns {
+		return &ConfigError{Msg: fmt.Sprintf("bad --max-packet-conns %d: want %d to %d", n, MinPacketConns, MaxPacketConns)}
+	}
+	return nil
+}
+
 // Config is everything the tracer needs to start.
 type Config struct {
 	// Interfaces to capture packets on; empty means every interface of
@@ -287,6 +306,11 @@ type Config struct {
 	// MaxSockets sizes the kernel's table of socket owners (LRU): sockets
 	// beyond it lose their pid/comm first when least recently used.
 	MaxSockets int
+	// MaxPacketConns sizes the kernel's per-connection packet count table
+	// (--packets control); 0 means DefaultMaxPacketConns. When it is full
+	// a packet that would be counted is reported in full instead, and a
+	// warning says how many.
+	MaxPacketConns int
 	// IdleTimeout is the analysis' --idle-timeout: the correlator keeps an
 	// idle connection's id at least this long (plus its closed linger), so
 	// a connection summarized as idle never gets a second id. 0: 30 min.
@@ -323,6 +347,15 @@ func (c *Config) Validate() error {
 		}
 		// "all" event types are all that this mode gives.
 		c.Events &^= 1 << TypePacket
+	}
+	if c.Packets == PacketsControl && c.Events.Has(TypePacket) {
+		c.Events |= 1 << TypeCounts
+	}
+	if c.MaxPacketConns == 0 {
+		c.MaxPacketConns = DefaultMaxPacketConns
+	}
+	if err := CheckMaxPacketConns(c.MaxPacketConns); err != nil {
+		return err
 	}
 	if c.RingSize == 0 {
 		c.RingSize = DefaultRingSize

@@ -302,7 +302,7 @@ func (c *correlator) assign(r *Record) {
 	switch r.Type {
 	case TypePacket:
 		key = makeConnKey(r.Src, r.Dst, r.Netns)
-	case TypeState, TypeRetransmit, TypeReset, TypeSocket:
+	case TypeState, TypeRetransmit, TypeReset, TypeSocket, TypeCounts:
 		key = makeConnKey(r.Local, r.Remote, r.Netns)
 	default:
 		r.Conn = 0

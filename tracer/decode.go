@@ -23,6 +23,7 @@ const (
 	// sockEventOwnerSize is a socket event with an owner and no counters
 	// (all but the state changes to CLOSE).
 	sockEventOwnerSize = int(unsafe.Offsetof(tcpscopeSockEvent{}.Counters))
+	pktCountsEventSize = int(unsafe.Sizeof(tcpscopePktCountsEvent{}))
 )
 
 // errShortRecord is returned for a ring-buffer record smaller than its kind.
@@ -201,4 +202,26 @@ func inferResetReason(r *Record) string {
 		return "TCP_TIMEWAIT_SOCKET"
 	}
 	return "NOT_SPECIFIED"
+}
+
+// decodeCounts fills r from a pkt_counts_event: a count map entry flushed
+// by a socket (with its cookie and netns) or by the exit drain.
+func (d *decoder) decodeCounts(ev *tcpscopePktCountsEvent, r *Record) {
+	r.Type = TypeCounts
+	r.Time = d.clock.wall(ev.TsNs)
+	r.Netns = ev.Netns
+	r.Cookie = ev.Cookie
+	countsRecord(&ev.Key, &ev.Counts, r)
+}
+
+// countsRecord sets the endpoints and counts of a TypeCounts record from a
+// count map entry.
+func countsRecord(k *tcpscopePktKey, c *tcpscopePktCounts, r *Record) {
+	r.Local = netip.AddrPortFrom(addrFrom(k.Family, &k.Laddr), k.Lport)
+	r.Remote = netip.AddrPortFrom(addrFrom(k.Family, &k.Raddr), k.Rport)
+	for i := range r.PktCounts {
+		dc := &c.Dir[i]
+		r.PktCounts[i] = PacketCounts{Segs: uint64(dc.Segs), Bytes: dc.Bytes, HasData: dc.Seen != 0,
+			FirstSeq: dc.FirstSeq, EndSeq: dc.HighEnd}
+	}
 }

@@ -307,3 +307,33 @@ func TestDecodeCloseCounters(t *testing.T) {
 		t.Errorf("short record: counters %v %+v, want none", r.HasCounters, r.Counters)
 	}
 }
+
+// TestDecodeCounts: a flushed count map entry (--packets control) decodes
+// into a TypeCounts record: the local end as the key has it, what it sent
+// and received, the socket's cookie and netns.
+func TestDecodeCounts(t *testing.T) {
+	if pktCountsEventSize != 128 {
+		t.Errorf("pkt_counts_event %d bytes, want 128", pktCountsEventSize)
+	}
+	ev := tcpscopePktCountsEvent{Kind: uint8(tcpscopeEventKindEVENT_PKT_COUNTS), Family: afInet, Netns: 77,
+		TsNs: 5, Cookie: 99}
+	ev.Key = tcpscopePktKey{Family: afInet, Lport: 40000, Rport: 80}
+	copy(ev.Key.Laddr[:], []byte{10, 0, 0, 1})
+	copy(ev.Key.Raddr[:], []byte{10, 0, 0, 2})
+	ev.Counts.Dir[0] = tcpscopePktDirCounts{Bytes: 1000, Segs: 3, FirstSeq: 11, HighEnd: 1011, Seen: 1}
+	ev.Counts.Dir[1] = tcpscopePktDirCounts{Segs: 2}
+	var r Record
+	if err := testDecoder().decode(rawBytes(&ev), &r); err != nil {
+		t.Fatal(err)
+	}
+	want := [2]PacketCounts{{Segs: 3, Bytes: 1000, HasData: true, FirstSeq: 11, EndSeq: 1011}, {Segs: 2}}
+	if r.Type != TypeCounts || r.Type.String() != "counts" || r.Netns != 77 || r.Cookie != 99 || r.PktCounts != want {
+		t.Errorf("counts record: %+v", r)
+	}
+	if r.Local != netip.MustParseAddrPort("10.0.0.1:40000") || r.Remote != netip.MustParseAddrPort("10.0.0.2:80") {
+		t.Errorf("endpoints %s %s", r.Local, r.Remote)
+	}
+	if err := testDecoder().decode(rawBytes(&ev)[:100], &r); !errors.Is(err, errShortRecord) {
+		t.Errorf("short counts record: %v", err)
+	}
+}

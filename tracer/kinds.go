@@ -55,6 +55,10 @@ var eventKinds = []eventKind{
 	{id: tcpscopeEventKindEVENT_TIMEWAIT, typ: TypeState, name: "timewait", socket: true,
 		programs: []string{tcpscopeProgOnTimerStart, tcpscopeProgOnTimerExpire, tcpscopeProgOnTimerCancel},
 		size:     sockEventSize, minSize: sockEventShortSize, decode: decodeTimeWaitRaw},
+	// Comes with packet (--packets control): the classifiers count, the
+	// socket programs flush.
+	{id: tcpscopeEventKindEVENT_PKT_COUNTS, typ: TypeCounts, name: "counts",
+		size: pktCountsEventSize, minSize: pktCountsEventSize, decode: decodeCountsRaw},
 }
 
 // Derived from eventKinds.
@@ -152,4 +156,9 @@ func decodeTimeWaitRaw(d *decoder, raw []byte, r *Record) {
 	ev := padded(raw, &buf)
 	d.decodeSock(ev, r)
 	r.twEvent = ev.TwEvent
+}
+
+func decodeCountsRaw(d *decoder, raw []byte, r *Record) {
+	var buf tcpscopePktCountsEvent
+	d.decodeCounts(padded(raw, &buf), r)
 }

@@ -20,7 +20,7 @@ func TestKindTable(t *testing.T) {
 	if want := EventSet(1<<TypeState | 1<<TypeRetransmit | 1<<TypeReset); socketEvents != want {
 		t.Errorf("socketEvents = %b, want %b", socketEvents, want)
 	}
-	if got, want := lostKindNames, [...]string{"", "packet", "state", "retransmit", "reset", "timewait"}; got != want {
+	if got, want := lostKindNames, [...]string{"", "packet", "state", "retransmit", "reset", "timewait", "counts"}; got != want {
 		t.Errorf("lostKindNames = %q, want %q", got, want)
 	}
 	if got, want := EventNames(), []string{"packet", "state", "retransmit", "reset"}; !slices.Equal(got, want) {
@@ -35,6 +35,8 @@ func TestKindTable(t *testing.T) {
 		{1 << TypePacket, 1 << 1},
 		{1 << TypeState, 1<<2 | 1<<5},
 		{1<<TypeRetransmit | 1<<TypeReset, 1<<3 | 1<<4},
+		// --packets control adds TypeCounts to the selection.
+		{1<<TypePacket | 1<<TypeCounts, 1<<1 | 1<<6},
 	} {
 		if got := emitMask(c.set); got != c.mask {
 			t.Errorf("emitMask(%s) = %b, want %b", c.set, got, c.mask)

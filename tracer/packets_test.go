@@ -29,12 +29,37 @@ func TestValidatePacketsNone(t *testing.T) {
 	for name, c := range map[string]Config{
 		"packet events": {Packets: PacketsNone, Events: 1<<TypePacket | 1<<TypeState},
 		"interface":     {Packets: PacketsNone, Interfaces: []string{"lo"}},
-		"unknown mode":  {Packets: "control"},
+		"unknown mode":  {Packets: "some"},
 	} {
 		err := c.Validate()
 		var ce *ConfigError
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "--packets") {
 			t.Errorf("%s: %v, want a ConfigError about --packets", name, err)
+		}
+	}
+}
+
+// TestValidatePacketsControl: control mode adds the counts records to the
+// packet events (not without packet events), fills the count map's
+// default size and rejects a size out of range.
+func TestValidatePacketsControl(t *testing.T) {
+	c := Config{Packets: PacketsControl}
+	if err := c.Validate(); err != nil || !c.Events.Has(TypeCounts) || c.MaxPacketConns != DefaultMaxPacketConns {
+		t.Errorf("control: %v, events %b, max packet conns %d", err, c.Events, c.MaxPacketConns)
+	}
+	c = Config{Packets: PacketsControl, Events: 1 << TypeState}
+	if err := c.Validate(); err != nil || c.Events.Has(TypeCounts) {
+		t.Errorf("control without packet events: %v, events %b", err, c.Events)
+	}
+	c = Config{Packets: PacketsAll}
+	if err := c.Validate(); err != nil || c.Events.Has(TypeCounts) {
+		t.Errorf("all: %v, events %b", err, c.Events)
+	}
+	for _, n := range []int{-1, MinPacketConns - 1, MaxPacketConns + 1} {
+		c = Config{Packets: PacketsControl, MaxPacketConns: n}
+		var ce *ConfigError
+		if err := c.Validate(); !errors.As(err, &ce) || !strings.Contains(err.Error(), "--max-packet-conns") {
+			t.Errorf("max packet conns %d: %v, want a ConfigError about --max-packet-conns", n, err)
 		}
 	}
 }

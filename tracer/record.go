@@ -20,6 +20,10 @@ const (
 	TypeLost
 	TypeConn
 	TypeSocket
+	// TypeCounts carries the packets the kernel counted instead of
+	// reporting them (--packets control), for one connection as its local
+	// end saw them.
+	TypeCounts
 )
 
 var recordTypeNames = [...]string{
@@ -30,6 +34,7 @@ var recordTypeNames = [...]string{
 	TypeLost:       "lost",
 	TypeConn:       "conn",
 	TypeSocket:     "socket",
+	TypeCounts:     "counts",
 }
 
 // String returns the JSON name of the record type.
@@ -267,6 +272,10 @@ type Record struct {
 	Counters    result.KernelCounters
 
 	// Lost fields.
+	// TypeCounts: what the local end sent (PktCounts[0], egress) and
+	// received ([1], ingress) in the packets that were counted.
+	PktCounts [2]PacketCounts
+
 	LostCount uint64
 	LostKind  string
 	// LostWhere is where the records were lost: LostInRing (the kernel's
@@ -288,3 +297,14 @@ type Record struct {
 
 // HasAck reports whether the ACK flag is set (and so Ack is meaningful).
 func (r *Record) HasAck() bool { return r.Flags&FlagACK != 0 }
+
+// PacketCounts are one direction's packets counted in the kernel instead
+// of reported (--packets control).
+type PacketCounts struct {
+	Segs  uint64 // segments (a GSO super-packet counts one, as tcpdump shows it)
+	Bytes uint64 // payload bytes
+	// HasData: FirstSeq and EndSeq are set: the counted payload lies in
+	// [FirstSeq, EndSeq) (sequence numbers).
+	HasData          bool
+	FirstSeq, EndSeq uint32
+}

@@ -21,7 +21,8 @@ const (
 	tcpscopeEventKindEVENT_RETRANSMIT tcpscopeEventKind = 3
 	tcpscopeEventKindEVENT_RESET      tcpscopeEventKind = 4
 	tcpscopeEventKindEVENT_TIMEWAIT   tcpscopeEventKind = 5
-	tcpscopeEventKindEVENT_KIND_MAX   tcpscopeEventKind = 6
+	tcpscopeEventKindEVENT_PKT_COUNTS tcpscopeEventKind = 6
+	tcpscopeEventKindEVENT_KIND_MAX   tcpscopeEventKind = 7
 )
 
 type tcpscopeHostKey struct {
@@ -99,6 +100,47 @@ type tcpscopePacketEvent struct {
 	OptOrder   uint64
 	Cookie     uint64
 	Sack       [8]uint32
+}
+
+type tcpscopePktCounts struct {
+	_   structs.HostLayout
+	Dir [2]tcpscopePktDirCounts
+}
+
+type tcpscopePktCountsEvent struct {
+	_      structs.HostLayout
+	Kind   uint8
+	Family uint8
+	Pad    [2]uint8
+	Netns  uint32
+	TsNs   uint64
+	Cookie uint64
+	Key    tcpscopePktKey
+	Counts tcpscopePktCounts
+}
+
+type tcpscopePktDirCounts struct {
+	_        structs.HostLayout
+	Bytes    uint64
+	Segs     uint32
+	FirstSeq uint32
+	HighEnd  uint32
+	LastAck  uint32
+	LastWin  uint16
+	Seen     uint8
+	Acked    uint8
+	Pad      uint32
+}
+
+type tcpscopePktKey struct {
+	_      structs.HostLayout
+	Family uint8
+	Pad    uint8
+	Lport  uint16
+	Rport  uint16
+	Pad2   uint16
+	Laddr  [16]uint8
+	Raddr  [16]uint8
 }
 
 type tcpscopeResetDir uint32
@@ -211,6 +253,8 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	tcpscopeMapConnCounts            = "conn_counts"
+	tcpscopeMapCountOverflow         = "count_overflow"
 	tcpscopeMapDrops                 = "drops"
 	tcpscopeMapEarlyChildren         = "early_children"
 	tcpscopeMapEvents                = "events"
@@ -234,6 +278,7 @@ const (
 	tcpscopeProgTcEgress             = "tc_egress"
 	tcpscopeProgTcIngress            = "tc_ingress"
 	tcpscopeProgTcLoEgress           = "tc_lo_egress"
+	tcpscopeVarCountPackets          = "count_packets"
 	tcpscopeVarEarlyChildrenSeen     = "early_children_seen"
 	tcpscopeVarEmitMask              = "emit_mask"
 	tcpscopeVarFilterHosts           = "filter_hosts"
@@ -246,6 +291,7 @@ const (
 	tcpscopeVarUnusedOwnerFlag       = "unused_owner_flag"
 	tcpscopeVarUnusedPacketDir       = "unused_packet_dir"
 	tcpscopeVarUnusedPacketEvent     = "unused_packet_event"
+	tcpscopeVarUnusedPktCountsEvent  = "unused_pkt_counts_event"
 	tcpscopeVarUnusedResetDir        = "unused_reset_dir"
 	tcpscopeVarUnusedSockEvent       = "unused_sock_event"
 	tcpscopeVarUnusedSockEventFlag   = "unused_sock_event_flag"
@@ -317,6 +363,8 @@ type tcpscopeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpscopeMapSpecs struct {
+	ConnCounts    *ebpf.MapSpec `ebpf:"conn_counts"`
+	CountOverflow *ebpf.MapSpec `ebpf:"count_overflow"`
 	Drops         *ebpf.MapSpec `ebpf:"drops"`
 	EarlyChildren *ebpf.MapSpec `ebpf:"early_children"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
@@ -333,6 +381,7 @@ type tcpscopeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpscopeVariableSpecs struct {
+	CountPackets          *ebpf.VariableSpec `ebpf:"count_packets"`
 	EarlyChildrenSeen     *ebpf.VariableSpec `ebpf:"early_children_seen"`
 	EmitMask              *ebpf.VariableSpec `ebpf:"emit_mask"`
 	FilterHosts           *ebpf.VariableSpec `ebpf:"filter_hosts"`
@@ -345,6 +394,7 @@ type tcpscopeVariableSpecs struct {
 	UnusedOwnerFlag       *ebpf.VariableSpec `ebpf:"unused_owner_flag"`
 	UnusedPacketDir       *ebpf.VariableSpec `ebpf:"unused_packet_dir"`
 	UnusedPacketEvent     *ebpf.VariableSpec `ebpf:"unused_packet_event"`
+	UnusedPktCountsEvent  *ebpf.VariableSpec `ebpf:"unused_pkt_counts_event"`
 	UnusedResetDir        *ebpf.VariableSpec `ebpf:"unused_reset_dir"`
 	UnusedSockEvent       *ebpf.VariableSpec `ebpf:"unused_sock_event"`
 	UnusedSockEventFlag   *ebpf.VariableSpec `ebpf:"unused_sock_event_flag"`
@@ -375,6 +425,8 @@ func (o *tcpscopeObjects) Close() error {
 //
 // It can be passed to loadTcpscopeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpscopeMaps struct {
+	ConnCounts    *ebpf.Map `ebpf:"conn_counts"`
+	CountOverflow *ebpf.Map `ebpf:"count_overflow"`
 	Drops         *ebpf.Map `ebpf:"drops"`
 	EarlyChildren *ebpf.Map `ebpf:"early_children"`
 	Events        *ebpf.Map `ebpf:"events"`
@@ -389,6 +441,8 @@ type tcpscopeMaps struct {
 
 func (m *tcpscopeMaps) Close() error {
 	return _TcpscopeClose(
+		m.ConnCounts,
+		m.CountOverflow,
 		m.Drops,
 		m.EarlyChildren,
 		m.Events,
@@ -406,6 +460,7 @@ func (m *tcpscopeMaps) Close() error {
 //
 // It can be passed to loadTcpscopeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpscopeVariables struct {
+	CountPackets          *ebpf.Variable `ebpf:"count_packets"`
 	EarlyChildrenSeen     *ebpf.Variable `ebpf:"early_children_seen"`
 	EmitMask              *ebpf.Variable `ebpf:"emit_mask"`
 	FilterHosts           *ebpf.Variable `ebpf:"filter_hosts"`
@@ -418,6 +473,7 @@ type tcpscopeVariables struct {
 	UnusedOwnerFlag       *ebpf.Variable `ebpf:"unused_owner_flag"`
 	UnusedPacketDir       *ebpf.Variable `ebpf:"unused_packet_dir"`
 	UnusedPacketEvent     *ebpf.Variable `ebpf:"unused_packet_event"`
+	UnusedPktCountsEvent  *ebpf.Variable `ebpf:"unused_pkt_counts_event"`
 	UnusedResetDir        *ebpf.Variable `ebpf:"unused_reset_dir"`
 	UnusedSockEvent       *ebpf.Variable `ebpf:"unused_sock_event"`
 	UnusedSockEventFlag   *ebpf.Variable `ebpf:"unused_sock_event_flag"`

@@ -50,9 +50,12 @@ type Tracer struct {
 	queueLostSeen    [tcpscopeEventKindEVENT_KIND_MAX]uint64
 	malformed        uint64
 	evictedSeen      uint64
-	lossWarn         lossWarnings // rate limit of the loss warnings (reportLost)
-	finishing        bool         // the last reportLost: warn what is left
-	closed           bool
+	// overflowSeen: packets reported in full because the count map was
+	// full (--packets control), as of the last warning.
+	overflowSeen uint64
+	lossWarn     lossWarnings // rate limit of the loss warnings (reportLost)
+	finishing    bool         // the last reportLost: warn what is left
+	closed       bool
 }
 
 // Open validates cfg, loads the BPF programs and attaches them. On error
@@ -184,6 +187,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 		tcpscopeVarSendResetHasReason: boolByte(kinfo.resetReason),
 		tcpscopeVarRetransmitHasErr:   boolByte(kinfo.retransmitErr),
 		tcpscopeVarTwTimerFn:          twTimerFn,
+		tcpscopeVarCountPackets:       boolByte(cfg.Packets == PacketsControl),
 	}
 	for name, v := range consts {
 		vs, ok := spec.Variables[name]
@@ -237,6 +241,11 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 	}
 	spec.Maps[tcpscopeMapOwners].MaxEntries = owners
 	spec.Maps[tcpscopeMapListeners].MaxEntries = listeners
+	// Not preallocated: entries are made as connections are counted.
+	spec.Maps[tcpscopeMapConnCounts].MaxEntries = 1
+	if cfg.Packets == PacketsControl {
+		spec.Maps[tcpscopeMapConnCounts].MaxEntries = uint32(cfg.MaxPacketConns)
+	}
 	return nil
 }
 
@@ -592,6 +601,17 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 				return err
 			}
 		}
+		// The counts of connections no socket flushed (still open,
+		// in TIME_WAIT, or with no local socket) go into the final
+		// summaries.
+		if !stopped {
+			if err := t.drainCounts(st, &rec); errors.Is(err, ErrStop) {
+				stopped = true
+			} else if err != nil {
+				stopPump()
+				return err
+			}
+		}
 	}
 	stopPump()
 	return t.finish(st, sink, &rec, stopped)
@@ -678,6 +698,15 @@ func (t *Tracer) reportLost(sink Sink, rec *Record) error {
 				return err
 			}
 		}
+	}
+	if n, err := t.countOverflow(); err != nil {
+		return err
+	} else if n > t.overflowSeen && (t.overflowSeen == 0 || t.finishing) {
+		// The first time, and the total at exit: not a loss (each such
+		// packet is reported), but more records than control mode means.
+		t.log.Warn("packet count table full: packets reported in full instead of counted",
+			"packets", n, "max_packet_conns", t.cfg.MaxPacketConns)
+		t.overflowSeen = n
 	}
 	if n := t.corr.evicted; n > t.evictedSeen {
 		t.lossWarn.evicted += n - t.evictedSeen

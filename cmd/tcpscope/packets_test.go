@@ -20,7 +20,11 @@ func TestPacketsBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		"unknown mode":           {[]string{"--packets", "some"}, "want all or none"},
+		"unknown mode":           {[]string{"--packets", "some"}, "want all, control or none"},
+		"packet conns zero":      {[]string{"--packets", "control", "--max-packet-conns", "0"}, "bad --max-packet-conns 0"},
+		"packet conns small":     {[]string{"--packets", "control", "--max-packet-conns", "10"}, "bad --max-packet-conns 10"},
+		"packet conns huge":      {[]string{"--packets", "control", "--max-packet-conns", "1000000000"}, "bad --max-packet-conns"},
+		"packet conns text":      {[]string{"--packets", "control", "--max-packet-conns", "many"}, "max-packet-conns"},
 		"empty mode":             {[]string{"--packets", ""}, "empty value"},
 		"events packet":          {[]string{"--packets", "none", "--events", "packet"}, "contradicts --packets none"},
 		"events packets in list": {[]string{"--packets", "none", "--events", "state,packets"}, "contradicts --packets none"},
@@ -56,6 +60,7 @@ func TestPacketsConfig(t *testing.T) {
 		"none":              {[]string{"--packets", "none"}, tracer.PacketsNone, false},
 		"none events all":   {[]string{"--packets", "none", "--events", "all"}, tracer.PacketsNone, false},
 		"none events state": {[]string{"--packets", "none", "--events", "state"}, tracer.PacketsNone, false},
+		"control":           {[]string{"--packets", "control"}, tracer.PacketsControl, true},
 	} {
 		opts := &traceOptions{}
 		cmd := newTraceCmdWith(nil, opts)
@@ -75,7 +80,36 @@ func TestPacketsConfig(t *testing.T) {
 // TestPacketsCompletion: --packets completes its values.
 func TestPacketsCompletion(t *testing.T) {
 	got := complete(t, "--packets", "")
-	if !slices.Equal(got, []string{"all", "none"}) {
-		t.Errorf("completion %q, want all and none", got)
+	if !slices.Equal(got, []string{"all", "control", "none"}) {
+		t.Errorf("completion %q, want all, control and none", got)
+	}
+}
+
+// TestPacketsControlConfig: --packets control selects the counts records
+// with the packets, and --max-packet-conns reaches the configuration
+// (default when not given).
+func TestPacketsControlConfig(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want int
+	}{
+		"default": {[]string{"--packets", "control"}, tracer.DefaultMaxPacketConns},
+		"given":   {[]string{"--packets", "control", "--max-packet-conns", "4096"}, 4096},
+	} {
+		opts := &traceOptions{}
+		cmd := newTraceCmdWith(nil, opts)
+		if err := cmd.Flags().Parse(tc.args); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cfg, err := opts.buildConfig(cmd.Flags(), slog.Default())
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if cfg.MaxPacketConns != tc.want || !cfg.Events.Has(tracer.TypeCounts) {
+			t.Errorf("%s: max packet conns %d, counts selected %v; want %d and true", name, cfg.MaxPacketConns, cfg.Events.Has(tracer.TypeCounts), tc.want)
+		}
 	}
 }

@@ -38,6 +38,7 @@ type traceOptions struct {
 	flushInterval time.Duration
 	maxConns      int
 	maxSockets    int
+	maxPktConns   int
 	tcMode        string
 	analysis      string
 	summaryOnly   bool
@@ -84,11 +85,12 @@ func newTraceCmdWith(a *app, opts *traceOptions) *cobra.Command {
 	f.Var(netns, "netns", "only this network namespace (name, path or inode; once); interfaces are taken from it")
 	f.Var(newListValue(&opts.events, true, tracer.EventNames()...), "events", "event types to trace: "+strings.Join(tracer.EventNames(), ", ")+", all")
 	f.Var(newStringValue(&opts.packets, string(tracer.PacketsAll), tracer.PacketModes()...), "packets",
-		"which packets to report: all (every TCP packet on the interfaces), or none (socket events only: no interface is hooked; summaries keep the kernel's byte and segment counts)")
+		"which packets to report: all (every TCP packet on the interfaces), control (SYN, FIN, RST and suspicious packets: retransmitted or out of order, duplicate ACK, zero window, SACK; the rest only counted per connection in the kernel, exact in the summaries), or none (socket events only: no interface is hooked; summaries keep the kernel's byte and segment counts)")
 	f.Var(newStringValue(&opts.ringSize, "8M"), "ring-size", "BPF ring buffer size (power of two; K, M, G suffixes)")
 	f.DurationVar(&opts.flushInterval, "flush-interval", tracer.DefaultFlushInterval, "how often queued events are read and output is flushed (1ms to 10s)")
 	f.IntVar(&opts.maxConns, "max-conns", tracer.DefaultMaxConns, "connections tracked for conn ids and analyzed; beyond it the least recently seen are forgotten (summarized with evicted: true)")
 	f.IntVar(&opts.maxSockets, "max-sockets", tracer.DefaultMaxSockets, "sockets whose owning process the kernel remembers (LRU)")
+	f.IntVar(&opts.maxPktConns, "max-packet-conns", tracer.DefaultMaxPacketConns, fmt.Sprintf("--packets control: connections whose packets the kernel counts at once (%d to %d); when full, packets are reported in full instead, with a warning", tracer.MinPacketConns, tracer.MaxPacketConns))
 	f.Var(newStringValue(&opts.tcMode, string(tracer.TCAuto), string(tracer.TCAuto), string(tracer.TCX), string(tracer.TCClsact)), "tc-mode", "how packet hooks attach: auto (TCX on Linux >= 6.6, else clsact), tcx or clsact")
 	f.Var(newStringValue(&opts.analysis, "on", "on", "off"), "analysis", "per-packet analysis and conn summaries: on, or off for the lowest overhead")
 	f.BoolVar(&opts.summaryOnly, "summary-only", false, "print only one conn record per connection (and lost records)")
@@ -104,12 +106,13 @@ func newTraceCmdWith(a *app, opts *traceOptions) *cobra.Command {
 // usage error; nothing is loaded yet.
 func (o *traceOptions) buildConfig(flags *pflag.FlagSet, logger *slog.Logger) (tracer.Config, error) {
 	cfg := tracer.Config{
-		Interfaces:    o.interfaces,
-		FlushInterval: o.flushInterval,
-		MaxConns:      o.maxConns,
-		MaxSockets:    o.maxSockets,
-		Logger:        logger,
-		Debug:         o.debug,
+		Interfaces:     o.interfaces,
+		FlushInterval:  o.flushInterval,
+		MaxConns:       o.maxConns,
+		MaxSockets:     o.maxSockets,
+		MaxPacketConns: o.maxPktConns,
+		Logger:         logger,
+		Debug:          o.debug,
 	}
 	if o.count < 0 {
 		return cfg, usageError{fmt.Errorf("bad --count %d: want 0 or more", o.count)}
@@ -117,9 +120,10 @@ func (o *traceOptions) buildConfig(flags *pflag.FlagSet, logger *slog.Logger) (t
 	// The tracer reads 0 as "the default"; given on the command line, 0
 	// is out of range like any other value.
 	for name, check := range map[string]func() error{
-		"flush-interval": func() error { return tracer.CheckFlushInterval(o.flushInterval) },
-		"max-conns":      func() error { return tracer.CheckMaxConns(o.maxConns) },
-		"max-sockets":    func() error { return tracer.CheckMaxSockets(o.maxSockets) },
+		"flush-interval":   func() error { return tracer.CheckFlushInterval(o.flushInterval) },
+		"max-conns":        func() error { return tracer.CheckMaxConns(o.maxConns) },
+		"max-sockets":      func() error { return tracer.CheckMaxSockets(o.maxSockets) },
+		"max-packet-conns": func() error { return tracer.CheckMaxPacketConns(o.maxPktConns) },
 	} {
 		if flags.Changed(name) {
 			if err := check(); err != nil {

@@ -292,6 +292,9 @@ type conn struct {
 	finalAck bool
 
 	segs [2]uint64
+	// counted: segs and the data range include packets the kernel
+	// counted instead of reporting (--packets control).
+	counted bool
 	// Sequence progress of each side's data at the primary point: bytes
 	// sent are dataEnd - dataStart (retransmissions and reordering do not
 	// count twice, segments the capture missed do count).
@@ -465,7 +468,7 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 	}
 	c.last = r.Time
 	c.observed = c.observed || r.Type != tracer.TypeSocket
-	if r.Type != tracer.TypeSocket && !r.TimeWait {
+	if r.Type != tracer.TypeSocket && r.Type != tracer.TypeCounts && !r.TimeWait {
 		// The connection's own life: TIME_WAIT and the start-up
 		// snapshot are apart.
 		if c.start.IsZero() || r.Time.Before(c.start) {
@@ -499,6 +502,11 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		a.resetEvent(c, r)
 	case tracer.TypeSocket:
 		c.snapshot(r)
+	case tracer.TypeCounts:
+		c.addCounts(r)
+		if a.cfg.SummaryOnly {
+			return nil
+		}
 	}
 	if r.Type != tracer.TypePacket {
 		c.socketEnds(r)
@@ -922,6 +930,58 @@ func (c *conn) kernelRetransmitted(s int, r *tracer.Record) bool {
 	return false
 }
 
+// addCounts adds the packets the kernel counted instead of reporting them
+// (--packets control): their segments, and their payload as one range of
+// sequence numbers, which the data bytes take as from the packets.
+func (c *conn) addCounts(r *tracer.Record) {
+	c.socketEnds(r)
+	for i, pc := range r.PktCounts {
+		sender := r.Local
+		if i == 1 {
+			sender = r.Remote
+		}
+		s := c.sideOf(sender)
+		if s < 0 || pc.Segs == 0 {
+			continue
+		}
+		c.segs[s] += pc.Segs
+		c.counted = true
+		if pc.HasData && pc.EndSeq != pc.FirstSeq {
+			c.addData(s, pc.FirstSeq, pc.EndSeq-pc.FirstSeq)
+		}
+	}
+}
+
+// addData takes n bytes of side s's data from sequence number start into
+// the data range (dataStart, dataEnd) and dataBytes.
+func (c *conn) addData(s int, start, n uint32) {
+	end := start + n
+	advanced := true
+	switch {
+	case !c.dataSeen[s]:
+		c.dataStart[s], c.dataEnd[s], c.dataBytes[s], c.dataSeen[s] = start, end, uint64(n), true
+	case seqGT(end, c.dataEnd[s]):
+		c.dataBytes[s] += uint64(end - c.dataEnd[s])
+		c.dataEnd[s] = end
+	default:
+		advanced = false
+	}
+	// Data begins right after the SYN; without one, at the lowest
+	// byte seen: an earlier segment that comes late (not one that
+	// just moved the end, which past 2 GiB compares as earlier).
+	first := start
+	switch {
+	case c.isnSeen[s]:
+		first = c.base[s] + 1
+	case advanced || c.dataStart[s]-start >= 1<<30:
+		first = c.dataStart[s] // only a late segment from before the start extends it
+	}
+	if seqLT(first, c.dataStart[s]) {
+		c.dataBytes[s] += uint64(c.dataStart[s] - first)
+		c.dataStart[s] = first
+	}
+}
+
 func (c *conn) countPacket(s int, r *tracer.Record) {
 	c.segs[s]++
 	if r.Len > 0 {
@@ -929,31 +989,7 @@ func (c *conn) countPacket(s int, r *tracer.Record) {
 		if r.Flags&tracer.FlagSYN != 0 {
 			start++ // data on a SYN (TCP Fast Open) follows the SYN's number
 		}
-		end := start + r.Len
-		advanced := true
-		switch {
-		case !c.dataSeen[s]:
-			c.dataStart[s], c.dataEnd[s], c.dataBytes[s], c.dataSeen[s] = start, end, uint64(r.Len), true
-		case seqGT(end, c.dataEnd[s]):
-			c.dataBytes[s] += uint64(end - c.dataEnd[s])
-			c.dataEnd[s] = end
-		default:
-			advanced = false
-		}
-		// Data begins right after the SYN; without one, at the lowest
-		// byte seen: an earlier segment that comes late (not one that
-		// just moved the end, which past 2 GiB compares as earlier).
-		first := start
-		switch {
-		case c.isnSeen[s]:
-			first = c.base[s] + 1
-		case advanced || c.dataStart[s]-start >= 1<<30:
-			first = c.dataStart[s] // only a late segment from before the start extends it
-		}
-		if seqLT(first, c.dataStart[s]) {
-			c.dataBytes[s] += uint64(c.dataStart[s] - first)
-			c.dataStart[s] = first
-		}
+		c.addData(s, start, r.Len)
 	}
 	if r.Verdicts&result.Retransmissions != 0 {
 		c.retransSeen++
@@ -1631,6 +1667,7 @@ func (a *Analyzer) fill(c *conn, sum *result.ConnSummary) uint32 {
 	sum.FinAcked = [2]bool{c.finAcked[l], c.finAcked[r]}
 	sum.BytesOut, sum.BytesIn, sum.SegsOut, sum.SegsIn = c.sent(l), c.sent(r), c.segs[l], c.segs[r]
 	sum.PacketsSeen = c.segs[l]+c.segs[r] > 0
+	sum.PacketsCounted = c.counted
 	sum.KernelCounted = a.cfg.KernelRetransmits && len(c.sockets) > 0 || c.retransKernel > 0
 	sum.ResetsCounted = a.cfg.ResetEvents && len(c.sockets) > 0 || c.resetsSent+c.resetsRecv > 0
 

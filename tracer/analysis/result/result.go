@@ -144,9 +144,15 @@ type ConnSummary struct {
 	Incomplete   string // why events may be missing, "" when none
 	// Which counters are known. A counter whose source was not traced is
 	// absent from the output, never zero.
-	PacketsSeen   bool // packets were captured: bytes, segments, capture-seen retransmits, zero windows
-	KernelCounted bool // tcp_retransmit_skb was traced for a local socket: RetransKernel
-	ResetsCounted bool // reset events were traced for a local socket: ResetsSent, ResetsRecv
+	PacketsSeen bool // packets were captured: bytes, segments, capture-seen retransmits, zero windows
+	// PacketsCounted: --packets control counted some of the connection's
+	// packets in the kernel instead of reporting them. BytesOut, BytesIn,
+	// SegsOut and SegsIn include them and are exact; the verdicts and
+	// the counters from packets (retransmits seen, zero windows) come
+	// from the reported packets only.
+	PacketsCounted bool
+	KernelCounted  bool // tcp_retransmit_skb was traced for a local socket: RetransKernel
+	ResetsCounted  bool // reset events were traced for a local socket: ResetsSent, ResetsRecv
 	// Kernel: the local end's socket counters at its close, in every
 	// --packets mode; valid only with HasKernel (the state change to
 	// CLOSE of a full socket was traced).

@@ -1,0 +1,79 @@
+package analysis
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+// countsRec is a TypeCounts record (--packets control) as a socket's
+// flush gives it: out is what local sent, in what it received.
+func countsRec(at int, local, remote string, out, in tracer.PacketCounts) tracer.Record {
+	return tracer.Record{Type: tracer.TypeCounts, Time: t0.Add(time.Duration(at) * time.Microsecond), Conn: 1, Netns: 7,
+		Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote), Cookie: 9,
+		PktCounts: [2]tracer.PacketCounts{out, in}}
+}
+
+// TestControlModeSummaryCounts: with --packets control the kernel reports
+// the SYNs, FINs and suspicious packets and counts the rest; the summary
+// adds the counts and gives the same bytes and segments as with every
+// packet reported (a retransmission reported, the original counted, is
+// one range of data), and says that they include counted packets.
+func TestControlModeSummaryCounts(t *testing.T) {
+	syn, synAck := withWScale(seg(0, cli, srv, S, 1000, 0, 0, 64240), 7), withWScale(seg(100, srv, cli, S|A, 5000, 1001, 0, 508), 7)
+	all := []tracer.Record{syn, synAck,
+		seg(200, cli, srv, A, 1001, 5001, 0, 502),
+		seg(300, cli, srv, P|A, 1001, 5001, 100, 502),
+		seg(350, cli, srv, P|A, 1001, 5001, 100, 502), // retransmission
+		seg(400, srv, cli, A, 5001, 1101, 0, 508),
+		seg(500, srv, cli, P|A, 5001, 1101, 50, 508),
+		seg(600, cli, srv, A, 1101, 5051, 0, 502),
+		seg(700, cli, srv, F|P|A, 1101, 5051, 20, 502), // last data on the FIN
+		seg(800, srv, cli, F|A, 5051, 1122, 0, 508),
+		seg(900, cli, srv, A, 1122, 5052, 0, 502),
+	}
+	control := []tracer.Record{syn, synAck, all[4], all[8], all[9],
+		// The client's socket flushes at its CLOSE: 200, 300, 600, 900
+		// sent; 400, 500 received.
+		countsRec(950, cli, srv,
+			tracer.PacketCounts{Segs: 4, Bytes: 100, HasData: true, FirstSeq: 1001, EndSeq: 1101},
+			tracer.PacketCounts{Segs: 2, Bytes: 50, HasData: true, FirstSeq: 5001, EndSeq: 5051}),
+	}
+	want := run(t, Config{}, all).summary(t)
+	got := run(t, Config{}, control).summary(t)
+	if want.BytesOut != 120 || want.BytesIn != 50 || want.SegsOut != 7 || want.SegsIn != 4 || want.PacketsCounted {
+		t.Fatalf("all packets: out %dB/%d in %dB/%d counted %v, want 120B/7 50B/4 false",
+			want.BytesOut, want.SegsOut, want.BytesIn, want.SegsIn, want.PacketsCounted)
+	}
+	if got.BytesOut != want.BytesOut || got.BytesIn != want.BytesIn || got.SegsOut != want.SegsOut || got.SegsIn != want.SegsIn {
+		t.Errorf("control: out %dB/%d in %dB/%d, want out %dB/%d in %dB/%d", got.BytesOut, got.SegsOut, got.BytesIn, got.SegsIn,
+			want.BytesOut, want.SegsOut, want.BytesIn, want.SegsIn)
+	}
+	if !got.PacketsCounted || !got.PacketsSeen {
+		t.Errorf("control: packets counted %v seen %v, want both", got.PacketsCounted, got.PacketsSeen)
+	}
+	// The end is the last reported packet (the final ACK was counted).
+	// The retransmission is reported, but its original was counted: no
+	// verdict says so (docs/analysis.md, packet modes).
+	end := t0.Add(800 * time.Microsecond)
+	if got.CloseKind != "fin" || got.ClosedBy != "local" || !got.End.Equal(end) {
+		t.Errorf("control: close %s by %s, end %v; want fin by local, %v", got.CloseKind, got.ClosedBy, got.End, end)
+	}
+	// The server's flush counts the same packets from the other end (and
+	// makes the server the summary's local end).
+	control[len(control)-1] = countsRec(950, srv, cli,
+		tracer.PacketCounts{Segs: 2, Bytes: 50, HasData: true, FirstSeq: 5001, EndSeq: 5051},
+		tracer.PacketCounts{Segs: 4, Bytes: 100, HasData: true, FirstSeq: 1001, EndSeq: 1101})
+	got = run(t, Config{}, control).summary(t)
+	if got.BytesOut != want.BytesIn || got.BytesIn != want.BytesOut || got.SegsOut != want.SegsIn || got.SegsIn != want.SegsOut {
+		t.Errorf("control, server's flush: out %dB/%d in %dB/%d, want out %dB/%d in %dB/%d", got.BytesOut, got.SegsOut,
+			got.BytesIn, got.SegsIn, want.BytesIn, want.SegsIn, want.BytesOut, want.SegsOut)
+	}
+	// A late flush (the exit drain, stamped later) does not move the end.
+	control[len(control)-1].Time = t0.Add(time.Hour)
+	if got = run(t, Config{}, control).summary(t); !got.End.Equal(end) || got.SegsIn != want.SegsOut {
+		t.Errorf("late flush: end %v segs in %d, want %v and %d", got.End, got.SegsIn, end, want.SegsOut)
+	}
+}

@@ -1,0 +1,67 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cilium/ebpf"
+)
+
+// drainCounts reads and deletes every entry of the kernel's packet count
+// map (--packets control) and passes each through the stages as a
+// TypeCounts record, stamped now and without a socket cookie: at exit,
+// after the classifiers are detached, these are the connections no socket
+// flushed (still open, in TIME_WAIT, or without a local socket).
+func (t *Tracer) drainCounts(st *stages, rec *Record) error {
+	if t.cfg.Packets != PacketsControl || t.coll == nil {
+		return nil
+	}
+	m := t.coll.Maps[tcpscopeMapConnCounts]
+	if m == nil {
+		return nil
+	}
+	var (
+		key  tcpscopePktKey
+		val  tcpscopePktCounts
+		keys []tcpscopePktKey
+	)
+	now := time.Now()
+	it := m.Iterate()
+	// Bounded by the map size; keys are deleted after the walk (deleting
+	// while iterating a hash map restarts the walk).
+	for it.Next(&key, &val) && len(keys) < t.cfg.MaxPacketConns {
+		keys = append(keys, key)
+		*rec = Record{Type: TypeCounts, Time: now, Netns: t.netns.Inode}
+		countsRecord(&key, &val, rec)
+		if err := st.record(rec); err != nil {
+			return err
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read packet count map: %w", err)
+	}
+	for i := range keys {
+		if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete packet count entry: %w", err)
+		}
+	}
+	return nil
+}
+
+// countOverflow returns how many packets the classifiers reported in full
+// because the packet count map was full (all CPUs).
+func (t *Tracer) countOverflow() (uint64, error) {
+	if t.cfg.Packets != PacketsControl || t.coll == nil || t.coll.Maps[tcpscopeMapCountOverflow] == nil {
+		return 0, nil
+	}
+	var perCPU []uint64
+	if err := t.coll.Maps[tcpscopeMapCountOverflow].Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("read count overflow: %w", err)
+	}
+	var total uint64
+	for _, n := range perCPU {
+		total += n
+	}
+	return total, nil
+}
