@@ -1211,8 +1211,9 @@ static __always_inline __u64 take_lo_syn_cookie(const struct parsed_l3 *l3, cons
  * payload that ends at or below the highest sequence end this direction
  * already sent (retransmission or out of order); a keepalive probe
  * (highest end - 1, no payload); a duplicate ACK (no payload, same ack
- * and window as the direction's last); or a full map (counted in
- * count_overflow). */
+ * and window as the direction's last); the first packet of a connection's
+ * entry (the handshake's third ACK: the analysis checks the handshake
+ * with it); or a full map (counted in count_overflow). */
 static __always_inline bool count_packet(struct __sk_buff *skb, const struct parsed_l3 *l3,
 					 const struct tcphdr *tcp, __u32 doff, __u32 len, __u8 dir)
 {
@@ -1258,9 +1259,11 @@ static __always_inline bool count_packet(struct __sk_buff *skb, const struct par
 		struct pkt_counts init = {};
 		__u32 zero = 0;
 
+		/* The entry starts with this packet's sequence state; the
+		 * packet itself is reported (the third ACK of a handshake,
+		 * the first after tracing started, a late one after the
+		 * close), not counted. */
 		d = &init.dir[idx & 1];
-		d->segs = 1;
-		d->bytes = len;
 		if (len) {
 			d->first_seq = seq;
 			d->high_end = end;
@@ -1271,7 +1274,7 @@ static __always_inline bool count_packet(struct __sk_buff *skb, const struct par
 		d->acked = 1;
 		/* BPF_NOEXIST: another CPU may have made it meanwhile. */
 		if (!bpf_map_update_elem(&conn_counts, &key, &init, BPF_NOEXIST))
-			return true;
+			return false;
 		v = bpf_map_lookup_elem(&conn_counts, &key);
 		if (!v) {
 			__u64 *n = bpf_map_lookup_elem(&count_overflow, &zero);

@@ -59,7 +59,7 @@ func ctlPacket(flags byte, opts []byte, payload int, seq, ack uint32, win uint16
 
 // TestControlModeCountsOrReports runs the classifier in control mode on
 // hand-made packets: plain data and ACKs are counted in the connection's
-// entry (no record); a retransmission, a duplicate ACK, a SYN, a FIN, a
+// entry (no record) but the first, which makes the entry; a retransmission, a duplicate ACK, a SYN, a FIN, a
 // zero window and SACK blocks are reported; when the map is full the
 // packet is reported and the overflow counted.
 func TestControlModeCountsOrReports(t *testing.T) {
@@ -78,7 +78,7 @@ func TestControlModeCountsOrReports(t *testing.T) {
 		pkt      []byte
 		reported bool
 	}{
-		{"data", ctlPacket(ack, ts, 100, 1000, 2000, 512, 40000), false},
+		{"first of the connection", ctlPacket(ack, ts, 100, 1000, 2000, 512, 40000), true},
 		{"more data", ctlPacket(ack|0x08, ts, 50, 1100, 2000, 512, 40000), false},
 		{"retransmission", ctlPacket(ack, ts, 100, 1000, 2000, 512, 40000), true},
 		{"pure ACK, new ack", ctlPacket(ack, ts, 0, 1150, 2100, 512, 40000), false},
@@ -112,8 +112,8 @@ func TestControlModeCountsOrReports(t *testing.T) {
 		t.Fatalf("count entry: %v", err)
 	}
 	d := v.Dir[0]
-	if d.Segs != 5 || d.Bytes != 160 || d.Seen != 1 || d.FirstSeq != 1000 || d.HighEnd != 1160 || v.Dir[1] != (tcpscopePktDirCounts{}) {
-		t.Errorf("counts: out %+v in %+v; want 5 segments, 160 bytes, [1000, 1160), nothing in", d, v.Dir[1])
+	if d.Segs != 4 || d.Bytes != 60 || d.Seen != 1 || d.FirstSeq != 1000 || d.HighEnd != 1160 || v.Dir[1] != (tcpscopePktDirCounts{}) {
+		t.Errorf("counts: out %+v in %+v; want 4 segments, 60 bytes, [1000, 1160), nothing in", d, v.Dir[1])
 	}
 
 	// A full map: the packet of another connection is reported, and
@@ -125,14 +125,14 @@ func TestControlModeCountsOrReports(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rd2.Close()
-	for i, sport := range []uint16{40000, 40002} {
-		if _, err := prog.Run(&ebpf.RunOptions{Data: ctlPacket(ack, ts, 10, 1000, 2000, 512, sport)}); err != nil {
+	for i, sport := range []uint16{40000, 40000, 40002} {
+		if _, err := prog.Run(&ebpf.RunOptions{Data: ctlPacket(ack, ts, 10, 1000+10*uint32(i), 2000, 512, sport)}); err != nil {
 			t.Fatal(err)
 		}
 		var rec ringbuf.Record
 		rd2.SetDeadline(time.Now())
-		if err := rd2.ReadInto(&rec); (err == nil) != (i == 1) {
-			t.Errorf("packet %d with a map of one entry: read %v, want a record only for the second", i, err)
+		if err := rd2.ReadInto(&rec); (err == nil) != (i != 1) {
+			t.Errorf("packet %d with a map of one entry: read %v, want a record for the first (new entry) and the third (map full)", i, err)
 		}
 	}
 	var perCPU []uint64
