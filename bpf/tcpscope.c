@@ -406,6 +406,18 @@ static __always_inline void flush_counts(const struct sock_id *id, __u64 cookie)
 	bpf_map_delete_elem(&conn_counts, &key);
 }
 
+/* flush_sock_counts flushes the count entry of a full socket's
+ * connection. A subprogram, not inlined: inlined into on_set_state, clang
+ * spilled a register that this path never sets, and the verifier refuses
+ * the read of an uninitialized register. */
+static __noinline void flush_sock_counts(const struct sock *sk, __u64 cookie)
+{
+	struct sock_id id;
+
+	read_sock_id(&id, sk);
+	flush_counts(&id, cookie);
+}
+
 static __always_inline void current_owner(struct owner *o)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -691,10 +703,8 @@ int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
 	}
 	cookie = bpf_get_socket_cookie((void *)sk);
 	track_owner(sk, cookie, oldstate, newstate);
-	if (count_packets && newstate == TCP_CLOSE && oldstate != TCP_LISTEN) {
-		read_sock_id(&id, sk);
-		flush_counts(&id, cookie);
-	}
+	if (count_packets && newstate == TCP_CLOSE && oldstate != TCP_LISTEN)
+		flush_sock_counts(sk, cookie);
 	if (!kind_enabled(EVENT_STATE))
 		return 0;
 	read_sock_id(&id, sk);
@@ -716,12 +726,8 @@ int BPF_PROG(on_destroy_sock, struct sock *sk)
 	bpf_map_delete_elem(&owners, &cookie);
 	if (early_children_seen)
 		bpf_map_delete_elem(&early_children, &key);
-	if (count_packets && is_tcp_sock(sk)) {
-		struct sock_id id;
-
-		read_sock_id(&id, sk);
-		flush_counts(&id, cookie);
-	}
+	if (count_packets && is_tcp_sock(sk))
+		flush_sock_counts(sk, cookie);
 	return 0;
 }
 

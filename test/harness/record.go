@@ -239,6 +239,12 @@ func (r *Record) Validate() error {
 			return fmt.Errorf("lost record of kind %q where %q: want ring or queue (none only for malformed)", r.Kind, r.Where)
 		}
 		return nil
+	case "counts":
+		// Packets counted in the kernel, not reported (--packets control).
+		if err := parse("local", r.Local, &r.LocalAddr); err != nil {
+			return err
+		}
+		return parse("remote", r.Remote, &r.RemoteAddr)
 	case "socket":
 		// A socket that existed when tracing started.
 		if err := parse("local", r.Local, &r.LocalAddr); err != nil {
