@@ -39,13 +39,13 @@ func TestPacketsNoneKernelCounters(t *testing.T) {
 			sc := &scenario{name: "bulk-" + mode, serverPort: uint16(7811 + i), clientPort: uint16(41811 + i),
 				serve: "serve-sink", connect: []string{"connect-bulk", fmt.Sprint(bulkBytes)}}
 			counter := func(name string) int64 { return v.A.MustCounter(t, "snmp", "Tcp", name) }
-			inBefore, outBefore := counter("InSegs"), counter("OutSegs")
+			inBefore, outBefore, rtxBefore := counter("InSegs"), counter("OutSegs"), counter("RetransSegs")
 			tracer := startTracer(ctx, t, nil, "--netns", v.A.Name, "--summary-only", "--packets", mode)
 			hooks := hooked(t)
 			run := runScenario(ctx, t, tp, sc)
 			time.Sleep(settle)
 			recs := stopTracer(ctx, t, tracer)
-			inSegs, outSegs := counter("InSegs")-inBefore, counter("OutSegs")-outBefore
+			inSegs, outSegs, rtxSegsNs := counter("InSegs")-inBefore, counter("OutSegs")-outBefore, counter("RetransSegs")-rtxBefore
 			switch {
 			case mode == "none" && hooks != 0:
 				t.Errorf("--packets none: %d TC hooks (TCX programs, clsact qdiscs) in the client's namespace, want none", hooks)
@@ -68,14 +68,29 @@ func TestPacketsNoneKernelCounters(t *testing.T) {
 			rtxSegs := get("kernel_retrans_total")
 			t.Logf("%s: kernel out %vB/%v segs (%v with data, %vB sent, %vB / %v segs retransmitted), in %vB/%v segs; nstat OutSegs %d InSegs %d",
 				mode, bOut, sOut, dOut, sent, retrans, rtxSegs, bIn, sIn, outSegs, inSegs)
-			if bOut != bulkBytes+2 || bIn != 1 {
+			// The peer's FIN, and the ACK of it, belong to the full socket
+			// when it is still there; when close() found our FIN already
+			// acked, the kernel replaced the socket by its TIME_WAIT
+			// socket in FIN_WAIT2 (tcp_close -> tcp_time_wait) before the
+			// peer's FIN came: that socket received the FIN and sent the
+			// last ACK, the full socket's counters stop one segment short
+			// each way, and nstat counts both.
+			twTookFin := bIn == 0 && int64(sIn) == inSegs-1 && int64(sOut) == outSegs-1
+			if twTookFin {
+				t.Logf("the TIME_WAIT socket took the peer's FIN and sent the last ACK")
+				outSegs, inSegs = outSegs-1, inSegs-1
+			}
+			if bOut != bulkBytes+2 || bIn != 1 && !twTookFin {
 				t.Errorf("kernel_bytes_out %v, kernel_bytes_in %v: want %d + SYN + FIN and the peer's FIN (1)", bOut, bIn, bulkBytes)
 			}
 			if sent-retrans != bulkBytes {
 				t.Errorf("kernel_bytes_sent %v - kernel_bytes_retrans %v, want %d", sent, retrans, bulkBytes)
 			}
-			if int64(sOut) != outSegs || int64(sIn) != inSegs {
-				t.Errorf("kernel_segs_out %v kernel_segs_in %v, want the namespace's TcpOutSegs %d and TcpInSegs %d", sOut, sIn, outSegs, inSegs)
+			// segs_out counts retransmitted segments too, TcpOutSegs does
+			// not (TcpRetransSegs does).
+			if int64(sOut) < outSegs || int64(sOut) > outSegs+rtxSegsNs || int64(sIn) != inSegs {
+				t.Errorf("kernel_segs_out %v kernel_segs_in %v, want the namespace's TcpOutSegs %d (+ up to its TcpRetransSegs %d) and TcpInSegs %d",
+					sOut, sIn, outSegs, rtxSegsNs, inSegs)
 			}
 			if dIn != 0 || dOut < bulkBytes/1500 || dOut > sOut {
 				t.Errorf("kernel_data_segs_out %v in %v: want at least %d out, at most kernel_segs_out, none in", dOut, dIn, bulkBytes/1500)
