@@ -313,7 +313,8 @@ func (o *traceOptions) buildPipeline(out tracer.Sink, names *tracer.NetnsNames, 
 			return analyzerStage{analysis.New(next, analysis.Config{SummaryOnly: o.summaryOnly, MaxConns: cfg.MaxConns,
 				IdleTimeout: o.idleTimeout, KernelRetransmits: cfg.Events.Has(tracer.TypeRetransmit),
 				ResetEvents:     cfg.Events.Has(tracer.TypeReset),
-				TimeWaitTracked: timeWaitTracked, Events: cfg.Events})}
+				TimeWaitTracked: timeWaitTracked, Events: cfg.Events,
+				PacketsCounted: cfg.Packets == tracer.PacketsControl})}
 		})
 	}
 	if o.count > 0 {

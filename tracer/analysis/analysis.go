@@ -57,7 +57,17 @@ type Config struct {
 	// connection ends with a reset, or its packets' FINs or RST; without
 	// any end it is summarized when idle or at exit.
 	Events tracer.EventSet
+	// PacketsCounted: the kernel counts most packets instead of reporting
+	// them (--packets control). A reported packet's predecessors may have
+	// been counted, so only verdicts the packet alone supports are given
+	// (countedModeVerdicts): no guessed retransmission, duplicate ACK,
+	// out of order, lost or ACKed-unseen segment.
+	PacketsCounted bool
 }
+
+// countedModeVerdicts are the verdicts a packet supports on its own,
+// without the packets before it: what --packets control can give.
+const countedModeVerdicts = result.VerdictZeroWindow
 
 // Analyzer annotates records and adds conn summary records. It implements
 // tracer.Sink.
@@ -838,6 +848,9 @@ func (a *Analyzer) packet(c *conn, r *tracer.Record) bool {
 		ooo = pt.firstRTT
 	}
 	r.Verdicts, r.DupAckCount = analyze(pt, s, r, c.scale, ooo)
+	if a.cfg.PacketsCounted {
+		r.Verdicts &= countedModeVerdicts
+	}
 	if primary {
 		c.countPacket(s, r)
 	}

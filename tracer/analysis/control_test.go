@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
+	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
 // countsRec is a TypeCounts record (--packets control) as a socket's
@@ -75,5 +76,43 @@ func TestControlModeSummaryCounts(t *testing.T) {
 	control[len(control)-1].Time = t0.Add(time.Hour)
 	if got = run(t, Config{}, control).summary(t); !got.End.Equal(end) || got.SegsIn != want.SegsOut {
 		t.Errorf("late flush: end %v segs in %d, want %v and %d", got.End, got.SegsIn, end, want.SegsOut)
+	}
+}
+
+// TestControlModeVerdicts: with --packets control the data before a
+// reported packet was counted, not reported: an ACK of it is no "ACKed
+// unseen segment", a FIN after it no "previous segment not captured",
+// a retransmission no retransmission guess; a zero window still is one.
+func TestControlModeVerdicts(t *testing.T) {
+	syn, synAck := withWScale(seg(0, cli, srv, S, 1000, 0, 0, 64240), 7), withWScale(seg(100, srv, cli, S|A, 5000, 1001, 0, 508), 7)
+	reported := []tracer.Record{syn, synAck,
+		seg(200, cli, srv, A, 1001, 5001, 0, 502),
+		seg(400, srv, cli, A, 5001, 1101, 0, 508),      // acks counted data
+		seg(450, srv, cli, A, 5001, 1101, 0, 0),        // zero window
+		seg(500, cli, srv, P|A, 1001, 5001, 100, 502),  // retransmission of counted data
+		seg(700, cli, srv, F|P|A, 1101, 5001, 20, 502), // after counted data
+	}
+	for _, cfg := range []Config{{}, {PacketsCounted: true}} {
+		out := run(t, cfg, reported)
+		var got []result.Verdicts
+		for _, p := range out.packets() {
+			got = append(got, p.Verdicts)
+		}
+		if !cfg.PacketsCounted {
+			// Every packet reported: the same packets are suspect.
+			if got[3]&result.VerdictAckUnseenSegment == 0 {
+				t.Errorf("all mode: the ACK of unseen data has verdicts %b, want ACKed unseen", got[3])
+			}
+			continue
+		}
+		for i, v := range got {
+			want := result.Verdicts(0)
+			if i == 4 {
+				want = result.VerdictZeroWindow
+			}
+			if v != want {
+				t.Errorf("control mode, packet %d: verdicts %b, want %b", i, v, want)
+			}
+		}
 	}
 }
