@@ -17,7 +17,8 @@ import (
 // client socket's kernel counters, checked against what is known:
 // bytes from the payload size (bytes_acked counts the SYN and the FIN,
 // bytes_received the server's FIN), segments from the namespace's own
-// TcpInSegs/TcpOutSegs (the namespace has no other TCP traffic).
+// TcpInSegs/TcpOutSegs (the namespace has no other TCP traffic), less what
+// the TIME_WAIT socket handled after the full socket's close.
 func TestPacketsNoneKernelCounters(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
@@ -68,29 +69,26 @@ func TestPacketsNoneKernelCounters(t *testing.T) {
 			rtxSegs := get("kernel_retrans_total")
 			t.Logf("%s: kernel out %vB/%v segs (%v with data, %vB sent, %vB / %v segs retransmitted), in %vB/%v segs; nstat OutSegs %d InSegs %d",
 				mode, bOut, sOut, dOut, sent, retrans, rtxSegs, bIn, sIn, outSegs, inSegs)
-			// The peer's FIN, and the ACK of it, belong to the full socket
-			// when it is still there; when close() found our FIN already
-			// acked, the kernel replaced the socket by its TIME_WAIT
-			// socket in FIN_WAIT2 (tcp_close -> tcp_time_wait) before the
-			// peer's FIN came: that socket received the FIN and sent the
-			// last ACK, the full socket's counters stop one segment short
-			// each way, and nstat counts both.
-			twTookFin := bIn == 0 && int64(sIn) == inSegs-1 && int64(sOut) == outSegs-1
-			if twTookFin {
-				t.Logf("the TIME_WAIT socket took the peer's FIN and sent the last ACK")
-				outSegs, inSegs = outSegs-1, inSegs-1
-			}
-			if bOut != bulkBytes+2 || bIn != 1 && !twTookFin {
-				t.Errorf("kernel_bytes_out %v, kernel_bytes_in %v: want %d + SYN + FIN and the peer's FIN (1)", bOut, bIn, bulkBytes)
+			// The full socket's counters stop at its CLOSE; nstat also
+			// counts what its TIME_WAIT socket handled afterwards: the
+			// peer's FIN when close() found our FIN already acked (the
+			// kernel then replaces the socket in FIN_WAIT2, tcp_close ->
+			// tcp_time_wait, and kernel_bytes_in is 0), the last ACK, and
+			// a FIN the peer retransmits. segs_out also counts
+			// retransmitted segments, which TcpOutSegs leaves to
+			// TcpRetransSegs.
+			const afterClose = 3 // segments a TIME_WAIT socket may handle here
+			if bOut != bulkBytes+2 || bIn != 0 && bIn != 1 {
+				t.Errorf("kernel_bytes_out %v, kernel_bytes_in %v: want %d + SYN + FIN, and the peer's FIN (1) or 0 when the TIME_WAIT socket took it",
+					bOut, bIn, bulkBytes)
 			}
 			if sent-retrans != bulkBytes {
 				t.Errorf("kernel_bytes_sent %v - kernel_bytes_retrans %v, want %d", sent, retrans, bulkBytes)
 			}
-			// segs_out counts retransmitted segments too, TcpOutSegs does
-			// not (TcpRetransSegs does).
-			if int64(sOut) < outSegs || int64(sOut) > outSegs+rtxSegsNs || int64(sIn) != inSegs {
-				t.Errorf("kernel_segs_out %v kernel_segs_in %v, want the namespace's TcpOutSegs %d (+ up to its TcpRetransSegs %d) and TcpInSegs %d",
-					sOut, sIn, outSegs, rtxSegsNs, inSegs)
+			if int64(sOut) < outSegs-afterClose || int64(sOut) > outSegs+rtxSegsNs ||
+				int64(sIn) < inSegs-afterClose || int64(sIn) > inSegs {
+				t.Errorf("kernel_segs_out %v kernel_segs_in %v, want the namespace's TcpOutSegs %d (+ up to its TcpRetransSegs %d) and TcpInSegs %d, less up to %d handled after the close",
+					sOut, sIn, outSegs, rtxSegsNs, inSegs, afterClose)
 			}
 			if dIn != 0 || dOut < bulkBytes/1500 || dOut > sOut {
 				t.Errorf("kernel_data_segs_out %v in %v: want at least %d out, at most kernel_segs_out, none in", dOut, dIn, bulkBytes/1500)
