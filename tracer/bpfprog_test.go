@@ -20,9 +20,10 @@ import (
 // hand-made packets: they need root (CAP_BPF and CAP_NET_ADMIN) and are
 // skipped without it, unless TCPSCOPE_E2E=1 asks for every privileged test.
 
-// loadClassifier loads tc_egress alone with a ring of ringSize bytes and
-// the given wakeup threshold.
-func loadClassifier(t *testing.T, ringSize uint32, wakeup uint64) (*ebpf.Program, *ebpf.Map) {
+// loadEgressClassifier loads tc_egress alone, after configure has set up
+// its spec (map sizes, volatile consts); the collection is closed when the
+// test ends.
+func loadEgressClassifier(t *testing.T, configure func(*ebpf.CollectionSpec) error) *ebpf.Collection {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("TCPSCOPE_E2E") == "1" {
@@ -39,8 +40,7 @@ func loadClassifier(t *testing.T, ringSize uint32, wakeup uint64) (*ebpf.Program
 			delete(spec.Programs, name)
 		}
 	}
-	spec.Maps[tcpscopeMapEvents].MaxEntries = ringSize
-	if err := spec.Variables[tcpscopeVarWakeupBytes].Set(wakeup); err != nil {
+	if err := configure(spec); err != nil {
 		t.Fatal(err)
 	}
 	coll, err := ebpf.NewCollection(spec)
@@ -48,6 +48,17 @@ func loadClassifier(t *testing.T, ringSize uint32, wakeup uint64) (*ebpf.Program
 		t.Fatalf("load: %v", err)
 	}
 	t.Cleanup(func() { coll.Close() })
+	return coll
+}
+
+// loadClassifier loads tc_egress alone with a ring of ringSize bytes and
+// the given wakeup threshold.
+func loadClassifier(t *testing.T, ringSize uint32, wakeup uint64) (*ebpf.Program, *ebpf.Map) {
+	t.Helper()
+	coll := loadEgressClassifier(t, func(spec *ebpf.CollectionSpec) error {
+		spec.Maps[tcpscopeMapEvents].MaxEntries = ringSize
+		return spec.Variables[tcpscopeVarWakeupBytes].Set(wakeup)
+	})
 	return coll.Programs[tcpscopeProgTcEgress], coll.Maps[tcpscopeMapEvents]
 }
 

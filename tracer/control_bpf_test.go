@@ -17,32 +17,11 @@ import (
 // with a count map of maxConns entries.
 func loadCountingClassifier(t *testing.T, maxConns uint32) *ebpf.Collection {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("TCPSCOPE_E2E") == "1" {
-			t.Fatal("needs root (BPF_PROG_TEST_RUN)")
-		}
-		t.Skip("needs root (BPF_PROG_TEST_RUN)")
-	}
-	spec, err := loadTcpscope()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name := range spec.Programs {
-		if name != tcpscopeProgTcEgress {
-			delete(spec.Programs, name)
-		}
-	}
-	spec.Maps[tcpscopeMapEvents].MaxEntries = 1 << 16
-	spec.Maps[tcpscopeMapConnCounts].MaxEntries = maxConns
-	if err := spec.Variables[tcpscopeVarCountPackets].Set(uint8(1)); err != nil {
-		t.Fatal(err)
-	}
-	coll, err := ebpf.NewCollection(spec)
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	t.Cleanup(func() { coll.Close() })
-	return coll
+	return loadEgressClassifier(t, func(spec *ebpf.CollectionSpec) error {
+		spec.Maps[tcpscopeMapEvents].MaxEntries = 1 << 16
+		spec.Maps[tcpscopeMapConnCounts].MaxEntries = maxConns
+		return spec.Variables[tcpscopeVarCountPackets].Set(uint8(1))
+	})
 }
 
 // ctlPacket is testPacket (10.201.0.1:40000 > 10.201.0.2:20000) with the

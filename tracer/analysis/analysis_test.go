@@ -544,9 +544,7 @@ func TestHandshakeAtOnePoint(t *testing.T) {
 // comes goes twOrphanMax after its start.
 func TestTimeWaitKillAfterSummary(t *testing.T) {
 	tw := func(at int, old, new tracer.TCPState, end string, dur time.Duration) tracer.Record {
-		r := sockEvent(at, tracer.TypeState, cli, srv, old, new, 9)
-		r.TimeWait, r.TimeWaitEnd, r.TimeWaitDur = true, end, dur
-		return r
+		return twRec(at, cli, srv, old, new, 9, end, dur)
 	}
 	closed := []tracer.Record{
 		sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9),

@@ -40,23 +40,7 @@ func finishAfter(t *testing.T, cfg Config, recs []tracer.Record, stopAt time.Tim
 // still in TIME_WAIT when tracing stops 9 s later lasted 3 ms; its
 // TIME_WAIT so far is given apart, as the local end's.
 func TestDurationApartFromTimeWait(t *testing.T) {
-	const est, fw1, fw2 = tracer.StateEstablished, tracer.StateFinWait1, tracer.StateFinWait2
-	recs := []tracer.Record{
-		sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9),
-	}
-	recs = append(recs, handshake()...)
-	recs = append(recs,
-		sockEvent(150, tracer.TypeState, cli, srv, tracer.StateSynSent, est, 9),
-		seg(300, cli, srv, P|A, 1001, 5001, 100, 502),
-		seg(2000, srv, cli, P|A, 5001, 1101, 50, 508),
-		sockEvent(2100, tracer.TypeState, cli, srv, est, fw1, 9),
-		seg(2100, cli, srv, F|A, 1101, 5051, 0, 502),
-		seg(2900, srv, cli, F|A, 5051, 1102, 0, 508),
-		sockEvent(2900, tracer.TypeState, cli, srv, fw1, fw2, 9),
-		twRec(2950, cli, srv, fw2, tracer.StateTimeWait, 9, "", 0),
-		sockEvent(2950, tracer.TypeState, cli, srv, fw2, tracer.StateClose, 9),
-		seg(3000, cli, srv, A, 1102, 5052, 0, 502),
-	)
+	recs, _ := twConn() // its TIME_WAIT does not end before the stop
 	stop := at(9_000_000)
 	s := finishAfter(t, Config{TimeWaitTracked: true}, recs, stop).summary(t)
 	if !s.Start.Equal(at(0)) || !s.End.Equal(at(3000)) {
