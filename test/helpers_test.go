@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -54,7 +58,36 @@ func stopTracer(ctx context.Context, t *testing.T, p *harness.Proc) []*harness.R
 	if err != nil {
 		t.Fatalf("tcpscope output: %v", err)
 	}
+	keepOutput(t, p)
 	return recs
+}
+
+// keepOutputEnv names a directory where a failed test leaves its tracer's
+// output (records and log), to be read after the run.
+const keepOutputEnv = "TCPSCOPE_E2E_KEEP"
+
+// keepOutput writes p's output to $TCPSCOPE_E2E_KEEP when t fails.
+func keepOutput(t *testing.T, p *harness.Proc) {
+	dir := os.Getenv(keepOutputEnv)
+	if dir == "" {
+		return
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		name := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+fmt.Sprintf("-%d", time.Now().UnixNano()))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Logf("keep tracer output: %v", err)
+			return
+		}
+		if err := errors.Join(os.WriteFile(name+".jsonl", p.Stdout.Bytes(), 0o644),
+			os.WriteFile(name+".log", p.Stderr.Bytes(), 0o644)); err != nil {
+			t.Logf("keep tracer output: %v", err)
+			return
+		}
+		t.Logf("tracer output kept in %s.jsonl and .log", name)
+	})
 }
 
 // startTcpdump starts the oracle, `tcpdump -S -n` on ifname inside ns,

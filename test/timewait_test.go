@@ -244,7 +244,10 @@ func TestTimeWaitEndedByReuse(t *testing.T) {
 	// what killed it; the summary, written a quiet second after the
 	// close, says only that TIME_WAIT began at the local end.
 	if tw[1].TimeWaitKill != "tw_reuse" {
-		t.Errorf("TIME_WAIT end record: time_wait_kill %q, want tw_reuse", tw[1].TimeWaitKill)
+		t.Errorf("TIME_WAIT end record: time_wait_kill %q, want tw_reuse; records of %s:\n%s", tw[1].TimeWaitKill, client,
+			harness.Describe(harness.Select(recs, func(r *harness.Record) bool {
+				return r.LocalAddr == client || r.Src == client.String() || r.Dst == client.String()
+			})))
 	}
 	if sum["time_wait_side"] != "local" || sum["time_wait_end"] != nil || sum["time_wait_kill"] != nil ||
 		sum["closed_by"] != "local" || sum["complete"] != true {

@@ -93,8 +93,9 @@ type Analyzer struct {
 	losses  uint64 // lost records seen so far
 	lossKnd string
 	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
-	// one early; entries go when their connection is summarized, unless
-	// the TIME_WAIT goes on: then at its end record or after
+	// one early: the newest, then older ones of the same 4-tuple
+	// (timeWait.older). Entries go when their connection is summarized,
+	// unless the TIME_WAIT goes on: then at its end record or after
 	// twOrphanMax (orphanQ, by record time).
 	timeWaits map[tuple]*timeWait
 	orphanQ   deadline.Heap[*timeWait]
@@ -244,7 +245,12 @@ func (t *twState) waiting(tracked bool) bool {
 // timeWait tells what killed a TIME_WAIT socket: the sign of it nearest the
 // kill, within killWindow ("syn", "rst", "tw_reuse").
 type timeWait struct {
-	tuple    tuple
+	tuple tuple
+	// older: the entry of an earlier TIME_WAIT socket of the same 4-tuple
+	// that goes on (a new connection took the 4-tuple over; its end
+	// record is still to come); the index holds the newest.
+	older    *timeWait
+	conn     uint64 // the connection's id: an end record finds its entry
 	signAt   int64 // Unix ns of sign; 0 none
 	killedAt int64 // Unix ns of the kill record; 0 none
 	sign     killSign
@@ -253,6 +259,8 @@ type timeWait struct {
 	// the entry stays in the index (for what kills it) until its end
 	// record or orphanQ, which alone gives it back to twFree.
 	orphan bool
+	// indexed: in the index (at its head or behind a newer entry).
+	indexed bool
 }
 
 // conn is the analysis state of one connection (one conn id).
@@ -388,7 +396,7 @@ func (a *Analyzer) recycle(c *conn) {
 	}
 	for i := range c.sockets {
 		// Forgotten from the index at the summary: reused.
-		if tw := c.sockets[i].tw; tw != nil && !tw.orphan && a.timeWaits[tw.tuple] != tw && len(a.twFree) < maxFree {
+		if tw := c.sockets[i].tw; tw != nil && !tw.orphan && !tw.indexed && len(a.twFree) < maxFree {
 			*tw = timeWait{}
 			a.twFree = append(a.twFree, tw)
 		}
@@ -621,6 +629,7 @@ const killWindow = 50 * time.Millisecond
 func (a *Analyzer) timeWaitEvent(sk *twState, r *tracer.Record) {
 	key := tuple{r.Local, r.Remote}
 	if r.State == tracer.StateTimeWait {
+		a.forgetTimeWait(sk.tw) // a repeated start replaces it
 		if n := len(a.twFree); n > 0 {
 			sk.tw, a.twFree = a.twFree[n-1], a.twFree[:n-1]
 		} else {
@@ -631,9 +640,8 @@ func (a *Analyzer) timeWaitEvent(sk *twState, r *tracer.Record) {
 			}
 			sk.tw, a.twSlab = &a.twSlab[0], a.twSlab[1:]
 		}
-		sk.tw.tuple = key
-		a.timeWaits[key] = sk.tw
-		a.peaks[5] = max(a.peaks[5], len(a.timeWaits))
+		sk.tw.tuple, sk.tw.conn = key, r.Conn
+		a.indexTimeWait(sk.tw)
 		return
 	}
 	a.timeWaitEnded(sk.tw, r)
@@ -692,8 +700,13 @@ func (a *Analyzer) lateTimeWait(r *tracer.Record) {
 	if r.Type != tracer.TypeState || !r.TimeWait || r.State == tracer.StateTimeWait {
 		return
 	}
-	if tw := a.timeWaits[tuple{r.Local, r.Remote}]; tw != nil && tw.orphan {
-		a.timeWaitEnded(tw, r)
+	for tw := a.timeWaits[tuple{r.Local, r.Remote}]; tw != nil; tw = tw.older {
+		if tw.conn == r.Conn {
+			if tw.orphan {
+				a.timeWaitEnded(tw, r)
+			}
+			return
+		}
 	}
 }
 
@@ -727,12 +740,33 @@ func (a *Analyzer) timeWaitRecord(sk *twState, r *tracer.Record) time.Duration {
 	return d
 }
 
-// forgetTimeWait drops tw from the TIME_WAIT index, unless a newer socket
-// of the same 4-tuple took its place there.
+// indexTimeWait puts tw at the head of its 4-tuple's entries.
+func (a *Analyzer) indexTimeWait(tw *timeWait) {
+	tw.older, tw.indexed = a.timeWaits[tw.tuple], true
+	a.timeWaits[tw.tuple] = tw
+	a.peaks[5] = max(a.peaks[5], len(a.timeWaits))
+}
+
+// forgetTimeWait drops tw (nil: none) from the TIME_WAIT index.
 func (a *Analyzer) forgetTimeWait(tw *timeWait) {
-	if tw != nil && a.timeWaits[tw.tuple] == tw {
-		delete(a.timeWaits, tw.tuple)
+	if tw == nil || !tw.indexed {
+		return
 	}
+	head := a.timeWaits[tw.tuple]
+	switch {
+	case head == tw && tw.older == nil:
+		delete(a.timeWaits, tw.tuple)
+	case head == tw:
+		a.timeWaits[tw.tuple] = tw.older
+	default:
+		for e := head; e != nil; e = e.older {
+			if e.older == tw {
+				e.older = tw.older
+				break
+			}
+		}
+	}
+	tw.older, tw.indexed = nil, false
 }
 
 // timeWaitSign notes, for a TIME_WAIT socket on r's 4-tuple, a sign of
@@ -1529,7 +1563,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	}
 	for i := range c.sockets {
 		sk := &c.sockets[i]
-		if tw := sk.tw; tw != nil && sk.twActive && !tw.orphan && a.timeWaits[tw.tuple] == tw {
+		if tw := sk.tw; tw != nil && sk.twActive && !tw.orphan && tw.indexed {
 			// The TIME_WAIT goes on after the summary: its entry stays,
 			// so that its end record can say what killed it.
 			tw.orphan = true

@@ -593,6 +593,54 @@ func TestTimeWaitKillAfterSummary(t *testing.T) {
 	}
 }
 
+// TestTimeWaitKillAfterTakeover: the kill record of a summarized
+// connection's TIME_WAIT (held back by the tracer) comes after the new
+// connection on its 4-tuple went to TIME_WAIT itself: the record still
+// finds its own entry and names the kill.
+func TestTimeWaitKillAfterTakeover(t *testing.T) {
+	tw := func(at int, conn uint64, cookie uint64, old, new tracer.TCPState, end string, dur time.Duration) tracer.Record {
+		r := twRec(at, cli, srv, old, new, cookie, end, dur)
+		r.Conn = conn
+		return r
+	}
+	state := func(at int, old, new tracer.TCPState) tracer.Record {
+		r := sockEvent(at, tracer.TypeState, cli, srv, old, new, 10)
+		r.Conn = 2
+		return r
+	}
+	out := &collect{}
+	a := New(out, Config{TimeWaitTracked: true})
+	feed(t, a, []tracer.Record{
+		sockEvent(0, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 9),
+		sockEvent(100, tracer.TypeState, cli, srv, tracer.StateSynSent, tracer.StateEstablished, 9),
+		sockEvent(200, tracer.TypeState, cli, srv, tracer.StateEstablished, tracer.StateFinWait1, 9),
+		sockEvent(300, tracer.TypeState, cli, srv, tracer.StateFinWait1, tracer.StateFinWait2, 9),
+		tw(399, 1, 9, tracer.StateFinWait2, tracer.StateTimeWait, "", 0),
+		sockEvent(400, tracer.TypeState, cli, srv, tracer.StateFinWait2, tracer.StateClose, 9),
+	})
+	if err := a.flushAt(t0.Add(1500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	feed(t, a, []tracer.Record{
+		state(2_000_000, tracer.StateClose, tracer.StateSynSent),
+		state(2_000_100, tracer.StateSynSent, tracer.StateEstablished),
+		state(2_000_200, tracer.StateEstablished, tracer.StateFinWait1),
+		state(2_000_300, tracer.StateFinWait1, tracer.StateFinWait2),
+		tw(2_000_399, 2, 10, tracer.StateFinWait2, tracer.StateTimeWait, "", 0),
+		state(2_000_400, tracer.StateFinWait2, tracer.StateClose),
+		tw(2_000_010, 1, 9, tracer.StateTimeWait, tracer.StateClose, "killed", 2*time.Second),
+	})
+	end := out.recs[len(out.recs)-1]
+	if end.Conn != 1 || end.State != tracer.StateClose || !end.TimeWait || end.TimeWaitKill != "tw_reuse" {
+		t.Errorf("TIME_WAIT end record: conn %d %s timewait %v kill %q, want conn 1 CLOSE by tw_reuse",
+			end.Conn, end.State, end.TimeWait, end.TimeWaitKill)
+	}
+	head := a.timeWaits[tuple{netip.MustParseAddrPort(cli), netip.MustParseAddrPort(srv)}]
+	if len(a.timeWaits) != 1 || head == nil || head.conn != 2 || head.older != nil {
+		t.Errorf("TIME_WAIT index after the kill: %d entries, head %+v; want only connection 2's", len(a.timeWaits), head)
+	}
+}
+
 func TestTimeWaitObserved(t *testing.T) {
 	tw := func(at int, old, new tracer.TCPState, end string, dur time.Duration) tracer.Record {
 		r := sockEvent(at, tracer.TypeState, cli, srv, old, new, 9)
