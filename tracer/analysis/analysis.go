@@ -251,8 +251,8 @@ type timeWait struct {
 	// record is still to come); the index holds the newest.
 	older    *timeWait
 	conn     uint64 // the connection's id: an end record finds its entry
-	signAt   int64 // Unix ns of sign; 0 none
-	killedAt int64 // Unix ns of the kill record; 0 none
+	signAt   int64  // Unix ns of sign; 0 none
+	killedAt int64  // Unix ns of the kill record; 0 none
 	sign     killSign
 	kill     killSign
 	// orphan: its connection was summarized while the TIME_WAIT went on;
