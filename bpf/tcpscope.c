@@ -54,6 +54,10 @@ volatile const __u64 tw_timer_fn = 0;          /* address of tw_timer_handler (/
  * suspicious packets and counts the others in conn_counts; the socket side
  * flushes the counts. 0: every packet is reported, conn_counts unused. */
 volatile const __u8 count_packets = 0;
+/* The inode of the network namespace whose interfaces the classifiers are
+ * attached to (ifindex, the ifaces key, names an interface of one
+ * namespace): the netns of a conn_counts key the classifier makes. */
+volatile const __u32 tc_netns = 0;
 
 /* For bpf2go -type: these types are otherwise reached only through pointers. */
 const struct packet_event *unused_packet_event __attribute__((unused));
@@ -170,7 +174,9 @@ struct {
  * without telling; when an insert fails the packet is reported in full
  * instead and count_overflow counts it. Every entry is deleted when it is
  * flushed: at the socket's CLOSE, at the end of its TIME_WAIT, when the
- * socket is destroyed, or by Go at exit. Sized by --max-packet-conns. */
+ * socket is destroyed, by Go when idle too long (no socket flushes the
+ * entries of forwarded traffic), or by Go at exit. Sized by
+ * --max-packet-conns. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -376,6 +382,7 @@ static __always_inline void flush_counts(const struct sock_id *id, __u64 cookie)
 	key.family = id->family;
 	key.lport = id->lport;
 	key.rport = id->rport;
+	key.netns = id->netns;
 	if (id->family == AF_INET6 && !*(__u64 *)id->laddr && *(__u32 *)&id->laddr[8] == bpf_htonl(0xffff)) {
 		/* v4-mapped: the wire carries IPv4 */
 		key.family = AF_INET;
@@ -1249,6 +1256,7 @@ static __always_inline bool count_packet(struct __sk_buff *skb, const struct par
 	ack = bpf_ntohl(tcp->ack_seq);
 	end = seq + len;
 	key.family = l3->family;
+	key.netns = tc_netns;
 	if (dir == DIR_EGRESS) {
 		key.lport = bpf_ntohs(tcp->source);
 		key.rport = bpf_ntohs(tcp->dest);
@@ -1278,6 +1286,7 @@ static __always_inline bool count_packet(struct __sk_buff *skb, const struct par
 		d->last_ack = ack;
 		d->last_win = win;
 		d->acked = 1;
+		d->last_seen = bpf_ktime_get_coarse_ns() >> 30;
 		/* BPF_NOEXIST: another CPU may have made it meanwhile. */
 		if (!bpf_map_update_elem(&conn_counts, &key, &init, BPF_NOEXIST))
 			return false;
@@ -1308,6 +1317,8 @@ static __always_inline bool count_packet(struct __sk_buff *skb, const struct par
 	d->last_ack = ack;
 	d->last_win = win;
 	d->acked = 1;
+	/* The sweep's clock: coarse (no clock read, the tick's time). */
+	d->last_seen = bpf_ktime_get_coarse_ns() >> 30;
 	__sync_fetch_and_add(&d->segs, 1);
 	__sync_fetch_and_add(&d->bytes, len);
 	return true;

@@ -244,14 +244,18 @@ struct host_key {
  * --packets control count map: local is the source of an egress packet
  * and the destination of an ingress one; the socket side builds the same
  * key from the socket (a v4-mapped IPv6 socket as IPv4, as on the wire).
- * IPv4 uses the first 4 bytes of each address. No netns: the classifier
- * does not know it (two namespaces with the same 4-tuple share an entry). */
+ * IPv4 uses the first 4 bytes of each address. netns keeps two namespaces
+ * with the same 4-tuple apart: the classifier puts the namespace of the
+ * interfaces it is attached to (tc_netns: one tracer hooks the interfaces
+ * of one namespace), the socket side the socket's own. */
 struct pkt_key {
 	__u8 family;
 	__u8 _pad;
 	__u16 lport;    /* host byte order */
 	__u16 rport;
 	__u16 _pad2;
+	__u32 netns;    /* network namespace inode */
+	__u32 _pad3;
 	__u8 laddr[16];
 	__u8 raddr[16];
 };
@@ -267,7 +271,11 @@ struct pkt_dir_counts {
 	__u16 last_win;  /* raw window of the last counted segment */
 	__u8 seen;       /* 1: first_seq and high_end are set (payload was counted) */
 	__u8 acked;      /* 1: last_ack and last_win are set */
-	__u32 _pad;
+	/* bpf_ktime_get_coarse_ns() >> 30 (CLOCK_MONOTONIC in units of
+	 * 2^30 ns, about 1.07 s) when this direction last counted a packet or
+	 * made the entry, 0 before: Go sweeps the entries idle too long, which
+	 * no socket will flush (no local socket: forwarded traffic). */
+	__u32 last_seen;
 };
 
 /* pkt_counts is the value of the count map: [0] what the local end sent
@@ -278,7 +286,9 @@ struct pkt_counts {
 
 /* pkt_counts_event is a count map entry flushed (read and deleted): at the
  * socket's CLOSE, at the end of TIME_WAIT, when the socket is destroyed
- * (with its cookie), or by Go at exit (cookie 0). */
+ * (with its cookie), or by Go (cookie 0: at exit, and when it sweeps
+ * entries idle too long). Each record carries the entry's whole counts:
+ * an entry is flushed once, and its records add up. */
 struct pkt_counts_event {
 	__u8 kind;      /* EVENT_PKT_COUNTS */
 	__u8 family;

@@ -349,6 +349,9 @@ func appendJSONSummary(o *jsonObj, s *result.ConnSummary) {
 		o.str("time_wait_kill", s.TimeWaitKill)
 	}
 	o.bool("complete", s.Complete)
+	if s.Progress {
+		o.bool("progress", true)
+	}
 	if s.Evicted {
 		o.bool("evicted", true)
 	}

@@ -294,7 +294,9 @@ func appendTextSummary(dst []byte, s *result.ConnSummary) []byte {
 			dst = append(dst, s.TimeWaitEnd...) // expired, its start not seen: no time
 		}
 	}
-	if !s.Complete {
+	if s.Progress {
+		dst = append(dst, " progress"...)
+	} else if !s.Complete {
 		dst = append(dst, " incomplete"...)
 		if s.Evicted {
 			dst = append(dst, " (evicted)"...)

@@ -266,6 +266,19 @@ func CheckMaxSockets(n int) error {
 	return nil
 }
 
+// MinProgressInterval is the shortest --progress-interval: each tick walks
+// every open connection (and the kernel's count map).
+const MinProgressInterval = time.Second
+
+// CheckProgressInterval checks a --progress-interval value: 0 (off) or at
+// least MinProgressInterval.
+func CheckProgressInterval(d time.Duration) error {
+	if d != 0 && d < MinProgressInterval {
+		return &ConfigError{Msg: fmt.Sprintf("bad --progress-interval %s: want 0 (off) or at least %s", d, MinProgressInterval)}
+	}
+	return nil
+}
+
 // CheckMaxPacketConns checks a --max-packet-conns value.
 func CheckMaxPacketConns(n int) error {
 	if n < MinPacketConns || n > MaxPacketConns {
@@ -315,6 +328,10 @@ type Config struct {
 	// idle connection's id at least this long (plus its closed linger), so
 	// a connection summarized as idle never gets a second id. 0: 30 min.
 	IdleTimeout time.Duration
+	// ProgressInterval: every this long, a sink that is a Progresser (the
+	// analysis) writes a progress record for each connection still open;
+	// 0: never. CheckProgressInterval gives the range.
+	ProgressInterval time.Duration
 	// Logger receives diagnostics; nil means slog.Default().
 	Logger *slog.Logger
 	// Debug logs the full verifier log when a program is rejected.
@@ -368,6 +385,9 @@ func (c *Config) Validate() error {
 		c.FlushInterval = DefaultFlushInterval
 	}
 	if err := CheckFlushInterval(c.FlushInterval); err != nil {
+		return err
+	}
+	if err := CheckProgressInterval(c.ProgressInterval); err != nil {
 		return err
 	}
 	for _, name := range c.Interfaces {

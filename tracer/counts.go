@@ -19,6 +19,7 @@ func (t *Tracer) drainCounts(st *stages, rec *Record) error {
 	if t.cfg.Packets != PacketsControl || t.coll == nil {
 		return nil
 	}
+	t.reportSwept()
 	m := t.coll.Maps[tcpscopeMapConnCounts]
 	if m == nil {
 		return nil
@@ -34,7 +35,7 @@ func (t *Tracer) drainCounts(st *stages, rec *Record) error {
 	// while iterating a hash map restarts the walk).
 	for it.Next(&key, &val) && len(keys) < t.cfg.MaxPacketConns {
 		keys = append(keys, key)
-		*rec = Record{Type: TypeCounts, Time: now, Netns: t.netns.Inode}
+		*rec = Record{Type: TypeCounts, Time: now, Netns: key.Netns}
 		countsRecord(&key, &val, rec)
 		if err := st.record(rec); err != nil {
 			return err

@@ -312,8 +312,8 @@ func TestDecodeCloseCounters(t *testing.T) {
 // into a TypeCounts record: the local end as the key has it, what it sent
 // and received, the socket's cookie and netns.
 func TestDecodeCounts(t *testing.T) {
-	if pktCountsEventSize != 128 {
-		t.Errorf("pkt_counts_event %d bytes, want 128", pktCountsEventSize)
+	if pktCountsEventSize != 136 {
+		t.Errorf("pkt_counts_event %d bytes, want 136", pktCountsEventSize)
 	}
 	ev := tcpscopePktCountsEvent{Kind: uint8(tcpscopeEventKindEVENT_PKT_COUNTS), Family: afInet, Netns: 77,
 		TsNs: 5, Cookie: 99}

@@ -121,6 +121,19 @@ func (p *Pipeline) Write(r *Record) error { return p.head.Write(r) }
 // Flush flushes the chain (each stage flushes the next).
 func (p *Pipeline) Flush() error { return p.head.Flush() }
 
+// Progress calls Progress on the stages that are Progressers, in data
+// order (Progresser).
+func (p *Pipeline) Progress(now time.Time, counts *CountsSnapshot) error {
+	for _, s := range p.stages {
+		if pr, ok := s.(Progresser); ok {
+			if err := pr.Progress(now, counts); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // End ends the stages in data order, then flushes. ErrStop from a stage
 // (a count limit reached while summaries are written) ends it normally.
 func (p *Pipeline) End() error {

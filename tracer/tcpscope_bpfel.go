@@ -129,7 +129,7 @@ type tcpscopePktDirCounts struct {
 	LastWin  uint16
 	Seen     uint8
 	Acked    uint8
-	Pad      uint32
+	LastSeen uint32
 }
 
 type tcpscopePktKey struct {
@@ -139,6 +139,8 @@ type tcpscopePktKey struct {
 	Lport  uint16
 	Rport  uint16
 	Pad2   uint16
+	Netns  uint32
+	Pad3   uint32
 	Laddr  [16]uint8
 	Raddr  [16]uint8
 }
@@ -286,6 +288,7 @@ const (
 	tcpscopeVarFilterPorts           = "filter_ports"
 	tcpscopeVarRetransmitHasErr      = "retransmit_has_err"
 	tcpscopeVarSendResetHasReason    = "send_reset_has_reason"
+	tcpscopeVarTcNetns               = "tc_netns"
 	tcpscopeVarTwTimerFn             = "tw_timer_fn"
 	tcpscopeVarUnusedEventKind       = "unused_event_kind"
 	tcpscopeVarUnusedOwnerFlag       = "unused_owner_flag"
@@ -389,6 +392,7 @@ type tcpscopeVariableSpecs struct {
 	FilterPorts           *ebpf.VariableSpec `ebpf:"filter_ports"`
 	RetransmitHasErr      *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
 	SendResetHasReason    *ebpf.VariableSpec `ebpf:"send_reset_has_reason"`
+	TcNetns               *ebpf.VariableSpec `ebpf:"tc_netns"`
 	TwTimerFn             *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
 	UnusedEventKind       *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedOwnerFlag       *ebpf.VariableSpec `ebpf:"unused_owner_flag"`
@@ -468,6 +472,7 @@ type tcpscopeVariables struct {
 	FilterPorts           *ebpf.Variable `ebpf:"filter_ports"`
 	RetransmitHasErr      *ebpf.Variable `ebpf:"retransmit_has_err"`
 	SendResetHasReason    *ebpf.Variable `ebpf:"send_reset_has_reason"`
+	TcNetns               *ebpf.Variable `ebpf:"tc_netns"`
 	TwTimerFn             *ebpf.Variable `ebpf:"tw_timer_fn"`
 	UnusedEventKind       *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedOwnerFlag       *ebpf.Variable `ebpf:"unused_owner_flag"`

@@ -56,6 +56,7 @@ type Tracer struct {
 	lossWarn     lossWarnings // rate limit of the loss warnings (reportLost)
 	finishing    bool         // the last reportLost: warn what is left
 	closed       bool
+	counts       countsState // count map sweep, progress ticks (sweep.go)
 }
 
 // Open validates cfg, loads the BPF programs and attaches them. On error
@@ -188,6 +189,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec, kinfo *kernelInfo) error {
 		tcpscopeVarRetransmitHasErr:   boolByte(kinfo.retransmitErr),
 		tcpscopeVarTwTimerFn:          twTimerFn,
 		tcpscopeVarCountPackets:       boolByte(cfg.Packets == PacketsControl),
+		tcpscopeVarTcNetns:            t.netns.Inode,
 	}
 	for name, v := range consts {
 		vs, ok := spec.Variables[name]
@@ -504,6 +506,12 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 			return err
 		}
 		if err := st.tick(now, drained); err != nil {
+			return err
+		}
+		if err := t.sweepTick(now, st, &rec); err != nil {
+			return err
+		}
+		if err := t.progressTick(now, sink); err != nil {
 			return err
 		}
 		// Records held for ordering go out one short interval later

@@ -43,6 +43,7 @@ type traceOptions struct {
 	analysis      string
 	summaryOnly   bool
 	idleTimeout   time.Duration
+	progress      time.Duration
 	debug         bool
 	cpuProfile    string
 	memProfile    string
@@ -95,6 +96,7 @@ func newTraceCmdWith(a *app, opts *traceOptions) *cobra.Command {
 	f.Var(newStringValue(&opts.analysis, "on", "on", "off"), "analysis", "per-packet analysis and conn summaries: on, or off for the lowest overhead")
 	f.BoolVar(&opts.summaryOnly, "summary-only", false, "print only one conn record per connection (and lost records)")
 	f.DurationVar(&opts.idleTimeout, "idle-timeout", analysis.DefaultIdleTimeout, "summarize (as evicted) connections idle this long")
+	f.DurationVar(&opts.progress, "progress-interval", 0, "every DURATION, a conn record with \"progress\": true for each connection still open: its summary so far, with the kernel's counts in --packets control (0: off; at least 1s; needs --analysis on)")
 	f.Var(newStringValue(&opts.onOverflow, string(tracer.OverflowDrop), string(tracer.OverflowDrop), string(tracer.OverflowBlock)), "on-overflow", "when output falls behind: drop (count and report what is dropped, in lost records with \"where\":\"queue\") or block (the kernel's ring fills and drops instead)")
 	f.BoolVar(&opts.debug, "debug", false, "debug logging, with the full verifier log if a program is rejected")
 	f.Var(newStringValue(&opts.cpuProfile, ""), "cpu-profile", "debug: write a CPU profile of the whole run to FILE (go tool pprof)")
@@ -179,6 +181,13 @@ func (o *traceOptions) buildConfig(flags *pflag.FlagSet, logger *slog.Logger) (t
 		return cfg, usageError{fmt.Errorf("bad --idle-timeout %s: want at least 1s", o.idleTimeout)}
 	}
 	cfg.IdleTimeout = o.idleTimeout
+	if err := tracer.CheckProgressInterval(o.progress); err != nil {
+		return cfg, err
+	}
+	if o.progress != 0 && o.analysis == "off" {
+		return cfg, usageError{errors.New("--progress-interval needs --analysis on (progress records are summaries)")}
+	}
+	cfg.ProgressInterval = o.progress
 	if cfg.TCMode, err = tracer.ParseTCMode(o.tcMode); err != nil {
 		return cfg, err
 	}

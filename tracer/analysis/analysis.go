@@ -982,10 +982,16 @@ func (c *conn) kernelRetransmitted(s int, r *tracer.Record) bool {
 // sequence numbers, which the data bytes take as from the packets.
 func (c *conn) addCounts(r *tracer.Record) {
 	c.socketEnds(r)
-	for i, pc := range r.PktCounts {
-		sender := r.Local
+	c.addCountsOf(r.Local, r.Remote, &r.PktCounts)
+}
+
+// addCountsOf adds counts as the end local saw them ([0] sent by local,
+// [1] by remote), as addCounts.
+func (c *conn) addCountsOf(local, remote netip.AddrPort, counts *[2]tracer.PacketCounts) {
+	for i, pc := range counts {
+		sender := local
 		if i == 1 {
-			sender = r.Remote
+			sender = remote
 		}
 		s := c.sideOf(sender)
 		if s < 0 || pc.Segs == 0 {
@@ -1527,6 +1533,54 @@ func (a *Analyzer) markGone(id uint64, last time.Time, ended bool, tw int8) {
 // flushes; call it once tracing has stopped.
 func (a *Analyzer) Finish() error {
 	return a.finishAt(time.Now())
+}
+
+// Progress writes a conn record marked progress for each connection still
+// open (neither ended nor a start-up listing that showed nothing since):
+// its summary so far, stamped now (tracer.Progresser). counts holds the
+// kernel's counts not flushed yet (--packets control; nil otherwise):
+// they are shown in the record, not added to the connection, whose flush
+// adds them once.
+func (a *Analyzer) Progress(now time.Time, counts *tracer.CountsSnapshot) error {
+	if a.stopped {
+		return tracer.ErrStop
+	}
+	var err error
+	for c := a.lru.prev; c != &a.lru && err == nil; c = c.prev {
+		if c.endsSet && a.ended[c.id] == nil && (c.observed || !c.preexisting) {
+			err = a.progress(c, now, counts)
+		}
+	}
+	return err
+}
+
+// progress writes c's progress record.
+func (a *Analyzer) progress(c *conn, now time.Time, counts *tracer.CountsSnapshot) error {
+	// What the snapshot's counts and fill change is put back after.
+	segs, counted, outcome := c.segs, c.counted, c.outcome
+	dataStart, dataEnd, dataBytes, dataSeen := c.dataStart, c.dataEnd, c.dataBytes, c.dataSeen
+	if counts.Len() > 0 {
+		for s := range c.ends {
+			local, remote := c.ends[s], c.ends[1-s]
+			var netns uint32 // no socket at this end: the classifiers' namespace
+			for i := range c.sockets {
+				if c.sockets[i].local == local {
+					netns = c.sockets[i].netns
+				}
+			}
+			if pc, ok := counts.Counts(netns, local, remote); ok {
+				c.addCountsOf(local, remote, &pc)
+			}
+		}
+	}
+	sum := &a.sum
+	netns := a.fill(c, sum)
+	c.segs, c.counted, c.outcome = segs, counted, outcome
+	c.dataStart, c.dataEnd, c.dataBytes, c.dataSeen = dataStart, dataEnd, dataBytes, dataSeen
+	sum.Progress = true
+	rec := &a.out
+	*rec = tracer.Record{Type: tracer.TypeConn, Time: now, Conn: c.id, Netns: netns, Summary: sum}
+	return a.pass(rec)
 }
 
 func (a *Analyzer) finishAt(now time.Time) error {

@@ -140,6 +140,7 @@ type ConnSummary struct {
 	TimeWaitSide string
 	Complete     bool   // the connection is fully gone
 	Evicted      bool   // forgotten to bound memory
+	Progress     bool   // a progress record (--progress-interval): the summary so far of an open connection
 	Preexisting  bool   // the connection existed when tracing started
 	Incomplete   string // why events may be missing, "" when none
 	// Which counters are known. A counter whose source was not traced is
