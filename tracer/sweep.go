@@ -116,10 +116,14 @@ func (t *Tracer) countTable() countTable {
 	return t.counts.tab
 }
 
-// lastSeenNs is when an entry last counted a packet (or was made), as
-// CLOCK_MONOTONIC ns rounded down to 2^30 ns; 0 when not known.
+// lastSeenNs bounds when an entry last counted a packet (or was made):
+// not after this CLOCK_MONOTONIC time (the kernel keeps it rounded down
+// to 2^30 ns: the end of that unit). 0 when not known.
 func lastSeenNs(v *tcpscopePktCounts) uint64 {
-	return uint64(max(v.Dir[0].LastSeen, v.Dir[1].LastSeen)) << 30
+	if last := uint64(max(v.Dir[0].LastSeen, v.Dir[1].LastSeen)); last > 0 {
+		return (last + 1) << 30
+	}
+	return 0
 }
 
 // monoNow returns CLOCK_MONOTONIC in ns, the clock of the kernel's
@@ -142,8 +146,7 @@ func sweepCounts(tab countTable, limit int, nowMono uint64, idle time.Duration, 
 	if nowMono < uint64(idle) {
 		return keys, 0, nil
 	}
-	// The kernel rounds its time down by up to 2^30 ns: an entry is
-	// seen idle up to that much early, never late.
+	// Idle at least that long: up to 2^30 ns more (the kernel's unit).
 	before := nowMono - uint64(idle)
 	err = tab.walk(limit, func(k *tcpscopePktKey, v *tcpscopePktCounts) {
 		if lastSeenNs(v) <= before {
