@@ -50,7 +50,7 @@ func TestMemoryBoundedInStorm(t *testing.T) {
 	harness.MustRun(ctx, t, stopTimeout, v.B.Exec("sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65000")...)
 
 	out := filepath.Join(t.TempDir(), "out.json")
-	tr := harness.StartT(t, "tcpscope", harness.Command("sh", "-c", fmt.Sprintf("exec %s trace -o json --summary-only --netns %s -i %s > %s",
+	tr := harness.StartT(t, "tcpscope", harness.Command("sh", "-c", fmt.Sprintf("exec %s trace -o json --summary-only --packets all --netns %s -i %s > %s",
 		bins.Tcpscope, v.A.Name, harness.VethA, out)))
 	if _, err := tr.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)

@@ -48,7 +48,7 @@ func TestPacketsBadInput(t *testing.T) {
 
 // TestPacketsConfig: --packets reaches the tracer's configuration; with
 // none, the default and "all" event selections mean every event type but
-// packets.
+// packets; --summary-only alone means control.
 func TestPacketsConfig(t *testing.T) {
 	for name, tc := range map[string]struct {
 		args       []string
@@ -61,6 +61,9 @@ func TestPacketsConfig(t *testing.T) {
 		"none events all":   {[]string{"--packets", "none", "--events", "all"}, tracer.PacketsNone, false},
 		"none events state": {[]string{"--packets", "none", "--events", "state"}, tracer.PacketsNone, false},
 		"control":           {[]string{"--packets", "control"}, tracer.PacketsControl, true},
+		"summary only":      {[]string{"--summary-only"}, tracer.PacketsControl, true},
+		"summary only all":  {[]string{"--summary-only", "--packets", "all"}, tracer.PacketsAll, true},
+		"summary only none": {[]string{"--summary-only", "--packets", "none"}, tracer.PacketsNone, false},
 	} {
 		opts := &traceOptions{}
 		cmd := newTraceCmdWith(nil, opts)

@@ -511,6 +511,9 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 			}
 		} else {
 			c.stateEvent(r)
+			if a.cfg.PacketsCounted {
+				c.finAckedFromState(r)
+			}
 		}
 	case tracer.TypeRetransmit:
 		if err := a.retransmitEvent(c, r); err != nil {
@@ -1151,6 +1154,31 @@ func (c *conn) closeFromState(sk *socket, r *tracer.Record) {
 	// FIN_WAIT2 -> CLOSE says nothing of the peer: an orphaned socket
 	// (closed by its owner) hands over to a TIME_WAIT socket as soon as
 	// its own FIN is acknowledged.
+}
+
+// finAckedFromState notes the ACK of the peer's FIN that a local socket's
+// state change says the kernel sent at once (tcp_fin: FIN_WAIT1 -> CLOSING,
+// FIN_WAIT2 -> TIME_WAIT): with --packets control that pure ACK is only
+// counted, not reported. FIN_WAIT2 -> CLOSE counts only after the peer's
+// FIN was seen: an orphaned socket also leaves FIN_WAIT2 when its own FIN
+// is acknowledged.
+func (c *conn) finAckedFromState(r *tracer.Record) {
+	sk := c.socketOf(r)
+	if sk == nil {
+		return
+	}
+	s := c.sideOf(sk.local)
+	if s < 0 {
+		return
+	}
+	o := 1 - s
+	switch {
+	case r.State == tracer.StateClosing:
+		c.finAcked[o] = true
+	case r.OldState == tracer.StateFinWait2 && r.State == tracer.StateClose && sk.timeWait &&
+		!c.finTime[o].IsZero() && !r.Time.Before(c.finTime[o]):
+		c.finAcked[o] = true
+	}
 }
 
 func setOnce(t *time.Time, at time.Time) {

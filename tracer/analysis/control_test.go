@@ -116,3 +116,29 @@ func TestControlModeVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// TestControlModeFinAcked: with --packets control the pure ACK of the
+// peer's FIN is only counted; the local socket's FIN_WAIT2 -> CLOSE (a
+// TIME_WAIT socket takes over) after that FIN says the kernel sent it.
+func TestControlModeFinAcked(t *testing.T) {
+	syn, synAck := withWScale(seg(0, cli, srv, S, 1000, 0, 0, 64240), 7), withWScale(seg(100, srv, cli, S|A, 5000, 1001, 0, 508), 7)
+	state := func(at int, old, new tracer.TCPState) tracer.Record {
+		return sockEvent(at, tracer.TypeState, cli, srv, old, new, 9)
+	}
+	recs := []tracer.Record{
+		state(0, tracer.StateClose, tracer.StateSynSent), syn, synAck,
+		state(150, tracer.StateSynSent, tracer.StateEstablished),
+		state(300, tracer.StateEstablished, tracer.StateFinWait1),
+		seg(310, cli, srv, F|A, 1001, 5001, 0, 502),
+		seg(400, srv, cli, F|A, 5001, 1002, 0, 508), // acks ours
+		state(410, tracer.StateFinWait1, tracer.StateFinWait2),
+		state(420, tracer.StateFinWait2, tracer.StateClose), // the ACK of its FIN counted, not reported
+	}
+	for _, cfg := range []Config{{}, {PacketsCounted: true}} {
+		s := finishAfter(t, cfg, recs, time.Time{}).summary(t)
+		want := [2]bool{true, cfg.PacketsCounted}
+		if s.FinAcked != want {
+			t.Errorf("packets counted %v: fin_acked %v, want %v", cfg.PacketsCounted, s.FinAcked, want)
+		}
+	}
+}
