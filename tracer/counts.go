@@ -21,28 +21,31 @@ func (t *Tracer) drainCounts(st *stages, rec *Record) error {
 	}
 	t.reportSwept()
 	m := t.coll.Maps[tcpscopeMapConnCounts]
-	if m == nil {
+	tab := t.countTable()
+	if m == nil || tab == nil {
 		return nil
 	}
 	var (
-		key  tcpscopePktKey
-		val  tcpscopePktCounts
 		keys []tcpscopePktKey
+		err  error
 	)
 	now := time.Now()
-	it := m.Iterate()
 	// Bounded by the map size; keys are deleted after the walk (deleting
-	// while iterating a hash map restarts the walk).
-	for it.Next(&key, &val) && len(keys) < t.cfg.MaxPacketConns {
-		keys = append(keys, key)
-		*rec = Record{Type: TypeCounts, Time: now, Netns: key.Netns}
-		countsRecord(&key, &val, rec)
-		if err := st.record(rec); err != nil {
-			return err
+	// while walking a hash map by key restarts the walk).
+	werr := tab.walk(t.cfg.MaxPacketConns, func(key *tcpscopePktKey, val *tcpscopePktCounts) {
+		if err != nil {
+			return
 		}
+		keys = append(keys, *key)
+		*rec = Record{Type: TypeCounts, Time: now, Netns: key.Netns}
+		countsRecord(key, val, rec)
+		err = st.record(rec)
+	})
+	if err != nil {
+		return err
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("read packet count map: %w", err)
+	if werr != nil {
+		return werr
 	}
 	for i := range keys {
 		if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {

@@ -67,3 +67,43 @@ func TestCountEntryNetnsAndLastSeen(t *testing.T) {
 		t.Errorf("entry still there after the sweep: %v", err)
 	}
 }
+
+// TestCountTableWalk: the walk of the real map (batch lookups of
+// countWalkChunk entries) gives every entry once, across chunks, and stops
+// at the limit.
+func TestCountTableWalk(t *testing.T) {
+	coll := loadEgressClassifier(t, func(spec *ebpf.CollectionSpec) error {
+		spec.Maps[tcpscopeMapConnCounts].MaxEntries = 4096
+		return nil
+	})
+	m := coll.Maps[tcpscopeMapConnCounts]
+	const n = countWalkChunk*2 + 500
+	for i := range n {
+		if err := m.Put(countKey(7, uint16(i+1)), seenAt(1, 0, uint32(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, limit := range []int{4096, n - 1} {
+		tab := &bpfCountTable{m: m}
+		seen := map[uint16]int{}
+		if err := tab.walk(limit, func(k *tcpscopePktKey, v *tcpscopePktCounts) {
+			seen[k.Lport]++
+			if v.Dir[0].Segs != uint32(k.Lport-1) {
+				t.Errorf("entry %d: value of %d", k.Lport, v.Dir[0].Segs+1)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if tab.noBatch {
+			t.Error("walked by key: no batch lookup")
+		}
+		if want := min(limit, n); len(seen) != want {
+			t.Errorf("limit %d: %d entries, want %d", limit, len(seen), want)
+		}
+		for p, c := range seen {
+			if c != 1 {
+				t.Errorf("entry %d walked %d times", p, c)
+			}
+		}
+	}
+}
