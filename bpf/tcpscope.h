@@ -287,8 +287,8 @@ struct pkt_counts {
 /* pkt_counts_event is a count map entry flushed (read and deleted): at the
  * socket's CLOSE, at the end of TIME_WAIT, when the socket is destroyed
  * (with its cookie), or by Go (cookie 0: at exit, and when it sweeps
- * entries idle too long). Each record carries the entry's whole counts:
- * an entry is flushed once, and its records add up. */
+ * entries idle too long). An entry is flushed once, then deleted: a
+ * connection's records (one per entry it had) add up. */
 struct pkt_counts_event {
 	__u8 kind;      /* EVENT_PKT_COUNTS */
 	__u8 family;
