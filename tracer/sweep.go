@@ -20,9 +20,13 @@ import (
 // the map does not fill on a long-running host. An idle connection that
 // has a socket loses nothing: its counts are flushed early, and the entry
 // its next packet makes is flushed by its socket later; the analysis adds
-// the two.
+// the two. A minute, so that the counts of a connection that closed
+// (without a local socket: its FINs were only forwarded) come, with
+// countSweepEvery and the kernel's 1.07 s unit, within ClosedLinger of its
+// last record: they keep its conn id (a late record of its summary)
+// instead of making a new connection of counts alone.
 const (
-	countSweepIdle  = 2 * time.Minute
+	countSweepIdle  = time.Minute
 	countSweepEvery = 5 * time.Second
 )
 

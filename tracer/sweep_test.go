@@ -132,11 +132,14 @@ func (g *takeGone) take(k *tcpscopePktKey, v *tcpscopePktCounts) error {
 	return g.fakeCountTable.take(k, v)
 }
 
-// TestSweepIdle: 2 min, or half a shorter --idle-timeout (the counts then
+// TestSweepIdle: 1 min, or half a shorter --idle-timeout (the counts then
 // reach the analysis before it summarizes the idle connection).
 func TestSweepIdle(t *testing.T) {
+	if late := countSweepIdle + countSweepEvery + 1<<30; late >= ClosedLinger {
+		t.Errorf("a closed connection's counts may come %v after its last record, past ClosedLinger %v", late, ClosedLinger)
+	}
 	for _, c := range []struct{ idleTimeout, want time.Duration }{
-		{0, 2 * time.Minute}, {10 * time.Minute, 2 * time.Minute}, {2 * time.Minute, time.Minute}, {2 * time.Second, time.Second}, {time.Second, time.Second},
+		{0, time.Minute}, {10 * time.Minute, time.Minute}, {time.Minute, 30 * time.Second}, {2 * time.Second, time.Second}, {time.Second, time.Second},
 	} {
 		if got := sweepIdle(c.idleTimeout); got != c.want {
 			t.Errorf("idle timeout %v: sweep after %v, want %v", c.idleTimeout, got, c.want)
