@@ -108,6 +108,12 @@ type TracerResult struct {
 	Output      Output  `json:"output"`        // counts of its output file
 	PerConn     float64 `json:"records_per_conn"`
 	NSPerRecord float64 `json:"cpu_ns_per_record"` // CPUWorkNS / Output.Records
+	// CPUWorkUserNS is the user-space part of CPUWorkNS: the tracer's own
+	// work. The system part also holds write(2) of the output, and, with
+	// tick-based accounting, the softirq work (the load's packets) that
+	// happened to interrupt the tracer.
+	CPUWorkUserNS   int64   `json:"cpu_work_user_ns"`
+	UserNSPerRecord float64 `json:"user_ns_per_record"` // CPUWorkUserNS / Output.Records
 	// Programs: in-kernel cost of the tracer's own BPF programs from the
 	// moment before "go" to the end of the settle time.
 	Programs   []ProgCost `json:"programs,omitempty"`
@@ -494,6 +500,7 @@ type tracerRun struct {
 	ids    []uint32 // its BPF programs
 	progs0 map[uint32]progInfo
 	cpu0   time.Duration
+	user0  time.Duration // user part of cpu0
 	res    *TracerResult
 }
 
@@ -614,11 +621,11 @@ func (tr *tracerRun) before(ctx context.Context) error {
 			}
 		}
 	}
-	cpu, err := cpuTime(tr.p.Pid())
+	cpu, err := cpuTimes(tr.p.Pid())
 	if err != nil {
 		return fmt.Errorf("%s: %w\n%s", tr.c.Name, err, tr.p.Output())
 	}
-	tr.cpu0 = cpu
+	tr.cpu0, tr.user0 = cpu.user+cpu.sys, cpu.user
 	return nil
 }
 
@@ -665,6 +672,7 @@ func (tr *tracerRun) finish(ctx context.Context, conns int64) error {
 		res.MaxRSSKiB = ru.Maxrss
 	}
 	res.CPUWorkNS = res.CPULifeNS - tr.cpu0.Nanoseconds()
+	res.CPUWorkUserNS = res.CPUUserNS - tr.user0.Nanoseconds()
 	if res.ExitStatus != "0" {
 		res.StderrTail = lastLines(tr.p.Stderr.String(), 20)
 		logf("%s exited with %s:\n%s", tr.c.Name, res.ExitStatus, res.StderrTail)
@@ -684,6 +692,7 @@ func (tr *tracerRun) finish(ctx context.Context, conns int64) error {
 	}
 	if out.Records > 0 {
 		res.NSPerRecord = float64(res.CPUWorkNS) / float64(out.Records)
+		res.UserNSPerRecord = float64(res.CPUWorkUserNS) / float64(out.Records)
 	}
 	if !tr.b.opts.keep {
 		_ = os.Remove(tr.out)

@@ -138,6 +138,9 @@ func TestParseStatCPU(t *testing.T) {
 	if want := time.Duration(300 * int64(time.Second) / clockTicks); got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
+	if c, err := parseStatTimes(line); err != nil || c.user != time.Duration(250*int64(time.Second)/clockTicks) || c.sys != time.Duration(50*int64(time.Second)/clockTicks) {
+		t.Errorf("user %s sys %s (%v), want 250 and 50 ticks", c.user, c.sys, err)
+	}
 	if _, err := parseStatCPU("1234 (x) S 1 2"); err == nil {
 		t.Error("short line accepted")
 	}

@@ -49,32 +49,49 @@ func auxvValue(b []byte, key uint64) (uint64, bool) {
 // cpuTime is a process's utime + stime so far, all its threads, dead ones
 // included, from /proc/PID/stat (resolution 1/clockTicks s).
 func cpuTime(pid int) (time.Duration, error) {
+	c, err := cpuTimes(pid)
+	return c.user + c.sys, err
+}
+
+// cpuSplit is a process's CPU time so far, user and system apart.
+type cpuSplit struct{ user, sys time.Duration }
+
+// cpuTimes is a process's utime and stime so far, all its threads, dead
+// ones included, from /proc/PID/stat.
+func cpuTimes(pid int) (cpuSplit, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read stat of %d: %w", pid, err)
+		return cpuSplit{}, fmt.Errorf("read stat of %d: %w", pid, err)
 	}
-	return parseStatCPU(string(b))
+	return parseStatTimes(string(b))
 }
 
 // parseStatCPU extracts utime + stime (fields 14 and 15) from a
+// /proc/PID/stat line.
+func parseStatCPU(line string) (time.Duration, error) {
+	c, err := parseStatTimes(line)
+	return c.user + c.sys, err
+}
+
+// parseStatTimes extracts utime and stime (fields 14 and 15) from a
 // /proc/PID/stat line. The command name (field 2) may hold spaces and
 // parentheses: fields are counted after its last ')'.
-func parseStatCPU(line string) (time.Duration, error) {
+func parseStatTimes(line string) (cpuSplit, error) {
 	i := strings.LastIndexByte(line, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("bad stat line %q", line)
+		return cpuSplit{}, fmt.Errorf("bad stat line %q", line)
 	}
 	f := strings.Fields(line[i+1:])
 	// f[0] is field 3 (state): utime is field 14, stime field 15.
 	if len(f) < 13 {
-		return 0, fmt.Errorf("bad stat line %q", line)
+		return cpuSplit{}, fmt.Errorf("bad stat line %q", line)
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("bad stat line %q", line)
+		return cpuSplit{}, fmt.Errorf("bad stat line %q", line)
 	}
-	return time.Duration((ut + st) * int64(time.Second) / clockTicks), nil
+	return cpuSplit{user: time.Duration(ut * int64(time.Second) / clockTicks), sys: time.Duration(st * int64(time.Second) / clockTicks)}, nil
 }
 
 // statusKiB reads one "Name:   N kB" field of /proc/PID/status (VmHWM,

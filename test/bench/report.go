@@ -228,8 +228,8 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- load average at start: %s; CPU used by other workloads during the load windows (host busy time less load generator, server, tracer and ksoftirqd; approximate): %s %% of the host\n\n", m.Loadavg, others.format(1))
 
 	if storm {
-		b.WriteString("| configuration | conn/s | vs none | errors | tracer CPU, % of one core | tracer CPU s, storm to exit | tracer CPU s, whole life | records/conn | CPU ns/record | CPU µs/conn | lost | peak RSS MiB | exit |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| configuration | conn/s | vs none | errors | tracer CPU, % of one core | tracer CPU s, storm to exit | tracer CPU s, whole life | records/conn | CPU ns/record | user CPU ns/record | CPU µs/conn | lost | peak RSS MiB | exit |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	} else {
 		b.WriteString("| configuration | Gbit/s | vs none | tracer CPU, % of one core | tracer CPU s, transfer to exit | tracer CPU s, whole life | records | CPU ns/record | lost | peak RSS MiB | exit |\n")
 		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -267,8 +267,9 @@ func (r *report) markdown() string {
 		// Below 1000 records, CPU per record is the fixed cost of the run
 		// (settle, stop) spread thin: not shown.
 		nsRec := t(func(x *TracerResult) float64 { return x.NSPerRecord })
+		userRec := t(func(x *TracerResult) float64 { return x.UserNSPerRecord })
 		if records.med < 1000 {
-			nsRec = stat{}
+			nsRec, userRec = stat{}, stat{}
 		}
 		lost := t(func(x *TracerResult) float64 { return float64(x.Output.Lost) })
 		rss := t(func(x *TracerResult) float64 { return float64(x.MaxRSSKiB) / 1024 })
@@ -281,9 +282,9 @@ func (r *report) markdown() string {
 				}
 				return float64(res.Tracer.CPUWorkNS) / 1e3 / float64(res.Conns)
 			})
-			fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c.label(),
+			fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c.label(),
 				rate.format(0), ratio.format(2), errs, cpuPct.format(1), work.format(2), life.format(2),
-				perConn.format(2), nsRec.format(0), usConn.format(1), lost.format(0), rss.format(0), exit)
+				perConn.format(2), nsRec.format(0), userRec.format(0), usConn.format(1), lost.format(0), rss.format(0), exit)
 		} else {
 			rate := collect(rs, true, func(res *Result) float64 { return res.Rate * 8 / 1e9 })
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c.label(),
