@@ -367,6 +367,15 @@ static __always_inline void put_sock_id(struct sock_event *ev, const struct sock
 	}
 }
 
+/* is_loopback_key reports whether a count key's local address is a
+ * loopback one (127.0.0.0/8, ::1). */
+static __always_inline bool is_loopback_key(const struct pkt_key *key)
+{
+	if (key->family == AF_INET)
+		return key->laddr[0] == 127;
+	return !*(__u64 *)key->laddr && !*(__u32 *)&key->laddr[8] && *(__u32 *)&key->laddr[12] == bpf_htonl(1);
+}
+
 /* flush_counts emits the count map entry of a socket's connection (if
  * any) as an EVENT_PKT_COUNTS record and deletes it. The entry is deleted
  * even when the record cannot be written (the drop is counted) or the
@@ -393,6 +402,16 @@ static __always_inline void flush_counts(const struct sock_id *id, __u64 cookie)
 		__builtin_memcpy(key.raddr, id->raddr, 16);
 	}
 	v = bpf_map_lookup_elem(&conn_counts, &key);
+	if (!v && key.netns != tc_netns && !is_loopback_key(&key)) {
+		/* A socket of another namespace whose packets crossed the
+		 * traced interfaces (a container's, traced on the host's
+		 * veth): the classifier keyed them by the traced namespace.
+		 * Loopback packets never leave their namespace: a loopback
+		 * socket elsewhere with the same 4-tuple is another
+		 * connection. */
+		key.netns = tc_netns;
+		v = bpf_map_lookup_elem(&conn_counts, &key);
+	}
 	if (!v)
 		return;
 	if (sock_id_passes(id) && kind_enabled(EVENT_PKT_COUNTS)) {

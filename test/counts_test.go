@@ -322,3 +322,55 @@ func TestPacketsControlNetnsKey(t *testing.T) {
 		t.Errorf("U's summary %s: want no captured bytes (no classifier in U), not packets_counted", su.Raw)
 	}
 }
+
+// TestPacketsControlContainerSockets (issue 11): tcpscope runs in R, the
+// "host", without --netns: its classifiers hook R's interfaces, its socket
+// events come from every namespace. A and B, the "containers", talk
+// through R. The count entries of R's interfaces are keyed by R's
+// namespace; the sockets live in A and B. Each socket's flush at its close
+// still finds an entry of its connection (the client's end is local on
+// the server's side of R, and the other way round), so the summary has
+// the exact bytes (packets_counted), not only those of the reported
+// packets.
+func TestPacketsControlContainerSockets(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	a := harness.NewNamespace(t, netnsPrefix, "pods-a")
+	r := harness.NewNamespace(t, netnsPrefix, "pods-r")
+	b := harness.NewNamespace(t, netnsPrefix, "pods-b")
+	ar, err := harness.ConnectVeth(a, r, harness.TestSubnet(94)) // A veth-a 10.200.94.1, R veth-b .2
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := harness.ConnectVeth(r, b, harness.TestSubnet(95)) // R veth-a 10.200.95.1, B veth-b .2
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.MustRun(ctx, t, stopTimeout, r.Exec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")...)
+	harness.MustRun(ctx, t, stopTimeout, "ip", "-n", a.Name, "route", "add", "10.200.95.0/24", "via", ar.B4.String())
+	harness.MustRun(ctx, t, stopTimeout, "ip", "-n", b.Name, "route", "add", "10.200.94.0/24", "via", rb.A4.String())
+
+	tracer := startTracer(ctx, t, r, "--packets", "control", "--port", "7994")
+	const total = 96 << 10
+	h := openHeld(t, a, b, netip.AddrPortFrom(ar.A4, 41994), netip.AddrPortFrom(rb.B4, 7994))
+	h.send(t, total, 8<<10)
+	h.close(t, total)
+	time.Sleep(settle)
+	recs := stopTracer(ctx, t, tracer)
+	// Both sockets flushed their entry at their close: counts records
+	// named by the sockets' namespaces, not left to the exit drain (R's).
+	for _, ns := range []*harness.Namespace{a, b} {
+		if len(harness.Select(recs, func(r *harness.Record) bool { return r.Type == "counts" && r.Netns == ns.Inode })) == 0 {
+			t.Errorf("no counts record flushed by %s's socket:\n%s", ns.Name, harness.Describe(recs))
+		}
+	}
+	// One connection, both ends local: one summary.
+	_, final := h.summaries(recs, 0)
+	if len(final) != 1 {
+		t.Fatalf("%d summaries, want 1:\n%s", len(final), harness.Describe(recs))
+	}
+	if s := final[0]; u64(s.BytesOut)+u64(s.BytesIn) != total || !strings.Contains(s.Raw, `"packets_counted":true`) {
+		t.Errorf("summary %s: want %d bytes (out + in), packets_counted", s.Raw, total)
+	}
+}
