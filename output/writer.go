@@ -52,7 +52,6 @@ type Writer struct {
 	file   rewinder // out, when it is a regular file
 	buf    []byte   // whole lines not yet written
 	format Format
-	line   []byte
 	times  timeCache
 	err    error // sticky, a *WriteError
 }
@@ -80,7 +79,7 @@ func (e *WriteError) Unwrap() error { return e.Err }
 // (an *os.File, or anything that has Stat, Seek and Truncate and says it
 // is one), a partial line left by a failed write is removed.
 func NewWriter(w io.Writer, f Format) *Writer {
-	wr := &Writer{out: w, format: f, buf: make([]byte, 0, bufSize), line: make([]byte, 0, 512)}
+	wr := &Writer{out: w, format: f, buf: make([]byte, 0, bufSize)}
 	if rw, ok := w.(rewinder); ok {
 		if st, err := rw.Stat(); err == nil && st.Mode().IsRegular() {
 			wr.file = rw
@@ -94,23 +93,28 @@ func (w *Writer) Write(r *tracer.Record) error {
 	if w.err != nil {
 		return w.err
 	}
-	if w.format == FormatText {
-		w.line = appendTextAfterTime(w.times.append(w.line[:0], r.Time), r)
-	} else {
-		w.line = appendJSONAfterTime(w.times.append(append(w.line[:0], jsonTimeKey...), r.Time), r)
-	}
-	w.line = append(w.line, '\n')
-	if len(w.buf)+len(w.line) > cap(w.buf) {
+	// The line is formatted in place at the end of the buffer, which
+	// keeps lineRoom free for it; a longer line grows the buffer.
+	if cap(w.buf)-len(w.buf) < lineRoom {
 		if err := w.Flush(); err != nil {
 			return err
 		}
-		if len(w.line) > cap(w.buf) {
-			return w.write(w.line) // a line longer than the buffer goes alone
-		}
 	}
-	w.buf = append(w.buf, w.line...)
+	if w.format == FormatText {
+		w.buf = appendTextAfterTime(w.times.append(w.buf, r.Time), r)
+	} else {
+		w.buf = appendJSONAfterTime(w.times.append(append(w.buf, jsonTimeKey...), r.Time), r)
+	}
+	w.buf = append(w.buf, '\n')
+	if len(w.buf) > bufSize {
+		return w.Flush()
+	}
 	return nil
 }
+
+// lineRoom is the room the Writer keeps at the end of its buffer for the
+// next line: more than any record's line but a pathological one.
+const lineRoom = 4 << 10
 
 // Flush writes out buffered records.
 func (w *Writer) Flush() error {

@@ -132,6 +132,46 @@ func TestWriterFullDiskAppend(t *testing.T) {
 	checkWholeLines(t, data)
 }
 
+// TestWriterLongLine: a line longer than the room the Writer keeps at the
+// end of its buffer (formatted in place there) still goes out whole, after
+// the lines before it, and the records after it follow.
+func TestWriterLongLine(t *testing.T) {
+	var rec callRecorder
+	w := NewWriter(&rec, FormatJSON)
+	r := sampleRecords()[0]
+	long := r
+	long.NetnsName = strings.Repeat("n", 3*lineRoom)
+	for i := 0; i < 300; i++ { // most of the buffer
+		if err := w.Write(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, x := range []*tracer.Record{&long, &r, &long, &long, &r} {
+		if err := w.Write(x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	out := bytes.Join(rec.calls, nil)
+	checkWholeLines(t, out)
+	lines := bytes.Split(bytes.TrimSuffix(out, []byte("\n")), []byte("\n"))
+	if len(lines) != 305 {
+		t.Fatalf("%d lines, want 305", len(lines))
+	}
+	for i, want := range []bool{true, false, true, true, false} {
+		if got := bytes.Contains(lines[300+i], []byte(long.NetnsName)); got != want {
+			t.Errorf("line %d: long %v, want %v", 300+i, got, want)
+		}
+	}
+	for i, c := range rec.calls {
+		if c[len(c)-1] != '\n' {
+			t.Errorf("write %d ends inside a line", i+1)
+		}
+	}
+}
+
 // callRecorder is a pipe-like writer: it records every Write call.
 type callRecorder struct {
 	calls [][]byte
