@@ -47,7 +47,7 @@ func (o *jsonObj) addr(k string, ap netip.AddrPort) {
 func AppendJSON(dst []byte, r *tracer.Record) []byte {
 	dst = append(dst, jsonTimeKey...)
 	dst = appendTime(dst, r.Time)
-	return appendJSONAfterTime(dst, r)
+	return appendJSONAfterTime(dst, r, nil)
 }
 
 // jsonTimeKey opens every JSON record: the timestamp is its first field.
@@ -55,19 +55,22 @@ const jsonTimeKey = `{"ts":"`
 
 // appendJSONAfterTime appends the rest of r's JSON object after
 // jsonTimeKey and the timestamp.
-func appendJSONAfterTime(dst []byte, r *tracer.Record) []byte {
+func appendJSONAfterTime(dst []byte, r *tracer.Record, c *jsonCache) []byte {
 	o := jsonObj{b: append(dst, '"')}
 	o.str("type", r.Type.String())
 	o.uint("conn", r.Conn)
-	o.uint("netns", uint64(r.Netns))
-	if r.NetnsName != "" {
-		o.key("netns_name")
-		o.b = appendJSONEscaped(o.b, []byte(r.NetnsName))
+	if c != nil {
+		o.b = c.netnsFields(o.b, r.Netns, r.NetnsName)
+	} else {
+		o.b = appendJSONNetns(o.b, r.Netns, r.NetnsName)
 	}
 	switch r.Type {
 	case tracer.TypePacket:
-		o.key("ifname")
-		o.b = appendJSONEscaped(o.b, []byte(r.Ifname))
+		if c != nil {
+			o.b = c.ifnameField(o.b, r.Ifname)
+		} else {
+			o.b = appendJSONIfname(o.b, r.Ifname)
+		}
 		o.str("dir", r.Dir.String())
 		o.addr("src", r.Src)
 		o.addr("dst", r.Dst)
@@ -165,6 +168,77 @@ func appendJSONAfterTime(dst []byte, r *tracer.Record) []byte {
 		appendJSONSocket(&o, r)
 	}
 	return append(o.b, '}')
+}
+
+// appendJSONNetns appends the netns and netns_name fields (after another
+// field).
+func appendJSONNetns(dst []byte, netns uint32, name string) []byte {
+	o := jsonObj{b: dst}
+	o.uint("netns", uint64(netns))
+	if name != "" {
+		o.key("netns_name")
+		o.b = appendJSONEscaped(o.b, []byte(name))
+	}
+	return o.b
+}
+
+// appendJSONIfname appends the ifname field (after another field).
+func appendJSONIfname(dst []byte, ifname string) []byte {
+	o := jsonObj{b: dst}
+	o.key("ifname")
+	return appendJSONEscaped(o.b, []byte(ifname))
+}
+
+// jsonCache keeps the JSON of fields that repeat from record to record,
+// formatted once: a namespace's inode and name, an interface's name (a
+// storm's records come from a few of each). Two entries each, replaced in
+// turn.
+type jsonCache struct {
+	netns   [2]netnsFragment
+	ifnames [2]ifnameFragment
+	nextNS  uint8
+	nextIf  uint8
+}
+
+type netnsFragment struct {
+	netns uint32
+	name  string
+	json  []byte
+}
+
+type ifnameFragment struct {
+	name string
+	json []byte
+}
+
+// netnsFields appends the netns and netns_name fields as appendJSONNetns.
+func (c *jsonCache) netnsFields(dst []byte, netns uint32, name string) []byte {
+	for i := range c.netns {
+		if f := &c.netns[i]; f.json != nil && f.netns == netns && f.name == name {
+			return append(dst, f.json[1:]...)
+		}
+	}
+	// Formatted after a ',' of its own (what key expects before a
+	// field), which is not copied.
+	f := &c.netns[c.nextNS]
+	c.nextNS ^= 1
+	f.netns, f.name = netns, name
+	f.json = appendJSONNetns(append(f.json[:0], ','), netns, name)
+	return append(dst, f.json[1:]...)
+}
+
+// ifnameField appends the ifname field as appendJSONIfname.
+func (c *jsonCache) ifnameField(dst []byte, ifname string) []byte {
+	for i := range c.ifnames {
+		if f := &c.ifnames[i]; f.json != nil && f.name == ifname {
+			return append(dst, f.json[1:]...)
+		}
+	}
+	f := &c.ifnames[c.nextIf]
+	c.nextIf ^= 1
+	f.name = ifname
+	f.json = appendJSONIfname(append(f.json[:0], ','), ifname)
+	return append(dst, f.json[1:]...)
 }
 
 func (o *jsonObj) bool(k string, v bool) {

@@ -53,6 +53,7 @@ type Writer struct {
 	buf    []byte   // whole lines not yet written
 	format Format
 	times  timeCache
+	fields jsonCache
 	err    error // sticky, a *WriteError
 }
 
@@ -103,7 +104,7 @@ func (w *Writer) Write(r *tracer.Record) error {
 	if w.format == FormatText {
 		w.buf = appendTextAfterTime(w.times.append(w.buf, r.Time), r)
 	} else {
-		w.buf = appendJSONAfterTime(w.times.append(append(w.buf, jsonTimeKey...), r.Time), r)
+		w.buf = appendJSONAfterTime(w.times.append(append(w.buf, jsonTimeKey...), r.Time), r, &w.fields)
 	}
 	w.buf = append(w.buf, '\n')
 	if len(w.buf) > bufSize {

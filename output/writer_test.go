@@ -248,10 +248,14 @@ func TestWriterBrokenPipe(t *testing.T) {
 var _ tracer.Sink = (*Writer)(nil)
 
 // BenchmarkWriterJSON: format and buffer one record, written out in
-// whole-line chunks.
+// whole-line chunks; the records name their namespace, as they do when
+// /run/netns names it.
 func BenchmarkWriterJSON(b *testing.B) {
 	w := NewWriter(io.Discard, FormatJSON)
 	recs := sampleRecords()
+	for i := range recs {
+		recs[i].NetnsName = "tcpscope-bench-1234-a"
+	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		if err := w.Write(&recs[i%len(recs)]); err != nil {
@@ -260,5 +264,40 @@ func BenchmarkWriterJSON(b *testing.B) {
 	}
 	if err := w.Flush(); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// TestWriterFieldCache: the Writer's JSON, with the namespace and
+// interface fields formatted once and reused, is byte for byte
+// AppendJSON's, as namespaces and interfaces come and go (three of each
+// for two cache entries; a name that needs escaping; none).
+func TestWriterFieldCache(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out, FormatJSON)
+	var want []byte
+	recs := sampleRecords()
+	names := []string{"a", "b\x1b[31m\"", ""}
+	ifnames := []string{"veth0", "eth\\1", "lo"}
+	for i := 0; i < 60; i++ {
+		r := recs[i%len(recs)]
+		r.Netns = uint32(4026531840 + i%3)
+		r.NetnsName = names[(i/2)%3]
+		r.Ifname = ifnames[(i/5)%3]
+		if err := w.Write(&r); err != nil {
+			t.Fatal(err)
+		}
+		want = append(AppendJSON(want, &r), '\n')
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), want) {
+		got, exp := strings.Split(out.String(), "\n"), strings.Split(string(want), "\n")
+		for i := range min(len(got), len(exp)) {
+			if got[i] != exp[i] {
+				t.Fatalf("line %d:\n got %s\nwant %s", i+1, got[i], exp[i])
+			}
+		}
+		t.Fatalf("%d lines, want %d", len(got), len(exp))
 	}
 }
