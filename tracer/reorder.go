@@ -74,6 +74,13 @@ func (q *reorder) Write(r *Record) error {
 		}
 	}
 	t := r.Time.UnixNano()
+	if t <= q.newest-q.window {
+		// Due already, so older than every held record (those are
+		// not): out at once. A record held elsewhere longer than the
+		// window (a TIME_WAIT record the tracker held back) would
+		// otherwise walk past and shift every held record.
+		return q.out(r, t)
+	}
 	// Find the place: after every held record stamped at or before t.
 	i := q.n
 	for i > 0 && q.ts[q.at(i-1)] > t {
@@ -113,12 +120,17 @@ func (q *reorder) pop() error {
 	i := q.head
 	q.head = (q.head + 1) & q.mask
 	q.n--
-	if q.ts[i] < q.lastOut {
+	return q.out(&q.slots[i], q.ts[i])
+}
+
+// out writes r, stamped t (Unix ns), to the next stage.
+func (q *reorder) out(r *Record, t int64) error {
+	if t < q.lastOut {
 		q.late++
 	} else {
-		q.lastOut = q.ts[i]
+		q.lastOut = t
 	}
-	err := q.next.Write(&q.slots[i])
+	err := q.next.Write(r)
 	if err != nil && errors.Is(err, ErrStop) {
 		q.stopped = true
 	}

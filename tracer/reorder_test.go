@@ -193,6 +193,28 @@ func BenchmarkReorder(b *testing.B) {
 	}
 }
 
+// BenchmarkReorderLate: a record stamped 50 ms before the newest (a
+// TIME_WAIT record the tracker held back) while about 400 records are
+// held (100,000 records/s).
+func BenchmarkReorderLate(b *testing.B) {
+	q := newReorder(discardSink{}, reorderWindow, reorderCap)
+	recs := make([]Record, 4096)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := &recs[i&4095]
+		d := time.Duration(i) * 10 * time.Microsecond
+		if i%2 == 0 {
+			d -= 50 * time.Millisecond
+		}
+		r.Time = base.Add(d)
+		if err := q.Write(r); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
 // BenchmarkReorderBaseline: the same stream written straight to the sink.
 func BenchmarkReorderBaseline(b *testing.B) {
 	var s Sink = discardSink{}
