@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -51,7 +52,10 @@ type analysisCase struct {
 // analysis verdict over the veth pair (IPv4 and IPv6), captures them with
 // tcpdump into a pcap file on the same interface tcpscope watches, and
 // requires, for every packet tshark decodes, the same set of verdicts in
-// tcpscope's analysis (docs/analysis.md explains the mapping).
+// tcpscope's analysis (docs/analysis.md explains the mapping). A second
+// tracer with --packets control on the same traffic is held to what that
+// mode claims (tshark_control_test.go). Both trace only the test's
+// addresses, and any record they lost fails the test.
 func TestAnalysisAgainstTshark(t *testing.T) {
 	requireTshark(t)
 	cases := []analysisCase{
@@ -97,7 +101,7 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 		t.Run(family, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 			defer cancel()
-			v := harness.NewVethPair(t, netnsPrefix, "tshark-"+family, 80+len(family))
+			v := harness.NewVethPair(t, netnsPrefix, "tshark-"+family, lockSubnet(ctx, t, tsharkSubnets))
 			tp := vethTopology(v, ipv6)
 			for _, c := range cases {
 				if c.setup != nil {
@@ -105,7 +109,12 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 				}
 			}
 			pcap := filepath.Join(t.TempDir(), "capture.pcap")
-			tracer := startTracer(ctx, t, v.A, "-i", harness.VethA)
+			// Only the test's connections: without --host the tracers
+			// also report every socket of the host (a connection storm
+			// elsewhere would flood them).
+			args := []string{"-i", harness.VethA, "--host", tp.clientIP.String() + "," + tp.serverIP.String()}
+			tracer := startTracer(ctx, t, v.A, args...)
+			control := startTracer(ctx, t, v.A, append(args, "--packets", "control")...)
 			dump := startPcap(ctx, t, v.A, harness.VethA, pcap)
 			for i := range cases {
 				if cases[i].run != nil {
@@ -117,6 +126,12 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 			time.Sleep(settle)
 			captured := stopPcap(ctx, t, dump)
 			recs := stopTracer(ctx, t, tracer)
+			ctlRecs := stopTracer(ctx, t, control)
+			for mode, rs := range map[string][]*harness.Record{"all": recs, "control": ctlRecs} {
+				if lost := harness.Select(rs, func(r *harness.Record) bool { return r.Type == "lost" }); len(lost) > 0 {
+					t.Errorf("%s: tcpscope lost records, the comparisons cannot hold:\n%s", mode, harness.Describe(lost))
+				}
+			}
 
 			theirs := tsharkPackets(ctx, t, pcap)
 			checkPacketCount(t, captured, theirs, recs, v.A, harness.VethA)
@@ -145,9 +160,47 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 				t.Errorf("tshark decoded only %d packets", len(theirs))
 			}
 			t.Logf("%d packets compared, %d differ, %d timing-window swaps", cmp.compared, cmp.differ, cmp.swaps)
-			checkSummaries(t, cases, tp, recs, theirs)
+			checkSummaries(t, "all", cases, tp, recs, theirs)
 			checkKernelConfirmation(t, netip.AddrPortFrom(tp.clientIP, cases[1].sc.clientPort), recs)
+			checkControlPackets(t, theirs, ctlRecs, v.A, harness.VethA)
+			checkSummaries(t, "control", cases, tp, ctlRecs, theirs)
+			checkCaptureCounts(t, cases, tp, theirs, map[string][]*harness.Record{"all": recs, "control": ctlRecs})
+			checkControlSummaries(t, cases, tp, recs, ctlRecs)
 		})
+	}
+}
+
+// tsharkSubnets are the veth subnets (harness.TestSubnet) that
+// TestAnalysisAgainstTshark may take, one per run of it on this host at a
+// time (lockSubnet).
+var tsharkSubnets = []int{84, 184, 194}
+
+// lockSubnet takes the first of subnets that no other test process on this
+// host holds (an exclusive flock on a file named after it in the temp
+// directory) and keeps it until t ends. The tests use fixed addresses and
+// ports; two runs of one test at once (a loop beside a single run) would
+// otherwise trace each other's connections: the same 4-tuples in other
+// namespaces. When all are taken it waits, at most until ctx ends.
+func lockSubnet(ctx context.Context, t *testing.T, subnets []int) int {
+	t.Helper()
+	for {
+		for _, x := range subnets {
+			f, err := os.OpenFile(filepath.Join(os.TempDir(), fmt.Sprintf("tcpscope-e2e-subnet-%d.lock", x)), os.O_CREATE|os.O_RDWR, 0o644)
+			if err != nil {
+				t.Fatalf("lock subnet %d: %v", x, err)
+			}
+			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+				f.Close()
+				continue
+			}
+			t.Cleanup(func() { f.Close() }) // closing releases the lock
+			return x
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("lock one of the subnets %v: %v (other runs of the test hold them)", subnets, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
@@ -162,9 +215,30 @@ func requireTshark(t *testing.T) {
 	}
 }
 
-// checkSummaries checks each connection's conn record against what the
-// scenario did.
-func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*harness.Record, theirs []tsharkPacket) {
+// caseSummary returns the conn record of c's connection, written from the
+// client's view (its namespace), and the record decoded; it fails t when
+// there is not exactly one.
+func caseSummary(t *testing.T, mode string, c analysisCase, tp *topology, recs []*harness.Record) (map[string]any, *harness.Record, bool) {
+	t.Helper()
+	client := netip.AddrPortFrom(tp.clientIP, c.sc.clientPort)
+	server := netip.AddrPortFrom(tp.serverIP, c.sc.serverPort)
+	sums := harness.Select(recs, func(r *harness.Record) bool {
+		return r.Type == "conn" && r.LocalAddr == client && r.RemoteAddr == server && r.Netns == tp.clientNS.Inode
+	})
+	if len(sums) != 1 {
+		t.Errorf("%s: %s: %d conn records for %s -> %s, want 1:\n%s", mode, c.name, len(sums), client, server, harness.Describe(sums))
+		return nil, nil, false
+	}
+	var s map[string]any
+	if err := json.Unmarshal([]byte(sums[0].Raw), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s, sums[0], true
+}
+
+// checkSummaries checks each connection's conn record, of the tracer in
+// mode (--packets all or control), against what the scenario did.
+func checkSummaries(t *testing.T, mode string, cases []analysisCase, tp *topology, recs []*harness.Record, theirs []tsharkPacket) {
 	t.Helper()
 	for _, c := range cases {
 		tsharkRetrans := 0
@@ -175,19 +249,9 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*ha
 		}
 		client := netip.AddrPortFrom(tp.clientIP, c.sc.clientPort)
 		server := netip.AddrPortFrom(tp.serverIP, c.sc.serverPort)
-		var sums []*harness.Record
-		for _, r := range recs {
-			if r.Type == "conn" && r.LocalAddr == client && r.RemoteAddr == server {
-				sums = append(sums, r)
-			}
-		}
-		if len(sums) != 1 {
-			t.Errorf("%s: %d conn records for %s -> %s, want 1", c.name, len(sums), client, server)
+		s, sum, ok := caseSummary(t, mode, c, tp, recs)
+		if !ok {
 			continue
-		}
-		var s map[string]any
-		if err := json.Unmarshal([]byte(sums[0].Raw), &s); err != nil {
-			t.Fatal(err)
 		}
 		want := map[string]any{"role": "client", "comm": "tcli"}
 		switch c.name {
@@ -195,25 +259,25 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*ha
 			want["outcome"], want["close_kind"], want["closed_by"] = "established", "fin", "local"
 			want["handshake_check"] = "ok"
 			if fa, _ := s["fin_acked"].(map[string]any); fa["local"] != true || fa["remote"] != true {
-				t.Errorf("%s: fin_acked %v, want both FINs acked: %s", c.name, s["fin_acked"], sums[0].Raw)
+				t.Errorf("%s: %s: fin_acked %v, want both FINs acked: %s", mode, c.name, s["fin_acked"], sum.Raw)
 			}
 		case "refused":
 			want["outcome"], want["close_kind"], want["closed_by"] = "refused", "reset", "remote"
 		case "simultaneous-close":
 			want["outcome"], want["close_kind"], want["closed_by"] = "established", "fin", "both"
 			want["handshake_check"] = "ok"
-			checkSimultaneousClose(t, client, server, recs)
+			checkSimultaneousClose(t, mode, client, server, recs)
 		case "timeout":
 			want["outcome"], want["close_kind"] = "timeout", "timeout"
 			// At least the SYN retransmissions tshark saw: tcpscope stops
 			// after tcpdump, so it may see one more.
 			if n, _ := s["syn_retransmits"].(float64); n < float64(max(tsharkRetrans, 1)) {
-				t.Errorf("timeout: syn_retransmits %v, tshark saw %d", s["syn_retransmits"], tsharkRetrans)
+				t.Errorf("%s: timeout: syn_retransmits %v, tshark saw %d", mode, s["syn_retransmits"], tsharkRetrans)
 			}
 		}
 		for k, v := range want {
 			if s[k] != v {
-				t.Errorf("%s: conn %s = %v, want %v: %s", c.name, k, s[k], v, sums[0].Raw)
+				t.Errorf("%s: %s: conn %s = %v, want %v: %s", mode, c.name, k, s[k], v, sum.Raw)
 			}
 		}
 		rtx, _ := s["retransmits"].(map[string]any)
@@ -221,17 +285,17 @@ func checkSummaries(t *testing.T, cases []analysisCase, tp *topology, recs []*ha
 		// one iRTT: tshark and tcpscope call them out-of-order; the
 		// kernel's count is the truth.
 		if c.name == "loss" && rtx["kernel"] == float64(0) {
-			t.Errorf("loss: retransmits %v, want kernel > 0", rtx)
+			t.Errorf("%s: loss: retransmits %v, want kernel > 0", mode, rtx)
 		}
 		if c.name == "loss" && (s["bytes_out"] != float64(bulkBytes) || s["bytes_in"] != float64(0)) {
-			t.Errorf("loss: bytes_out %v bytes_in %v, want %d and 0", s["bytes_out"], s["bytes_in"], bulkBytes)
+			t.Errorf("%s: loss: bytes_out %v bytes_in %v, want %d and 0", mode, s["bytes_out"], s["bytes_in"], bulkBytes)
 		}
 		if (c.name == "clean" || c.name == "simultaneous-close") &&
 			(s["bytes_out"] != float64(len(echoMessage)) || s["bytes_in"] != float64(len(echoMessage))) {
-			t.Errorf("%s: bytes_out %v bytes_in %v, want %d each way", c.name, s["bytes_out"], s["bytes_in"], len(echoMessage))
+			t.Errorf("%s: %s: bytes_out %v bytes_in %v, want %d each way", mode, c.name, s["bytes_out"], s["bytes_in"], len(echoMessage))
 		}
 		if c.name == "zero-window" && s["zero_windows"] == float64(0) {
-			t.Errorf("zero-window: no zero windows counted: %s", sums[0].Raw)
+			t.Errorf("%s: zero-window: no zero windows counted: %s", mode, sum.Raw)
 		}
 	}
 }
@@ -319,6 +383,11 @@ type tsharkPacket struct {
 	key         string
 	port, dport uint16
 	verdicts    []string
+	// base is what a packet record of --packets control, which sees
+	// only some of the packets, is matched by (controlKey).
+	base          string
+	seq, length   uint32
+	syn, fin, rst bool
 }
 
 type orderedPacket struct {
@@ -343,7 +412,8 @@ func previousOpposite(order []orderedPacket) map[string]string {
 func tsharkPackets(ctx context.Context, t *testing.T, pcap string) []tsharkPacket {
 	t.Helper()
 	args := []string{"-r", pcap, "-o", "tcp.relative_sequence_numbers:FALSE", "-T", "fields", "-E", "separator=|",
-		"-e", "tcp.srcport", "-e", "tcp.seq", "-e", "tcp.ack", "-e", "tcp.len", "-e", "tcp.flags.ack", "-e", "tcp.dstport"}
+		"-e", "tcp.srcport", "-e", "tcp.seq", "-e", "tcp.ack", "-e", "tcp.len", "-e", "tcp.flags.ack", "-e", "tcp.dstport",
+		"-e", "tcp.flags.syn", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset", "-e", "tcp.window_size_value"}
 	for _, v := range tsharkVerdicts {
 		args = append(args, "-e", v.field)
 	}
@@ -355,7 +425,8 @@ func tsharkPackets(ctx context.Context, t *testing.T, pcap string) []tsharkPacke
 	seen := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Split(line, "|")
-		if len(f) != 6+len(tsharkVerdicts) {
+		const fields = 10 // before the verdicts
+		if len(f) != fields+len(tsharkVerdicts) {
 			t.Fatalf("tshark line %q", line)
 		}
 		var port, dport uint16
@@ -366,12 +437,16 @@ func tsharkPackets(ctx context.Context, t *testing.T, pcap string) []tsharkPacke
 		fmt.Sscan(f[2], &ack)
 		fmt.Sscan(f[3], &length)
 		var ackp *uint32
-		if f[4] == "1" || f[4] == "True" {
+		if tsharkFlag(f[4]) {
 			ackp = &ack
 		}
-		p := tsharkPacket{key: verdictKey(port, seq, ackp, length, seen), port: port, dport: dport}
+		p := tsharkPacket{key: verdictKey(port, seq, ackp, length, seen), port: port, dport: dport,
+			seq: seq, length: length, syn: tsharkFlag(f[6]), fin: tsharkFlag(f[7]), rst: tsharkFlag(f[8])}
+		var win uint32
+		fmt.Sscan(f[9], &win)
+		p.base = controlKey(port, seq, ackp, length, win, p.syn, p.fin, p.rst)
 		for i, v := range tsharkVerdicts {
-			if f[6+i] != "" {
+			if f[fields+i] != "" {
 				p.verdicts = append(p.verdicts, v.name)
 			}
 		}
@@ -380,6 +455,9 @@ func tsharkPackets(ctx context.Context, t *testing.T, pcap string) []tsharkPacke
 	}
 	return pkts
 }
+
+// tsharkFlag reads a TCP flag field of tshark (1 or True when set).
+func tsharkFlag(f string) bool { return f == "1" || f == "True" }
 
 // startPcap runs tcpdump writing a pcap file (every packet flushed, ns
 // timestamps) and waits until it captures.
@@ -472,28 +550,55 @@ func runSimultaneousClose(ctx context.Context, t *testing.T, v *harness.VethPair
 	}
 	cli.MustSucceed(ctx, t, runTimeout)
 	srv.MustSucceed(ctx, t, runTimeout)
+	// Each peer exits once the other's FIN arrived, but its own FIN may
+	// still wait for its ACK (CLOSING): wait, bounded, until the kernel
+	// has both ends in TIME_WAIT, so that every record the test looks for
+	// was due before the tracers stop.
+	ends := []struct {
+		ns            *harness.Namespace
+		local, remote netip.AddrPort
+	}{{tp.clientNS, client, server}, {tp.serverNS, server, client}}
+	for _, e := range ends {
+		for i := 0; !timeWaitListed(ctx, t, e.ns, e.local, e.remote); i++ {
+			if i == 250 {
+				t.Fatalf("simultaneous close: %s -> %s not in TIME_WAIT (ss) 5 s after both peers exited", e.local, e.remote)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 // checkSimultaneousClose: both sockets closed first (FIN_WAIT1 from
 // ESTABLISHED), at least one saw the FINs cross (CLOSING), and both ended
-// in TIME_WAIT.
-func checkSimultaneousClose(t *testing.T, client, server netip.AddrPort, recs []*harness.Record) {
+// in TIME_WAIT. On failure it lists every record of the connection: the
+// kernel had both ends in TIME_WAIT before the tracers stopped
+// (runSimultaneousClose), so a record missing there is tcpscope's.
+func checkSimultaneousClose(t *testing.T, mode string, client, server netip.AddrPort, recs []*harness.Record) {
 	t.Helper()
-	closing := false
+	closing, failed := false, false
 	for _, end := range []netip.AddrPort{client, server} {
 		mine := harness.Select(recs, func(r *harness.Record) bool { return r.Type == "state" && r.LocalAddr == end })
 		chain := harness.StateChain(mine)
-		t.Logf("simultaneous close: %s: %s", end, chain)
+		t.Logf("%s: simultaneous close: %s: %s", mode, end, chain)
 		closing = closing || strings.Contains(chain, "FIN_WAIT1 -> CLOSING")
 		if !strings.Contains(chain, "ESTABLISHED -> FIN_WAIT1") {
-			t.Errorf("simultaneous close: %s did not close first: %s", end, chain)
+			t.Errorf("%s: simultaneous close: %s did not close first: %s", mode, end, chain)
+			failed = true
 		}
 		tw := harness.Select(mine, func(r *harness.Record) bool { return r.TimeWait && r.New == "TIME_WAIT" })
 		if len(tw) != 1 {
-			t.Errorf("simultaneous close: %s: %d TIME_WAIT records, want 1: %s", end, len(tw), chain)
+			t.Errorf("%s: simultaneous close: %s: %d TIME_WAIT records, want 1: %s", mode, end, len(tw), chain)
+			failed = true
 		}
 	}
 	if !closing {
-		t.Errorf("simultaneous close: no socket went FIN_WAIT1 -> CLOSING")
+		t.Errorf("%s: simultaneous close: no socket went FIN_WAIT1 -> CLOSING", mode)
+		failed = true
+	}
+	if failed {
+		conn := harness.Select(recs, func(r *harness.Record) bool {
+			return r.LocalAddr == client || r.LocalAddr == server || r.SrcAddr == client || r.SrcAddr == server
+		})
+		t.Logf("%s: simultaneous close: the connection's records (the tracer's last at %s):\n%s", mode, recs[len(recs)-1].TS, harness.Describe(conn))
 	}
 }
