@@ -12,7 +12,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -X main.version=$(VERSION)
 ARGS    ?=
 # Configurations `make bench` measures beside no tracer (test/bench -only).
-BENCH_ONLY ?= default,packets-none,summary-only,tcpstates,tcpdump
+BENCH_ONLY ?= default,packets-all,packets-none,summary-only,tcpstates,tcpdump
 # Extra flags for the storm and bulk benchmarks (test/bench -help).
 BENCH_ARGS ?=
 

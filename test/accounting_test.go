@@ -189,7 +189,7 @@ func TestLossAccountingExact(t *testing.T) {
 func startAcctTracer(ctx context.Context, t *testing.T, name string, args ...string) *harness.Proc {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), name+".json")
-	p := harness.StartT(t, "tcpscope-"+name, harness.Command(append([]string{bins.Tcpscope}, append(args, "-w", out)...)...))
+	p := harness.StartT(t, "tcpscope-"+name, harness.Command(append([]string{bins.Tcpscope}, append(withPacketsAll(args), "-w", out)...)...))
 	if _, err := p.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestSlowReaderOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	common := []string{"trace", "-o", "json", "--analysis", "off", "--netns", v.A.Name, "-i", harness.VethA}
+	common := []string{"trace", "-o", "json", "--analysis", "off", "--netns", v.A.Name, "-i", harness.VethA, "--packets", "all"}
 	oracle := startAcctTracer(ctx, t, "oracle", common...)
 	slow := harness.StartT(t, "tcpscope", harness.Command(append([]string{bins.Tcpscope}, append(common, "-w", fifo)...)...))
 	if _, err := slow.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {

@@ -250,7 +250,7 @@ func TestSecondSignalWhenIgnored(t *testing.T) {
 	}
 	stderr := harness.NewLineBuffer(0)
 	cmd := exec.Command("ip", "netns", "exec", ns.Name, "sh", "-c", `trap "" INT; exec "$0" "$@"`,
-		bins.Tcpscope, "trace", "-o", "json", "-i", "lo")
+		bins.Tcpscope, "trace", "-o", "json", "-i", "lo", "--packets", "all")
 	cmd.Stdout, cmd.Stderr = w, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

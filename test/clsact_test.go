@@ -264,7 +264,7 @@ func TestCleanupAfterKillInPidNamespace(t *testing.T) {
 	}
 	ns := harness.NewNamespace(t, netnsPrefix, "pidns")
 	p := harness.StartT(t, "tcpscope in a pid namespace", harness.Command(ns.Exec("unshare", "-p", "-f", "--mount-proc",
-		bins.Tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", "clsact")...))
+		bins.Tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", "clsact", "--packets", "all")...))
 	if _, err := p.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)
 	}

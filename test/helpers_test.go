@@ -36,7 +36,7 @@ const (
 // is nil) and waits until it has logged that tracing started.
 func startTracer(ctx context.Context, t *testing.T, ns *harness.Namespace, args ...string) *harness.Proc {
 	t.Helper()
-	argv := append([]string{bins.Tcpscope, "trace", "-o", "json"}, args...)
+	argv := append([]string{bins.Tcpscope, "trace", "-o", "json"}, withPacketsAll(args)...)
 	if ns != nil {
 		argv = ns.Exec(argv...)
 	}
@@ -45,6 +45,18 @@ func startTracer(ctx context.Context, t *testing.T, ns *harness.Namespace, args 
 		t.Fatal(err)
 	}
 	return p
+}
+
+// withPacketsAll adds --packets all to a tracer's arguments unless they
+// name a packet mode: most tests compare every packet with an oracle
+// (tcpdump, tshark), and the default mode reports only some.
+func withPacketsAll(args []string) []string {
+	for _, a := range args {
+		if a == "--packets" || strings.HasPrefix(a, "--packets=") {
+			return args
+		}
+	}
+	return append(args, "--packets", "all")
 }
 
 // stopTracer sends SIGINT to the tracer, requires exit status 0 and

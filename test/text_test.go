@@ -14,7 +14,7 @@ import (
 // waits until it has logged that tracing started.
 func startTextTracer(ctx context.Context, t *testing.T, ns *harness.Namespace, args ...string) *harness.Proc {
 	t.Helper()
-	p := harness.StartT(t, "tcpscope text", harness.Command(ns.Exec(append([]string{bins.Tcpscope, "trace", "-o", "text"}, args...)...)...))
+	p := harness.StartT(t, "tcpscope text", harness.Command(ns.Exec(append([]string{bins.Tcpscope, "trace", "-o", "text"}, withPacketsAll(args)...)...)...))
 	if _, err := p.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)
 	}

@@ -48,14 +48,14 @@ func TestPacketsBadInput(t *testing.T) {
 
 // TestPacketsConfig: --packets reaches the tracer's configuration; with
 // none, the default and "all" event selections mean every event type but
-// packets; --summary-only alone means control.
+// packets; the default, with or without --summary-only, is control.
 func TestPacketsConfig(t *testing.T) {
 	for name, tc := range map[string]struct {
 		args       []string
 		mode       tracer.PacketMode
 		wantPacket bool
 	}{
-		"default":           {nil, tracer.PacketsAll, true},
+		"default":           {nil, tracer.PacketsControl, true},
 		"all":               {[]string{"--packets", "all"}, tracer.PacketsAll, true},
 		"none":              {[]string{"--packets", "none"}, tracer.PacketsNone, false},
 		"none events all":   {[]string{"--packets", "none", "--events", "all"}, tracer.PacketsNone, false},

@@ -85,7 +85,7 @@ func newTraceCmdWith(a *app, opts *traceOptions) *cobra.Command {
 	netns.once = netnsOnce
 	f.Var(netns, "netns", "only this network namespace (name, path or inode; once); interfaces are taken from it")
 	f.Var(newListValue(&opts.events, true, tracer.EventNames()...), "events", "event types to trace: "+strings.Join(tracer.EventNames(), ", ")+", all")
-	f.Var(newStringValue(&opts.packets, string(tracer.PacketsAll), tracer.PacketModes()...), "packets",
+	f.Var(newStringValue(&opts.packets, string(tracer.PacketsControl), tracer.PacketModes()...), "packets",
 		"which packets to report: all (every TCP packet on the interfaces), control (SYN, FIN, RST and suspicious packets: retransmitted or out of order, duplicate ACK, zero window, SACK; the rest only counted per connection in the kernel, exact in the summaries), or none (socket events only: no interface is hooked; summaries keep the kernel's byte and segment counts)")
 	f.Var(newStringValue(&opts.ringSize, "8M"), "ring-size", "BPF ring buffer size (power of two; K, M, G suffixes)")
 	f.DurationVar(&opts.flushInterval, "flush-interval", tracer.DefaultFlushInterval, "how often queued events are read and output is flushed (1ms to 10s)")
@@ -94,7 +94,7 @@ func newTraceCmdWith(a *app, opts *traceOptions) *cobra.Command {
 	f.IntVar(&opts.maxPktConns, "max-packet-conns", tracer.DefaultMaxPacketConns, fmt.Sprintf("--packets control: connections whose packets the kernel counts at once (%d to %d); when full, packets are reported in full instead, with a warning", tracer.MinPacketConns, tracer.MaxPacketConns))
 	f.Var(newStringValue(&opts.tcMode, string(tracer.TCAuto), string(tracer.TCAuto), string(tracer.TCX), string(tracer.TCClsact)), "tc-mode", "how packet hooks attach: auto (TCX on Linux >= 6.6, else clsact), tcx or clsact")
 	f.Var(newStringValue(&opts.analysis, "on", "on", "off"), "analysis", "per-packet analysis and conn summaries: on, or off for the lowest overhead")
-	f.BoolVar(&opts.summaryOnly, "summary-only", false, "print only one conn record per connection (and lost records); implies --packets control unless --packets is given")
+	f.BoolVar(&opts.summaryOnly, "summary-only", false, "print only one conn record per connection (and lost records)")
 	f.DurationVar(&opts.idleTimeout, "idle-timeout", analysis.DefaultIdleTimeout, "summarize (as evicted) connections idle this long")
 	f.DurationVar(&opts.progress, "progress-interval", 0, "every DURATION, a conn record with \"progress\": true for each connection still open: its summary so far, with the kernel's counts in --packets control (0: off; at least 1s; needs --analysis on)")
 	f.Var(newStringValue(&opts.onOverflow, string(tracer.OverflowDrop), string(tracer.OverflowDrop), string(tracer.OverflowBlock)), "on-overflow", "when output falls behind: drop (count and report what is dropped, in lost records with \"where\":\"queue\") or block (the kernel's ring fills and drops instead)")
@@ -154,12 +154,6 @@ func (o *traceOptions) buildConfig(flags *pflag.FlagSet, logger *slog.Logger) (t
 	cfg.Events = events
 	if cfg.Packets, err = tracer.ParsePacketMode(o.packets); err != nil {
 		return cfg, err
-	}
-	if o.summaryOnly && !flags.Changed("packets") {
-		// The cheapest mode whose summaries are full: bytes and
-		// segments exact from the kernel's counts, the handshake, the
-		// close and resets from the packets it still reports.
-		cfg.Packets = tracer.PacketsControl
 	}
 	// "--events all" (and the default) means every event type of the
 	// packet mode; a packet event named explicitly with --packets none is

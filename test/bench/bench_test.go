@@ -58,7 +58,7 @@ func TestSelectedConfigsAndRotate(t *testing.T) {
 	for _, c := range all {
 		names = append(names, c.Name)
 	}
-	if got := strings.Join(names, " "); got != "none default analysis-off sockets-only summary-only packets-none tcpstates tcpdump" {
+	if got := strings.Join(names, " "); got != "none default packets-all analysis-off sockets-only summary-only packets-none tcpstates tcpdump" {
 		t.Errorf("default configurations: %s", got)
 	}
 	o.only = "tcpdump,default"

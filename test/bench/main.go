@@ -80,6 +80,7 @@ func (c config) label() string {
 // Every tcpscope run gets `trace -i veth-a -o json -w FILE` first.
 var defaultTcpscope = []config{
 	{Name: "default", Kind: kindTcpscope},
+	{Name: "packets-all", Kind: kindTcpscope, Flags: []string{"--packets", "all"}},
 	{Name: "analysis-off", Kind: kindTcpscope, Flags: []string{"--analysis=off"}},
 	{Name: "sockets-only", Kind: kindTcpscope, Flags: []string{"--events", "state,retransmit,reset", "--analysis=off"}},
 	{Name: "summary-only", Kind: kindTcpscope, Flags: []string{"--summary-only"}},
@@ -191,7 +192,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.stormTimeout, "storm-timeout", 60*time.Second, "storm: time limit of one storm (the rate counts what was done)")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "bulk: how long the sender sends")
 	fs.StringVar(&o.tcpscope, "tcpscope", "bin/tcpscope", "tcpscope binary (built with `go build -o bin/tcpscope ./cmd/tcpscope` if missing)")
-	fs.Var(&o.configs, "config", "tcpscope configuration NAME=FLAGS, repeatable; replaces the default tcpscope set (default, analysis-off, sockets-only, summary-only, packets-none)")
+	fs.Var(&o.configs, "config", "tcpscope configuration NAME=FLAGS, repeatable; replaces the default tcpscope set (default, packets-all, analysis-off, sockets-only, summary-only, packets-none)")
 	fs.StringVar(&o.only, "only", "", "comma-separated configuration names to measure (none is always measured)")
 	fs.StringVar(&o.jsonPath, "json", "", "write raw results as JSON to FILE")
 	fs.StringVar(&o.mdPath, "md", "", "also write the markdown report to FILE")

@@ -128,7 +128,7 @@ func TestKernel(t *testing.T) {
 
 func runTopology(t *testing.T, tp *topology, mode string, feats map[string]string) {
 	tr := harness.StartT(t, "tcpscope", tp.watch.Command(context.Background(),
-		bins.Tcpscope, "trace", "-o", "json", "-i", tp.ifname, "--tc-mode", mode))
+		bins.Tcpscope, "trace", "-o", "json", "-i", tp.ifname, "--tc-mode", mode, "--packets", "all"))
 	started := tr.MustWaitLine(context.Background(), t, true, `msg="tracing started"`, startTimeout)
 	if !strings.Contains(started, "tc="+mode) {
 		t.Errorf("started with %q, want tc=%s", started, mode)

@@ -60,7 +60,7 @@ func TestPreexisting(t *testing.T) {
 	self, selfComm := os.Getpid(), strings.TrimSpace(string(comm))
 
 	tr := harness.StartT(t, "tcpscope", watch.Command(ctx,
-		bins.Tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", feats["packet_hooks"]))
+		bins.Tcpscope, "trace", "-o", "json", "-i", "lo", "--tc-mode", feats["packet_hooks"], "--packets", "all"))
 	tr.MustWaitLine(context.Background(), t, true, `msg="tracing started"`, startTimeout)
 	// A namespace tcpscope could not list is named in its warning (netns=);
 	// without one, it could list none.

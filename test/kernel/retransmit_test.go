@@ -36,7 +36,7 @@ func TestRetransmitSegments(t *testing.T) {
 	}
 
 	before := v.A.MustCounter(t, "snmp", "Tcp", "RetransSegs")
-	tr := harness.StartT(t, "tcpscope", v.A.Command(context.Background(), bins.Tcpscope, "trace", "-o", "json", "-i", "veth-a"))
+	tr := harness.StartT(t, "tcpscope", v.A.Command(context.Background(), bins.Tcpscope, "trace", "-o", "json", "-i", "veth-a", "--packets", "all"))
 	tr.MustWaitLine(context.Background(), t, true, `msg="tracing started"`, startTimeout)
 	server := netip.AddrPortFrom(v.B4, 7170)
 	client := netip.AddrPortFrom(v.A4, 37170)
