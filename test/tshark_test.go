@@ -165,7 +165,7 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 			checkControlPackets(t, theirs, ctlRecs, v.A, harness.VethA)
 			checkSummaries(t, "control", cases, tp, ctlRecs, theirs)
 			checkCaptureCounts(t, cases, tp, theirs, map[string][]*harness.Record{"all": recs, "control": ctlRecs})
-			checkControlSummaries(t, cases, tp, recs, ctlRecs)
+			checkControlSummaries(t, cases, tp, theirs, recs, ctlRecs)
 		})
 	}
 }
