@@ -55,7 +55,7 @@ test-kernels: deps-vm ## kernel matrix (root): the portable suite on this host a
 check-kernels-doc: ## after test-kernels: fail if docs/kernels.md differs from the committed one (beyond exact releases) or the README lacks a series
 	test/vm/check-kernels-doc.sh
 
-bench: build ## everything in one run of at most 15 min (root): Go pipeline benchmarks, then storm (5 rounds x 100k connections) and bulk (5 rounds x 5 s) for no tracer, $(BENCH_ONLY); bin/bench.md and .json
+bench: build ## everything in one run of at most 15 min (root): Go pipeline benchmarks, then storm (5 rounds x 100k connections) and bulk (5 rounds x 5 s) for no tracer, $(BENCH_ONLY) (bulk without summary-only: one record, the cost of its packet mode); bin/bench.md and .json
 	$(GO) run ./test/bench -mode all -go-bench -time-limit 15m -only $(BENCH_ONLY) -tcpscope $(BIN) -md bin/bench.md -json bin/bench.json $(BENCH_ARGS)
 
 bench-go: ## decoder, correlator, analyzer and formatter benchmarks (no root)

@@ -323,3 +323,26 @@ func TestSummarizeAndRatio(t *testing.T) {
 		t.Errorf("markdown lacks the ratio cell:\n%s", md)
 	}
 }
+
+// TestModeConfigs: bulk leaves --summary-only out (one record, the cost of
+// the mode it runs in), unless nothing else was asked for; storm keeps
+// every configuration.
+func TestModeConfigs(t *testing.T) {
+	cs := []config{{Name: "default"}, {Name: "summary-only", Flags: []string{"--summary-only"}}, {Name: "tcpdump"}}
+	names := func(cs []config) string {
+		var n []string
+		for _, c := range cs {
+			n = append(n, c.Name)
+		}
+		return strings.Join(n, " ")
+	}
+	if got := names(modeConfigs("storm", cs)); got != "default summary-only tcpdump" {
+		t.Errorf("storm: %s", got)
+	}
+	if got := names(modeConfigs("bulk", cs)); got != "default tcpdump" {
+		t.Errorf("bulk: %s", got)
+	}
+	if got := names(modeConfigs("bulk", cs[1:2])); got != "summary-only" {
+		t.Errorf("bulk, summary-only alone: %s", got)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -196,8 +197,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.only, "only", "", "comma-separated configuration names to measure (none is always measured)")
 	fs.StringVar(&o.jsonPath, "json", "", "write raw results as JSON to FILE")
 	fs.StringVar(&o.mdPath, "md", "", "also write the markdown report to FILE")
-	fs.DurationVar(&o.settle, "settle", time.Second, "wait after the load before reading the in-kernel counters and stopping the tracer")
-	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "wait after the tracer is ready before the load starts")
+	fs.DurationVar(&o.settle, "settle", 500*time.Millisecond, "wait after the load before reading the in-kernel counters and stopping the tracer")
+	fs.DurationVar(&o.warmup, "warmup", 300*time.Millisecond, "wait after the tracer is ready before the load starts")
 	fs.IntVar(&o.family, "family", 4, "address family of the load: 4 or 6")
 	fs.BoolVar(&o.keep, "keep", false, "keep the tracers' output files (their directory is printed)")
 	fs.BoolVar(&o.bpfStats, "bpf-stats", true, "enable kernel.bpf_stats_enabled for the run and report in-kernel cost per program")
@@ -306,6 +307,25 @@ func logf(format string, args ...any) {
 }
 
 // run is the harness; it returns the exit code (2 for bad usage).
+// modeConfigs returns the configurations measured in mode: in bulk, not
+// --summary-only (one connection, one record: the cost of the packet mode
+// it runs in, measured beside it), unless it is all there is.
+func modeConfigs(mode string, configs []config) []config {
+	if mode != "bulk" {
+		return configs
+	}
+	var kept []config
+	for _, c := range configs {
+		if !slices.Contains(c.Flags, "--summary-only") {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) == 0 {
+		return configs
+	}
+	return kept
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o, err := parseOptions(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -348,7 +368,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		mo := *o
 		mo.mode = mode
-		b := &bench{opts: &mo, configs: configs}
+		b := &bench{opts: &mo, configs: modeConfigs(mode, configs)}
 		var rep *report
 		rep, err = b.run(ctx)
 		if rep != nil {
