@@ -113,8 +113,15 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 			// also report every socket of the host (a connection storm
 			// elsewhere would flood them).
 			args := []string{"-i", harness.VethA, "--host", tp.clientIP.String() + "," + tp.serverIP.String()}
-			tracer := startTracer(ctx, t, v.A, args...)
+			// The control tracer first: tcpscope attaches its ingress
+			// program at the head and its egress program at the tail,
+			// so the tracer started last is the nearer to tcpdump's tap
+			// both ways. The all tracer's timestamps, which tshark's
+			// timing verdicts are compared with, must not include the
+			// control program's time (the handshake's third ACK, which
+			// starts a count entry, ends tshark's iRTT).
 			control := startTracer(ctx, t, v.A, append(args, "--packets", "control")...)
+			tracer := startTracer(ctx, t, v.A, args...)
 			dump := startPcap(ctx, t, v.A, harness.VethA, pcap)
 			for i := range cases {
 				if cases[i].run != nil {
@@ -517,8 +524,11 @@ const finHoldTable = "tcpscope_finhold"
 // holdFINs drops, in each namespace's output, the pure FINs (no payload:
 // IPv4 or IPv6 header plus TCP header with timestamps, at most 72 bytes)
 // of the simultaneous-close connection. Dropped before TC and tcpdump,
-// they are not on the wire: the kernel keeps each FIN queued and sends it
-// when the rule is gone.
+// they are not on the wire: the kernel keeps each FIN queued (the send
+// failed) and sends it when its probe timer fires after the rule is gone
+// (200 ms after the shutdown, later when it fired while the rule was
+// there). Whether the FINs then cross is up to the two timers: at least
+// one end passes CLOSING.
 func holdFINs(ctx context.Context, t *testing.T, v *harness.VethPair) {
 	t.Helper()
 	for _, ns := range []*harness.Namespace{v.A, v.B} {
