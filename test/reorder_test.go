@@ -421,8 +421,10 @@ func previousSame(order []orderedPacket) map[string]string {
 	return prev
 }
 
-// sequenceOrderVerdicts depend on the order of one direction's packets.
-var sequenceOrderVerdicts = []string{"out_of_order", "lost_segment", "retransmission", "fast_retransmission", "spurious_retransmission"}
+// sequenceOrderVerdicts depend on the order of one direction's packets
+// (a duplicate ACK or a window update: on the order of its ACKs).
+var sequenceOrderVerdicts = []string{"out_of_order", "lost_segment", "retransmission", "fast_retransmission", "spurious_retransmission",
+	"duplicate_ack", "window_update"}
 
 // onlySequenceOrder reports whether two verdict sets differ only in
 // verdicts that the order of one direction's packets decides.
