@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -227,20 +228,7 @@ func TestPacketsControlSweep(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	a := harness.NewNamespace(t, netnsPrefix, "sweep-a")
-	r := harness.NewNamespace(t, netnsPrefix, "sweep-r")
-	b := harness.NewNamespace(t, netnsPrefix, "sweep-b")
-	ar, err := harness.ConnectVeth(a, r, harness.TestSubnet(92)) // A veth-a 10.200.92.1, R veth-b .2
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := harness.ConnectVeth(r, b, harness.TestSubnet(93)) // R veth-a 10.200.93.1, B veth-b .2
-	if err != nil {
-		t.Fatal(err)
-	}
-	harness.MustRun(ctx, t, stopTimeout, r.Exec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")...)
-	harness.MustRun(ctx, t, stopTimeout, "ip", "-n", a.Name, "route", "add", "10.200.93.0/24", "via", ar.B4.String())
-	harness.MustRun(ctx, t, stopTimeout, "ip", "-n", b.Name, "route", "add", "10.200.92.0/24", "via", rb.A4.String())
+	a, r, b, ar, rb := routedNamespaces(ctx, t, "sweep", 92)
 
 	tracer := startTracer(ctx, t, nil, "--netns", r.Name, "--packets", "control", "--idle-timeout", "2s")
 	const total = 64 << 10
@@ -336,20 +324,7 @@ func TestPacketsControlContainerSockets(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	a := harness.NewNamespace(t, netnsPrefix, "pods-a")
-	r := harness.NewNamespace(t, netnsPrefix, "pods-r")
-	b := harness.NewNamespace(t, netnsPrefix, "pods-b")
-	ar, err := harness.ConnectVeth(a, r, harness.TestSubnet(94)) // A veth-a 10.200.94.1, R veth-b .2
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, err := harness.ConnectVeth(r, b, harness.TestSubnet(95)) // R veth-a 10.200.95.1, B veth-b .2
-	if err != nil {
-		t.Fatal(err)
-	}
-	harness.MustRun(ctx, t, stopTimeout, r.Exec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")...)
-	harness.MustRun(ctx, t, stopTimeout, "ip", "-n", a.Name, "route", "add", "10.200.95.0/24", "via", ar.B4.String())
-	harness.MustRun(ctx, t, stopTimeout, "ip", "-n", b.Name, "route", "add", "10.200.94.0/24", "via", rb.A4.String())
+	a, r, b, ar, rb := routedNamespaces(ctx, t, "pods", 94)
 
 	tracer := startTracer(ctx, t, r, "--packets", "control", "--port", "7994")
 	const total = 96 << 10
@@ -373,4 +348,26 @@ func TestPacketsControlContainerSockets(t *testing.T) {
 	if s := final[0]; u64(s.BytesOut)+u64(s.BytesIn) != total || !strings.Contains(s.Raw, `"packets_counted":true`) {
 		t.Errorf("summary %s: want %d bytes (out + in), packets_counted", s.Raw, total)
 	}
+}
+
+// routedNamespaces makes namespaces A, R and B, A and B each linked to R by
+// a veth pair (A-R on test subnet n: A 10.200.n.1, R .2; R-B on n+1: R
+// 10.200.n+1.1, B .2), R forwarding between them and A and B routed
+// through it.
+func routedNamespaces(ctx context.Context, t *testing.T, tag string, n int) (a, r, b *harness.Namespace, ar, rb *harness.VethPair) {
+	t.Helper()
+	a = harness.NewNamespace(t, netnsPrefix, tag+"-a")
+	r = harness.NewNamespace(t, netnsPrefix, tag+"-r")
+	b = harness.NewNamespace(t, netnsPrefix, tag+"-b")
+	var err error
+	if ar, err = harness.ConnectVeth(a, r, harness.TestSubnet(n)); err != nil {
+		t.Fatal(err)
+	}
+	if rb, err = harness.ConnectVeth(r, b, harness.TestSubnet(n+1)); err != nil {
+		t.Fatal(err)
+	}
+	harness.MustRun(ctx, t, stopTimeout, r.Exec("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")...)
+	harness.MustRun(ctx, t, stopTimeout, "ip", "-n", a.Name, "route", "add", fmt.Sprintf("10.200.%d.0/24", n+1), "via", ar.B4.String())
+	harness.MustRun(ctx, t, stopTimeout, "ip", "-n", b.Name, "route", "add", fmt.Sprintf("10.200.%d.0/24", n), "via", rb.A4.String())
+	return a, r, b, ar, rb
 }
