@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,9 @@ func TestPacketsNoneKernelCounters(t *testing.T) {
 			counter := func(name string) int64 { return v.A.MustCounter(t, "snmp", "Tcp", name) }
 			inBefore, outBefore, rtxBefore := counter("InSegs"), counter("OutSegs"), counter("RetransSegs")
 			tracer := startTracer(ctx, t, nil, "--netns", v.A.Name, "--summary-only", "--packets", mode)
+			if log := tracer.Stderr.String(); !strings.Contains(log, "packets="+mode) {
+				t.Errorf("start log does not name the packet mode %s:\n%s", mode, log)
+			}
 			hooks := hooked(t)
 			run := runScenario(ctx, t, tp, sc)
 			time.Sleep(settle)

@@ -153,11 +153,24 @@ func Open(cfg Config) (_ *Tracer, err error) {
 		"tc", t.tcMode,
 		"netns", t.netnsScope(),
 		"events", cfg.Events.String(),
+		"packets", t.packetMode(),
 		"ring_size", cfg.RingSize)
 	for _, f := range t.unavailable {
 		t.log.Warn("feature unavailable on this kernel", "feature", f)
 	}
 	return t, nil
+}
+
+// packetMode names the packet mode, as --packets does; "none" when packet
+// events are not traced.
+func (t *Tracer) packetMode() PacketMode {
+	switch {
+	case !t.cfg.Events.Has(TypePacket):
+		return PacketsNone
+	case t.cfg.Packets == "":
+		return PacketsAll
+	}
+	return t.cfg.Packets
 }
 
 func (t *Tracer) netnsScope() string {
