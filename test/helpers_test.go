@@ -78,7 +78,8 @@ func stopTracer(ctx context.Context, t *testing.T, p *harness.Proc) []*harness.R
 // output (records and log), to be read after the run.
 const keepOutputEnv = "TCPSCOPE_E2E_KEEP"
 
-// keepOutput writes p's output to $TCPSCOPE_E2E_KEEP when t fails.
+// keepOutput writes p's output to $TCPSCOPE_E2E_KEEP when t fails, named
+// after the test and the tracer's packet mode.
 func keepOutput(t *testing.T, p *harness.Proc) {
 	dir := os.Getenv(keepOutputEnv)
 	if dir == "" {
@@ -88,7 +89,15 @@ func keepOutput(t *testing.T, p *harness.Proc) {
 		if !t.Failed() {
 			return
 		}
-		name := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+fmt.Sprintf("-%d", time.Now().UnixNano()))
+		mode := "packets-default"
+		if args := p.Cmd.Args; len(args) > 0 {
+			for i, a := range args[:len(args)-1] {
+				if a == "--packets" {
+					mode = "packets-" + args[i+1]
+				}
+			}
+		}
+		name := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+fmt.Sprintf("-%s-%d", mode, time.Now().UnixNano()))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Logf("keep tracer output: %v", err)
 			return
