@@ -494,6 +494,7 @@ func startPcap(ctx context.Context, t *testing.T, ns *harness.Namespace, ifname,
 // (on lo the filter sees each packet twice).
 func stopPcap(ctx context.Context, t *testing.T, p *harness.Proc) int {
 	t.Helper()
+	waitPcapQuiet(p)
 	if err := p.Stop(ctx, syscall.SIGINT, stopTimeout); err != nil {
 		t.Fatalf("tcpdump after SIGINT: %v\n%s", err, p.Output())
 	}
@@ -502,6 +503,42 @@ func stopPcap(ctx context.Context, t *testing.T, p *harness.Proc) int {
 	}
 	return requireFullPcap(t, p)
 }
+
+// waitPcapQuiet waits, at most pcapQuietMax, until the pcap tcpdump p
+// writes (-w, one packet at a time with -U) has not grown for pcapQuiet: a
+// retransmission timer of the test's connections (200 ms and more) can
+// send a packet after the test's settle time, and a packet that arrives
+// while tcpdump stops is counted by its filter but not written.
+func waitPcapQuiet(p *harness.Proc) {
+	file := ""
+	for i, a := range p.Cmd.Args[:len(p.Cmd.Args)-1] {
+		if a == "-w" {
+			file = p.Cmd.Args[i+1]
+		}
+	}
+	size := func() int64 {
+		st, err := os.Stat(file)
+		if err != nil {
+			return -1
+		}
+		return st.Size()
+	}
+	last, since := size(), time.Now()
+	for deadline := time.Now().Add(pcapQuietMax); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if n := size(); n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) >= pcapQuiet {
+			return
+		}
+	}
+}
+
+// How long a pcap must not grow before tcpdump is stopped, and how long
+// that wait may last.
+const (
+	pcapQuiet    = 400 * time.Millisecond
+	pcapQuietMax = 3 * time.Second
+)
 
 // checkPacketCount requires tshark to have decoded every packet tcpdump
 // wrote to the pcap, and tcpscope to have reported exactly as many packets
