@@ -73,8 +73,14 @@ func TestBadInputIsUsageError(t *testing.T) {
 		"host with zone":   {"--host", "fe80::1%lo"},
 		"iface slash":      {"-i", "a/b"},
 		"iface space":      {"-i", "a b"},
-		"iface too long":   {"-i", "sixteen-chars-if"},
-		"version -o xml":   {"version", "-o", "xml"},
+		// Progress records are summaries: they need the analysis.
+		"progress negative":     {"--progress-interval", "-5s"},
+		"progress garbage":      {"--progress-interval", "often"},
+		"progress no unit":      {"--progress-interval", "30"},
+		"progress too short":    {"--progress-interval", "10ms"},
+		"progress analysis off": {"--progress-interval", "30s", "--analysis", "off"},
+		"iface too long":        {"-i", "sixteen-chars-if"},
+		"version -o xml":        {"version", "-o", "xml"},
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
