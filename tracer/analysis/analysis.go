@@ -510,10 +510,7 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 				sk.stateTime[tracer.StateTimeWait] += a.timeWaitRecord(&sk.twState, r)
 			}
 		} else {
-			c.stateEvent(r)
-			if a.cfg.PacketsCounted {
-				c.finAckedFromState(r)
-			}
+			c.stateEvent(r, a.cfg.PacketsCounted)
 		}
 	case tracer.TypeRetransmit:
 		if err := a.retransmitEvent(c, r); err != nil {
@@ -1088,7 +1085,9 @@ func (c *conn) countPacket(s int, r *tracer.Record) {
 	}
 }
 
-func (c *conn) stateEvent(r *tracer.Record) {
+// stateEvent applies a full socket's state change r; counted: the
+// kernel counts most packets (--packets control).
+func (c *conn) stateEvent(r *tracer.Record, counted bool) {
 	sk := c.socketOf(r)
 	if sk == nil {
 		return
@@ -1123,13 +1122,13 @@ func (c *conn) stateEvent(r *tracer.Record) {
 	if c.outcome == "" && r.OldState == tracer.StateSynSent && r.State == tracer.StateClose && c.synAckTime.IsZero() {
 		c.outcome = "timeout"
 	}
-	c.closeFromState(sk, r)
+	c.closeFromState(sk, r, counted)
 }
 
 // closeFromState notes what a socket's state change says about the
 // handshake and the close, for connections whose packets were not (all)
 // captured: the summary prefers what the packets show.
-func (c *conn) closeFromState(sk *socket, r *tracer.Record) {
+func (c *conn) closeFromState(sk *socket, r *tracer.Record, counted bool) {
 	s := c.sideOf(sk.local)
 	if s < 0 {
 		return
@@ -1154,6 +1153,9 @@ func (c *conn) closeFromState(sk *socket, r *tracer.Record) {
 	// FIN_WAIT2 -> CLOSE says nothing of the peer: an orphaned socket
 	// (closed by its owner) hands over to a TIME_WAIT socket as soon as
 	// its own FIN is acknowledged.
+	if counted {
+		c.finAckedFromState(sk, o, r)
+	}
 }
 
 // finAckedFromState notes the ACK of the peer's FIN that a local socket's
@@ -1161,17 +1163,8 @@ func (c *conn) closeFromState(sk *socket, r *tracer.Record) {
 // FIN_WAIT2 -> TIME_WAIT): with --packets control that pure ACK is only
 // counted, not reported. FIN_WAIT2 -> CLOSE counts only after the peer's
 // FIN was seen: an orphaned socket also leaves FIN_WAIT2 when its own FIN
-// is acknowledged.
-func (c *conn) finAckedFromState(r *tracer.Record) {
-	sk := c.socketOf(r)
-	if sk == nil {
-		return
-	}
-	s := c.sideOf(sk.local)
-	if s < 0 {
-		return
-	}
-	o := 1 - s
+// is acknowledged. o is the peer's side.
+func (c *conn) finAckedFromState(sk *socket, o int, r *tracer.Record) {
 	switch {
 	case r.State == tracer.StateClosing:
 		c.finAcked[o] = true
