@@ -251,7 +251,10 @@ func TestSlowReaderOverflow(t *testing.T) {
 	defer rd.Close()
 	common := []string{"trace", "-o", "json", "--analysis", "off", "--netns", v.A.Name, "-i", harness.VethA, "--packets", "all"}
 	oracle := startAcctTracer(ctx, t, "oracle", common...)
-	slow := harness.StartT(t, "tcpscope", harness.Command(append([]string{bins.Tcpscope}, append(common, "-w", fifo)...)...))
+	// The queue of the old default (16,384 records): with the default
+	// one, ring and queue together hold about as much as this storm
+	// makes during the stall.
+	slow := harness.StartT(t, "tcpscope", harness.Command(append([]string{bins.Tcpscope}, append(common, "--queue-size", "16384", "-w", fifo)...)...))
 	if _, err := slow.WaitLine(ctx, true, `msg="tracing started"`, startTimeout); err != nil {
 		t.Fatal(err)
 	}

@@ -425,8 +425,8 @@ func (c *Config) Validate() error {
 	if c.QueueBatches == 0 {
 		c.QueueBatches = DefaultQueueBatches
 	}
-	if c.QueueBatches < 1 || c.QueueBatches > 1<<16 {
-		return &ConfigError{Msg: fmt.Sprintf("bad queue size: %d batches, want 1 to 65536", c.QueueBatches)}
+	if c.QueueBatches < 1 || c.QueueBatches > maxQueueBatches {
+		return &ConfigError{Msg: fmt.Sprintf("bad queue size: %d batches, want 1 to %d", c.QueueBatches, maxQueueBatches)}
 	}
 	if err := CheckMaxSockets(c.MaxSockets); err != nil {
 		return err

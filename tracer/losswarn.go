@@ -27,7 +27,7 @@ type lossWarnings struct {
 // Warnings per place, with the remedy that applies there.
 const (
 	lostInRingMsg  = "ring buffer full, events lost; raise --ring-size or narrow filters (warned at most every 10s; lost records count every loss)"
-	lostInQueueMsg = "analysis or output too slow, records dropped after the ring; narrow filters, use --summary-only or --analysis=off, or --on-overflow block (warned at most every 10s; lost records count every loss)"
+	lostInQueueMsg = "analysis or output too slow, records dropped after the ring; raise --queue-size for bursts, narrow filters, use --summary-only or --analysis=off, or --on-overflow block (warned at most every 10s; lost records count every loss)"
 )
 
 // warn logs what is due at now; final logs whatever is left (at exit).

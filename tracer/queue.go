@@ -34,9 +34,40 @@ func ParseOverflow(s string) (OverflowMode, error) {
 const (
 	// batchRecords is how many records a batch holds at most.
 	batchRecords = 256
-	// DefaultQueueBatches is the queue's capacity in batches.
-	DefaultQueueBatches = 64
+	// DefaultQueueBatches is the queue's capacity in batches: 131,072
+	// records, about 14 MiB of raw records when full. With the 8 MiB ring
+	// that is what a consumer short of CPU falls behind in a storm of
+	// 100,000 short connections on two busy cores (docs/benchmarks.md):
+	// 64 batches lost records in most such storms, 512 in none.
+	DefaultQueueBatches = 512
+	// idleBatches is how many batches the queue keeps allocated once the
+	// consumer has caught up; the others, allocated while it fell
+	// behind, go back to the garbage collector.
+	idleBatches = 8
 )
+
+// DefaultQueueRecords is the queue's default capacity in records
+// (--queue-size).
+const DefaultQueueRecords = DefaultQueueBatches * batchRecords
+
+// Bounds of --queue-size, in records: one batch to the most batches a
+// Config takes.
+const (
+	MinQueueRecords = batchRecords
+	MaxQueueRecords = maxQueueBatches * batchRecords
+)
+
+// maxQueueBatches bounds Config.QueueBatches.
+const maxQueueBatches = 1 << 16
+
+// QueueBatchesFor returns the number of batches that hold a --queue-size
+// of n records (rounded up to whole batches of 256), or a ConfigError.
+func QueueBatchesFor(n int) (int, error) {
+	if n < MinQueueRecords || n > MaxQueueRecords {
+		return 0, &ConfigError{Msg: fmt.Sprintf("bad --queue-size %d: want %d to %d records", n, MinQueueRecords, MaxQueueRecords)}
+	}
+	return (n + batchRecords - 1) / batchRecords, nil
+}
 
 // batch is raw ring records copied back to back into a preallocated
 // buffer. Batches are recycled through the queue's free list: nothing is
@@ -90,29 +121,44 @@ func (b *batch) record(i int) []byte {
 }
 
 // batchQueue is the bounded queue from the ring reader to the consumer,
-// with its free list of batches.
+// with its free list of batches. Batches are allocated as the backlog
+// needs them, up to the capacity plus the two in hand, and given back
+// once the consumer has caught up: memory follows the backlog, bounded.
 type batchQueue struct {
 	full chan *batch
 	free chan *batch
 	mode OverflowMode
+	// made counts the batches allocated and not given back; at most
+	// maxMade. Only the reader adds, only the consumer takes away.
+	made    atomic.Int32
+	maxMade int32
 	// dropped counts the records dropped on overflow, per kernel event
 	// kind (index 0: a kind byte no kind has). Written by the reader,
 	// read by the consumer.
 	dropped [tcpscopeEventKindEVENT_KIND_MAX]atomic.Uint64
 }
 
-// newBatchQueue makes a queue of n batches and the n+2 batches it can
-// need: n queued, one being filled, one being consumed.
+// newBatchQueue makes a queue of n batches, which can need n+2 batches:
+// n queued, one being filled, one being consumed. They are allocated
+// when first needed.
 func newBatchQueue(n int, mode OverflowMode) *batchQueue {
-	q := &batchQueue{full: make(chan *batch, n), free: make(chan *batch, n+2), mode: mode}
-	for range n + 2 {
-		q.free <- newBatch()
-	}
-	return q
+	return &batchQueue{full: make(chan *batch, n), free: make(chan *batch, n+2), mode: mode, maxMade: int32(n + 2)}
 }
 
-// get takes an empty batch from the free list (nil once done is closed).
+// get takes an empty batch from the free list, or a new one while fewer
+// than the queue can need exist (nil once done is closed). Called by
+// the reader only.
 func (q *batchQueue) get(done <-chan struct{}) *batch {
+	select {
+	case b := <-q.free:
+		b.reset()
+		return b
+	default:
+	}
+	if q.made.Load() < q.maxMade {
+		q.made.Add(1)
+		return newBatch()
+	}
 	select {
 	case b := <-q.free:
 		b.reset()
@@ -122,8 +168,16 @@ func (q *batchQueue) get(done <-chan struct{}) *batch {
 	}
 }
 
-// put returns a consumed batch to the free list; it never blocks.
-func (q *batchQueue) put(b *batch) { q.free <- b }
+// put returns a consumed batch to the free list, or to the garbage
+// collector when the queue is empty and more than idleBatches exist;
+// it never blocks. Called by the consumer only.
+func (q *batchQueue) put(b *batch) {
+	if len(q.full) == 0 && q.made.Load() > idleBatches {
+		q.made.Add(-1)
+		return
+	}
+	q.free <- b
+}
 
 // drop counts b's records per kind as lost and empties b.
 func (q *batchQueue) drop(b *batch) {

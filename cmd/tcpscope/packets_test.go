@@ -116,3 +116,29 @@ func TestPacketsControlConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueSizeConfig: --queue-size, in records, reaches the
+// configuration as whole batches of 256 (the default when not given).
+func TestQueueSizeConfig(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want int
+	}{
+		"default": {nil, tracer.DefaultQueueRecords / 256},
+		"batch":   {[]string{"--queue-size", "256"}, 1},
+		"rounded": {[]string{"--queue-size", "16385"}, 65},
+	} {
+		opts := &traceOptions{}
+		cmd := newTraceCmdWith(nil, opts)
+		if err := cmd.Flags().Parse(tc.args); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cfg, err := opts.buildConfig(cmd.Flags(), slog.Default())
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if cfg.QueueBatches != tc.want {
+			t.Errorf("%s: %d batches, want %d", name, cfg.QueueBatches, tc.want)
+		}
+	}
+}
