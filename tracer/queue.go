@@ -11,7 +11,7 @@ type OverflowMode string
 
 // Overflow modes (--on-overflow).
 const (
-	// OverflowDrop waits while the ring is less than half full, then
+	// OverflowDrop waits while the ring is less than 7/8 full, then
 	// drops the batch and counts its records per kind: they are reported
 	// in `lost` records with "where":"queue". The ring keeps being
 	// drained: the kernel never finds it full because output is slow.
