@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -385,5 +388,28 @@ func TestUnknownCountersAbsent(t *testing.T) {
 	packetsOnly := render(result.ConnSummary{PacketsSeen: true})
 	if got := fmt.Sprint(packetsOnly["retransmits"]); got != "map[fast:0 seen:0 spurious:0]" {
 		t.Errorf("retransmits with only packets = %s, want map[fast:0 seen:0 spurious:0]", got)
+	}
+}
+
+// TestAppendMillis: appendMillis writes what strconv.AppendFloat of the
+// milliseconds wrote before it, for edge values and a million random
+// durations of every magnitude, both signs.
+func TestAppendMillis(t *testing.T) {
+	vals := []time.Duration{0, 1, 999, time.Microsecond, 999 * time.Microsecond, time.Millisecond,
+		1001 * time.Microsecond, 1500 * time.Microsecond, 1010 * time.Microsecond, -1500 * time.Microsecond,
+		-time.Microsecond, 60 * time.Second, 1 << 62, -(1 << 62), math.MaxInt64, math.MinInt64}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 1_000_000 {
+		d := time.Duration(r.Int64N(1 << (r.IntN(62) + 1)))
+		if r.IntN(2) == 0 {
+			d = -d
+		}
+		vals = append(vals, d)
+	}
+	for _, d := range vals {
+		want := string(strconv.AppendFloat(nil, float64(d.Microseconds())/1000, 'f', -1, 64))
+		if got := string(appendMillis(nil, d)); got != want {
+			t.Fatalf("appendMillis(%d) = %s, want %s", int64(d), got, want)
+		}
 	}
 }
