@@ -376,6 +376,39 @@ static __always_inline bool is_loopback_key(const struct pkt_key *key)
 	return !*(__u64 *)key->laddr && !*(__u32 *)&key->laddr[8] && *(__u32 *)&key->laddr[12] == bpf_htonl(1);
 }
 
+/* counts_entry finds the count map entry of a socket's connection and
+ * fills key with the key it is under, or returns NULL. */
+static __always_inline struct pkt_counts *counts_entry(const struct sock_id *id, struct pkt_key *key)
+{
+	struct pkt_counts *v;
+
+	key->family = id->family;
+	key->lport = id->lport;
+	key->rport = id->rport;
+	key->netns = id->netns;
+	if (id->family == AF_INET6 && !*(__u64 *)id->laddr && *(__u32 *)&id->laddr[8] == bpf_htonl(0xffff)) {
+		/* v4-mapped: the wire carries IPv4 */
+		key->family = AF_INET;
+		__builtin_memcpy(key->laddr, &id->laddr[12], 4);
+		__builtin_memcpy(key->raddr, &id->raddr[12], 4);
+	} else {
+		__builtin_memcpy(key->laddr, id->laddr, 16);
+		__builtin_memcpy(key->raddr, id->raddr, 16);
+	}
+	v = bpf_map_lookup_elem(&conn_counts, key);
+	if (!v && key->netns != tc_netns && !is_loopback_key(key)) {
+		/* A socket of another namespace whose packets crossed the
+		 * traced interfaces (a container's, traced on the host's
+		 * veth): the classifier keyed them by the traced namespace.
+		 * Loopback packets never leave their namespace: a loopback
+		 * socket elsewhere with the same 4-tuple is another
+		 * connection. */
+		key->netns = tc_netns;
+		v = bpf_map_lookup_elem(&conn_counts, key);
+	}
+	return v;
+}
+
 /* flush_counts emits the count map entry of a socket's connection (if
  * any) as an EVENT_PKT_COUNTS record and deletes it. The entry is deleted
  * even when the record cannot be written (the drop is counted) or the
@@ -388,30 +421,7 @@ static __always_inline void flush_counts(const struct sock_id *id, __u64 cookie)
 
 	if (!count_packets)
 		return;
-	key.family = id->family;
-	key.lport = id->lport;
-	key.rport = id->rport;
-	key.netns = id->netns;
-	if (id->family == AF_INET6 && !*(__u64 *)id->laddr && *(__u32 *)&id->laddr[8] == bpf_htonl(0xffff)) {
-		/* v4-mapped: the wire carries IPv4 */
-		key.family = AF_INET;
-		__builtin_memcpy(key.laddr, &id->laddr[12], 4);
-		__builtin_memcpy(key.raddr, &id->raddr[12], 4);
-	} else {
-		__builtin_memcpy(key.laddr, id->laddr, 16);
-		__builtin_memcpy(key.raddr, id->raddr, 16);
-	}
-	v = bpf_map_lookup_elem(&conn_counts, &key);
-	if (!v && key.netns != tc_netns && !is_loopback_key(&key)) {
-		/* A socket of another namespace whose packets crossed the
-		 * traced interfaces (a container's, traced on the host's
-		 * veth): the classifier keyed them by the traced namespace.
-		 * Loopback packets never leave their namespace: a loopback
-		 * socket elsewhere with the same 4-tuple is another
-		 * connection. */
-		key.netns = tc_netns;
-		v = bpf_map_lookup_elem(&conn_counts, &key);
-	}
+	v = counts_entry(id, &key);
 	if (!v)
 		return;
 	if (sock_id_passes(id) && kind_enabled(EVENT_PKT_COUNTS)) {
@@ -430,6 +440,25 @@ static __always_inline void flush_counts(const struct sock_id *id, __u64 cookie)
 		}
 	}
 	bpf_map_delete_elem(&conn_counts, &key);
+}
+
+/* take_counts copies the count map entry of a socket's connection into
+ * out and deletes it; false when there is none. Its CLOSE record carries
+ * the counts then, instead of an EVENT_PKT_COUNTS record of its own. A
+ * subprogram, as flush_sock_counts. */
+static __noinline bool take_counts(const struct sock_id *id, struct pkt_counts *out)
+{
+	struct pkt_counts *v;
+	struct pkt_key key = {};
+
+	if (!id || !out)
+		return false;
+	v = counts_entry(id, &key);
+	if (!v)
+		return false;
+	*out = *v;
+	bpf_map_delete_elem(&conn_counts, &key);
+	return true;
 }
 
 /* flush_sock_counts flushes the count entry of a full socket's
@@ -532,15 +561,26 @@ static __always_inline struct sock_event *new_sock_event(__u32 kind, __u64 ts, _
 }
 
 /* new_close_event is new_sock_event for a state change to CLOSE that
- * carries the socket's counters: the whole record, a zero owner when
- * there is none. */
+ * carries the socket's counters, and pkt (the connection's packet counts)
+ * when not NULL: the record up to its counters (SOCK_EVENT_COUNTERS) or
+ * whole, a zero owner when there is none. */
 static __always_inline struct sock_event *new_close_event(__u64 ts, __u64 cookie, const struct owner *o,
-							  __u32 *size)
+							  const struct pkt_counts *pkt, __u32 *size)
 {
-	struct sock_event *ev = reserve(sizeof(*ev), EVENT_STATE);
+	struct sock_event *ev;
 
-	if (!ev)
-		return NULL;
+	if (pkt) {
+		ev = reserve(sizeof(*ev), EVENT_STATE);
+		if (!ev)
+			return NULL;
+		ev->pkt = *pkt;
+		*size = sizeof(*ev);
+	} else {
+		ev = reserve(SOCK_EVENT_COUNTERS, EVENT_STATE);
+		if (!ev)
+			return NULL;
+		*size = SOCK_EVENT_COUNTERS;
+	}
 	__builtin_memset(ev, 0, SOCK_EVENT_SHORT);
 	if (o) {
 		ev->owner = *o;
@@ -548,7 +588,8 @@ static __always_inline struct sock_event *new_close_event(__u64 ts, __u64 cookie
 	} else {
 		__builtin_memset(&ev->owner, 0, sizeof(ev->owner));
 	}
-	*size = sizeof(*ev);
+	if (pkt)
+		ev->flags |= SOCK_HAS_PKT_COUNTS;
 	ev->kind = EVENT_STATE;
 	ev->ts_ns = ts;
 	ev->cookie = cookie;
@@ -664,7 +705,7 @@ static __always_inline void track_owner(const struct sock *sk, __u64 cookie, int
 }
 
 static __always_inline void emit_state(const struct sock *sk, const struct sock_id *id, __u64 cookie,
-				       int oldstate, int newstate, __u64 ts)
+				       int oldstate, int newstate, __u64 ts, const struct pkt_counts *pkt)
 {
 	struct sock_event *ev;
 	struct tcp_sock *tp;
@@ -675,7 +716,7 @@ static __always_inline void emit_state(const struct sock *sk, const struct sock_
 	 * over counts nothing more): its counters are final there. Only this
 	 * transition makes the record longer. */
 	if (newstate == TCP_CLOSE && tp && oldstate != TCP_LISTEN) {
-		ev = new_close_event(ts, cookie, owner_of(cookie), &size);
+		ev = new_close_event(ts, cookie, owner_of(cookie), pkt, &size);
 		if (!ev)
 			return;
 		put_counters(ev, tp);
@@ -707,7 +748,9 @@ static __always_inline void emit_state(const struct sock *sk, const struct sock_
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
 {
+	struct pkt_counts pkt;
 	struct sock_id id;
+	bool closing;
 	__u64 cookie, early_ts = 0, key = (__u64)sk;
 
 	if (!is_tcp_sock(sk))
@@ -729,16 +772,26 @@ int BPF_PROG(on_set_state, const struct sock *sk, int oldstate, int newstate)
 	}
 	cookie = bpf_get_socket_cookie((void *)sk);
 	track_owner(sk, cookie, oldstate, newstate);
-	if (count_packets && newstate == TCP_CLOSE && oldstate != TCP_LISTEN)
-		flush_sock_counts(sk, cookie);
-	if (!kind_enabled(EVENT_STATE))
+	/* The socket's end: its connection's packet counts go in its CLOSE
+	 * record, or in a record of their own when that is not written. */
+	closing = count_packets && newstate == TCP_CLOSE && oldstate != TCP_LISTEN;
+	if (!kind_enabled(EVENT_STATE)) {
+		if (closing)
+			flush_sock_counts(sk, cookie);
 		return 0;
+	}
 	read_sock_id(&id, sk);
-	if (!sock_id_passes(&id))
+	if (!sock_id_passes(&id)) {
+		if (closing)
+			flush_sock_counts(sk, cookie);
 		return 0;
+	}
 	if (early_ts)
-		emit_state(sk, &id, cookie, TCP_LISTEN, TCP_SYN_RECV, early_ts);
-	emit_state(sk, &id, cookie, oldstate, newstate, bpf_ktime_get_ns());
+		emit_state(sk, &id, cookie, TCP_LISTEN, TCP_SYN_RECV, early_ts, NULL);
+	if (closing && take_counts(&id, &pkt))
+		emit_state(sk, &id, cookie, oldstate, newstate, bpf_ktime_get_ns(), &pkt);
+	else
+		emit_state(sk, &id, cookie, oldstate, newstate, bpf_ktime_get_ns(), NULL);
 	return 0;
 }
 

@@ -11,6 +11,7 @@
  * SACK blocks ends before sack (PACKET_EVENT_SHORT bytes), a sock_event
  * without SOCK_HAS_OWNER before owner (SOCK_EVENT_SHORT bytes), and every
  * sock_event but a state change to CLOSE before counters (SOCK_EVENT_OWNER
+ * bytes), and a CLOSE without packet counts before pkt (SOCK_EVENT_COUNTERS
  * bytes); the reader reads the missing tail as zeros. Every ring-buffer byte costs the
  * kernel: at 136 bytes a record touches three cache lines of ring memory
  * that nobody wrote for a whole ring's worth of records.
@@ -85,6 +86,10 @@ enum sock_event_flag {
 	/* counters holds the tcp_sock's counters: EVENT_STATE to TCP_CLOSE
 	 * of a full TCP socket (not a listener) only. */
 	SOCK_HAS_COUNTERS = 1 << 4,
+	/* pkt holds the count map entry of the socket's connection, taken
+	 * (and deleted) at its CLOSE (--packets control): what a separate
+	 * EVENT_PKT_COUNTS record would have carried. */
+	SOCK_HAS_PKT_COUNTS = 1 << 5,
 };
 
 /* tcp_counters_flag is a bit set in tcp_counters.flags: a field the
@@ -170,6 +175,30 @@ struct packet_event {
 /* PACKET_EVENT_SHORT is the size of a packet_event with no SACK blocks. */
 #define PACKET_EVENT_SHORT __builtin_offsetof(struct packet_event, sack)
 
+/* pkt_dir_counts are one direction's counted packets and the sequence
+ * state the classifier's "suspicious" test needs. */
+struct pkt_dir_counts {
+	__u64 bytes;     /* payload bytes of the counted segments */
+	__u32 segs;      /* segments counted (a GSO super-packet counts one, as tcpdump shows it) */
+	__u32 first_seq; /* sequence number of the first counted payload byte */
+	__u32 high_end;  /* highest sequence end of payload seen (counted) */
+	__u32 last_ack;  /* ack of the last counted segment */
+	__u16 last_win;  /* raw window of the last counted segment */
+	__u8 seen;       /* 1: first_seq and high_end are set (payload was counted) */
+	__u8 acked;      /* 1: last_ack and last_win are set */
+	/* bpf_ktime_get_coarse_ns() >> 30 (CLOCK_MONOTONIC in units of
+	 * 2^30 ns, about 1.07 s) when this direction last counted a packet or
+	 * made the entry, 0 before: Go sweeps the entries idle too long, which
+	 * no socket will flush (no local socket: forwarded traffic). */
+	__u32 last_seen;
+};
+
+/* pkt_counts is the value of the count map: [0] what the local end sent
+ * (egress), [1] what it received (ingress). */
+struct pkt_counts {
+	struct pkt_dir_counts dir[2];
+};
+
 /* sock_event is a socket-level event: state change, retransmit or reset. */
 struct sock_event {
 	__u8 kind;      /* EVENT_STATE, EVENT_RETRANSMIT or EVENT_RESET */
@@ -203,10 +232,13 @@ struct sock_event {
 	 * owner). A record without owner and counters ends here
 	 * (SOCK_EVENT_SHORT). */
 	struct owner owner;
-	/* SOCK_HAS_COUNTERS only: a state change to CLOSE. Last: every other
+	/* SOCK_HAS_COUNTERS only: a state change to CLOSE. Every other
 	 * record ends before (SOCK_EVENT_OWNER), so the nine other state
 	 * changes of a connection do not pay for it. */
 	struct tcp_counters counters;
+	/* SOCK_HAS_PKT_COUNTS only: a CLOSE whose connection had a count map
+	 * entry. Last: a CLOSE without ends before (SOCK_EVENT_COUNTERS). */
+	struct pkt_counts pkt;
 };
 
 /* SOCK_EVENT_SHORT is the size of a sock_event without SOCK_HAS_OWNER. */
@@ -214,6 +246,9 @@ struct sock_event {
 /* SOCK_EVENT_OWNER is the size of a sock_event with an owner and without
  * SOCK_HAS_COUNTERS. */
 #define SOCK_EVENT_OWNER __builtin_offsetof(struct sock_event, counters)
+/* SOCK_EVENT_COUNTERS is the size of a CLOSE sock_event without
+ * SOCK_HAS_PKT_COUNTS. */
+#define SOCK_EVENT_COUNTERS __builtin_offsetof(struct sock_event, pkt)
 
 /* listener_key finds the listening socket(s) of a port, so that a child
  * socket created in softirq context inherits the process that listens. */
@@ -260,29 +295,6 @@ struct pkt_key {
 	__u8 raddr[16];
 };
 
-/* pkt_dir_counts are one direction's counted packets and the sequence
- * state the classifier's "suspicious" test needs. */
-struct pkt_dir_counts {
-	__u64 bytes;     /* payload bytes of the counted segments */
-	__u32 segs;      /* segments counted (a GSO super-packet counts one, as tcpdump shows it) */
-	__u32 first_seq; /* sequence number of the first counted payload byte */
-	__u32 high_end;  /* highest sequence end of payload seen (counted) */
-	__u32 last_ack;  /* ack of the last counted segment */
-	__u16 last_win;  /* raw window of the last counted segment */
-	__u8 seen;       /* 1: first_seq and high_end are set (payload was counted) */
-	__u8 acked;      /* 1: last_ack and last_win are set */
-	/* bpf_ktime_get_coarse_ns() >> 30 (CLOCK_MONOTONIC in units of
-	 * 2^30 ns, about 1.07 s) when this direction last counted a packet or
-	 * made the entry, 0 before: Go sweeps the entries idle too long, which
-	 * no socket will flush (no local socket: forwarded traffic). */
-	__u32 last_seen;
-};
-
-/* pkt_counts is the value of the count map: [0] what the local end sent
- * (egress), [1] what it received (ingress). */
-struct pkt_counts {
-	struct pkt_dir_counts dir[2];
-};
 
 /* pkt_counts_event is a count map entry flushed (read and deleted): at the
  * socket's CLOSE, at the end of TIME_WAIT, when the socket is destroyed

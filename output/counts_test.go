@@ -42,3 +42,31 @@ func TestCountsRecordAndCountedSummary(t *testing.T) {
 		t.Errorf("summary JSON with packets_counted although nothing was counted: %s", js)
 	}
 }
+
+// TestClosePacketCounts: a CLOSE state record that carries its
+// connection's counted packets (--packets control) shows them in a
+// "counts" object (JSON) and after "counted" (text); one without shows
+// neither.
+func TestClosePacketCounts(t *testing.T) {
+	r := tracer.Record{Type: tracer.TypeState, Time: time.Unix(1, 0), Conn: 3, Netns: 9, HasState: true,
+		OldState: tracer.StateFinWait2, State: tracer.StateClose,
+		Local: ap("10.0.0.1:40000"), Remote: ap("10.0.0.2:80"), HasPktCounts: true,
+		PktCounts: [2]tracer.PacketCounts{{Segs: 3, Bytes: 1000}, {Segs: 2, Bytes: 7}}}
+	var m map[string]any
+	if err := json.Unmarshal(AppendJSON(nil, &r), &m); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := m["counts"].(map[string]any)
+	out, _ := c["out"].(map[string]any)
+	in, _ := c["in"].(map[string]any)
+	if m["type"] != "state" || out["segs"] != 3.0 || out["bytes"] != 1000.0 || in["segs"] != 2.0 || in["bytes"] != 7.0 {
+		t.Errorf("CLOSE JSON with packet counts: %v", m)
+	}
+	if txt := string(AppendText(nil, &r)); !strings.Contains(txt, "FIN_WAIT2 -> CLOSE counted out 1000B/3 in 7B/2") {
+		t.Errorf("CLOSE text with packet counts: %q", txt)
+	}
+	r.HasPktCounts = false
+	if js, txt := string(AppendJSON(nil, &r)), string(AppendText(nil, &r)); strings.Contains(js, "counts") || strings.Contains(txt, "counted") {
+		t.Errorf("CLOSE without packet counts shows some: %s / %s", js, txt)
+	}
+}

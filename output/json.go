@@ -103,6 +103,13 @@ func appendJSONAfterTime(dst []byte, r *tracer.Record, c *jsonCache) []byte {
 		if r.HasCounters {
 			appendJSONKernel(&o, &r.Counters)
 		}
+		if r.HasPktCounts {
+			// The connection's counted packets, taken at this CLOSE.
+			o.key("counts")
+			sub := jsonObj{b: append(o.b, '{')}
+			appendJSONPktCounts(&sub, &r.PktCounts)
+			o.b = append(sub.b, '}')
+		}
 		if r.TimeWait {
 			o.bool("timewait", true)
 		}
@@ -152,14 +159,7 @@ func appendJSONAfterTime(dst []byte, r *tracer.Record, c *jsonCache) []byte {
 	case tracer.TypeCounts:
 		o.addr("local", r.Local)
 		o.addr("remote", r.Remote)
-		for i, k := range [2]string{"out", "in"} {
-			pc := &r.PktCounts[i]
-			o.key(k)
-			sub := jsonObj{b: append(o.b, '{')}
-			sub.uint("segs", pc.Segs)
-			sub.uint("bytes", pc.Bytes)
-			o.b = append(sub.b, '}')
-		}
+		appendJSONPktCounts(&o, &r.PktCounts)
 	case tracer.TypeSocket:
 		o.addr("local", r.Local)
 		o.addr("remote", r.Remote)
@@ -239,6 +239,19 @@ func (c *jsonCache) ifnameField(dst []byte, ifname string) []byte {
 	f.name = ifname
 	f.json = appendJSONIfname(append(f.json[:0], ','), ifname)
 	return append(dst, f.json[1:]...)
+}
+
+// appendJSONPktCounts appends the "out" and "in" objects of packets
+// counted in the kernel (--packets control).
+func appendJSONPktCounts(o *jsonObj, counts *[2]tracer.PacketCounts) {
+	for i, k := range [2]string{"out", "in"} {
+		pc := &counts[i]
+		o.key(k)
+		sub := jsonObj{b: append(o.b, '{')}
+		sub.uint("segs", pc.Segs)
+		sub.uint("bytes", pc.Bytes)
+		o.b = append(sub.b, '}')
+	}
 }
 
 func (o *jsonObj) bool(k string, v bool) {

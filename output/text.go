@@ -88,6 +88,10 @@ func appendTextAfterTime(dst []byte, r *tracer.Record) []byte {
 		if r.HasCounters {
 			dst = appendTextKernel(dst, &r.Counters)
 		}
+		if r.HasPktCounts {
+			dst = append(dst, " counted"...)
+			dst = appendTextPktCounts(dst, &r.PktCounts)
+		}
 		dst = appendTextOwner(dst, r)
 	case tracer.TypeRetransmit:
 		dst = append(dst, "retransmit "...)
@@ -121,12 +125,7 @@ func appendTextAfterTime(dst []byte, r *tracer.Record) []byte {
 		// Packets counted in the kernel, not reported (--packets control).
 		dst = append(dst, "counted "...)
 		dst = appendTextEndpoints(dst, r)
-		for i, k := range [2]string{"out ", " in "} {
-			dst = append(dst, k...)
-			dst = strconv.AppendUint(dst, r.PktCounts[i].Bytes, 10)
-			dst = append(dst, "B/"...)
-			dst = strconv.AppendUint(dst, r.PktCounts[i].Segs, 10)
-		}
+		dst = appendTextPktCounts(dst[:len(dst)-1], &r.PktCounts)
 	case tracer.TypeSocket:
 		dst = append(dst, "socket "...)
 		dst = appendTextEndpoints(dst, r)
@@ -409,4 +408,16 @@ func appendTextKernel(dst []byte, k *result.KernelCounters) []byte {
 	dst = strconv.AppendUint(dst, k.BytesReceived, 10)
 	dst = append(dst, "B/"...)
 	return strconv.AppendUint(dst, uint64(k.SegsIn), 10)
+}
+
+// appendTextPktCounts appends " out NB/N in NB/N": packets counted in the
+// kernel (--packets control), bytes and segments each way.
+func appendTextPktCounts(dst []byte, counts *[2]tracer.PacketCounts) []byte {
+	for i, k := range [2]string{" out ", " in "} {
+		dst = append(dst, k...)
+		dst = strconv.AppendUint(dst, counts[i].Bytes, 10)
+		dst = append(dst, "B/"...)
+		dst = strconv.AppendUint(dst, counts[i].Segs, 10)
+	}
+	return dst
 }

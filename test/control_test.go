@@ -69,6 +69,11 @@ func TestPacketsControlCounts(t *testing.T) {
 				r.flags = append(r.flags, rec.Flags)
 			case "counts":
 				r.countsRecs++
+			case "state":
+				// A CLOSE that took the connection's count entry.
+				if tookCounts(rec) {
+					r.countsRecs++
+				}
 			}
 		}
 		var ok [4]bool

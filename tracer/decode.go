@@ -165,6 +165,10 @@ func (d *decoder) decodeSock(ev *tcpscopeSockEvent, r *Record) {
 			HasBytesRetrans: c.Flags&uint32(tcpscopeTcpCountersFlagCOUNTERS_HAS_BYTES_RETRANS) != 0,
 		}
 	}
+	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_PKT_COUNTS) != 0 {
+		r.HasPktCounts = true
+		packetCounts(&ev.Pkt, r)
+	}
 	if ev.Flags&uint8(tcpscopeSockEventFlagSOCK_HAS_OWNER) != 0 {
 		o := &ev.Owner
 		r.Owner = result.Owner{
@@ -219,6 +223,11 @@ func (d *decoder) decodeCounts(ev *tcpscopePktCountsEvent, r *Record) {
 func countsRecord(k *tcpscopePktKey, c *tcpscopePktCounts, r *Record) {
 	r.Local = netip.AddrPortFrom(addrFrom(k.Family, &k.Laddr), k.Lport)
 	r.Remote = netip.AddrPortFrom(addrFrom(k.Family, &k.Raddr), k.Rport)
+	packetCounts(c, r)
+}
+
+// packetCounts sets r.PktCounts from a count map entry.
+func packetCounts(c *tcpscopePktCounts, r *Record) {
 	for i := range r.PktCounts {
 		dc := &c.Dir[i]
 		r.PktCounts[i] = PacketCounts{Segs: uint64(dc.Segs), Bytes: dc.Bytes, HasData: dc.Seen != 0,

@@ -137,15 +137,16 @@ func TestDecodeRejectsShortAndUnknown(t *testing.T) {
 // TestABISizes pins the event sizes: a change to bpf/tcpscope.h must be
 // deliberate (the records are an ABI between kernel and Go).
 func TestABISizes(t *testing.T) {
-	if packetEventSize != 128 || sockEventSize != 184 {
-		t.Errorf("packet_event %d bytes, sock_event %d bytes; want 128 and 184", packetEventSize, sockEventSize)
+	if packetEventSize != 128 || sockEventSize != 248 {
+		t.Errorf("packet_event %d bytes, sock_event %d bytes; want 128 and 248", packetEventSize, sockEventSize)
 	}
-	if packetEventShortSize != 96 || sockEventShortSize != 88 || sockEventOwnerSize != 128 {
-		t.Errorf("short packet_event %d bytes, short sock_event %d and %d bytes; want 96, 88 and 128",
-			packetEventShortSize, sockEventShortSize, sockEventOwnerSize)
+	countersSize := int(unsafe.Offsetof(tcpscopeSockEvent{}.Pkt))
+	if packetEventShortSize != 96 || sockEventShortSize != 88 || sockEventOwnerSize != 128 || countersSize != 184 {
+		t.Errorf("short packet_event %d bytes, short sock_event %d, %d and %d bytes; want 96, 88, 128 and 184",
+			packetEventShortSize, sockEventShortSize, sockEventOwnerSize, countersSize)
 	}
 	if packetEventSize%8 != 0 || sockEventSize%8 != 0 || packetEventShortSize%8 != 0 || sockEventShortSize%8 != 0 ||
-		sockEventOwnerSize%8 != 0 {
+		sockEventOwnerSize%8 != 0 || countersSize%8 != 0 {
 		t.Error("event sizes must be multiples of 8")
 	}
 }
@@ -305,6 +306,36 @@ func TestDecodeCloseCounters(t *testing.T) {
 	}
 	if r.HasCounters || r.Counters != (result.KernelCounters{}) {
 		t.Errorf("short record: counters %v %+v, want none", r.HasCounters, r.Counters)
+	}
+}
+
+// TestDecodeClosePacketCounts: a CLOSE record that took its connection's
+// count map entry (--packets control) decodes its packet counts
+// (HasPktCounts); the same record cut before them (SOCK_EVENT_COUNTERS
+// bytes, no entry) has none, whatever follows the cut.
+func TestDecodeClosePacketCounts(t *testing.T) {
+	ev := tcpscopeSockEvent{Kind: uint8(tcpscopeEventKindEVENT_STATE), Family: afInet, OldState: 9, State: 7,
+		Lport: 40000, Rport: 80,
+		Flags: uint8(tcpscopeSockEventFlagSOCK_HAS_STATE | tcpscopeSockEventFlagSOCK_HAS_COUNTERS |
+			tcpscopeSockEventFlagSOCK_HAS_PKT_COUNTS)}
+	ev.Pkt.Dir[0] = tcpscopePktDirCounts{Bytes: 1000, Segs: 3, FirstSeq: 11, HighEnd: 1011, Seen: 1}
+	ev.Pkt.Dir[1] = tcpscopePktDirCounts{Segs: 2}
+	var r Record
+	if err := testDecoder().decode(rawBytes(&ev), &r); err != nil {
+		t.Fatal(err)
+	}
+	want := [2]PacketCounts{{Segs: 3, Bytes: 1000, HasData: true, FirstSeq: 11, EndSeq: 1011}, {Segs: 2}}
+	if r.Type != TypeState || !r.HasPktCounts || r.PktCounts != want || !r.HasCounters {
+		t.Errorf("CLOSE with packet counts: type %s, has %v, counts %+v, counters %v", r.Type, r.HasPktCounts, r.PktCounts, r.HasCounters)
+	}
+	cut := int(unsafe.Offsetof(ev.Pkt))
+	ev.Flags &^= uint8(tcpscopeSockEventFlagSOCK_HAS_PKT_COUNTS)
+	buf := append(append([]byte(nil), rawBytes(&ev)[:cut]...), bytes.Repeat([]byte{0xff}, 64)...)
+	if err := testDecoder().decode(buf[:cut:cut], &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.HasPktCounts || r.PktCounts != ([2]PacketCounts{}) || !r.HasCounters {
+		t.Errorf("CLOSE cut before the packet counts: has %v, counts %+v, counters %v", r.HasPktCounts, r.PktCounts, r.HasCounters)
 	}
 }
 

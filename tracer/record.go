@@ -271,10 +271,14 @@ type Record struct {
 	HasCounters bool
 	Counters    result.KernelCounters
 
-	// Lost fields.
-	// TypeCounts: what the local end sent (PktCounts[0], egress) and
+	// TypeCounts, and a CLOSE state record with HasPktCounts (--packets
+	// control: the connection's count entry, taken at the socket's
+	// close): what the local end sent (PktCounts[0], egress) and
 	// received ([1], ingress) in the packets that were counted.
-	PktCounts [2]PacketCounts
+	PktCounts    [2]PacketCounts
+	HasPktCounts bool
+
+	// Lost fields.
 
 	LostCount uint64
 	LostKind  string

@@ -178,16 +178,18 @@ type tcpscopeSockEvent struct {
 	SndCwnd  uint32
 	Owner    tcpscopeOwner
 	Counters tcpscopeTcpCounters
+	Pkt      tcpscopePktCounts
 }
 
 type tcpscopeSockEventFlag uint32
 
 const (
-	tcpscopeSockEventFlagSOCK_HAS_OWNER    tcpscopeSockEventFlag = 1
-	tcpscopeSockEventFlagSOCK_HAS_STATE    tcpscopeSockEventFlag = 2
-	tcpscopeSockEventFlagSOCK_HAS_REASON   tcpscopeSockEventFlag = 4
-	tcpscopeSockEventFlagSOCK_HAS_TCPINFO  tcpscopeSockEventFlag = 8
-	tcpscopeSockEventFlagSOCK_HAS_COUNTERS tcpscopeSockEventFlag = 16
+	tcpscopeSockEventFlagSOCK_HAS_OWNER      tcpscopeSockEventFlag = 1
+	tcpscopeSockEventFlagSOCK_HAS_STATE      tcpscopeSockEventFlag = 2
+	tcpscopeSockEventFlagSOCK_HAS_REASON     tcpscopeSockEventFlag = 4
+	tcpscopeSockEventFlagSOCK_HAS_TCPINFO    tcpscopeSockEventFlag = 8
+	tcpscopeSockEventFlagSOCK_HAS_COUNTERS   tcpscopeSockEventFlag = 16
+	tcpscopeSockEventFlagSOCK_HAS_PKT_COUNTS tcpscopeSockEventFlag = 32
 )
 
 type tcpscopeSynKey struct {

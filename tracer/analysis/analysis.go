@@ -511,6 +511,11 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 			}
 		} else {
 			c.stateEvent(r, a.cfg.PacketsCounted)
+			if r.HasPktCounts {
+				// The connection's packet counts, taken at the
+				// socket's CLOSE (--packets control).
+				c.addCounts(r)
+			}
 		}
 	case tracer.TypeRetransmit:
 		if err := a.retransmitEvent(c, r); err != nil {

@@ -77,6 +77,27 @@ func TestControlModeSummaryCounts(t *testing.T) {
 	if got = run(t, Config{}, control).summary(t); !got.End.Equal(end) || got.SegsIn != want.SegsOut {
 		t.Errorf("late flush: end %v segs in %d, want %v and %d", got.End, got.SegsIn, end, want.SegsOut)
 	}
+	// The kernel takes the entry at the client socket's CLOSE and puts
+	// the counts in that record (HasPktCounts), not in one of their own:
+	// the same bytes and segments.
+	closing := countsRec(950, cli, srv,
+		tracer.PacketCounts{Segs: 4, Bytes: 100, HasData: true, FirstSeq: 1001, EndSeq: 1101},
+		tracer.PacketCounts{Segs: 2, Bytes: 50, HasData: true, FirstSeq: 5001, EndSeq: 5051})
+	closing.Type, closing.HasState, closing.OldState, closing.State = tracer.TypeState, true, tracer.StateFinWait2, tracer.StateClose
+	closing.HasPktCounts = true
+	control[len(control)-1] = closing
+	got = run(t, Config{PacketsCounted: true}, control).summary(t)
+	if got.BytesOut != want.BytesOut || got.BytesIn != want.BytesIn || got.SegsOut != want.SegsOut || got.SegsIn != want.SegsIn ||
+		!got.PacketsCounted {
+		t.Errorf("counts in the CLOSE record: out %dB/%d in %dB/%d counted %v, want out %dB/%d in %dB/%d counted",
+			got.BytesOut, got.SegsOut, got.BytesIn, got.SegsIn, got.PacketsCounted, want.BytesOut, want.SegsOut, want.BytesIn, want.SegsIn)
+	}
+	// Without HasPktCounts the same CLOSE record adds nothing.
+	closing.HasPktCounts = false
+	control[len(control)-1] = closing
+	if got = run(t, Config{PacketsCounted: true}, control).summary(t); got.SegsOut == want.SegsOut || got.PacketsCounted {
+		t.Errorf("CLOSE without packet counts: %d segments out, counted %v; want the reported ones only", got.SegsOut, got.PacketsCounted)
+	}
 }
 
 // TestControlModeVerdicts: with --packets control the data before a
