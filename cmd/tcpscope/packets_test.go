@@ -65,15 +65,7 @@ func TestPacketsConfig(t *testing.T) {
 		"summary only all":  {[]string{"--summary-only", "--packets", "all"}, tracer.PacketsAll, true},
 		"summary only none": {[]string{"--summary-only", "--packets", "none"}, tracer.PacketsNone, false},
 	} {
-		opts := &traceOptions{}
-		cmd := newTraceCmdWith(nil, opts)
-		if err := cmd.Flags().Parse(tc.args); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		cfg, err := opts.buildConfig(cmd.Flags(), slog.Default())
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		cfg := configFrom(t, name, tc.args, false)
 		if cfg.Packets != tc.mode || cfg.Events.Has(tracer.TypePacket) != tc.wantPacket || !cfg.Events.Has(tracer.TypeState) {
 			t.Errorf("%s: packets %q events %s, want %q with packet events %v and state events", name, cfg.Packets, cfg.Events, tc.mode, tc.wantPacket)
 		}
@@ -99,18 +91,7 @@ func TestPacketsControlConfig(t *testing.T) {
 		"default": {[]string{"--packets", "control"}, tracer.DefaultMaxPacketConns},
 		"given":   {[]string{"--packets", "control", "--max-packet-conns", "4096"}, 4096},
 	} {
-		opts := &traceOptions{}
-		cmd := newTraceCmdWith(nil, opts)
-		if err := cmd.Flags().Parse(tc.args); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		cfg, err := opts.buildConfig(cmd.Flags(), slog.Default())
-		if err == nil {
-			err = cfg.Validate()
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		cfg := configFrom(t, name, tc.args, true)
 		if cfg.MaxPacketConns != tc.want || !cfg.Events.Has(tracer.TypeCounts) {
 			t.Errorf("%s: max packet conns %d, counts selected %v; want %d and true", name, cfg.MaxPacketConns, cfg.Events.Has(tracer.TypeCounts), tc.want)
 		}
@@ -128,17 +109,28 @@ func TestQueueSizeConfig(t *testing.T) {
 		"batch":   {[]string{"--queue-size", "256"}, 1},
 		"rounded": {[]string{"--queue-size", "16385"}, 65},
 	} {
-		opts := &traceOptions{}
-		cmd := newTraceCmdWith(nil, opts)
-		if err := cmd.Flags().Parse(tc.args); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		cfg, err := opts.buildConfig(cmd.Flags(), slog.Default())
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		cfg := configFrom(t, name, tc.args, false)
 		if cfg.QueueBatches != tc.want {
 			t.Errorf("%s: %d batches, want %d", name, cfg.QueueBatches, tc.want)
 		}
 	}
+}
+
+// configFrom parses args as `tcpscope trace` flags and builds the
+// configuration (validated too when validate), failing the test on error.
+func configFrom(t *testing.T, name string, args []string, validate bool) tracer.Config {
+	t.Helper()
+	opts := &traceOptions{}
+	cmd := newTraceCmdWith(nil, opts)
+	if err := cmd.Flags().Parse(args); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	cfg, err := opts.buildConfig(cmd.Flags(), slog.Default())
+	if err == nil && validate {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return cfg
 }
