@@ -511,11 +511,6 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 			}
 		} else {
 			c.stateEvent(r, a.cfg.PacketsCounted)
-			if r.HasPktCounts {
-				// The connection's packet counts, taken at the
-				// socket's CLOSE (--packets control).
-				c.addCounts(r)
-			}
 		}
 	case tracer.TypeRetransmit:
 		if err := a.retransmitEvent(c, r); err != nil {
@@ -533,6 +528,11 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 	}
 	if r.Type != tracer.TypePacket {
 		c.socketEnds(r)
+	}
+	if r.HasPktCounts {
+		// The connection's packet counts, taken at the socket's CLOSE
+		// (--packets control): its ends are set just above.
+		c.addCountsOf(r.Local, r.Remote, &r.PktCounts)
 	}
 	// A packet can end only a connection whose end its sockets do not
 	// tell, and only once a FIN or RST was seen: spare the check on the
