@@ -120,6 +120,12 @@ struct {
  * table that costs a cache miss. */
 __u8 early_children_seen SEC(".bss");
 
+/* raw_ip_ifaces is set by user space before it attaches the classifiers
+ * to an interface without a link-layer header (tun, WireGuard): until
+ * then every traced interface carries Ethernet-like headers and the
+ * classifiers spare the per-packet ifaces lookup. */
+__u8 raw_ip_ifaces SEC(".bss");
+
 /* ports_filter holds the ports of --port (host byte order). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -1095,6 +1101,25 @@ int BPF_PROG(on_timer_cancel, struct timer_list *timer)
  * Packet side
  * ------------------------------------------------------------------- */
 
+/* skb_bytes copies n (a constant) bytes at off of the packet to dst:
+ * straight from the linear data when it holds them, which spares a
+ * helper call per header on the common path, else with
+ * bpf_skb_load_bytes (headers in paged data). Returns 0 or a negative
+ * error, as bpf_skb_load_bytes does. */
+static __always_inline long skb_bytes(struct __sk_buff *skb, __u32 off, void *dst, const __u32 n)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	/* The bound on off is for the verifier: headers sit well within
+	 * the first KiB, and the rest takes the helper. */
+	if (off <= 0x3ff && data + off + n <= data_end) {
+		__builtin_memcpy(dst, data + off, n);
+		return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, dst, n);
+}
+
 static __always_inline __u32 be32_at(const __u8 *p)
 {
 	return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | p[3];
@@ -1195,7 +1220,7 @@ static __always_inline bool parse_ipv4(struct __sk_buff *skb, __u32 off, struct 
 	struct iphdr ip;
 	__u32 ihl;
 
-	if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)))
+	if (skb_bytes(skb, off, &ip, sizeof(ip)))
 		return false;
 	if (ip.protocol != IPPROTO_TCP_NUM)
 		return false;
@@ -1220,7 +1245,7 @@ static __always_inline bool parse_ipv6(struct __sk_buff *skb, __u32 off, struct 
 	__u32 ext = 0;
 	__u8 next;
 
-	if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)))
+	if (skb_bytes(skb, off, &ip6, sizeof(ip6)))
 		return false;
 	next = ip6.nexthdr;
 	off += sizeof(ip6);
@@ -1320,7 +1345,7 @@ static __always_inline bool count_packet(struct __sk_buff *skb, const struct par
 		/* NOP NOP TIMESTAMP(10) is all Linux puts in a segment
 		 * without SACK blocks. */
 		if (doff != sizeof(*tcp) + 12 ||
-		    bpf_skb_load_bytes(skb, l3->l4_off + sizeof(*tcp), &ts, 4) ||
+		    skb_bytes(skb, l3->l4_off + sizeof(*tcp), &ts, 4) ||
 		    ts != bpf_htonl(0x0101080a))
 			return false;
 	}
@@ -1412,18 +1437,18 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 	__u32 zero = 0;
 	__u16 proto;
 
-	cfg = bpf_map_lookup_elem(&ifaces, &ifindex);
+	cfg = raw_ip_ifaces ? bpf_map_lookup_elem(&ifaces, &ifindex) : NULL;
 	if (cfg && cfg->l2_len == 0) {
 		off = 0;
 		proto = bpf_ntohs(skb->protocol);
 	} else {
 		__be16 ethertype;
 
-		if (bpf_skb_load_bytes(skb, 12, &ethertype, 2))
+		if (skb_bytes(skb, 12, &ethertype, 2))
 			return TC_ACT_UNSPEC;
 		proto = bpf_ntohs(ethertype);
 		for (int n = 0; n < 2 && (proto == ETH_P_8021Q || proto == ETH_P_8021AD); n++) {
-			if (bpf_skb_load_bytes(skb, off + 2, &ethertype, 2))
+			if (skb_bytes(skb, off + 2, &ethertype, 2))
 				return TC_ACT_UNSPEC;
 			proto = bpf_ntohs(ethertype);
 			off += 4;
@@ -1440,7 +1465,7 @@ static __always_inline int handle_packet(struct __sk_buff *skb, __u8 dir)
 		return TC_ACT_UNSPEC;
 	}
 
-	if (bpf_skb_load_bytes(skb, l3.l4_off, &tcp, sizeof(tcp)))
+	if (skb_bytes(skb, l3.l4_off, &tcp, sizeof(tcp)))
 		return TC_ACT_UNSPEC;
 	/* A SYN's socket cookie ties it to its SYN_SENT event. On lo the
 	 * entry tc_lo_egress left is taken before any exit path below. */

@@ -294,13 +294,35 @@ func (w *ifWatch) recheck() {
 	}
 }
 
-// ifaceSettings is the BPF map of per-interface settings (*ebpf.Map).
+// ifaceSettings holds the classifiers' per-interface parse settings
+// (bpfIfaces).
 type ifaceSettings interface {
-	Put(key, value any) error
-	Delete(key any) error
+	put(ifc iface) error
+	remove(index int) error
 }
 
-var _ ifaceSettings = (*ebpf.Map)(nil)
+// bpfIfaces is the classifiers' settings in the kernel: the ifaces map,
+// and the raw_ip_ifaces flag without which they do not look it up.
+type bpfIfaces struct {
+	m     *ebpf.Map
+	rawIP *ebpf.Variable
+}
+
+var _ ifaceSettings = bpfIfaces{}
+
+// put writes ifc's settings. For an interface without a link-layer
+// header it sets raw_ip_ifaces first: from then on the classifiers look
+// every packet's interface up.
+func (b bpfIfaces) put(ifc iface) error {
+	if ifc.l2Len == 0 {
+		if err := b.rawIP.Set(uint8(1)); err != nil {
+			return fmt.Errorf("set raw_ip_ifaces: %w", err)
+		}
+	}
+	return b.m.Put(uint32(ifc.index), tcpscopeIfaceCfg{L2Len: ifc.l2Len})
+}
+
+func (b bpfIfaces) remove(index int) error { return b.m.Delete(uint32(index)) }
 
 // ifFollow attaches the classifiers to interfaces that appear while
 // tracing with the default interface set, and detaches those that go
@@ -374,7 +396,7 @@ func (f *ifFollow) run() {
 
 // attachOne attaches one interface; f.mu is held.
 func (f *ifFollow) attachOne(ifc iface) {
-	if err := f.ifaces.Put(uint32(ifc.index), tcpscopeIfaceCfg{L2Len: ifc.l2Len}); err != nil {
+	if err := f.ifaces.put(ifc); err != nil {
 		if !f.full {
 			f.full = true
 			f.log.Warn("interface appeared but is not traced: too many interfaces", "interface", ifc.name, "err", err)
@@ -388,7 +410,7 @@ func (f *ifFollow) attachOne(ifc iface) {
 		return err
 	})
 	if err != nil {
-		f.ifaces.Delete(uint32(ifc.index))
+		f.ifaces.remove(ifc.index)
 		// Gone again before it could be attached, most often.
 		f.log.Info("interface appeared but could not be traced", "interface", ifc.name, "err", err)
 		return
@@ -421,7 +443,7 @@ func (f *ifFollow) remove(index int) {
 		l.Close() // the kernel detached them with the device: nothing to fail
 	}
 	delete(f.links, index)
-	f.ifaces.Delete(uint32(index))
+	f.ifaces.remove(index)
 }
 
 // detach detaches every interface attached since the start; nothing more
@@ -470,7 +492,7 @@ func (t *Tracer) follower() *ifFollow {
 		loEgress: t.coll.Programs[tcpscopeProgTcLoEgress],
 	}
 	mode, netnsIno, log := t.tcMode, t.netns.Inode, t.log
-	return newIfFollow(t.netns, t.coll.Maps[tcpscopeMapIfaces], log, func(h *netlink.Handle, ifc iface) ([]io.Closer, error) {
+	return newIfFollow(t.netns, t.ifaceSettings(), log, func(h *netlink.Handle, ifc iface) ([]io.Closer, error) {
 		if mode == TCClsact {
 			return attachClsact(h, progs, ifc, netnsIno, log)
 		}

@@ -68,17 +68,17 @@ type fakeSettings struct {
 	set map[uint32]tcpscopeIfaceCfg
 }
 
-func (m *fakeSettings) Put(k, v any) error {
+func (m *fakeSettings) put(ifc iface) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.set[k.(uint32)] = v.(tcpscopeIfaceCfg)
+	m.set[uint32(ifc.index)] = tcpscopeIfaceCfg{L2Len: ifc.l2Len}
 	return nil
 }
 
-func (m *fakeSettings) Delete(k any) error {
+func (m *fakeSettings) remove(index int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.set, k.(uint32))
+	delete(m.set, uint32(index))
 	return nil
 }
 

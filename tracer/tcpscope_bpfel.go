@@ -288,6 +288,7 @@ const (
 	tcpscopeVarFilterHosts           = "filter_hosts"
 	tcpscopeVarFilterNetns           = "filter_netns"
 	tcpscopeVarFilterPorts           = "filter_ports"
+	tcpscopeVarRawIpIfaces           = "raw_ip_ifaces"
 	tcpscopeVarRetransmitHasErr      = "retransmit_has_err"
 	tcpscopeVarSendResetHasReason    = "send_reset_has_reason"
 	tcpscopeVarTcNetns               = "tc_netns"
@@ -392,6 +393,7 @@ type tcpscopeVariableSpecs struct {
 	FilterHosts           *ebpf.VariableSpec `ebpf:"filter_hosts"`
 	FilterNetns           *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPorts           *ebpf.VariableSpec `ebpf:"filter_ports"`
+	RawIpIfaces           *ebpf.VariableSpec `ebpf:"raw_ip_ifaces"`
 	RetransmitHasErr      *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
 	SendResetHasReason    *ebpf.VariableSpec `ebpf:"send_reset_has_reason"`
 	TcNetns               *ebpf.VariableSpec `ebpf:"tc_netns"`
@@ -472,6 +474,7 @@ type tcpscopeVariables struct {
 	FilterHosts           *ebpf.Variable `ebpf:"filter_hosts"`
 	FilterNetns           *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPorts           *ebpf.Variable `ebpf:"filter_ports"`
+	RawIpIfaces           *ebpf.Variable `ebpf:"raw_ip_ifaces"`
 	RetransmitHasErr      *ebpf.Variable `ebpf:"retransmit_has_err"`
 	SendResetHasReason    *ebpf.Variable `ebpf:"send_reset_has_reason"`
 	TcNetns               *ebpf.Variable `ebpf:"tc_netns"`

@@ -119,7 +119,10 @@ func (t *twTracker) handle(r *Record, emit func(*Record) error) error {
 // socket's FIN_WAIT2/CLOSING -> CLOSE releases the held start, with its
 // old state, ahead of itself (timestamp order: the timer is armed first).
 func (t *twTracker) before(r *Record, emit func(*Record) error) error {
-	if r.Type != TypeState || r.State != StateClose || len(t.socks) == 0 {
+	// Only a socket in FIN_WAIT2 or CLOSING goes into TIME_WAIT
+	// (tcp_time_wait): other CLOSEs are spared the lookup.
+	if r.Type != TypeState || r.State != StateClose || r.OldState != StateFinWait2 && r.OldState != StateClosing ||
+		len(t.socks) == 0 {
 		return nil
 	}
 	st, ok := t.socks[r.Cookie]
@@ -128,7 +131,7 @@ func (t *twTracker) before(r *Record, emit func(*Record) error) error {
 	}
 	start := st.startRec
 	st.startRec = nil
-	if r.OldState == 11 /* CLOSING */ {
+	if r.OldState == StateClosing {
 		start.OldState = r.OldState
 	}
 	// The TIME_WAIT socket belongs to no process: it carries the owner of

@@ -346,6 +346,11 @@ func (t *Tracer) loadError(err error) error {
 	return fmt.Errorf("load BPF programs: %w", err)
 }
 
+// ifaceSettings is the loaded collection's per-interface settings.
+func (t *Tracer) ifaceSettings() bpfIfaces {
+	return bpfIfaces{m: t.coll.Maps[tcpscopeMapIfaces], rawIP: t.coll.Variables[tcpscopeVarRawIpIfaces]}
+}
+
 // fillMaps writes filters and interface settings before anything attaches.
 func (t *Tracer) fillMaps() error {
 	one := uint8(1)
@@ -362,7 +367,7 @@ func (t *Tracer) fillMaps() error {
 		}
 	}
 	for _, ifc := range t.ifaces {
-		if err := t.coll.Maps[tcpscopeMapIfaces].Put(uint32(ifc.index), tcpscopeIfaceCfg{L2Len: ifc.l2Len}); err != nil {
+		if err := t.ifaceSettings().put(ifc); err != nil {
 			return fmt.Errorf("configure interface %s: %w", ifc.name, err)
 		}
 	}
