@@ -77,8 +77,7 @@ type Analyzer struct {
 	conns   map[uint64]*conn
 	lru     conn                  // sentinel of the list of conns: lru.next most recently seen
 	free    []*conn               // summarized conns for reuse (bounded by maxFree)
-	twFree  []*timeWait           // forgotten TIME_WAIT index entries for reuse
-	twSlab  []timeWait            // new TIME_WAIT index entries, allocated twSlabLen at a time
+	tws     twPool                // TIME_WAIT index entries
 	ended   map[uint64]*conn      // connections waiting for their quiet period
 	endedQ  deadline.Heap[uint64] // ended ids by end of quiet period (stale ones skipped)
 	holding []*conn               // connections with packets waiting for kernel confirmation
@@ -98,7 +97,7 @@ type Analyzer struct {
 	// unless the TIME_WAIT goes on: then at its end record or after
 	// twOrphanMax (orphanQ, by record time).
 	timeWaits map[tuple]*timeWait
-	orphanQ   deadline.Heap[*timeWait]
+	orphanQ   deadline.Heap[twRef]
 	peaks     [6]int    // of the maps above (tracer.ShrinkMap), noted on insert
 	stopped   bool      // the next sink asked to stop
 	exitAt    time.Time // when tracing stopped (Finish), zero before
@@ -245,7 +244,10 @@ func (t *twState) waiting(tracked bool) bool {
 // timeWait tells what killed a TIME_WAIT socket: the sign of it nearest the
 // kill, within killWindow ("syn", "rst", "tw_reuse").
 type timeWait struct {
-	tuple tuple
+	// id is the entry's place in twPool, gen how often it was reused
+	// (twRef).
+	id, gen uint32
+	tuple   tuple
 	// older: the entry of an earlier TIME_WAIT socket of the same 4-tuple
 	// that goes on (a new connection took the 4-tuple over; its end
 	// record is still to come); the index holds the newest.
@@ -257,7 +259,7 @@ type timeWait struct {
 	kill     killSign
 	// orphan: its connection was summarized while the TIME_WAIT went on;
 	// the entry stays in the index (for what kills it) until its end
-	// record or orphanQ, which alone gives it back to twFree.
+	// record or orphanQ, and is reused as soon as it leaves the index.
 	orphan bool
 	// indexed: in the index (at its head or behind a newer entry).
 	indexed bool
@@ -394,14 +396,7 @@ func (a *Analyzer) recycle(c *conn) {
 	if c.holding || len(a.free) >= maxFree {
 		return
 	}
-	for i := range c.sockets {
-		// Forgotten from the index at the summary: reused.
-		if tw := c.sockets[i].tw; tw != nil && !tw.orphan && !tw.indexed && len(a.twFree) < maxFree {
-			*tw = timeWait{}
-			a.twFree = append(a.twFree, tw)
-		}
-	}
-	clear(c.sockets) // drops the timeWait pointers
+	clear(c.sockets) // the TIME_WAIT entries went back at the summary
 	points, sockets := c.points[:0], c.sockets[:0]
 	rtx := [2][]rtxEvent{c.kernelRtx[0][:0], c.kernelRtx[1][:0]}
 	*c = conn{points: points, sockets: sockets, kernelRtx: rtx}
@@ -634,17 +629,8 @@ const killWindow = 50 * time.Millisecond
 func (a *Analyzer) timeWaitEvent(sk *twState, r *tracer.Record) {
 	key := tuple{r.Local, r.Remote}
 	if r.State == tracer.StateTimeWait {
-		a.forgetTimeWait(sk.tw) // a repeated start replaces it
-		if n := len(a.twFree); n > 0 {
-			sk.tw, a.twFree = a.twFree[n-1], a.twFree[:n-1]
-		} else {
-			// Entries outlive their connection's state while TIME_WAIT
-			// goes on (orphans): taken from slabs, not one by one.
-			if len(a.twSlab) == 0 {
-				a.twSlab = make([]timeWait, twSlabLen)
-			}
-			sk.tw, a.twSlab = &a.twSlab[0], a.twSlab[1:]
-		}
+		a.releaseTimeWait(sk.tw) // a repeated start replaces it
+		sk.tw = a.tws.get()
 		sk.tw.tuple, sk.tw.conn = key, r.Conn
 		a.indexTimeWait(sk.tw)
 		return
@@ -690,8 +676,55 @@ func (k killSign) String() string { return killSignNames[k] }
 // killWindow apart.
 func withinKillWindow(a, b int64) bool { return max(a-b, b-a) <= int64(killWindow) }
 
-// twSlabLen: TIME_WAIT index entries allocated at once.
+// twPool holds the TIME_WAIT index entries, made twSlabLen at a time in
+// slabs that never move (the index and sockets point into them), and
+// reuses them: what it holds is the most entries alive at once, not the
+// connection rate. An entry is named by its id (its place) and its
+// generation, bumped at each reuse: the orphan queue names entries so
+// (twRef), not by pointer, so that an orphan whose end record came is
+// reused at once instead of being kept until twOrphanMax.
+type twPool struct {
+	slabs [][]timeWait
+	free  []*timeWait
+}
+
+// twSlabLen: TIME_WAIT index entries made at once.
 const twSlabLen = 256
+
+// twRef names one use of a pooled entry.
+type twRef struct{ id, gen uint32 }
+
+func (p *twPool) get() *timeWait {
+	if len(p.free) == 0 {
+		slab := make([]timeWait, twSlabLen)
+		base := uint32(len(p.slabs) * twSlabLen)
+		p.slabs = append(p.slabs, slab)
+		for i := twSlabLen - 1; i >= 0; i-- {
+			slab[i].id = base + uint32(i)
+			p.free = append(p.free, &slab[i])
+		}
+	}
+	tw := p.free[len(p.free)-1]
+	p.free = p.free[:len(p.free)-1]
+	return tw
+}
+
+// put takes back tw, which nothing may use any more.
+func (p *twPool) put(tw *timeWait) {
+	*tw = timeWait{id: tw.id, gen: tw.gen + 1}
+	p.free = append(p.free, tw)
+}
+
+// at returns the entry named ref, or nil when it was reused since.
+func (p *twPool) at(ref twRef) *timeWait {
+	if tw := &p.slabs[ref.id/twSlabLen][ref.id%twSlabLen]; tw.gen == ref.gen {
+		return tw
+	}
+	return nil
+}
+
+// idle reports whether every entry is back.
+func (p *twPool) idle() bool { return len(p.free) == len(p.slabs)*twSlabLen }
 
 // twOrphanMax: how long after its start a TIME_WAIT whose connection was
 // summarized stays in the index when its end record does not come (lost):
@@ -719,14 +752,12 @@ func (a *Analyzer) lateTimeWait(r *tracer.Record) {
 // connections twOrphanMax after their start, and reuses them.
 func (a *Analyzer) expireOrphans(now int64) {
 	for {
-		tw, _, ok := a.orphanQ.Due(now)
+		ref, _, ok := a.orphanQ.Due(now)
 		if !ok {
 			return
 		}
-		a.forgetTimeWait(tw)
-		if len(a.twFree) < maxFree {
-			*tw = timeWait{}
-			a.twFree = append(a.twFree, tw)
+		if tw := a.tws.at(ref); tw != nil && tw.orphan {
+			a.forgetTimeWait(tw) // which puts it back
 		}
 	}
 }
@@ -772,6 +803,34 @@ func (a *Analyzer) forgetTimeWait(tw *timeWait) {
 		}
 	}
 	tw.older, tw.indexed = nil, false
+	if tw.orphan {
+		// Nothing else holds an orphan (its connection is gone; the
+		// orphan queue names it by generation).
+		a.tws.put(tw)
+	}
+}
+
+// putTimeWaits takes back the TIME_WAIT entries of c's sockets, but
+// orphans (summarize).
+func (a *Analyzer) putTimeWaits(c *conn) {
+	for i := range c.sockets {
+		if tw := c.sockets[i].tw; tw != nil && !tw.orphan {
+			a.tws.put(tw)
+		}
+		c.sockets[i].tw = nil
+	}
+}
+
+// releaseTimeWait drops a socket's entry tw (nil: none) from the index
+// and takes it back.
+func (a *Analyzer) releaseTimeWait(tw *timeWait) {
+	if tw == nil {
+		return
+	}
+	a.forgetTimeWait(tw)
+	if !tw.orphan {
+		a.tws.put(tw)
+	}
 }
 
 // timeWaitSign notes, for a TIME_WAIT socket on r's 4-tuple, a sign of
@@ -1481,6 +1540,11 @@ func (a *Analyzer) flushAt(now time.Time) error {
 	a.ended = tracer.ShrinkMap(a.ended, &a.peaks[1])
 	a.gone = tracer.ShrinkMap(a.gone, &a.peaks[2])
 	a.timeWaits = tracer.ShrinkMap(a.timeWaits, &a.peaks[5])
+	if a.tws.idle() && a.orphanQ.Len() == 0 && len(a.tws.slabs) > 1 {
+		// A storm's TIME_WAIT entries are all back, and no orphan
+		// queue entry names one: give the slabs back.
+		a.tws = twPool{}
+	}
 	if ferr := a.next.Flush(); err == nil {
 		err = ferr
 	}
@@ -1651,7 +1715,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 			if start.IsZero() {
 				start = c.last
 			}
-			a.orphanQ.Push(start.Add(twOrphanMax).UnixNano(), tw)
+			a.orphanQ.Push(start.Add(twOrphanMax).UnixNano(), twRef{tw.id, tw.gen})
 			continue
 		}
 		a.forgetTimeWait(sk.tw)
@@ -1666,6 +1730,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	}
 	a.markGone(c.id, c.last, complete, tw)
 	defer a.recycle(c)
+	defer a.putTimeWaits(c) // first: the summary reads them
 	if !c.endsSet {
 		return nil // a listening socket: not a connection
 	}

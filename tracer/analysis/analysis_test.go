@@ -573,6 +573,36 @@ func TestTimeWaitKillAfterSummary(t *testing.T) {
 	if n := len(a.timeWaits); n != 0 {
 		t.Errorf("%d TIME_WAIT index entries after the end, want 0", n)
 	}
+	if !a.tws.idle() {
+		t.Error("the summarized connection's TIME_WAIT entry is not back after its end record (kept until twOrphanMax)")
+	}
+
+	// The entry is reused at once, by the new connection's own TIME_WAIT:
+	// the first one's orphan queue entry, due at twOrphanMax, must not
+	// take it from the index.
+	var next []tracer.Record
+	for _, r := range []tracer.Record{
+		sockEvent(2_000_100, tracer.TypeState, cli, srv, tracer.StateSynSent, tracer.StateEstablished, 10),
+		sockEvent(2_000_200, tracer.TypeState, cli, srv, tracer.StateEstablished, tracer.StateFinWait1, 10),
+		sockEvent(2_000_300, tracer.TypeState, cli, srv, tracer.StateFinWait1, tracer.StateFinWait2, 10),
+		twRec(2_000_399, cli, srv, tracer.StateFinWait2, tracer.StateTimeWait, 10, "", 0),
+		sockEvent(2_000_400, tracer.TypeState, cli, srv, tracer.StateFinWait2, tracer.StateClose, 10),
+	} {
+		r.Conn = 2
+		next = append(next, r)
+	}
+	feed(t, a, next)
+	if n := len(a.tws.slabs); n != 1 || len(a.timeWaits) != 1 {
+		t.Fatalf("%d slabs, %d index entries, want the one entry reused", n, len(a.timeWaits))
+	}
+	firstDue := t0.Add(399*time.Microsecond + twOrphanMax + time.Millisecond)
+	a.latest = firstDue.UnixNano()
+	if err := a.flushAt(firstDue); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(a.timeWaits); n != 1 {
+		t.Errorf("%d TIME_WAIT index entries after the first orphan's time ran out, want the second's", n)
+	}
 
 	// The end record lost: the entry goes twOrphanMax after the start.
 	out = &collect{}
@@ -588,8 +618,8 @@ func TestTimeWaitKillAfterSummary(t *testing.T) {
 	if err := a.flushAt(t0.Add(twOrphanMax + time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if n, free := len(a.timeWaits), len(a.twFree); n != 0 || free != 1 {
-		t.Errorf("%d TIME_WAIT index entries, %d free after twOrphanMax, want 0 and 1", n, free)
+	if n := len(a.timeWaits); n != 0 || !a.tws.idle() {
+		t.Errorf("%d TIME_WAIT index entries after twOrphanMax (pool idle: %v), want 0 and every entry back", n, a.tws.idle())
 	}
 }
 

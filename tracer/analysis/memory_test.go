@@ -237,7 +237,7 @@ func BenchmarkMemoryClosedConnection(b *testing.B) {
 		if len(a.conns) != 0 || len(a.gone) != n {
 			b.Fatalf("%d full, %d gone, want 0 and %d", len(a.conns), len(a.gone), n)
 		}
-		a.free, a.twFree = nil, nil // the reuse lists are bounded, and no state of a closed connection
+		a.free = nil // the reuse list is bounded, and no state of a closed connection
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/closed-conn")
