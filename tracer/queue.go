@@ -34,8 +34,13 @@ func ParseOverflow(s string) (OverflowMode, error) {
 const (
 	// batchRecords is how many records a batch holds at most.
 	batchRecords = 256
+	// batchBytes is a batch's room for raw records: 128 bytes a record,
+	// about what records average in a storm (state changes with their
+	// owner are 128 bytes, packets 96, a CLOSE with counters up to 248).
+	// A batch of larger records is sent before it has 256.
+	batchBytes = batchRecords * 128
 	// DefaultQueueBatches is the queue's capacity in batches: 131,072
-	// records, about 14 MiB of raw records when full. With the 8 MiB ring
+	// records, 16 MiB of raw records when full. With the 8 MiB ring
 	// that is what a consumer short of CPU falls behind in a storm of
 	// 100,000 short connections on two busy cores (docs/benchmarks.md):
 	// 64 batches lost records in most such storms, 512 in none.
@@ -84,7 +89,7 @@ type batch struct {
 }
 
 func newBatch() *batch {
-	return &batch{buf: make([]byte, 0, batchRecords*maxEventSize), ends: make([]int32, 0, batchRecords)}
+	return &batch{buf: make([]byte, 0, batchBytes), ends: make([]int32, 0, batchRecords)}
 }
 
 func (b *batch) reset() {

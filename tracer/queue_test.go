@@ -66,3 +66,25 @@ func TestBatchQueueAllocatesWithBacklog(t *testing.T) {
 		t.Fatalf("free list holds %d batches, want %d", got, idleBatches)
 	}
 }
+
+// TestBatchRoom: a batch holds 256 records of 128 bytes (what records
+// average in a storm) in its 32 KiB, and is sent with fewer when they are
+// longer: the room goes by bytes, not by the longest kind.
+func TestBatchRoom(t *testing.T) {
+	for _, c := range []struct {
+		size, want int
+	}{{128, batchRecords}, {96, batchRecords}, {maxEventSize, batchBytes / maxEventSize}} {
+		b := newBatch()
+		raw := make([]byte, c.size)
+		n := 0
+		for b.add(raw) {
+			n++
+			if b.full() {
+				break
+			}
+		}
+		if n != c.want || cap(b.buf) != batchBytes {
+			t.Errorf("%d-byte records: %d in a batch of %d bytes, want %d in %d", c.size, n, cap(b.buf), c.want, batchBytes)
+		}
+	}
+}

@@ -99,7 +99,7 @@ func newTraceCmdWith(a *app, opts *traceOptions) *cobra.Command {
 	f.DurationVar(&opts.idleTimeout, "idle-timeout", analysis.DefaultIdleTimeout, "summarize (as evicted) connections idle this long")
 	f.DurationVar(&opts.progress, "progress-interval", 0, "every DURATION, a conn record with \"progress\": true for each connection still open: its summary so far, with the kernel's counts in --packets control (0: off; at least 1s; needs --analysis on)")
 	f.Var(newStringValue(&opts.onOverflow, string(tracer.OverflowDrop), string(tracer.OverflowDrop), string(tracer.OverflowBlock)), "on-overflow", "when output falls behind: drop (count and report what is dropped, in lost records with \"where\":\"queue\") or block (the kernel's ring fills and drops instead)")
-	f.IntVar(&opts.queueSize, "queue-size", tracer.DefaultQueueRecords, "records the queue after the ring buffer holds while analysis or output falls behind (rounded up to batches of 256; memory is taken as the backlog needs it, about 110 bytes a record)")
+	f.IntVar(&opts.queueSize, "queue-size", tracer.DefaultQueueRecords, "records the queue after the ring buffer holds while analysis or output falls behind (rounded up to batches of 256; memory is taken as the backlog needs it, 32 KiB a batch)")
 	f.BoolVar(&opts.debug, "debug", false, "debug logging, with the full verifier log if a program is rejected")
 	f.Var(newStringValue(&opts.cpuProfile, ""), "cpu-profile", "debug: write a CPU profile of the whole run to FILE (go tool pprof)")
 	f.Var(newStringValue(&opts.memProfile, ""), "mem-profile", "debug: write a heap profile (allocations of the run, live memory at its end) to FILE at exit")
