@@ -315,6 +315,9 @@ var _ ifaceSettings = bpfIfaces{}
 // every packet's interface up.
 func (b bpfIfaces) put(ifc iface) error {
 	if ifc.l2Len == 0 {
+		if b.rawIP == nil {
+			return errors.New("set raw_ip_ifaces: not in the BPF object")
+		}
 		if err := b.rawIP.Set(uint8(1)); err != nil {
 			return fmt.Errorf("set raw_ip_ifaces: %w", err)
 		}

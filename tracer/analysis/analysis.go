@@ -827,8 +827,9 @@ func (a *Analyzer) releaseTimeWait(tw *timeWait) {
 	if tw == nil {
 		return
 	}
+	orphan := tw.orphan // forgetTimeWait puts an orphan back itself
 	a.forgetTimeWait(tw)
-	if !tw.orphan {
+	if !orphan {
 		a.tws.put(tw)
 	}
 }
