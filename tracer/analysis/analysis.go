@@ -192,8 +192,20 @@ func New(next tracer.Sink, cfg Config) *Analyzer {
 	return a
 }
 
-// tuple is a socket's 4-tuple: its local end, then the peer.
-type tuple struct{ local, remote netip.AddrPort }
+// tuple is a socket's 4-tuple as a map key: its local end, then the
+// peer, addresses as 16 bytes (IPv4 mapped; records carry them unmapped,
+// so no two differ only so) and ports apart. 36 bytes, hashed as plain
+// memory, where two netip.AddrPort take 64 (the TIME_WAIT index holds one
+// per socket in TIME_WAIT, twice: entry and key).
+type tuple struct {
+	local, remote [16]byte
+	lport, rport  uint16
+}
+
+// makeTuple returns the tuple of local and remote.
+func makeTuple(local, remote netip.AddrPort) tuple {
+	return tuple{local: local.Addr().As16(), remote: remote.Addr().As16(), lport: local.Port(), rport: remote.Port()}
+}
 
 // pointKey names a capture point.
 type pointKey struct {
@@ -627,7 +639,7 @@ const killWindow = 50 * time.Millisecond
 // timeWaitEvent tracks a TIME_WAIT socket of c from its start and end
 // records.
 func (a *Analyzer) timeWaitEvent(sk *twState, r *tracer.Record) {
-	key := tuple{r.Local, r.Remote}
+	key := makeTuple(r.Local, r.Remote)
 	if r.State == tracer.StateTimeWait {
 		a.releaseTimeWait(sk.tw) // a repeated start replaces it
 		sk.tw = a.tws.get()
@@ -738,7 +750,7 @@ func (a *Analyzer) lateTimeWait(r *tracer.Record) {
 	if r.Type != tracer.TypeState || !r.TimeWait || r.State == tracer.StateTimeWait {
 		return
 	}
-	for tw := a.timeWaits[tuple{r.Local, r.Remote}]; tw != nil; tw = tw.older {
+	for tw := a.timeWaits[makeTuple(r.Local, r.Remote)]; tw != nil; tw = tw.older {
 		if tw.conn == r.Conn {
 			if tw.orphan {
 				a.timeWaitEnded(tw, r)
@@ -846,14 +858,14 @@ func (a *Analyzer) timeWaitSign(r *tracer.Record) {
 		if r.TimeWait || r.State != tracer.StateSynSent {
 			return
 		}
-		tw, sign = a.timeWaits[tuple{r.Local, r.Remote}], signReuse
+		tw, sign = a.timeWaits[makeTuple(r.Local, r.Remote)], signReuse
 	case r.Flags&tracer.FlagRST != 0:
-		tw, sign = a.timeWaits[tuple{r.Dst, r.Src}], signRST
+		tw, sign = a.timeWaits[makeTuple(r.Dst, r.Src)], signRST
 	case r.Flags&(tracer.FlagSYN|tracer.FlagACK) == tracer.FlagSYN:
-		if tw = a.timeWaits[tuple{r.Src, r.Dst}]; tw != nil {
+		if tw = a.timeWaits[makeTuple(r.Src, r.Dst)]; tw != nil {
 			sign = signReuse // our own new SYN
 		} else {
-			tw, sign = a.timeWaits[tuple{r.Dst, r.Src}], signSYN
+			tw, sign = a.timeWaits[makeTuple(r.Dst, r.Src)], signSYN
 		}
 	default:
 		return

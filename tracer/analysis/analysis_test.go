@@ -665,7 +665,7 @@ func TestTimeWaitKillAfterTakeover(t *testing.T) {
 		t.Errorf("TIME_WAIT end record: conn %d %s timewait %v kill %q, want conn 1 CLOSE by tw_reuse",
 			end.Conn, end.State, end.TimeWait, end.TimeWaitKill)
 	}
-	head := a.timeWaits[tuple{netip.MustParseAddrPort(cli), netip.MustParseAddrPort(srv)}]
+	head := a.timeWaits[makeTuple(netip.MustParseAddrPort(cli), netip.MustParseAddrPort(srv))]
 	if len(a.timeWaits) != 1 || head == nil || head.conn != 2 || head.older != nil {
 		t.Errorf("TIME_WAIT index after the kill: %d entries, head %+v; want only connection 2's", len(a.timeWaits), head)
 	}
