@@ -139,18 +139,21 @@ type correlator struct {
 	// local port is known: connect() enters SYN_SENT before the kernel
 	// picks the port, so that record alone cannot be keyed.
 	pending map[uint64]*Record
-	// byCookie finds a socket's connection by the socket's cookie, so that
-	// its late events (the end of its TIME_WAIT, 50 ms after the kill)
-	// join the right connection after a new one took over the 4-tuple.
-	// An entry replaced on its key stays in the LRU list (and here) until
-	// swept or evicted; size counts every entry of the list.
-	byCookie map[uint64]*connEntry
+	// replaced: by key, the entries a newer connection took their
+	// 4-tuple from, oldest first. They stay in the LRU list until swept or
+	// evicted, so that late events of their sockets (the end of a
+	// TIME_WAIT, 50 ms after the kill) still join them, found by cookie.
+	// Rare (a 4-tuple reused within the linger), so a socket's cookie is
+	// looked up here, not in a map of every socket: the common case, a
+	// socket's own connection, is found by its key. size counts every
+	// entry of the list.
+	replaced map[connKey][]*connEntry
 	size     int
 	// idle is how long a connection not closed is kept after its last
 	// record (idleLinger unless setIdleTimeout).
 	idle time.Duration
 	// Peak sizes of the maps (ShrinkMap).
-	connsPeak, cookiePeak, pendingPeak int
+	connsPeak, replacedPeak, pendingPeak int
 	// twDone: entries whose TIME_WAITs all ended, in that order, for the
 	// sweep (TimeWaitLinger); an entry touched since is looked at again.
 	twDone []*connEntry
@@ -169,7 +172,7 @@ func newCorrelator(max int) *correlator {
 		max = DefaultMaxConns
 	}
 	c := &correlator{conns: make(map[connKey]*connEntry), max: max, pending: make(map[uint64]*Record),
-		byCookie: make(map[uint64]*connEntry), idle: idleLinger}
+		replaced: make(map[connKey][]*connEntry), idle: idleLinger}
 	c.lru.next, c.lru.prev = &c.lru, &c.lru
 	return c
 }
@@ -312,14 +315,13 @@ func (c *correlator) assign(r *Record) {
 	cookie := socketCookie(r)
 	birth := births(r)
 	t := r.Time.UnixNano()
-	// known: e is this socket's connection already (byCookie maps the
-	// cookie to e): the common case, spared two lookups in byCookie.
+	// known: e is this socket's connection already: the common case.
 	known := cookie != 0 && e != nil && e.cookies[e.end(r.Local)] == cookie
 	if known {
 		if e.lingerOver(t) || c.startsNew(e, r, cookie, birth) {
 			e, known = c.insert(key), false
 		}
-	} else if old := c.byCookie[cookie]; cookie != 0 && !birth && old != nil && old != e && old.key == key && !old.lingerOver(t) {
+	} else if old := c.replacedOf(key, cookie, r.Local); old != nil && !birth && !old.lingerOver(t) {
 		// A late event of a socket whose 4-tuple a new connection took.
 		e, known = old, true
 	} else if e == nil || e.lingerOver(t) || c.startsNew(e, r, cookie, birth) {
@@ -330,15 +332,26 @@ func (c *correlator) assign(r *Record) {
 	c.touch(e)
 	r.Conn = e.id
 	if cookie != 0 && !known {
-		end := e.end(r.Local)
-		if e.cookies[end] == 0 {
+		if end := e.end(r.Local); e.cookies[end] == 0 {
 			e.cookies[end] = cookie
 		}
-		if e.cookies[end] == cookie {
-			c.byCookie[cookie] = e
-			c.cookiePeak = max(c.cookiePeak, len(c.byCookie))
+	}
+}
+
+// replacedOf returns the newest replaced entry of key (a connection a
+// newer one took the 4-tuple from) whose socket at addr's end has cookie;
+// nil when none (or cookie is 0).
+func (c *correlator) replacedOf(key connKey, cookie uint64, addr netip.AddrPort) *connEntry {
+	if cookie == 0 || len(c.replaced) == 0 {
+		return nil
+	}
+	rs := c.replaced[key]
+	for i := len(rs) - 1; i >= 0; i-- {
+		if o := rs[i]; o.cookies[o.end(addr)] == cookie {
+			return o
 		}
 	}
+	return nil
 }
 
 // startsNew reports whether r, a record of e's 4-tuple, belongs to a new
@@ -459,6 +472,10 @@ func (c *correlator) insert(key connKey) *connEntry {
 	if c.size >= c.max {
 		c.evict(c.lru.prev)
 	}
+	if old := c.conns[key]; old != nil {
+		c.replaced[key] = append(c.replaced[key], old)
+		c.replacedPeak = max(c.replacedPeak, len(c.replaced))
+	}
 	c.next++
 	var e *connEntry
 	if n := len(c.free); n > 0 {
@@ -488,11 +505,8 @@ func (c *correlator) remove(e *connEntry) {
 	c.size--
 	if c.conns[e.key] == e {
 		delete(c.conns, e.key)
-	}
-	for _, ck := range e.cookies {
-		if ck != 0 && c.byCookie[ck] == e {
-			delete(c.byCookie, ck)
-		}
+	} else {
+		c.unreplace(e)
 	}
 	// Nothing points to e now but the sweep's twDone list, which skips
 	// an entry that is unlinked or not done (a reused one is a live
@@ -500,6 +514,23 @@ func (c *correlator) remove(e *connEntry) {
 	if len(c.free) < maxFreeEntries {
 		*e = connEntry{}
 		c.free = append(c.free, e)
+	}
+}
+
+// unreplace takes e out of the replaced entries of its key.
+func (c *correlator) unreplace(e *connEntry) {
+	rs := c.replaced[e.key]
+	for i, o := range rs {
+		if o == e {
+			rs = append(rs[:i], rs[i+1:]...)
+			rs[len(rs):cap(rs)][0] = nil
+			break
+		}
+	}
+	if len(rs) == 0 {
+		delete(c.replaced, e.key)
+	} else {
+		c.replaced[e.key] = rs
 	}
 }
 
@@ -557,7 +588,7 @@ func (c *correlator) sweep(now time.Time) {
 	}
 	// Maps keep their peak capacity: give a storm's memory back.
 	c.conns = ShrinkMap(c.conns, &c.connsPeak)
-	c.byCookie = ShrinkMap(c.byCookie, &c.cookiePeak)
+	c.replaced = ShrinkMap(c.replaced, &c.replacedPeak)
 	c.pending = ShrinkMap(c.pending, &c.pendingPeak)
 }
 

@@ -349,12 +349,12 @@ func TestReplacedEntriesBounded(t *testing.T) {
 			state(i, "10.0.0.2:80", "10.0.0.1:40000", StateSynRecv, StateEstablished, uint64(100+i), 1))
 	}
 	run(t, c, in)
-	if c.size > 10 || len(c.byCookie) > 20 {
-		t.Errorf("%d entries, %d cookies after 100 reuses of one tuple, cap 10", c.size, len(c.byCookie))
+	if n := len(c.replaced[makeConnKey(ap("10.0.0.1:40000"), ap("10.0.0.2:80"), 1)]); c.size > 10 || n > 9 {
+		t.Errorf("%d entries, %d replaced after 100 reuses of one tuple, cap 10", c.size, n)
 	}
 	c.sweep(base.Add(time.Hour))
-	if c.size != 0 || len(c.byCookie) != 0 || len(c.conns) != 0 {
-		t.Errorf("after the idle sweep: %d entries, %d cookies, %d keys", c.size, len(c.byCookie), len(c.conns))
+	if c.size != 0 || len(c.replaced) != 0 || len(c.conns) != 0 {
+		t.Errorf("after the idle sweep: %d entries, %d replaced keys, %d keys", c.size, len(c.replaced), len(c.conns))
 	}
 }
 
