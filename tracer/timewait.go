@@ -31,16 +31,24 @@ const (
 )
 
 // twSocket is a socket in TIME_WAIT: kept for the 60 s of TIME_WAIT, so
-// compact (tens of bytes, by value in the map): the owner is interned.
+// compact (16 bytes, by value in the map): the owner is interned, the
+// records held for a moment are apart (twHeldRecs).
 type twSocket struct {
-	start     int64   // Unix ns; zero when TIME_WAIT began before tracing
-	owner     uint32  // of the socket it replaced, in owners; 0 none yet
-	startRec  *Record // held until the old state is known
-	cancelRec *Record // held: killed, unless an arm follows
+	start int64  // Unix ns; zero when TIME_WAIT began before tracing
+	owner uint32 // of the socket it replaced, in owners; 0 none yet
+}
+
+// twHeldRecs are the records held back for a socket in TIME_WAIT.
+type twHeldRecs struct {
+	start  *Record // held until the old state is known
+	cancel *Record // held: killed, unless an arm follows
 }
 
 type twTracker struct {
 	socks map[uint64]twSocket // by cookie
+	// holding: the sockets with a held record, by cookie: those whose
+	// TIME_WAIT began or was cancelled within twHold, a few in a storm.
+	holding map[uint64]twHeldRecs
 	// held: the held start and cancel records by time, so that a tick
 	// touches only those due, not every socket in TIME_WAIT. An entry
 	// whose record is no longer held is skipped when it comes out.
@@ -50,9 +58,22 @@ type twTracker struct {
 	free   []*Record
 	owners owners
 	peak   int // of socks (ShrinkMap)
+	// holdingPeak: of holding (ShrinkMap).
+	holdingPeak int
 }
 
-func newTWTracker() *twTracker { return &twTracker{socks: map[uint64]twSocket{}} }
+func newTWTracker() *twTracker {
+	return &twTracker{socks: map[uint64]twSocket{}, holding: map[uint64]twHeldRecs{}}
+}
+
+// setHeld notes what is held for the socket with cookie.
+func (t *twTracker) setHeld(cookie uint64, h twHeldRecs) {
+	if h.start == nil && h.cancel == nil {
+		delete(t.holding, cookie)
+	} else {
+		t.holding[cookie] = h
+	}
+}
 
 // twHeld is a held record of the socket with cookie.
 type twHeld struct {
@@ -92,22 +113,30 @@ func (t *twTracker) handle(r *Record, emit func(*Record) error) error {
 		if ok {
 			// cancel + arm: a re-arm, TIME_WAIT goes on. The held cancel
 			// is skipped when it comes out of the heap.
-			st.cancelRec = nil
-			t.socks[r.Cookie] = st
+			if h, held := t.holding[r.Cookie]; held {
+				h.cancel = nil
+				t.setHeld(r.Cookie, h)
+			}
 			return nil
 		}
 		start := t.hold(r)
 		start.twEvent = 0
 		start.TimeWait = true
 		start.OldState, start.State = StateFinWait2, StateTimeWait
-		t.socks[r.Cookie] = twSocket{start: r.Time.UnixNano(), startRec: start}
+		t.socks[r.Cookie] = twSocket{start: r.Time.UnixNano()}
 		t.peak = max(t.peak, len(t.socks))
+		t.holding[r.Cookie] = twHeldRecs{start: start}
+		t.holdingPeak = max(t.holdingPeak, len(t.holding))
 		t.held.Push(r.Time.UnixNano(), twHeld{cookie: r.Cookie, rec: start})
 	case twCancelled:
 		held := t.hold(r)
-		st.cancelRec = held
-		t.socks[r.Cookie] = st
-		t.peak = max(t.peak, len(t.socks))
+		if !ok {
+			t.socks[r.Cookie] = st // began before tracing
+			t.peak = max(t.peak, len(t.socks))
+		}
+		h := t.holding[r.Cookie]
+		h.cancel = held
+		t.holding[r.Cookie] = h
 		t.held.Push(r.Time.UnixNano(), twHeld{cookie: r.Cookie, rec: held})
 	case twExpired:
 		return t.end(r, st, ok, "expired", emit)
@@ -122,15 +151,17 @@ func (t *twTracker) before(r *Record, emit func(*Record) error) error {
 	// Only a socket in FIN_WAIT2 or CLOSING goes into TIME_WAIT
 	// (tcp_time_wait): other CLOSEs are spared the lookup.
 	if r.Type != TypeState || r.State != StateClose || r.OldState != StateFinWait2 && r.OldState != StateClosing ||
-		len(t.socks) == 0 {
+		len(t.holding) == 0 {
 		return nil
 	}
-	st, ok := t.socks[r.Cookie]
-	if !ok || st.startRec == nil {
+	h, ok := t.holding[r.Cookie]
+	if !ok || h.start == nil {
 		return nil
 	}
-	start := st.startRec
-	st.startRec = nil
+	start := h.start
+	h.start = nil
+	t.setHeld(r.Cookie, h)
+	st := t.socks[r.Cookie]
 	if r.OldState == StateClosing {
 		start.OldState = r.OldState
 	}
@@ -145,8 +176,10 @@ func (t *twTracker) before(r *Record, emit func(*Record) error) error {
 // end emits TIME_WAIT -> CLOSE for st (known: ok) and forgets it.
 func (t *twTracker) end(r *Record, st twSocket, ok bool, how string, emit func(*Record) error) error {
 	delete(t.socks, r.Cookie)
-	if ok && st.startRec != nil {
-		if err := emit(st.startRec); err != nil {
+	h, held := t.holding[r.Cookie]
+	delete(t.holding, r.Cookie)
+	if held && h.start != nil {
+		if err := emit(h.start); err != nil {
 			return err
 		}
 	}
@@ -186,15 +219,16 @@ func (t *twTracker) tick(now time.Time, emit func(*Record) error) error {
 		if !ok {
 			break
 		}
-		st, ok := t.socks[h.cookie]
+		hr, ok := t.holding[h.cookie]
 		var err error
 		switch {
-		case ok && st.startRec == h.rec:
-			st.startRec = nil
-			t.socks[h.cookie] = st
+		case ok && hr.start == h.rec:
+			hr.start = nil
+			t.setHeld(h.cookie, hr)
 			err = emit(h.rec)
-		case ok && st.cancelRec == h.rec:
-			err = t.end(h.rec, st, true, "killed", emit)
+		case ok && hr.cancel == h.rec:
+			st, known := t.socks[h.cookie]
+			err = t.end(h.rec, st, known, "killed", emit)
 		}
 		// The heap owns the held records' storage: emitted (records
 		// are copied by the next stages) or no longer held (ended,
@@ -207,6 +241,7 @@ func (t *twTracker) tick(now time.Time, emit func(*Record) error) error {
 	if now.IsZero() || t.held.Len() == 0 {
 		// A storm's map memory goes back once it is over.
 		t.socks = ShrinkMap(t.socks, &t.peak)
+		t.holding = ShrinkMap(t.holding, &t.holdingPeak)
 	}
 	return nil
 }
