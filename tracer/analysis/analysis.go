@@ -10,6 +10,7 @@ package analysis
 
 import (
 	"errors"
+	"hash/maphash"
 	"math"
 	"net/netip"
 	"time"
@@ -91,12 +92,15 @@ type Analyzer struct {
 	latest  int64
 	losses  uint64 // lost records seen so far
 	lossKnd string
-	// TIME_WAIT sockets by 4-tuple (local, remote), to tell what killed
-	// one early: the newest, then older ones of the same 4-tuple
-	// (timeWait.older). Entries go when their connection is summarized,
-	// unless the TIME_WAIT goes on: then at its end record or after
-	// twOrphanMax (orphanQ, by record time).
-	timeWaits map[tuple]*timeWait
+	// TIME_WAIT sockets by the hash of their 4-tuple (local, remote:
+	// tupleHash), to tell what killed one early. Each key heads a chain
+	// (timeWait.older), newest first, of the entries of its 4-tuple and of
+	// any other whose hash is the same (timeWaitOf compares tuples): a
+	// key of 8 bytes instead of 36, for every socket in TIME_WAIT.
+	// Entries go when their connection is summarized, unless the
+	// TIME_WAIT goes on: then at its end record or after twOrphanMax
+	// (orphanQ, by record time).
+	timeWaits map[uint64]*timeWait
 	orphanQ   deadline.Heap[twRef]
 	peaks     [6]int    // of the maps above (tracer.ShrinkMap), noted on insert
 	stopped   bool      // the next sink asked to stop
@@ -187,7 +191,7 @@ func New(next tracer.Sink, cfg Config) *Analyzer {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	a := &Analyzer{next: next, cfg: cfg, conns: make(map[uint64]*conn),
-		ended: make(map[uint64]*conn), gone: make(map[uint64]goneRec), timeWaits: make(map[tuple]*timeWait)}
+		ended: make(map[uint64]*conn), gone: make(map[uint64]goneRec), timeWaits: make(map[uint64]*timeWait)}
 	a.lru.prev, a.lru.next = &a.lru, &a.lru
 	return a
 }
@@ -201,6 +205,13 @@ type tuple struct {
 	local, remote [16]byte
 	lport, rport  uint16
 }
+
+// tupleSeed seeds tupleHash.
+var tupleSeed = maphash.MakeSeed()
+
+// tupleHash is t's key in the TIME_WAIT index (a variable: tests make
+// every tuple collide).
+var tupleHash = func(t tuple) uint64 { return maphash.Comparable(tupleSeed, t) }
 
 // makeTuple returns the tuple of local and remote.
 func makeTuple(local, remote netip.AddrPort) tuple {
@@ -260,21 +271,22 @@ type timeWait struct {
 	// (twRef).
 	id, gen uint32
 	tuple   tuple
-	// older: the entry of an earlier TIME_WAIT socket of the same 4-tuple
-	// that goes on (a new connection took the 4-tuple over; its end
-	// record is still to come); the index holds the newest.
-	older    *timeWait
-	conn     uint64 // the connection's id: an end record finds its entry
-	signAt   int64  // Unix ns of sign; 0 none
-	killedAt int64  // Unix ns of the kill record; 0 none
-	sign     killSign
-	kill     killSign
+	sign    killSign
+	kill    killSign
 	// orphan: its connection was summarized while the TIME_WAIT went on;
 	// the entry stays in the index (for what kills it) until its end
 	// record or orphanQ, and is reused as soon as it leaves the index.
 	orphan bool
 	// indexed: in the index (at its head or behind a newer entry).
 	indexed bool
+	// older: the next entry of its index chain: an earlier TIME_WAIT
+	// socket of the same 4-tuple that goes on (a new connection took the
+	// 4-tuple over; its end record is still to come), or one of another
+	// 4-tuple of the same hash. The index holds the newest.
+	older    *timeWait
+	conn     uint64 // the connection's id: an end record finds its entry
+	signAt   int64  // Unix ns of sign; 0 none
+	killedAt int64  // Unix ns of the kill record; 0 none
 }
 
 // conn is the analysis state of one connection (one conn id).
@@ -750,8 +762,9 @@ func (a *Analyzer) lateTimeWait(r *tracer.Record) {
 	if r.Type != tracer.TypeState || !r.TimeWait || r.State == tracer.StateTimeWait {
 		return
 	}
-	for tw := a.timeWaits[makeTuple(r.Local, r.Remote)]; tw != nil; tw = tw.older {
-		if tw.conn == r.Conn {
+	t := makeTuple(r.Local, r.Remote)
+	for tw := a.timeWaits[tupleHash(t)]; tw != nil; tw = tw.older {
+		if tw.conn == r.Conn && tw.tuple == t {
 			if tw.orphan {
 				a.timeWaitEnded(tw, r)
 			}
@@ -790,9 +803,19 @@ func (a *Analyzer) timeWaitRecord(sk *twState, r *tracer.Record) time.Duration {
 
 // indexTimeWait puts tw at the head of its 4-tuple's entries.
 func (a *Analyzer) indexTimeWait(tw *timeWait) {
-	tw.older, tw.indexed = a.timeWaits[tw.tuple], true
-	a.timeWaits[tw.tuple] = tw
+	h := tupleHash(tw.tuple)
+	tw.older, tw.indexed = a.timeWaits[h], true
+	a.timeWaits[h] = tw
 	a.peaks[5] = max(a.peaks[5], len(a.timeWaits))
+}
+
+// timeWaitOf returns the newest TIME_WAIT entry of t; nil when none.
+func (a *Analyzer) timeWaitOf(t tuple) *timeWait {
+	tw := a.timeWaits[tupleHash(t)]
+	for tw != nil && tw.tuple != t {
+		tw = tw.older
+	}
+	return tw
 }
 
 // forgetTimeWait drops tw (nil: none) from the TIME_WAIT index.
@@ -800,12 +823,13 @@ func (a *Analyzer) forgetTimeWait(tw *timeWait) {
 	if tw == nil || !tw.indexed {
 		return
 	}
-	head := a.timeWaits[tw.tuple]
+	h := tupleHash(tw.tuple)
+	head := a.timeWaits[h]
 	switch {
 	case head == tw && tw.older == nil:
-		delete(a.timeWaits, tw.tuple)
+		delete(a.timeWaits, h)
 	case head == tw:
-		a.timeWaits[tw.tuple] = tw.older
+		a.timeWaits[h] = tw.older
 	default:
 		for e := head; e != nil; e = e.older {
 			if e.older == tw {
@@ -858,14 +882,14 @@ func (a *Analyzer) timeWaitSign(r *tracer.Record) {
 		if r.TimeWait || r.State != tracer.StateSynSent {
 			return
 		}
-		tw, sign = a.timeWaits[makeTuple(r.Local, r.Remote)], signReuse
+		tw, sign = a.timeWaitOf(makeTuple(r.Local, r.Remote)), signReuse
 	case r.Flags&tracer.FlagRST != 0:
-		tw, sign = a.timeWaits[makeTuple(r.Dst, r.Src)], signRST
+		tw, sign = a.timeWaitOf(makeTuple(r.Dst, r.Src)), signRST
 	case r.Flags&(tracer.FlagSYN|tracer.FlagACK) == tracer.FlagSYN:
-		if tw = a.timeWaits[makeTuple(r.Src, r.Dst)]; tw != nil {
+		if tw = a.timeWaitOf(makeTuple(r.Src, r.Dst)); tw != nil {
 			sign = signReuse // our own new SYN
 		} else {
-			tw, sign = a.timeWaits[makeTuple(r.Dst, r.Src)], signSYN
+			tw, sign = a.timeWaitOf(makeTuple(r.Dst, r.Src)), signSYN
 		}
 	default:
 		return

@@ -665,7 +665,7 @@ func TestTimeWaitKillAfterTakeover(t *testing.T) {
 		t.Errorf("TIME_WAIT end record: conn %d %s timewait %v kill %q, want conn 1 CLOSE by tw_reuse",
 			end.Conn, end.State, end.TimeWait, end.TimeWaitKill)
 	}
-	head := a.timeWaits[makeTuple(netip.MustParseAddrPort(cli), netip.MustParseAddrPort(srv))]
+	head := a.timeWaitOf(makeTuple(netip.MustParseAddrPort(cli), netip.MustParseAddrPort(srv)))
 	if len(a.timeWaits) != 1 || head == nil || head.conn != 2 || head.older != nil {
 		t.Errorf("TIME_WAIT index after the kill: %d entries, head %+v; want only connection 2's", len(a.timeWaits), head)
 	}
@@ -986,4 +986,17 @@ func TestTimeWaitKillCause(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTimeWaitIndexCollisions runs the TIME_WAIT kill tests again with
+// every 4-tuple's hash the same: the index's chains must tell tuples
+// apart (timeWaitOf), not trust the hash.
+func TestTimeWaitIndexCollisions(t *testing.T) {
+	hash := tupleHash
+	tupleHash = func(tuple) uint64 { return 42 }
+	t.Cleanup(func() { tupleHash = hash })
+	t.Run("KillAfterSummary", TestTimeWaitKillAfterSummary)
+	t.Run("KillAfterTakeover", TestTimeWaitKillAfterTakeover)
+	t.Run("KillCause", TestTimeWaitKillCause)
+	t.Run("Observed", TestTimeWaitObserved)
 }
