@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"bytes"
+	"hash/maphash"
 	"net/netip"
 	"time"
 )
@@ -128,10 +129,15 @@ func (e *connEntry) close(t int64) {
 // the least recently seen connection goes first. It is used by the single
 // reader goroutine only.
 type correlator struct {
-	next    uint64
-	conns   map[connKey]*connEntry
-	max     int
-	evicted uint64
+	next uint64
+	// conns: the current entry of each key, by the key's hash
+	// (connKeyHash): 8 bytes of key instead of 40 for every connection
+	// the table knows. An entry whose hash the current entry of another
+	// key holds is in collided instead (lookup compares keys).
+	conns    map[uint64]*connEntry
+	collided map[connKey]*connEntry
+	max      int
+	evicted  uint64
 	// lru is a sentinel: lru.next is the most recently seen entry,
 	// lru.prev the least.
 	lru connEntry
@@ -171,7 +177,7 @@ func newCorrelator(max int) *correlator {
 	if max <= 0 {
 		max = DefaultMaxConns
 	}
-	c := &correlator{conns: make(map[connKey]*connEntry), max: max, pending: make(map[uint64]*Record),
+	c := &correlator{conns: make(map[uint64]*connEntry), collided: make(map[connKey]*connEntry), max: max, pending: make(map[uint64]*Record),
 		replaced: make(map[connKey][]*connEntry), idle: idleLinger}
 	c.lru.next, c.lru.prev = &c.lru, &c.lru
 	return c
@@ -311,7 +317,8 @@ func (c *correlator) assign(r *Record) {
 		r.Conn = 0
 		return
 	}
-	e := c.conns[key]
+	h := connKeyHash(key)
+	e := c.current(key, h)
 	cookie := socketCookie(r)
 	birth := births(r)
 	t := r.Time.UnixNano()
@@ -319,13 +326,13 @@ func (c *correlator) assign(r *Record) {
 	known := cookie != 0 && e != nil && e.cookies[e.end(r.Local)] == cookie
 	if known {
 		if e.lingerOver(t) || c.startsNew(e, r, cookie, birth) {
-			e, known = c.insert(key), false
+			e, known = c.insert(key, h), false
 		}
 	} else if old := c.replacedOf(key, cookie, r.Local); old != nil && !birth && !old.lingerOver(t) {
 		// A late event of a socket whose 4-tuple a new connection took.
 		e, known = old, true
 	} else if e == nil || e.lingerOver(t) || c.startsNew(e, r, cookie, birth) {
-		e = c.insert(key)
+		e = c.insert(key, h)
 	}
 	c.observe(e, r)
 	e.lastSeen = max(e.lastSeen, t)
@@ -466,13 +473,63 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 	}
 }
 
-func (c *correlator) insert(key connKey) *connEntry {
+// connKeySeed seeds connKeyHash.
+var connKeySeed = maphash.MakeSeed()
+
+// connKeyHash is k's key in the correlator's table (a variable: tests make
+// every key collide).
+var connKeyHash = func(k connKey) uint64 { return maphash.Comparable(connKeySeed, k) }
+
+// current returns the current entry of key, whose hash is h; nil when
+// none.
+func (c *correlator) current(key connKey, h uint64) *connEntry {
+	if e := c.conns[h]; e != nil && e.key == key {
+		return e
+	}
+	if len(c.collided) > 0 {
+		return c.collided[key]
+	}
+	return nil
+}
+
+// keys reports how many keys have a current entry.
+func (c *correlator) keys() int { return len(c.conns) + len(c.collided) }
+
+// setCurrent makes e the current entry of its key, whose hash is h.
+func (c *correlator) setCurrent(e *connEntry, h uint64) {
+	if cur := c.conns[h]; cur == nil || cur.key == e.key {
+		c.conns[h] = e
+		if len(c.collided) > 0 {
+			delete(c.collided, e.key)
+		}
+		c.connsPeak = max(c.connsPeak, len(c.conns))
+		return
+	}
+	c.collided[e.key] = e
+}
+
+// dropCurrent makes e, the current entry of its key, not current: false
+// when it is not.
+func (c *correlator) dropCurrent(e *connEntry) bool {
+	h := connKeyHash(e.key)
+	if c.conns[h] == e {
+		delete(c.conns, h)
+		return true
+	}
+	if len(c.collided) > 0 && c.collided[e.key] == e {
+		delete(c.collided, e.key)
+		return true
+	}
+	return false
+}
+
+func (c *correlator) insert(key connKey, h uint64) *connEntry {
 	// A replaced entry (a new connection on the same tuple) stays in the
 	// list for its sockets' late events, until swept or evicted.
 	if c.size >= c.max {
 		c.evict(c.lru.prev)
 	}
-	if old := c.conns[key]; old != nil {
+	if old := c.current(key, h); old != nil {
 		c.replaced[key] = append(c.replaced[key], old)
 		c.replacedPeak = max(c.replacedPeak, len(c.replaced))
 	}
@@ -484,8 +541,7 @@ func (c *correlator) insert(key connKey) *connEntry {
 		e = new(connEntry)
 	}
 	*e = connEntry{key: key, id: c.next}
-	c.conns[key] = e
-	c.connsPeak = max(c.connsPeak, len(c.conns))
+	c.setCurrent(e, h)
 	c.pushFront(e)
 	c.size++
 	return e
@@ -503,9 +559,7 @@ func (c *correlator) evict(e *connEntry) {
 func (c *correlator) remove(e *connEntry) {
 	c.unlink(e)
 	c.size--
-	if c.conns[e.key] == e {
-		delete(c.conns, e.key)
-	} else {
+	if !c.dropCurrent(e) {
 		c.unreplace(e)
 	}
 	// Nothing points to e now but the sweep's twDone list, which skips

@@ -174,14 +174,14 @@ func TestTableIsBounded(t *testing.T) {
 		in = append(in, pkt(i, netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), uint16(1000+i)).String(), "10.0.0.2:80", FlagACK, 1, 0))
 	}
 	run(t, c, in)
-	if len(c.conns) > 100 {
-		t.Errorf("table holds %d entries, cap 100", len(c.conns))
+	if c.keys() > 100 {
+		t.Errorf("table holds %d entries, cap 100", c.keys())
 	}
 	if c.evicted == 0 {
 		t.Error("no evictions counted")
 	}
 	newest := makeConnKey(ap("10.0.0.1:1999"), ap("10.0.0.2:80"), 0)
-	if c.conns[newest] == nil {
+	if c.lookup(newest) == nil {
 		t.Error("the most recent connection was evicted")
 	}
 }
@@ -193,12 +193,12 @@ func TestSweepForgetsClosedAfterLinger(t *testing.T) {
 		state(0, "10.0.0.1:3", "10.0.0.2:4", StateSynSent, StateEstablished, 2, 1),
 	})
 	c.sweep(base.Add(closedLinger + time.Second))
-	if len(c.conns) != 1 {
-		t.Errorf("%d entries after sweep, want only the open one", len(c.conns))
+	if c.keys() != 1 {
+		t.Errorf("%d entries after sweep, want only the open one", c.keys())
 	}
 	c.sweep(base.Add(idleLinger + time.Second))
-	if len(c.conns) != 0 {
-		t.Errorf("%d entries after idle sweep", len(c.conns))
+	if c.keys() != 0 {
+		t.Errorf("%d entries after idle sweep", c.keys())
 	}
 }
 
@@ -210,12 +210,12 @@ func TestIdleLingerOutlastsIdleTimeout(t *testing.T) {
 	c.setIdleTimeout(45 * time.Minute)
 	run(t, c, []Record{state(0, "10.0.0.1:3", "10.0.0.2:4", StateSynSent, StateEstablished, 2, 1)})
 	c.sweep(base.Add(45*time.Minute + time.Second))
-	if len(c.conns) != 1 {
+	if c.keys() != 1 {
 		t.Fatal("the correlator forgot an idle connection before the analyzer's idle timeout")
 	}
 	c.sweep(base.Add(45*time.Minute + ClosedLinger + time.Second))
-	if len(c.conns) != 0 {
-		t.Errorf("%d entries after the idle linger", len(c.conns))
+	if c.keys() != 0 {
+		t.Errorf("%d entries after the idle linger", c.keys())
 	}
 	if IdleLinger(time.Minute) != idleLinger {
 		t.Errorf("IdleLinger(1m) = %v, want the %v floor", IdleLinger(time.Minute), idleLinger)
@@ -251,8 +251,8 @@ func TestPacketsAloneCloseAConnection(t *testing.T) {
 		pkt(3, "10.0.0.1:3", "10.0.0.2:80", FlagFIN|FlagACK, 5, 0), // half-closed only
 	})
 	c.sweep(base.Add(closedLinger + time.Minute))
-	if len(c.conns) != 1 || c.conns[makeConnKey(ap("10.0.0.1:3"), ap("10.0.0.2:80"), 0)] == nil {
-		t.Errorf("after sweep %d entries, want only the half-closed connection", len(c.conns))
+	if c.keys() != 1 || c.lookup(makeConnKey(ap("10.0.0.1:3"), ap("10.0.0.2:80"), 0)) == nil {
+		t.Errorf("after sweep %d entries, want only the half-closed connection", c.keys())
 	}
 }
 
@@ -295,14 +295,14 @@ func TestEvictionIsLeastRecentlySeen(t *testing.T) {
 	in = append(in, pkt(100, "10.0.0.1:1000", "10.0.0.2:80", FlagACK, 2, 0)) // the oldest, seen again
 	in = append(in, pkt(101, "10.0.0.1:5000", "10.0.0.2:80", FlagACK, 1, 0)) // forces one eviction
 	run(t, c, in)
-	if c.conns[makeConnKey(ap("10.0.0.1:1000"), ap("10.0.0.2:80"), 0)] == nil {
+	if c.lookup(makeConnKey(ap("10.0.0.1:1000"), ap("10.0.0.2:80"), 0)) == nil {
 		t.Error("a recently seen entry was evicted")
 	}
-	if c.conns[makeConnKey(ap("10.0.0.1:1001"), ap("10.0.0.2:80"), 0)] != nil {
+	if c.lookup(makeConnKey(ap("10.0.0.1:1001"), ap("10.0.0.2:80"), 0)) != nil {
 		t.Error("the least recently seen entry was kept")
 	}
-	if c.evicted != 1 || len(c.conns) != 16 {
-		t.Errorf("evicted %d, table %d", c.evicted, len(c.conns))
+	if c.evicted != 1 || c.keys() != 16 {
+		t.Errorf("evicted %d, table %d", c.evicted, c.keys())
 	}
 }
 
@@ -353,8 +353,8 @@ func TestReplacedEntriesBounded(t *testing.T) {
 		t.Errorf("%d entries, %d replaced after 100 reuses of one tuple, cap 10", c.size, n)
 	}
 	c.sweep(base.Add(time.Hour))
-	if c.size != 0 || len(c.replaced) != 0 || len(c.conns) != 0 {
-		t.Errorf("after the idle sweep: %d entries, %d replaced keys, %d keys", c.size, len(c.replaced), len(c.conns))
+	if c.size != 0 || len(c.replaced) != 0 || c.keys() != 0 {
+		t.Errorf("after the idle sweep: %d entries, %d replaced keys, %d keys", c.size, len(c.replaced), c.keys())
 	}
 }
 
@@ -603,7 +603,7 @@ func TestTimeWaitEndShortensLinger(t *testing.T) {
 		t.Errorf("a packet %v after the last record (TIME_WAIT over) kept the id %d", TimeWaitLinger+time.Second, id)
 	}
 	c.sweep(base.Add(80 * time.Second))
-	if c.conns[makeConnKey(ap(cli), ap(srv), 1)] == nil || c.size != 1 {
+	if c.lookup(makeConnKey(ap(cli), ap(srv), 1)) == nil || c.size != 1 {
 		t.Errorf("sweep: %d entries, want only the new one", c.size)
 	}
 
@@ -624,13 +624,17 @@ func TestCorrelatorEntryCompact(t *testing.T) {
 		t.Errorf("key %d bytes, entry %d, want 40 and at most 128", k, e)
 	}
 	c := newCorrelator(0)
+	insert := func(port int) {
+		k := makeConnKey(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, 1}), uint16(port)), ap("10.0.0.2:80"), 0)
+		c.insert(k, connKeyHash(k))
+	}
 	for i := range 100 {
-		c.insert(makeConnKey(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, 1}), uint16(1000+i)), ap("10.0.0.2:80"), 0))
+		insert(1000 + i)
 	}
 	i := 0
 	if n := testing.AllocsPerRun(1000, func() {
 		c.remove(c.lru.prev)
-		c.insert(makeConnKey(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, 1}), uint16(2000+i%50)), ap("10.0.0.2:80"), 0))
+		insert(2000 + i%50)
 		i++
 	}); n != 0 {
 		t.Errorf("%v allocations per entry once entries are removed, want 0", n)
@@ -668,5 +672,27 @@ func TestHeldSynSentReused(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, one); n != 0 {
 		t.Errorf("%v allocations per client connection, want 0", n)
+	}
+}
+
+// lookup returns the current entry of key.
+func (c *correlator) lookup(key connKey) *connEntry { return c.current(key, connKeyHash(key)) }
+
+// TestCorrelatorKeyCollisions runs the correlator's tests again with every
+// key's hash the same: the table must tell keys apart (current compares
+// them), not trust the hash.
+func TestCorrelatorKeyCollisions(t *testing.T) {
+	hash := connKeyHash
+	connKeyHash = func(connKey) uint64 { return 7 }
+	t.Cleanup(func() { connKeyHash = hash })
+	for name, test := range map[string]func(*testing.T){
+		"OneConnForBothEnds": TestOneConnForBothEnds, "ReusedTupleGetsNewConn": TestReusedTupleGetsNewConn,
+		"NetnsInKeyOnlyForLoopback": TestNetnsInKeyOnlyForLoopback, "TableIsBounded": TestTableIsBounded,
+		"SweepForgetsClosedAfterLinger": TestSweepForgetsClosedAfterLinger, "PacketsAloneCloseAConnection": TestPacketsAloneCloseAConnection,
+		"ListenersPerNetns": TestListenersPerNetns, "EvictionIsLeastRecentlySeen": TestEvictionIsLeastRecentlySeen,
+		"LateEventAfterTupleReuse": TestLateEventAfterTupleReuse, "ReplacedEntriesBounded": TestReplacedEntriesBounded,
+		"TupleReuse": TestTupleReuse, "TimeWaitEndShortensLinger": TestTimeWaitEndShortensLinger,
+	} {
+		t.Run(name, test)
 	}
 }
