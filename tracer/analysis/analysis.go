@@ -83,10 +83,9 @@ type Analyzer struct {
 	endedQ  deadline.Heap[uint64] // ended ids by end of quiet period (stale ones skipped)
 	holding []*conn               // connections with packets waiting for kernel confirmation
 	// gone: summarized conn ids, so that a late record of a connection
-	// does not start a second summary. An id is kept as long as the
-	// correlator may still give it to a record (goneLinger).
-	gone  map[uint64]goneRec
-	goneQ [3]idQueue // gone ids by expiry: closed ones, others, TIME_WAIT over
+	// does not start a second summary. An id is kept at least as long as
+	// the correlator may still give it to a record (goneSet).
+	gone goneSet
 	// latest is the latest record time (Unix ns): gone ids expire by
 	// record time, so that a backlog of records cannot outlast them.
 	latest  int64
@@ -102,7 +101,7 @@ type Analyzer struct {
 	// (orphanQ, by record time).
 	timeWaits map[uint64]*timeWait
 	orphanQ   deadline.Heap[twRef]
-	peaks     [6]int    // of the maps above (tracer.ShrinkMap), noted on insert
+	peaks     [3]int    // of the maps above (tracer.ShrinkMap), noted on insert
 	stopped   bool      // the next sink asked to stop
 	exitAt    time.Time // when tracing stopped (Finish), zero before
 	out       tracer.Record
@@ -125,54 +124,6 @@ type held struct {
 	since time.Time
 }
 
-// goneRec is a summarized conn id's expiry (Unix ns), its linger after
-// its last record (whole seconds, rounded up), and how many TIME_WAITs of it go on (begun, their
-// start record seen, not ended), counted as the correlator counts them:
-// once the last ends, the correlator keeps the id only TimeWaitLinger.
-type goneRec struct {
-	until   int64
-	lingerS uint32
-	tw      int8
-}
-
-func (g goneRec) linger() int64 { return int64(g.lingerS) * int64(time.Second) }
-
-// idQueue is a FIFO of conn ids with a time (Unix ns) each.
-type idQueue struct {
-	q    []idAt
-	head int
-}
-
-type idAt struct {
-	id uint64
-	at int64
-}
-
-func (q *idQueue) push(id uint64, at int64) { q.q = append(q.q, idAt{id, at}) }
-
-// front returns the oldest entry; false when empty.
-func (q *idQueue) front() (idAt, bool) {
-	if q.head >= len(q.q) {
-		return idAt{}, false
-	}
-	return q.q[q.head], true
-}
-
-func (q *idQueue) pop() {
-	q.head++
-	switch {
-	case q.head == len(q.q) && cap(q.q) > 4096:
-		q.q, q.head = nil, 0 // give a storm's backlog back
-	case q.head == len(q.q):
-		q.q, q.head = q.q[:0], 0
-	case q.head >= 1024 && q.head*2 >= len(q.q):
-		n := copy(q.q, q.q[q.head:])
-		q.q, q.head = q.q[:n], 0
-	}
-}
-
-func (q *idQueue) len() int { return len(q.q) - q.head }
-
 // quietAt is when a connection last seen at last has been quiet for
 // quietAfterClose (Unix ns); the earliest time for the zero time.
 func quietAt(last time.Time) int64 {
@@ -191,7 +142,7 @@ func New(next tracer.Sink, cfg Config) *Analyzer {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	a := &Analyzer{next: next, cfg: cfg, conns: make(map[uint64]*conn),
-		ended: make(map[uint64]*conn), gone: make(map[uint64]goneRec), timeWaits: make(map[uint64]*timeWait)}
+		ended: make(map[uint64]*conn), gone: newGoneSet(), timeWaits: make(map[uint64]*timeWait)}
 	a.lru.prev, a.lru.next = &a.lru, &a.lru
 	return a
 }
@@ -485,11 +436,11 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 	if c != nil {
 		a.toFront(c)
 	} else {
-		if g, ok := a.gone[r.Conn]; ok {
+		if ok, idle := a.gone.has(r.Conn); ok {
 			// A late record of a summarized connection: passed on as
 			// is. The correlator keeps the id for its linger after
 			// this record.
-			a.lateRecord(r, g)
+			a.lateRecord(r, idle)
 			if len(a.timeWaits) > 0 && (r.Type == tracer.TypePacket || r.Type == tracer.TypeState) {
 				a.lateTimeWait(r)
 			}
@@ -806,7 +757,7 @@ func (a *Analyzer) indexTimeWait(tw *timeWait) {
 	h := tupleHash(tw.tuple)
 	tw.older, tw.indexed = a.timeWaits[h], true
 	a.timeWaits[h] = tw
-	a.peaks[5] = max(a.peaks[5], len(a.timeWaits))
+	a.peaks[2] = max(a.peaks[2], len(a.timeWaits))
 }
 
 // timeWaitOf returns the newest TIME_WAIT entry of t; nil when none.
@@ -1570,13 +1521,13 @@ func (a *Analyzer) flushAt(now time.Time) error {
 	// Gone ids expire by record time: a backlog of records (up to
 	// backlogSlack behind the clock) still finds its ids.
 	recordNow := min(now.UnixNano(), max(a.latest, now.UnixNano()-int64(backlogSlack)))
-	a.sweepGone(recordNow)
+	a.gone.sweep(recordNow)
 	a.expireOrphans(recordNow)
 	// Maps keep their peak capacity: give a storm's memory back.
 	a.conns = tracer.ShrinkMap(a.conns, &a.peaks[0])
 	a.ended = tracer.ShrinkMap(a.ended, &a.peaks[1])
-	a.gone = tracer.ShrinkMap(a.gone, &a.peaks[2])
-	a.timeWaits = tracer.ShrinkMap(a.timeWaits, &a.peaks[5])
+	a.gone.blocks = tracer.ShrinkMap(a.gone.blocks, &a.gone.peak)
+	a.timeWaits = tracer.ShrinkMap(a.timeWaits, &a.peaks[2])
 	if a.tws.idle() && a.orphanQ.Len() == 0 && len(a.tws.slabs) > 1 {
 		// A storm's TIME_WAIT entries are all back, and no orphan
 		// queue entry names one: give the slabs back.
@@ -1588,72 +1539,27 @@ func (a *Analyzer) flushAt(now time.Time) error {
 	return err
 }
 
-// lateRecord extends the linger of gone id r.Conn (g) as the correlator
-// does, or, when r ends its last TIME_WAIT, shortens it to TimeWaitLinger.
-func (a *Analyzer) lateRecord(r *tracer.Record, g goneRec) {
-	t := r.Time.UnixNano()
-	last := max(g.until-g.linger(), t)
-	if r.Type == tracer.TypeState && r.TimeWait {
-		switch {
-		case r.State == tracer.StateTimeWait:
-			g.tw++
-			g.lingerS = lingerS(tracer.ClosedLinger)
-		case r.State == tracer.StateClose && g.tw > 0:
-			if g.tw--; g.tw == 0 {
-				g.lingerS = lingerS(tracer.TimeWaitLinger)
-				g.until = last + g.linger()
-				a.gone[r.Conn] = g
-				a.goneQ[2].push(r.Conn, g.until)
-				return
-			}
-		}
+// lateRecord keeps gone id r.Conn (idle: summarized as idle) as long
+// as the correlator keeps it after r: ClosedLinger after its last record
+// (the correlator's TimeWaitLinger after a TIME_WAIT's end is shorter),
+// or the idle linger.
+func (a *Analyzer) lateRecord(r *tracer.Record, idle bool) {
+	linger := tracer.ClosedLinger
+	if idle {
+		linger = tracer.IdleLinger(a.cfg.IdleTimeout)
 	}
-	g.until = max(g.until, last+g.linger())
-	a.gone[r.Conn] = g
-}
-
-// lingerS is d in whole seconds, rounded up (a linger may be longer than
-// the correlator's, never shorter).
-func lingerS(d time.Duration) uint32 {
-	return uint32(min((d+time.Second-1)/time.Second, math.MaxUint32))
-}
-
-// sweepGone forgets summarized ids whose linger passed.
-func (a *Analyzer) sweepGone(now int64) {
-	for i := range a.goneQ {
-		q := &a.goneQ[i]
-		for {
-			f, ok := q.front()
-			if !ok || f.at > now {
-				break
-			}
-			q.pop()
-			g, ok := a.gone[f.id]
-			switch {
-			case !ok:
-			case g.until > now:
-				q.push(f.id, g.until) // a late record extended it
-			default:
-				delete(a.gone, f.id)
-			}
-		}
-	}
+	a.gone.extend(r.Conn, r.Time.UnixNano()+int64(linger))
 }
 
 // markGone remembers that id was summarized, as long as the correlator
 // may still give it to a record: ClosedLinger after its last record for a
-// connection that ended, else the correlator's idle linger. tw is the
-// number of its TIME_WAITs that go on (goneRec).
-func (a *Analyzer) markGone(id uint64, last time.Time, ended bool, tw int8) {
-	linger, q := tracer.ClosedLinger, 0
+// connection that ended, else the correlator's idle linger.
+func (a *Analyzer) markGone(id uint64, last time.Time, ended bool) {
+	linger := tracer.ClosedLinger
 	if !ended {
-		linger, q = tracer.IdleLinger(a.cfg.IdleTimeout), 1
+		linger = tracer.IdleLinger(a.cfg.IdleTimeout)
 	}
-	g := goneRec{lingerS: lingerS(linger), tw: tw}
-	g.until = last.UnixNano() + g.linger()
-	a.gone[id] = g
-	a.peaks[2] = max(a.peaks[2], len(a.gone))
-	a.goneQ[q].push(id, g.until)
+	a.gone.add(id, last.UnixNano()+int64(linger), !ended)
 }
 
 // Finish summarizes every connection still open (complete: false) and
@@ -1757,15 +1663,7 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 		}
 		a.forgetTimeWait(sk.tw)
 	}
-	var tw int8
-	for i := range c.sockets {
-		// TIME_WAITs whose start record came and whose end did not:
-		// the correlator counts them alike.
-		if sk := &c.sockets[i]; sk.twActive && !sk.twStart.IsZero() {
-			tw++
-		}
-	}
-	a.markGone(c.id, c.last, complete, tw)
+	a.markGone(c.id, c.last, complete)
 	defer a.recycle(c)
 	defer a.putTimeWaits(c) // first: the summary reads them
 	if !c.endsSet {

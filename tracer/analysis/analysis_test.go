@@ -498,7 +498,7 @@ func TestOneSummaryPerConnection(t *testing.T) {
 		seg(100, srv, cli, R|A, 0, 1001, 0, 0),
 	})
 	a := New(out, Config{})
-	a.markGone(1, t0, true, 0)
+	a.markGone(1, t0, true)
 	late := seg(9000000, srv, cli, R|A, 0, 1001, 0, 0)
 	if err := a.Write(&late); err != nil {
 		t.Fatal(err)

@@ -59,9 +59,9 @@ func TestTimeWaitSummaryAtClose(t *testing.T) {
 	}
 	// The TIME_WAIT index keeps its compact entry (what kills it) until
 	// its end.
-	if len(a.conns) != 0 || len(a.gone) != 1 || len(a.timeWaits) != 1 {
+	if len(a.conns) != 0 || a.gone.ids != 1 || len(a.timeWaits) != 1 {
 		t.Fatalf("%d full connections, %d gone ids, %d TIME_WAIT index entries in TIME_WAIT, want 0, 1, 1",
-			len(a.conns), len(a.gone), len(a.timeWaits))
+			len(a.conns), a.gone.ids, len(a.timeWaits))
 	}
 	got := out.summary(t)
 	if got.TimeWaitSide != "local" || got.TimeWait != 0 || got.TimeWaitEnd != "" || !got.Complete {
@@ -106,12 +106,13 @@ func TestTimeWaitAtExit(t *testing.T) {
 
 // TestGoneOutlivesManySummaries: a summarized id stays known for the
 // correlator's linger after its last record however many connections are
-// summarized meanwhile (a ring of the last 4096 forgot it), then goes.
+// summarized meanwhile (a ring of the last 4096 forgot it), then goes. Ids
+// go by block: the late record keeps its id's block, the others go.
 func TestGoneOutlivesManySummaries(t *testing.T) {
 	a := New(&collect{}, Config{})
-	a.markGone(1, t0, true, 0)
+	a.markGone(1, t0, true)
 	for i := range 10000 {
-		a.markGone(uint64(i+2), t0.Add(time.Duration(i)*time.Microsecond), true, 0)
+		a.markGone(uint64(i+2), t0.Add(time.Duration(i)*time.Microsecond), true)
 	}
 	late := seg(0, srv, cli, R|A, 0, 1001, 0, 0)
 	late.Time = t0.Add(time.Minute)
@@ -120,28 +121,72 @@ func TestGoneOutlivesManySummaries(t *testing.T) {
 		t.Fatal("a late record of a summarized connection started a new one")
 	}
 	// The late record extended its id's linger.
-	a.sweepGone(t0.Add(tracer.ClosedLinger + time.Second).UnixNano())
-	if _, ok := a.gone[1]; !ok || len(a.gone) != 1 {
-		t.Fatalf("gone has %d ids after the linger, want only the one seen late", len(a.gone))
+	a.gone.sweep(t0.Add(tracer.ClosedLinger + time.Second).UnixNano())
+	if ok, _ := a.gone.has(1); !ok || a.gone.ids != goneBlockIDs-1 || len(a.gone.blocks) != 1 {
+		t.Fatalf("gone has %d ids in %d blocks after the linger, want the late one's block (ids 1-%d)",
+			a.gone.ids, len(a.gone.blocks), goneBlockIDs-1)
 	}
-	a.sweepGone(late.Time.Add(tracer.ClosedLinger + time.Second).UnixNano())
-	if len(a.gone) != 0 || a.goneQ[0].len() != 0 {
-		t.Errorf("%d ids (%d queued) left after every linger", len(a.gone), a.goneQ[0].len())
+	if ok, _ := a.gone.has(5000); ok {
+		t.Error("id 5000 outlived its block's linger")
+	}
+	a.gone.sweep(late.Time.Add(tracer.ClosedLinger + time.Second).UnixNano())
+	if a.gone.ids != 0 || len(a.gone.blocks) != 0 || a.gone.expiry.Len() != 0 {
+		t.Errorf("%d ids (%d blocks, %d queued) left after every linger", a.gone.ids, len(a.gone.blocks), a.gone.expiry.Len())
 	}
 }
 
 // TestGoneIdleLingerFollowsIdleTimeout: an id summarized as idle is kept
-// as long as the correlator keeps idle ids for this idle timeout.
+// as long as the correlator keeps idle ids for this idle timeout, also
+// after a late record.
 func TestGoneIdleLingerFollowsIdleTimeout(t *testing.T) {
 	a := New(&collect{}, Config{IdleTimeout: 45 * time.Minute})
-	a.markGone(1, t0, false, 0)
-	a.sweepGone(t0.Add(45*time.Minute + time.Second).UnixNano())
-	if len(a.gone) != 1 {
+	a.markGone(1, t0, false)
+	a.gone.sweep(t0.Add(45*time.Minute + time.Second).UnixNano())
+	if a.gone.ids != 1 {
 		t.Fatal("an idle-summarized id was forgotten before the correlator's idle linger")
 	}
-	a.sweepGone(t0.Add(tracer.IdleLinger(45*time.Minute) + time.Second).UnixNano())
-	if len(a.gone) != 0 {
+	late := seg(0, srv, cli, A, 0, 1001, 0, 0)
+	late.Time = t0.Add(50 * time.Minute)
+	feed(t, a, []tracer.Record{late})
+	a.gone.sweep(t0.Add(tracer.IdleLinger(45*time.Minute) + time.Second).UnixNano())
+	if a.gone.ids != 1 {
+		t.Fatal("an idle-summarized id seen late was forgotten before the idle linger after that record")
+	}
+	a.gone.sweep(late.Time.Add(tracer.IdleLinger(45*time.Minute) + time.Second).UnixNano())
+	if a.gone.ids != 0 {
 		t.Error("the id outlived the correlator's idle linger")
+	}
+}
+
+// TestGoneSetNeverEarly: whatever the order ids are added and extended
+// in, none is forgotten before its own expiry, and a block's storage
+// reused for other ids holds none of the old ones.
+func TestGoneSetNeverEarly(t *testing.T) {
+	g := newGoneSet()
+	const n = 5 * goneBlockIDs
+	until := make([]int64, n)
+	for i := range n {
+		id := uint64((i * 7919) % n) // out of order, across blocks
+		until[id] = int64(1000 + (i*104729)%5000)
+		g.add(id, until[id], i%3 == 0)
+	}
+	for now := int64(0); now <= 7000; now += 50 {
+		g.sweep(now)
+		for id := range uint64(n) {
+			if ok, _ := g.has(id); !ok && until[id] > now {
+				t.Fatalf("id %d forgotten at %d, before its expiry %d", id, now, until[id])
+			}
+		}
+	}
+	if g.ids != 0 || len(g.blocks) != 0 {
+		t.Fatalf("%d ids in %d blocks after every expiry", g.ids, len(g.blocks))
+	}
+	g.add(3*goneBlockIDs+5, 9000, true) // a reused block
+	if ok, _ := g.has(3*goneBlockIDs + 6); ok || g.ids != 1 {
+		t.Errorf("a reused block holds ids it was not given (%d held)", g.ids)
+	}
+	if ok, idle := g.has(3*goneBlockIDs + 5); !ok || !idle {
+		t.Errorf("has = %v, %v; want held, idle", ok, idle)
 	}
 }
 
@@ -234,8 +279,8 @@ func BenchmarkMemoryClosedConnection(b *testing.B) {
 		if err := a.flushAt(last.Add(2 * time.Second)); err != nil {
 			b.Fatal(err)
 		}
-		if len(a.conns) != 0 || len(a.gone) != n {
-			b.Fatalf("%d full, %d gone, want 0 and %d", len(a.conns), len(a.gone), n)
+		if len(a.conns) != 0 || a.gone.ids != n {
+			b.Fatalf("%d full, %d gone, want 0 and %d", len(a.conns), a.gone.ids, n)
 		}
 		a.free = nil // the reuse list is bounded, and no state of a closed connection
 		runtime.GC()
@@ -266,9 +311,9 @@ func twRecords(i int) []tracer.Record {
 }
 
 // TestGoneAfterTimeWaitEnd: the id of a connection summarized while in
-// TIME_WAIT is kept ClosedLinger after its last record, like the
-// correlator's, until its TIME_WAIT ends; then, like the correlator, only
-// TimeWaitLinger. Ids expire by record time: a flush far ahead of the
+// TIME_WAIT is kept ClosedLinger after its last record: the TIME_WAIT's
+// end record, however late (the correlator keeps it TimeWaitLinger after
+// that end, less). Ids expire by record time: a flush far ahead of the
 // records (a backlog) keeps them.
 func TestGoneAfterTimeWaitEnd(t *testing.T) {
 	open, end := twConn()
@@ -277,27 +322,27 @@ func TestGoneAfterTimeWaitEnd(t *testing.T) {
 	if err := a.flushAt(at(3000).Add(2 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	g, ok := a.gone[1]
-	if !ok || g.tw != 1 || g.until != at(3000).Add(tracer.ClosedLinger).UnixNano() {
-		t.Fatalf("gone %+v (%v), want one TIME_WAIT, until the last record + ClosedLinger", g, ok)
+	if ok, _ := a.gone.has(1); !ok {
+		t.Fatal("the summarized id is not held")
 	}
+	end[0].Time = at(3000).Add(tracer.ClosedLinger - time.Second) // near the linger's end
 	feed(t, a, end)
-	last := end[0].Time
-	if g := a.gone[1]; g.tw != 0 || g.until != last.Add(tracer.TimeWaitLinger).UnixNano() {
-		t.Fatalf("after the TIME_WAIT end: gone %+v, want until the end + TimeWaitLinger", g)
+	last := end[len(end)-1].Time
+	if n := len(a.conns); n != 0 {
+		t.Fatalf("the TIME_WAIT end started %d connections", n)
 	}
-	// A backlog: the clock is 8 s past the last record, within backlogSlack.
-	if err := a.flushAt(last.Add(8 * time.Second)); err != nil {
+	// A backlog: the clock is 8 s past the linger, within backlogSlack.
+	if err := a.flushAt(last.Add(tracer.ClosedLinger + 8*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := a.gone[1]; !ok {
+	if ok, _ := a.gone.has(1); !ok {
 		t.Fatal("the id went by the clock while records lag behind it")
 	}
-	if err := a.flushAt(last.Add(tracer.TimeWaitLinger + backlogSlack + time.Second)); err != nil {
+	if err := a.flushAt(last.Add(tracer.ClosedLinger + backlogSlack + time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if len(a.gone) != 0 || a.goneQ[2].len() != 0 {
-		t.Errorf("%d ids, %d queued after the TIME_WAIT linger", len(a.gone), a.goneQ[2].len())
+	if a.gone.ids != 0 || a.gone.expiry.Len() != 0 {
+		t.Errorf("%d ids, %d blocks queued after the linger", a.gone.ids, a.gone.expiry.Len())
 	}
 }
 
