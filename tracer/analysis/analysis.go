@@ -10,7 +10,6 @@ package analysis
 
 import (
 	"errors"
-	"hash/maphash"
 	"math"
 	"net/netip"
 	"time"
@@ -78,7 +77,6 @@ type Analyzer struct {
 	conns   map[uint64]*conn
 	lru     conn                  // sentinel of the list of conns: lru.next most recently seen
 	free    []*conn               // summarized conns for reuse (bounded by maxFree)
-	tws     twPool                // TIME_WAIT index entries
 	ended   map[uint64]*conn      // connections waiting for their quiet period
 	endedQ  deadline.Heap[uint64] // ended ids by end of quiet period (stale ones skipped)
 	holding []*conn               // connections with packets waiting for kernel confirmation
@@ -91,21 +89,14 @@ type Analyzer struct {
 	latest  int64
 	losses  uint64 // lost records seen so far
 	lossKnd string
-	// TIME_WAIT sockets by the hash of their 4-tuple (local, remote:
-	// tupleHash), to tell what killed one early. Each key heads a chain
-	// (timeWait.older), newest first, of the entries of its 4-tuple and of
-	// any other whose hash is the same (timeWaitOf compares tuples): a
-	// key of 8 bytes instead of 36, for every socket in TIME_WAIT.
-	// Entries go when their connection is summarized, unless the
-	// TIME_WAIT goes on: then at its end record or after twOrphanMax
-	// (orphanQ, by record time).
-	timeWaits map[uint64]*timeWait
-	orphanQ   deadline.Heap[twRef]
-	peaks     [3]int    // of the maps above (tracer.ShrinkMap), noted on insert
-	stopped   bool      // the next sink asked to stop
-	exitAt    time.Time // when tracing stopped (Finish), zero before
-	out       tracer.Record
-	sum       result.ConnSummary // of out: the record and its summary are reused after Write
+	// kill: recent signs of what may kill a TIME_WAIT socket early
+	// (twkill.go).
+	kill    killSigns
+	peaks   [3]int    // of the maps above (tracer.ShrinkMap), noted on insert
+	stopped bool      // the next sink asked to stop
+	exitAt  time.Time // when tracing stopped (Finish), zero before
+	out     tracer.Record
+	sum     result.ConnSummary // of out: the record and its summary are reused after Write
 }
 
 // backlogSlack: how far behind the clock records may come (a backlog in
@@ -142,7 +133,7 @@ func New(next tracer.Sink, cfg Config) *Analyzer {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	a := &Analyzer{next: next, cfg: cfg, conns: make(map[uint64]*conn),
-		ended: make(map[uint64]*conn), gone: newGoneSet(), timeWaits: make(map[uint64]*timeWait)}
+		ended: make(map[uint64]*conn), gone: newGoneSet(), kill: newKillSigns()}
 	a.lru.prev, a.lru.next = &a.lru, &a.lru
 	return a
 }
@@ -156,13 +147,6 @@ type tuple struct {
 	local, remote [16]byte
 	lport, rport  uint16
 }
-
-// tupleSeed seeds tupleHash.
-var tupleSeed = maphash.MakeSeed()
-
-// tupleHash is t's key in the TIME_WAIT index (a variable: tests make
-// every tuple collide).
-var tupleHash = func(t tuple) uint64 { return maphash.Comparable(tupleSeed, t) }
 
 // makeTuple returns the tuple of local and remote.
 func makeTuple(local, remote netip.AddrPort) tuple {
@@ -206,38 +190,13 @@ type twState struct {
 	twActive bool
 	twEnd    string // "expired", "killed"
 	twDur    time.Duration
-	tw       *timeWait // set when TIME_WAIT begins: most sockets never have one
+	twKill   killSign // what killed it (twEnd "killed"), when a sign came
 }
 
 // waiting reports whether the TIME_WAIT goes on: started and not ended,
 // or (tracked) its socket was replaced and no end came yet.
 func (t *twState) waiting(tracked bool) bool {
 	return t.twActive || tracked && t.timeWait && t.twEnd == ""
-}
-
-// timeWait tells what killed a TIME_WAIT socket: the sign of it nearest the
-// kill, within killWindow ("syn", "rst", "tw_reuse").
-type timeWait struct {
-	// id is the entry's place in twPool, gen how often it was reused
-	// (twRef).
-	id, gen uint32
-	tuple   tuple
-	sign    killSign
-	kill    killSign
-	// orphan: its connection was summarized while the TIME_WAIT went on;
-	// the entry stays in the index (for what kills it) until its end
-	// record or orphanQ, and is reused as soon as it leaves the index.
-	orphan bool
-	// indexed: in the index (at its head or behind a newer entry).
-	indexed bool
-	// older: the next entry of its index chain: an earlier TIME_WAIT
-	// socket of the same 4-tuple that goes on (a new connection took the
-	// 4-tuple over; its end record is still to come), or one of another
-	// 4-tuple of the same hash. The index holds the newest.
-	older    *timeWait
-	conn     uint64 // the connection's id: an end record finds its entry
-	signAt   int64  // Unix ns of sign; 0 none
-	killedAt int64  // Unix ns of the kill record; 0 none
 }
 
 // conn is the analysis state of one connection (one conn id).
@@ -441,7 +400,7 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 			// is. The correlator keeps the id for its linger after
 			// this record.
 			a.lateRecord(r, idle)
-			if len(a.timeWaits) > 0 && (r.Type == tracer.TypePacket || r.Type == tracer.TypeState) {
+			if a.cfg.TimeWaitTracked && (r.Type == tracer.TypePacket || r.Type == tracer.TypeState) {
 				a.lateTimeWait(r)
 			}
 			return a.pass(r)
@@ -466,7 +425,7 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 			c.lastOwn = r.Time
 		}
 	}
-	if len(a.timeWaits) > 0 && (r.Type == tracer.TypePacket || r.Type == tracer.TypeState) {
+	if a.cfg.TimeWaitTracked && (r.Type == tracer.TypePacket || r.Type == tracer.TypeState) {
 		a.timeWaitSign(r)
 	}
 	switch r.Type {
@@ -477,7 +436,7 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 	case tracer.TypeState:
 		if r.TimeWait {
 			if sk := c.socketOf(r); sk != nil {
-				sk.stateTime[tracer.StateTimeWait] += a.timeWaitRecord(&sk.twState, r)
+				sk.stateTime[tracer.StateTimeWait] += a.timeWaitRecord(c, sk, r)
 			}
 		} else {
 			c.stateEvent(r, a.cfg.PacketsCounted)
@@ -572,9 +531,7 @@ func timeWaitOf(tracked bool, sk *twState, sum *result.ConnSummary, until time.T
 	switch {
 	case sk.twEnd != "":
 		sum.TimeWait, sum.TimeWaitEnd = sk.twDur, sk.twEnd
-		if sk.tw != nil {
-			sum.TimeWaitKill = sk.tw.kill.String()
-		}
+		sum.TimeWaitKill = sk.twKill.String()
 	case sk.twActive:
 		// Still in TIME_WAIT: at exit (or eviction) the time so far;
 		// in a summary written while it goes on, only that it began
@@ -591,272 +548,6 @@ func timeWaitOf(tracked bool, sk *twState, sum *result.ConnSummary, until time.T
 		return false
 	}
 	return true
-}
-
-// killWindow: how close to a TIME_WAIT socket's early end a sign of its
-// killer must be. The kernel kills it while handling the SYN or RST (after
-// the ingress hook saw it) or inside connect() (between the new socket's
-// SYN_SENT and its SYN): microseconds apart on the same CPU.
-const killWindow = 50 * time.Millisecond
-
-// timeWaitEvent tracks a TIME_WAIT socket of c from its start and end
-// records.
-func (a *Analyzer) timeWaitEvent(sk *twState, r *tracer.Record) {
-	key := makeTuple(r.Local, r.Remote)
-	if r.State == tracer.StateTimeWait {
-		a.releaseTimeWait(sk.tw) // a repeated start replaces it
-		sk.tw = a.tws.get()
-		sk.tw.tuple, sk.tw.conn = key, r.Conn
-		a.indexTimeWait(sk.tw)
-		return
-	}
-	a.timeWaitEnded(sk.tw, r)
-}
-
-// timeWaitEnded applies TIME_WAIT end record r to tw (nil: untracked);
-// a kill whose sign came first is named on r too (time_wait_kill).
-func (a *Analyzer) timeWaitEnded(tw *timeWait, r *tracer.Record) {
-	if tw == nil || r.TimeWaitEnd != "killed" {
-		a.forgetTimeWait(tw)
-		return
-	}
-	tw.killedAt = r.Time.UnixNano()
-	// The kill's record may come after its sign's or before (the tracer
-	// holds a cancel back to tell it from a re-arm, twHold): compare
-	// times.
-	if tw.sign != noSign && withinKillWindow(tw.killedAt, tw.signAt) {
-		tw.kill = tw.sign
-		r.TimeWaitKill = tw.kill.String()
-		a.forgetTimeWait(tw)
-	}
-}
-
-// killSign is what may have killed a TIME_WAIT socket early.
-type killSign uint8
-
-// Kill signs; their names are result.ConnSummary.TimeWaitKill's.
-const (
-	noSign killSign = iota
-	signSYN
-	signRST
-	signReuse
-)
-
-var killSignNames = [...]string{noSign: "", signSYN: "syn", signRST: "rst", signReuse: "tw_reuse"}
-
-// String returns the sign's name ("" for none).
-func (k killSign) String() string { return killSignNames[k] }
-
-// withinKillWindow reports whether Unix ns times a and b are at most
-// killWindow apart.
-func withinKillWindow(a, b int64) bool { return max(a-b, b-a) <= int64(killWindow) }
-
-// twPool holds the TIME_WAIT index entries, made twSlabLen at a time in
-// slabs that never move (the index and sockets point into them), and
-// reuses them: what it holds is the most entries alive at once, not the
-// connection rate. An entry is named by its id (its place) and its
-// generation, bumped at each reuse: the orphan queue names entries so
-// (twRef), not by pointer, so that an orphan whose end record came is
-// reused at once instead of being kept until twOrphanMax.
-type twPool struct {
-	slabs [][]timeWait
-	free  []*timeWait
-}
-
-// twSlabLen: TIME_WAIT index entries made at once.
-const twSlabLen = 256
-
-// twRef names one use of a pooled entry.
-type twRef struct{ id, gen uint32 }
-
-func (p *twPool) get() *timeWait {
-	if len(p.free) == 0 {
-		slab := make([]timeWait, twSlabLen)
-		base := uint32(len(p.slabs) * twSlabLen)
-		p.slabs = append(p.slabs, slab)
-		for i := twSlabLen - 1; i >= 0; i-- {
-			slab[i].id = base + uint32(i)
-			p.free = append(p.free, &slab[i])
-		}
-	}
-	tw := p.free[len(p.free)-1]
-	p.free = p.free[:len(p.free)-1]
-	return tw
-}
-
-// put takes back tw, which nothing may use any more.
-func (p *twPool) put(tw *timeWait) {
-	*tw = timeWait{id: tw.id, gen: tw.gen + 1}
-	p.free = append(p.free, tw)
-}
-
-// at returns the entry named ref, or nil when it was reused since.
-func (p *twPool) at(ref twRef) *timeWait {
-	if tw := &p.slabs[ref.id/twSlabLen][ref.id%twSlabLen]; tw.gen == ref.gen {
-		return tw
-	}
-	return nil
-}
-
-// idle reports whether every entry is back.
-func (p *twPool) idle() bool { return len(p.free) == len(p.slabs)*twSlabLen }
-
-// twOrphanMax: how long after its start a TIME_WAIT whose connection was
-// summarized stays in the index when its end record does not come (lost):
-// TIME_WAIT lasts 60 s (TCP_TIMEWAIT_LEN), plus slack for late records.
-const twOrphanMax = 65 * time.Second
-
-// lateTimeWait sees the records of summarized connections: signs of what
-// kills a TIME_WAIT (a RST to it) and the TIME_WAIT ends.
-func (a *Analyzer) lateTimeWait(r *tracer.Record) {
-	a.timeWaitSign(r)
-	if r.Type != tracer.TypeState || !r.TimeWait || r.State == tracer.StateTimeWait {
-		return
-	}
-	t := makeTuple(r.Local, r.Remote)
-	for tw := a.timeWaits[tupleHash(t)]; tw != nil; tw = tw.older {
-		if tw.conn == r.Conn && tw.tuple == t {
-			if tw.orphan {
-				a.timeWaitEnded(tw, r)
-			}
-			return
-		}
-	}
-}
-
-// expireOrphans forgets TIME_WAIT index entries of summarized
-// connections twOrphanMax after their start, and reuses them.
-func (a *Analyzer) expireOrphans(now int64) {
-	for {
-		ref, _, ok := a.orphanQ.Due(now)
-		if !ok {
-			return
-		}
-		if tw := a.tws.at(ref); tw != nil && tw.orphan {
-			a.forgetTimeWait(tw) // which puts it back
-		}
-	}
-}
-
-// timeWaitRecord applies a TIME_WAIT start or end record to sk; it
-// returns the TIME_WAIT's duration when r ends it.
-func (a *Analyzer) timeWaitRecord(sk *twState, r *tracer.Record) time.Duration {
-	var d time.Duration
-	if r.State == tracer.StateTimeWait {
-		sk.twStart, sk.twActive = r.Time, true
-	} else {
-		sk.twActive, sk.twEnd, sk.twDur = false, r.TimeWaitEnd, r.TimeWaitDur
-		d = r.TimeWaitDur
-	}
-	a.timeWaitEvent(sk, r)
-	return d
-}
-
-// indexTimeWait puts tw at the head of its 4-tuple's entries.
-func (a *Analyzer) indexTimeWait(tw *timeWait) {
-	h := tupleHash(tw.tuple)
-	tw.older, tw.indexed = a.timeWaits[h], true
-	a.timeWaits[h] = tw
-	a.peaks[2] = max(a.peaks[2], len(a.timeWaits))
-}
-
-// timeWaitOf returns the newest TIME_WAIT entry of t; nil when none.
-func (a *Analyzer) timeWaitOf(t tuple) *timeWait {
-	tw := a.timeWaits[tupleHash(t)]
-	for tw != nil && tw.tuple != t {
-		tw = tw.older
-	}
-	return tw
-}
-
-// forgetTimeWait drops tw (nil: none) from the TIME_WAIT index.
-func (a *Analyzer) forgetTimeWait(tw *timeWait) {
-	if tw == nil || !tw.indexed {
-		return
-	}
-	h := tupleHash(tw.tuple)
-	head := a.timeWaits[h]
-	switch {
-	case head == tw && tw.older == nil:
-		delete(a.timeWaits, h)
-	case head == tw:
-		a.timeWaits[h] = tw.older
-	default:
-		for e := head; e != nil; e = e.older {
-			if e.older == tw {
-				e.older = tw.older
-				break
-			}
-		}
-	}
-	tw.older, tw.indexed = nil, false
-	if tw.orphan {
-		// Nothing else holds an orphan (its connection is gone; the
-		// orphan queue names it by generation).
-		a.tws.put(tw)
-	}
-}
-
-// putTimeWaits takes back the TIME_WAIT entries of c's sockets, but
-// orphans (summarize).
-func (a *Analyzer) putTimeWaits(c *conn) {
-	for i := range c.sockets {
-		if tw := c.sockets[i].tw; tw != nil && !tw.orphan {
-			a.tws.put(tw)
-		}
-		c.sockets[i].tw = nil
-	}
-}
-
-// releaseTimeWait drops a socket's entry tw (nil: none) from the index
-// and takes it back.
-func (a *Analyzer) releaseTimeWait(tw *timeWait) {
-	if tw == nil {
-		return
-	}
-	orphan := tw.orphan // forgetTimeWait puts an orphan back itself
-	a.forgetTimeWait(tw)
-	if !orphan {
-		a.tws.put(tw)
-	}
-}
-
-// timeWaitSign notes, for a TIME_WAIT socket on r's 4-tuple, a sign of
-// what may end it early: the peer's SYN (a new connection reusing the
-// 4-tuple) or RST, or a local connect() taking the 4-tuple over
-// (tcp_tw_reuse: the new socket's SYN_SENT, its SYN).
-func (a *Analyzer) timeWaitSign(r *tracer.Record) {
-	var tw *timeWait
-	var sign killSign
-	switch {
-	case r.Type == tracer.TypeState:
-		if r.TimeWait || r.State != tracer.StateSynSent {
-			return
-		}
-		tw, sign = a.timeWaitOf(makeTuple(r.Local, r.Remote)), signReuse
-	case r.Flags&tracer.FlagRST != 0:
-		tw, sign = a.timeWaitOf(makeTuple(r.Dst, r.Src)), signRST
-	case r.Flags&(tracer.FlagSYN|tracer.FlagACK) == tracer.FlagSYN:
-		if tw = a.timeWaitOf(makeTuple(r.Src, r.Dst)); tw != nil {
-			sign = signReuse // our own new SYN
-		} else {
-			tw, sign = a.timeWaitOf(makeTuple(r.Dst, r.Src)), signSYN
-		}
-	default:
-		return
-	}
-	if tw == nil {
-		return
-	}
-	if tw.killedAt != 0 {
-		// Killed first (connect() kills it, then sends the SYN).
-		if withinKillWindow(r.Time.UnixNano(), tw.killedAt) && tw.kill == noSign {
-			tw.kill = sign
-		}
-		a.forgetTimeWait(tw)
-		return
-	}
-	tw.sign, tw.signAt = sign, r.Time.UnixNano()
 }
 
 func (a *Analyzer) pass(r *tracer.Record) error {
@@ -1522,17 +1213,12 @@ func (a *Analyzer) flushAt(now time.Time) error {
 	// backlogSlack behind the clock) still finds its ids.
 	recordNow := min(now.UnixNano(), max(a.latest, now.UnixNano()-int64(backlogSlack)))
 	a.gone.sweep(recordNow)
-	a.expireOrphans(recordNow)
+	a.kill.expire(recordNow)
 	// Maps keep their peak capacity: give a storm's memory back.
 	a.conns = tracer.ShrinkMap(a.conns, &a.peaks[0])
 	a.ended = tracer.ShrinkMap(a.ended, &a.peaks[1])
 	a.gone.blocks = tracer.ShrinkMap(a.gone.blocks, &a.gone.peak)
-	a.timeWaits = tracer.ShrinkMap(a.timeWaits, &a.peaks[2])
-	if a.tws.idle() && a.orphanQ.Len() == 0 && len(a.tws.slabs) > 1 {
-		// A storm's TIME_WAIT entries are all back, and no orphan
-		// queue entry names one: give the slabs back.
-		a.tws = twPool{}
-	}
+	a.kill.signs = tracer.ShrinkMap(a.kill.signs, &a.kill.peak)
 	if ferr := a.next.Flush(); err == nil {
 		err = ferr
 	}
@@ -1648,24 +1334,8 @@ func (a *Analyzer) summarize(c *conn, complete, evicted bool) error {
 	if err := a.drop(c); err != nil {
 		return err
 	}
-	for i := range c.sockets {
-		sk := &c.sockets[i]
-		if tw := sk.tw; tw != nil && sk.twActive && !tw.orphan && tw.indexed {
-			// The TIME_WAIT goes on after the summary: its entry stays,
-			// so that its end record can say what killed it.
-			tw.orphan = true
-			start := sk.twStart
-			if start.IsZero() {
-				start = c.last
-			}
-			a.orphanQ.Push(start.Add(twOrphanMax).UnixNano(), twRef{tw.id, tw.gen})
-			continue
-		}
-		a.forgetTimeWait(sk.tw)
-	}
 	a.markGone(c.id, c.last, complete)
 	defer a.recycle(c)
-	defer a.putTimeWaits(c) // first: the summary reads them
 	if !c.endsSet {
 		return nil // a listening socket: not a connection
 	}

@@ -539,9 +539,9 @@ func TestHandshakeAtOnePoint(t *testing.T) {
 // end record later starts no second summary.
 // TestTimeWaitKillAfterSummary: a TIME_WAIT killed after its
 // connection's summary (a new connect() taking the 4-tuple over 2 s
-// later, tcp_tw_reuse) gets its cause on the TIME_WAIT -> CLOSE record;
-// the index entry kept for it goes at that record, and one whose end never
-// comes goes twOrphanMax after its start.
+// later, tcp_tw_reuse) gets its cause on the TIME_WAIT -> CLOSE record.
+// Nothing is kept for the TIME_WAIT meanwhile but the summarized id, and
+// the sign goes signKeep after it.
 func TestTimeWaitKillAfterSummary(t *testing.T) {
 	tw := func(at int, old, new tracer.TCPState, end string, dur time.Duration) tracer.Record {
 		return twRec(at, cli, srv, old, new, 9, end, dur)
@@ -557,11 +557,16 @@ func TestTimeWaitKillAfterSummary(t *testing.T) {
 	out := &collect{}
 	a := New(out, Config{TimeWaitTracked: true})
 	feed(t, a, closed)
+	a.latest = t0.Add(1500 * time.Millisecond).UnixNano()
 	if err := a.flushAt(t0.Add(1500 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	if n := out.count(tracer.TypeConn); n != 1 {
 		t.Fatalf("%d summaries after the quiet second, want 1", n)
+	}
+	if len(a.conns) != 0 || a.gone.ids != 1 || len(a.kill.signs) != 0 || len(a.kill.kills) != 0 {
+		t.Fatalf("after the summary: %d connections, %d gone ids, %d signs, %d kills; want the gone id only",
+			len(a.conns), a.gone.ids, len(a.kill.signs), len(a.kill.kills))
 	}
 	reuse := sockEvent(2_000_000, tracer.TypeState, cli, srv, tracer.StateClose, tracer.StateSynSent, 10)
 	reuse.Conn = 2
@@ -570,56 +575,12 @@ func TestTimeWaitKillAfterSummary(t *testing.T) {
 	if end.State != tracer.StateClose || !end.TimeWait || end.TimeWaitKill != "tw_reuse" {
 		t.Errorf("TIME_WAIT end record: %s timewait %v kill %q, want CLOSE by tw_reuse", end.State, end.TimeWait, end.TimeWaitKill)
 	}
-	if n := len(a.timeWaits); n != 0 {
-		t.Errorf("%d TIME_WAIT index entries after the end, want 0", n)
-	}
-	if !a.tws.idle() {
-		t.Error("the summarized connection's TIME_WAIT entry is not back after its end record (kept until twOrphanMax)")
-	}
-
-	// The entry is reused at once, by the new connection's own TIME_WAIT:
-	// the first one's orphan queue entry, due at twOrphanMax, must not
-	// take it from the index.
-	var next []tracer.Record
-	for _, r := range []tracer.Record{
-		sockEvent(2_000_100, tracer.TypeState, cli, srv, tracer.StateSynSent, tracer.StateEstablished, 10),
-		sockEvent(2_000_200, tracer.TypeState, cli, srv, tracer.StateEstablished, tracer.StateFinWait1, 10),
-		sockEvent(2_000_300, tracer.TypeState, cli, srv, tracer.StateFinWait1, tracer.StateFinWait2, 10),
-		twRec(2_000_399, cli, srv, tracer.StateFinWait2, tracer.StateTimeWait, 10, "", 0),
-		sockEvent(2_000_400, tracer.TypeState, cli, srv, tracer.StateFinWait2, tracer.StateClose, 10),
-	} {
-		r.Conn = 2
-		next = append(next, r)
-	}
-	feed(t, a, next)
-	if n := len(a.tws.slabs); n != 1 || len(a.timeWaits) != 1 {
-		t.Fatalf("%d slabs, %d index entries, want the one entry reused", n, len(a.timeWaits))
-	}
-	firstDue := t0.Add(399*time.Microsecond + twOrphanMax + time.Millisecond)
-	a.latest = firstDue.UnixNano()
-	if err := a.flushAt(firstDue); err != nil {
+	// Signs expire by record time (the clock, past backlogSlack).
+	if err := a.flushAt(t0.Add(2*time.Second + backlogSlack + signKeep + time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(a.timeWaits); n != 1 {
-		t.Errorf("%d TIME_WAIT index entries after the first orphan's time ran out, want the second's", n)
-	}
-
-	// The end record lost: the entry goes twOrphanMax after the start.
-	out = &collect{}
-	a = New(out, Config{TimeWaitTracked: true})
-	feed(t, a, closed)
-	if err := a.flushAt(t0.Add(1500 * time.Millisecond)); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(a.timeWaits); n != 1 {
-		t.Fatalf("%d TIME_WAIT index entries after the summary, want 1 (kept for the end)", n)
-	}
-	a.latest = t0.Add(twOrphanMax + time.Second).UnixNano()
-	if err := a.flushAt(t0.Add(twOrphanMax + time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(a.timeWaits); n != 0 || !a.tws.idle() {
-		t.Errorf("%d TIME_WAIT index entries after twOrphanMax (pool idle: %v), want 0 and every entry back", n, a.tws.idle())
+	if len(a.kill.signs) != 0 || len(a.kill.q) != 0 {
+		t.Errorf("%d signs (%d queued) signKeep after the last, want 0", len(a.kill.signs), len(a.kill.q))
 	}
 }
 
@@ -664,10 +625,6 @@ func TestTimeWaitKillAfterTakeover(t *testing.T) {
 	if end.Conn != 1 || end.State != tracer.StateClose || !end.TimeWait || end.TimeWaitKill != "tw_reuse" {
 		t.Errorf("TIME_WAIT end record: conn %d %s timewait %v kill %q, want conn 1 CLOSE by tw_reuse",
 			end.Conn, end.State, end.TimeWait, end.TimeWaitKill)
-	}
-	head := a.timeWaitOf(makeTuple(netip.MustParseAddrPort(cli), netip.MustParseAddrPort(srv)))
-	if len(a.timeWaits) != 1 || head == nil || head.conn != 2 || head.older != nil {
-		t.Errorf("TIME_WAIT index after the kill: %d entries, head %+v; want only connection 2's", len(a.timeWaits), head)
 	}
 }
 
@@ -986,17 +943,4 @@ func TestTimeWaitKillCause(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestTimeWaitIndexCollisions runs the TIME_WAIT kill tests again with
-// every 4-tuple's hash the same: the index's chains must tell tuples
-// apart (timeWaitOf), not trust the hash.
-func TestTimeWaitIndexCollisions(t *testing.T) {
-	hash := tupleHash
-	tupleHash = func(tuple) uint64 { return 42 }
-	t.Cleanup(func() { tupleHash = hash })
-	t.Run("KillAfterSummary", TestTimeWaitKillAfterSummary)
-	t.Run("KillAfterTakeover", TestTimeWaitKillAfterTakeover)
-	t.Run("KillCause", TestTimeWaitKillCause)
-	t.Run("Observed", TestTimeWaitObserved)
 }
