@@ -92,7 +92,8 @@ type connEntry struct {
 	fin    [2]bool // a FIN was seen from each end
 	closed bool    // a socket reached CLOSE, a RST passed, or both ends sent FIN
 	// cookies of the local sockets whose events joined this connection,
-	// one per end (both when both ends are local), for byCookie.
+	// one per end (both when both ends are local): known tells a
+	// socket's own connection by them, replacedOf its late events.
 	cookies    [2]uint64
 	prev, next *connEntry
 }

@@ -141,8 +141,7 @@ func New(next tracer.Sink, cfg Config) *Analyzer {
 // tuple is a socket's 4-tuple as a map key: its local end, then the
 // peer, addresses as 16 bytes (IPv4 mapped; records carry them unmapped,
 // so no two differ only so) and ports apart. 36 bytes, hashed as plain
-// memory, where two netip.AddrPort take 64 (the TIME_WAIT index holds one
-// per socket in TIME_WAIT, twice: entry and key).
+// memory, where two netip.AddrPort take 64.
 type tuple struct {
 	local, remote [16]byte
 	lport, rport  uint16

@@ -345,9 +345,9 @@ func TestGoneAfterTimeWaitEnd(t *testing.T) {
 }
 
 // TestConnStateReused: in a storm of short connections the state of a
-// summarized connection (its struct, sockets, capture points, TIME_WAIT
-// index entry, summary) is reused by the next: a connection allocates
-// nothing but its share of the gone-id table.
+// summarized connection (its struct, sockets, capture points, summary)
+// is reused by the next: a connection allocates nothing but its share of
+// the summarized ids' blocks and of the recent TIME_WAIT kill signs.
 func TestConnStateReused(t *testing.T) {
 	a := New(discard{}, Config{TimeWaitTracked: true})
 	const n = 3100
