@@ -42,18 +42,10 @@ const maxSnapshotNetns = 4096
 // events are traced. A namespace that cannot be listed is skipped with a
 // warning; an error is returned only when none could be.
 func (t *Tracer) snapshotSockets() ([]Record, error) {
-	spaces := []*Netns{t.netns}
-	if t.cfg.Netns == nil {
-		others, skipped := otherNetns(t.netns.Inode)
-		if skipped > 0 {
-			t.log.Warn("list preexisting sockets: too many network namespaces", "listed", maxSnapshotNetns, "skipped", skipped)
-		}
-		defer func() {
-			for _, n := range others {
-				n.Close()
-			}
-		}()
-		spaces = append(spaces, others...)
+	spaces, others, skipped := t.tracedNamespaces()
+	defer closeAll(others)
+	if skipped > 0 {
+		t.log.Warn("list preexisting sockets: too many network namespaces", "listed", maxSnapshotNetns, "skipped", skipped)
 	}
 	filter := t.filter
 	if filter == nil {
@@ -107,6 +99,64 @@ func (t *Tracer) snapshotSockets() ([]Record, error) {
 		return nil, firstErr
 	}
 	return recs, nil
+}
+
+// tracedNamespaces returns the namespaces whose socket events are traced:
+// the tracer's, and (without --netns) every other one found (opened:
+// others, for closeAll), at most maxSnapshotNetns; skipped is how many
+// more were left out.
+func (t *Tracer) tracedNamespaces() (spaces, others []*Netns, skipped int) {
+	spaces = []*Netns{t.netns}
+	if t.cfg.Netns == nil {
+		others, skipped = otherNetns(t.netns.Inode)
+		spaces = append(spaces, others...)
+	}
+	return spaces, others, skipped
+}
+
+func closeAll(spaces []*Netns) {
+	for _, n := range spaces {
+		n.Close()
+	}
+}
+
+// listLiveSockets lists the full TCP sockets (cookies: every state but
+// TIME_WAIT, whose socket is the mini-socket left after the full one
+// closed) of the namespaces whose socket events are traced
+// (deadsockets.go). A namespace that cannot be listed is left out (Listed
+// is false for it); an error is returned only when none could be.
+func (t *Tracer) listLiveSockets() (*LiveSockets, error) {
+	at := time.Now()
+	spaces, others, _ := t.tracedNamespaces()
+	defer closeAll(others)
+	var listed []uint32
+	var cookies, listeners []uint64
+	var firstErr error
+	for _, ns := range spaces {
+		socks, err := diagTCP(ns)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("netns %d: %w", ns.Inode, err)
+			}
+			continue
+		}
+		listed = append(listed, ns.Inode)
+		for _, s := range socks {
+			cookie := uint64(s.ID.Cookie[0]) | uint64(s.ID.Cookie[1])<<32
+			switch TCPState(s.State) {
+			case StateTimeWait:
+			case StateListen:
+				listeners = append(listeners, cookie)
+				cookies = append(cookies, cookie)
+			default:
+				cookies = append(cookies, cookie)
+			}
+		}
+	}
+	if len(listed) == 0 {
+		return nil, firstErr
+	}
+	return NewLiveSockets(at, listed, cookies, listeners), nil
 }
 
 // diagTCP dumps the TCP sockets (IPv4 and IPv6) of one namespace.

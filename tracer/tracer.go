@@ -48,8 +48,11 @@ type Tracer struct {
 	timeWaitAttached bool
 	lostSeen         [tcpscopeEventKindEVENT_KIND_MAX]uint64
 	queueLostSeen    [tcpscopeEventKindEVENT_KIND_MAX]uint64
-	malformed        uint64
-	evictedSeen      uint64
+	// lostTotal: records lost in the ring or the queue so far.
+	lostTotal   uint64
+	dead        deadSockets // the sweep of connections whose end was lost (deadsockets.go)
+	malformed   uint64
+	evictedSeen uint64
 	// overflowSeen: packets reported in full because the count map was
 	// full (--packets control), as of the last warning.
 	overflowSeen uint64
@@ -66,6 +69,7 @@ func Open(cfg Config) (_ *Tracer, err error) {
 		return nil, err
 	}
 	t := &Tracer{cfg: cfg, log: cfg.Logger, netns: cfg.Netns, filter: newRecordFilter(&cfg)}
+	t.dead.list = t.listLiveSockets
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -532,6 +536,11 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		if err := t.progressTick(now, sink); err != nil {
 			return err
 		}
+		// idle: the ring was read empty since the last records, also
+		// when the tick comes from the timer.
+		if err := t.deadSocketsTick(now, st.out.newest, drained || idle, sink); err != nil {
+			return err
+		}
 		// Records held for ordering go out one short interval later
 		// (the timer then asks the reader for a drained pass), not a
 		// whole one.
@@ -658,6 +667,7 @@ func (t *Tracer) finish(st *stages, sink Sink, rec *Record, stopped bool) error 
 			t.finishing = true
 			err = t.reportLost(sink, rec)
 		}
+		t.reportDeadSockets()
 		if errors.Is(err, ErrStop) {
 			err = nil
 		}
@@ -700,6 +710,7 @@ func (t *Tracer) reportLost(sink Sink, rec *Record) error {
 		}
 		delta := total - t.lostSeen[kind]
 		t.lostSeen[kind] = total
+		t.lostTotal += delta
 		t.lossWarn.ring[kind] += delta
 		*rec = Record{Type: TypeLost, Time: now, LostCount: delta, LostKind: lostKindNames[kind], LostWhere: LostInRing}
 		if err := sink.Write(rec); err != nil {
@@ -714,6 +725,7 @@ func (t *Tracer) reportLost(sink Sink, rec *Record) error {
 			}
 			delta := total - t.queueLostSeen[kind]
 			t.queueLostSeen[kind] = total
+			t.lostTotal += delta
 			t.lossWarn.queue[kind] += delta
 			name := lostKindNames[kind]
 			if kind == 0 {

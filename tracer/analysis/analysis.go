@@ -89,6 +89,13 @@ type Analyzer struct {
 	latest  int64
 	losses  uint64 // lost records seen so far
 	lossKnd string
+	// lossAt is the time (Unix ns) of the latest lost record, and
+	// lossesBefore how many lost records came before its report (the
+	// lost records of one report share its time). A loss report comes
+	// by the clock, ahead of records read after it but stamped before:
+	// their connections may have lost records in it (addConn).
+	lossAt       int64
+	lossesBefore uint64
 	// kill: recent signs of what may kill a TIME_WAIT socket early
 	// (twkill.go).
 	kill    killSigns
@@ -303,6 +310,9 @@ func (a *Analyzer) addConn(r *tracer.Record) (*conn, error) {
 	}
 	c := a.newConn()
 	c.id, c.netns, c.losses, c.twTracked = r.Conn, r.Netns, a.losses, a.cfg.TimeWaitTracked
+	if a.losses > 0 && r.Time.UnixNano() <= a.lossAt {
+		c.losses = a.lossesBefore // stamped before the latest loss report
+	}
 	c.scale, c.rstSide, c.stateRstSide = [2]int{-1, -1}, -1, -1
 	a.pushFront(c)
 	a.conns[r.Conn] = c
@@ -380,6 +390,9 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		return tracer.ErrStop
 	}
 	if r.Type == tracer.TypeLost {
+		if t := r.Time.UnixNano(); t != a.lossAt {
+			a.lossesBefore, a.lossAt = a.losses, t
+		}
 		a.losses++
 		a.lossKnd = r.LostKind
 		return a.next.Write(r)
@@ -1524,4 +1537,50 @@ func absDur(d time.Duration) time.Duration {
 // event (a zero Config.Events means every kind).
 func (a *Analyzer) resetsTraced() bool {
 	return a.cfg.ResetEvents || a.cfg.Events == 0 || a.cfg.Events.Has(tracer.TypeReset)
+}
+
+// EndDeadSockets summarizes the connections that lost records, were quiet
+// since before live was listed, and whose sockets it lists none of (closed,
+// or in TIME_WAIT: tracer.DeadSocketsEnder): their closing records were
+// lost, and without this they would keep their state until the idle
+// timeout. Their
+// summaries are incomplete ("events lost"); their ids are kept as long as
+// the correlator keeps those of idle connections, since it saw no end.
+func (a *Analyzer) EndDeadSockets(live *tracer.LiveSockets) (int, error) {
+	if a.stopped {
+		return 0, tracer.ErrStop
+	}
+	n := 0
+	for c := a.lru.prev; c != &a.lru; {
+		prev := c.prev
+		if !c.last.Before(live.At) {
+			break // the rest was seen later
+		}
+		if a.losses > c.losses && a.ended[c.id] == nil && socketsGone(c, live) {
+			if err := a.summarize(c, false, false); err != nil {
+				return n, err
+			}
+			n++
+		}
+		c = prev
+	}
+	return n, nil
+}
+
+// socketsGone reports whether c has local sockets of its own (not a
+// listener's, which a reset it sent for c names), all in namespaces live
+// listed, and live lists none of them as a full socket.
+func socketsGone(c *conn, live *tracer.LiveSockets) bool {
+	own := 0
+	for i := range c.sockets {
+		sk := &c.sockets[i]
+		switch {
+		case live.Listener(sk.cookie):
+		case sk.cookie == 0 || !live.Listed(sk.netns) || live.Live(sk.cookie):
+			return false
+		default:
+			own++
+		}
+	}
+	return own > 0
 }

@@ -1,0 +1,101 @@
+package analysis
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/tcpscope/tcpscope/tracer"
+)
+
+// TestEndDeadSockets: a connection open while records were lost, quiet
+// since before the kernel's listing, whose socket the listing lacks, is
+// summarized (incomplete, events lost) once, and a late record starts no
+// second summary; connections whose socket is listed, that began after
+// the loss, that were seen since, or whose namespace was not listed are
+// left alone.
+func TestEndDeadSockets(t *testing.T) {
+	open := func(conn uint64, at int, port int, cookie uint64, netns uint32) tracer.Record {
+		r := sockEvent(at, tracer.TypeState, fmt.Sprintf("10.0.0.1:%d", port), srv, tracer.StateSynSent, tracer.StateEstablished, cookie)
+		r.Conn, r.Netns = conn, netns
+		return r
+	}
+	// A reset the listener (cookie 900) sent for a connection.
+	listenerReset := func(conn uint64, at int, port int) tracer.Record {
+		r := sockEvent(at, tracer.TypeReset, srv, fmt.Sprintf("10.0.0.1:%d", port), 0, 0, 900)
+		r.Conn, r.HasState = conn, false
+		return r
+	}
+	out := &collect{}
+	a := New(out, Config{})
+	feed(t, a, []tracer.Record{
+		open(1, 0, 40001, 101, 7), // socket gone: ended
+		open(3, 1, 40003, 103, 7), // socket listed: alive
+		open(4, 2, 40004, 104, 8), // namespace 8 not listed
+		open(6, 3, 40006, 106, 7), // socket gone, and a reset from the listener: ended
+		listenerReset(6, 4, 40006),
+		listenerReset(7, 5, 40007), // only the listener's cookie: no socket of its own
+		{Type: tracer.TypeLost, Time: at(10), LostCount: 5, LostKind: "state", LostWhere: tracer.LostInRing},
+		open(2, 20, 40002, 102, 7),        // began after the loss: lost nothing
+		open(5, 3_000_000, 40005, 105, 7), // seen after the listing
+	})
+	out.recs = nil
+	live := tracer.NewLiveSockets(at(2_000_000), []uint32{7}, []uint64{103, 900}, []uint64{900})
+	n, err := a.EndDeadSockets(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ended []uint64
+	for _, r := range out.recs {
+		if r.Type == tracer.TypeConn {
+			ended = append(ended, r.Conn)
+			if r.Summary.Complete || r.Summary.Incomplete != "events lost" {
+				t.Errorf("conn %d: complete %v, incomplete %q; want incomplete, events lost", r.Conn, r.Summary.Complete, r.Summary.Incomplete)
+			}
+		}
+	}
+	if n != 2 || len(ended) != 2 || ended[0] != 1 || ended[1] != 6 {
+		t.Fatalf("ended %d: %v, want connections 1 and 6", n, ended)
+	}
+	late := open(1, 4_000_000, 40001, 101, 7)
+	late.OldState, late.State = tracer.StateFinWait2, tracer.StateClose
+	feed(t, a, []tracer.Record{late})
+	if n := out.count(tracer.TypeConn); n != 2 {
+		t.Errorf("%d summaries after a late record of an ended connection, want the 2 before", n)
+	}
+	if len(a.conns) != 5 {
+		t.Errorf("%d connections open, want 2, 3, 4, 5, 7", len(a.conns))
+	}
+}
+
+// TestLossReportedBeforeItsRecords: a loss is reported by the clock, so
+// records stamped before its report can be read after it: a connection
+// whose first record is such may have lost records in it (its summary
+// says so, and the dead socket sweep looks at it); one stamped after the
+// report lost nothing.
+func TestLossReportedBeforeItsRecords(t *testing.T) {
+	open := func(conn uint64, at int, port int) tracer.Record {
+		r := sockEvent(at, tracer.TypeState, fmt.Sprintf("10.0.0.1:%d", port), srv, tracer.StateSynSent, tracer.StateEstablished, 100+conn)
+		r.Conn = conn
+		return r
+	}
+	out := &collect{}
+	a := New(out, Config{})
+	feed(t, a, []tracer.Record{
+		{Type: tracer.TypeLost, Time: at(100), LostCount: 5, LostKind: "packet", LostWhere: tracer.LostInRing},
+		{Type: tracer.TypeLost, Time: at(100), LostCount: 3, LostKind: "state", LostWhere: tracer.LostInRing},
+		open(1, 50, 40001),  // stamped before the report
+		open(2, 200, 40002), // after it
+	})
+	if err := a.finishAt(at(300)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint64]string{}
+	for _, r := range out.recs {
+		if r.Type == tracer.TypeConn {
+			got[r.Conn] = r.Summary.Incomplete
+		}
+	}
+	if got[1] != "events lost" || got[2] != "" {
+		t.Errorf("incomplete reasons %v, want events lost for connection 1 only", got)
+	}
+}
