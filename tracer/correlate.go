@@ -531,7 +531,16 @@ func (c *correlator) insert(key connKey, h uint64) *connEntry {
 		c.evict(c.lru.prev)
 	}
 	if old := c.current(key, h); old != nil {
-		c.replaced[key] = append(c.replaced[key], old)
+		rs := c.replaced[key]
+		if len(rs) >= maxReplacedPerKey {
+			// A 4-tuple reused that fast (closed by RST, no TIME_WAIT):
+			// the oldest is no longer found by cookie (it stays in the
+			// list until swept), so that a lookup stays short.
+			n := copy(rs, rs[1:])
+			rs[n] = nil
+			rs = rs[:n]
+		}
+		c.replaced[key] = append(rs, old)
 		c.replacedPeak = max(c.replacedPeak, len(c.replaced))
 	}
 	c.next++
@@ -571,6 +580,10 @@ func (c *correlator) remove(e *connEntry) {
 		c.free = append(c.free, e)
 	}
 }
+
+// maxReplacedPerKey bounds the replaced entries of one 4-tuple searched
+// by cookie (replacedOf, unreplace scan them).
+const maxReplacedPerKey = 16
 
 // unreplace takes e out of the replaced entries of its key.
 func (c *correlator) unreplace(e *connEntry) {

@@ -356,6 +356,17 @@ func TestReplacedEntriesBounded(t *testing.T) {
 	if c.size != 0 || len(c.replaced) != 0 || c.keys() != 0 {
 		t.Errorf("after the idle sweep: %d entries, %d replaced keys, %d keys", c.size, len(c.replaced), c.keys())
 	}
+	// A table with room: the replaced entries searched by cookie stay
+	// few, the newest; the rest wait in the list for the sweep.
+	c = newCorrelator(1000)
+	run(t, c, in)
+	if n := len(c.replaced[makeConnKey(ap("10.0.0.1:40000"), ap("10.0.0.2:80"), 1)]); c.size != 100 || n != maxReplacedPerKey {
+		t.Errorf("%d entries, %d replaced searched after 100 reuses of one tuple, want 100, %d", c.size, n, maxReplacedPerKey)
+	}
+	c.sweep(base.Add(time.Hour))
+	if c.size != 0 || len(c.replaced) != 0 || c.keys() != 0 {
+		t.Errorf("after the idle sweep: %d entries, %d replaced keys, %d keys", c.size, len(c.replaced), c.keys())
+	}
 }
 
 // BenchmarkCorrelatorMemoryPerConnection reports the live heap per

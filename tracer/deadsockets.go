@@ -33,17 +33,19 @@ const (
 // sockets (not in TIME_WAIT), by cookie, of the namespaces it could list.
 type LiveSockets struct {
 	// At is when the listing began: a connection quiet since before it
-	// whose sockets it does not list has ended.
-	At        time.Time
+	// whose sockets it does not list has ended. End is when it ended:
+	// records stamped before End may tell of sockets closed while it
+	// went on.
+	At, End   time.Time
 	netns     map[uint32]struct{}
 	cookies   map[uint64]struct{}
 	listeners map[uint64]struct{}
 }
 
-// NewLiveSockets returns a listing taken at at of the namespaces netns
-// (inodes) with the full sockets cookies, of which listeners listen.
-func NewLiveSockets(at time.Time, netns []uint32, cookies, listeners []uint64) *LiveSockets {
-	l := &LiveSockets{At: at, netns: make(map[uint32]struct{}, len(netns)), cookies: make(map[uint64]struct{}, len(cookies)),
+// NewLiveSockets returns a listing taken from at to end of the namespaces
+// netns (inodes) with the full sockets cookies, of which listeners listen.
+func NewLiveSockets(at, end time.Time, netns []uint32, cookies, listeners []uint64) *LiveSockets {
+	l := &LiveSockets{At: at, End: end, netns: make(map[uint32]struct{}, len(netns)), cookies: make(map[uint64]struct{}, len(cookies)),
 		listeners: make(map[uint64]struct{}, len(listeners))}
 	for _, n := range netns {
 		l.netns[n] = struct{}{}
@@ -120,10 +122,11 @@ type liveResult struct {
 
 // deadSocketsTick starts a listing when records were lost since the last
 // one (and deadSocketsEvery passed), and applies one that came back once
-// the records caught up with it: newest is the newest record's time (Unix
-// ns), drained whether every record read so far was consumed with the
-// ring empty.
-func (t *Tracer) deadSocketsTick(now time.Time, newest int64, drained bool, sink Sink) error {
+// the records caught up with its end: newest is the newest record's time
+// (Unix ns); drained: every record read so far was consumed, the ring
+// empty; idle: so was the last batch, and none came since (the reader
+// may still hold up to a flush interval of records then).
+func (t *Tracer) deadSocketsTick(now time.Time, newest int64, drained, idle bool, sink Sink) error {
 	d := &t.dead
 	if d.running {
 		select {
@@ -138,8 +141,8 @@ func (t *Tracer) deadSocketsTick(now time.Time, newest int64, drained bool, sink
 		}
 	}
 	if d.pending != nil {
-		due := d.pending.At.Add(deadSocketsSettle)
-		if newest >= due.UnixNano() || drained && !now.Before(due) {
+		due := d.pending.End.Add(deadSocketsSettle)
+		if newest >= due.UnixNano() || drained && !now.Before(due) || idle && !now.Before(due.Add(t.cfg.FlushInterval)) {
 			live := d.pending
 			d.pending = nil
 			if e, ok := sink.(DeadSocketsEnder); ok {

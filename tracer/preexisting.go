@@ -120,10 +120,11 @@ func closeAll(spaces []*Netns) {
 	}
 }
 
-// listLiveSockets lists the full TCP sockets (cookies: every state but
-// TIME_WAIT, whose socket is the mini-socket left after the full one
-// closed) of the namespaces whose socket events are traced
-// (deadsockets.go). A namespace that cannot be listed is left out (Listed
+// listLiveSockets lists the TCP sockets (cookies) of the namespaces whose
+// socket events are traced (deadsockets.go), but those in TIME_WAIT (the
+// mini-socket left after the full one closed; an orphaned FIN_WAIT2
+// mini-socket shows as FIN_WAIT2 and counts as live, which only keeps
+// its connection longer). A namespace that cannot be listed is left out (Listed
 // is false for it); an error is returned only when none could be.
 func (t *Tracer) listLiveSockets() (*LiveSockets, error) {
 	at := time.Now()
@@ -156,7 +157,7 @@ func (t *Tracer) listLiveSockets() (*LiveSockets, error) {
 	if len(listed) == 0 {
 		return nil, firstErr
 	}
-	return NewLiveSockets(at, listed, cookies, listeners), nil
+	return NewLiveSockets(at, time.Now(), listed, cookies, listeners), nil
 }
 
 // diagTCP dumps the TCP sockets (IPv4 and IPv6) of one namespace.

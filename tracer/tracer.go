@@ -536,9 +536,7 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		if err := t.progressTick(now, sink); err != nil {
 			return err
 		}
-		// idle: the ring was read empty since the last records, also
-		// when the tick comes from the timer.
-		if err := t.deadSocketsTick(now, st.out.newest, drained || idle, sink); err != nil {
+		if err := t.deadSocketsTick(now, st.out.newest, drained, idle, sink); err != nil {
 			return err
 		}
 		// Records held for ordering go out one short interval later

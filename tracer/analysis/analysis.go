@@ -1556,11 +1556,16 @@ func (a *Analyzer) EndDeadSockets(live *tracer.LiveSockets) (int, error) {
 		if !c.last.Before(live.At) {
 			break // the rest was seen later
 		}
-		if a.losses > c.losses && a.ended[c.id] == nil && socketsGone(c, live) {
+		// Not a start-up listing that showed nothing since: a TIME_WAIT
+		// one waits for its end record, which its summary says.
+		if a.losses > c.losses && a.ended[c.id] == nil && (c.observed || !c.preexisting) && socketsGone(c, live) {
+			written := c.endsSet // a listener has no summary
 			if err := a.summarize(c, false, false); err != nil {
 				return n, err
 			}
-			n++
+			if written {
+				n++
+			}
 		}
 		c = prev
 	}
@@ -1569,7 +1574,9 @@ func (a *Analyzer) EndDeadSockets(live *tracer.LiveSockets) (int, error) {
 
 // socketsGone reports whether c has local sockets of its own (not a
 // listener's, which a reset it sent for c names), all in namespaces live
-// listed, and live lists none of them as a full socket.
+// listed, and live lists none of them as a full socket (one in TIME_WAIT
+// is gone: the analysis summarizes a connection whose sockets are closed
+// or in TIME_WAIT alike).
 func socketsGone(c *conn, live *tracer.LiveSockets) bool {
 	own := 0
 	for i := range c.sockets {

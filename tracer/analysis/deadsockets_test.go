@@ -25,21 +25,41 @@ func TestEndDeadSockets(t *testing.T) {
 		r.Conn, r.HasState = conn, false
 		return r
 	}
+	// A TIME_WAIT socket listed at start-up that showed nothing since.
+	preexistingTimeWait := func(conn uint64, at int, port int) tracer.Record {
+		r := sockEvent(at, tracer.TypeSocket, fmt.Sprintf("10.0.0.1:%d", port), srv, 0, tracer.StateTimeWait, 100+conn)
+		r.Conn, r.Netns = conn, 7
+		return r
+	}
+	preexisting := func(conn uint64, at int, port int, state tracer.TCPState) tracer.Record {
+		r := sockEvent(at, tracer.TypeSocket, fmt.Sprintf("10.0.0.1:%d", port), srv, 0, state, 100+conn)
+		r.Conn, r.Netns = conn, 7
+		return r
+	}
+	timeWaitStart := func(conn uint64, at int, port int, cookie uint64) tracer.Record {
+		r := twRec(at, fmt.Sprintf("10.0.0.1:%d", port), srv, tracer.StateFinWait2, tracer.StateTimeWait, cookie, "", 0)
+		r.Conn, r.Netns = conn, 7
+		return r
+	}
 	out := &collect{}
-	a := New(out, Config{})
+	a := New(out, Config{TimeWaitTracked: true})
 	feed(t, a, []tracer.Record{
 		open(1, 0, 40001, 101, 7), // socket gone: ended
 		open(3, 1, 40003, 103, 7), // socket listed: alive
 		open(4, 2, 40004, 104, 8), // namespace 8 not listed
 		open(6, 3, 40006, 106, 7), // socket gone, and a reset from the listener: ended
 		listenerReset(6, 4, 40006),
-		listenerReset(7, 5, 40007), // only the listener's cookie: no socket of its own
+		listenerReset(7, 5, 40007),                         // only the listener's cookie: no socket of its own
+		preexistingTimeWait(8, 6, 40008),                   // waits for its TIME_WAIT's end
+		preexisting(10, 6, 40010, tracer.StateEstablished), // silent since start-up: left to the idle timeout
+		open(9, 7, 40009, 109, 7),                          // in TIME_WAIT, its CLOSE lost: ended (a TIME_WAIT is not listed)
+		timeWaitStart(9, 8, 40009, 109),
 		{Type: tracer.TypeLost, Time: at(10), LostCount: 5, LostKind: "state", LostWhere: tracer.LostInRing},
 		open(2, 20, 40002, 102, 7),        // began after the loss: lost nothing
 		open(5, 3_000_000, 40005, 105, 7), // seen after the listing
 	})
 	out.recs = nil
-	live := tracer.NewLiveSockets(at(2_000_000), []uint32{7}, []uint64{103, 900}, []uint64{900})
+	live := tracer.NewLiveSockets(at(2_000_000), at(2_000_000), []uint32{7}, []uint64{103, 900}, []uint64{900})
 	n, err := a.EndDeadSockets(live)
 	if err != nil {
 		t.Fatal(err)
@@ -53,17 +73,17 @@ func TestEndDeadSockets(t *testing.T) {
 			}
 		}
 	}
-	if n != 2 || len(ended) != 2 || ended[0] != 1 || ended[1] != 6 {
-		t.Fatalf("ended %d: %v, want connections 1 and 6", n, ended)
+	if n != 3 || len(ended) != 3 || ended[0] != 1 || ended[1] != 6 || ended[2] != 9 {
+		t.Fatalf("ended %d: %v, want connections 1, 6 and 9", n, ended)
 	}
 	late := open(1, 4_000_000, 40001, 101, 7)
 	late.OldState, late.State = tracer.StateFinWait2, tracer.StateClose
 	feed(t, a, []tracer.Record{late})
-	if n := out.count(tracer.TypeConn); n != 2 {
-		t.Errorf("%d summaries after a late record of an ended connection, want the 2 before", n)
+	if n := out.count(tracer.TypeConn); n != 3 {
+		t.Errorf("%d summaries after a late record of an ended connection, want the 3 before", n)
 	}
-	if len(a.conns) != 5 {
-		t.Errorf("%d connections open, want 2, 3, 4, 5, 7", len(a.conns))
+	if len(a.conns) != 7 {
+		t.Errorf("%d connections open, want 2, 3, 4, 5, 7, 8, 10", len(a.conns))
 	}
 }
 
