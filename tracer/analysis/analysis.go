@@ -1230,7 +1230,6 @@ func (a *Analyzer) flushAt(now time.Time) error {
 	a.conns = tracer.ShrinkMap(a.conns, &a.peaks[0])
 	a.ended = tracer.ShrinkMap(a.ended, &a.peaks[1])
 	a.gone.blocks = tracer.ShrinkMap(a.gone.blocks, &a.gone.peak)
-	a.kill.signs = tracer.ShrinkMap(a.kill.signs, &a.kill.peak)
 	if ferr := a.next.Flush(); err == nil {
 		err = ferr
 	}

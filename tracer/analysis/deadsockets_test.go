@@ -2,7 +2,9 @@ package analysis
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
 )
@@ -117,5 +119,43 @@ func TestLossReportedBeforeItsRecords(t *testing.T) {
 	}
 	if got[1] != "events lost" || got[2] != "" {
 		t.Errorf("incomplete reasons %v, want events lost for connection 1 only", got)
+	}
+}
+
+// TestKillSignsLookup: a kill finds the latest sign on its own 4-tuple
+// within killWindow among many on others, also one that came a little
+// out of time order; not one outside the window; expired signs go.
+func TestKillSignsLookup(t *testing.T) {
+	ms := func(n int) int64 { return t0.Add(time.Duration(n) * time.Millisecond).UnixNano() }
+	tup := func(port int) tuple {
+		return makeTuple(netip.MustParseAddrPort(fmt.Sprintf("10.0.0.1:%d", port)), netip.MustParseAddrPort(srv))
+	}
+	k := newKillSigns()
+	for i := range 5000 { // a sign every 0.1 ms on other 4-tuples
+		k.note(tup(10000+i), ms(0)+int64(i)*int64(100*time.Microsecond), signSYN)
+		switch i {
+		case 1000: // 100 ms: too early for a kill at 200 ms
+			k.note(tup(1), ms(100), signRST)
+		case 1900:
+			k.note(tup(1), ms(190), signSYN)
+		case 2300: // came late: stamped before the entries around it
+			k.note(tup(2), ms(225), signReuse)
+		}
+	}
+	if s := k.of(tup(1), ms(200)); s != signSYN {
+		t.Errorf("kill at 200 ms: %q, want syn (190 ms)", s)
+	}
+	if s := k.of(tup(1), ms(260)); s != noSign {
+		t.Errorf("kill at 260 ms: %q, want none (the signs are 70 ms and more before)", s)
+	}
+	if s := k.of(tup(2), ms(220)); s != signReuse {
+		t.Errorf("kill at 220 ms: %q, want tw_reuse (a sign out of order)", s)
+	}
+	if s := k.of(tup(3), ms(200)); s != noSign {
+		t.Errorf("kill on a 4-tuple without signs: %q", s)
+	}
+	k.expire(ms(500) + int64(signKeep))
+	if n := len(k.q) - k.head; n != 0 {
+		t.Errorf("%d signs kept signKeep after the last", n)
 	}
 }

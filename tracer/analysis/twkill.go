@@ -1,6 +1,8 @@
 package analysis
 
 import (
+	"hash/maphash"
+	"sort"
 	"time"
 
 	"github.com/tcpscope/tcpscope/tracer"
@@ -50,12 +52,6 @@ func (k killSign) String() string { return killSignNames[k] }
 // killWindow apart.
 func withinKillWindow(a, b int64) bool { return max(a-b, b-a) <= int64(killWindow) }
 
-// twSign is a sign seen on a 4-tuple at a time (Unix ns).
-type twSign struct {
-	at   int64
-	sign killSign
-}
-
 // twKill is a kill at a time (Unix ns) that no sign explained yet, of
 // the TIME_WAIT socket that replaced socket cookie of connection conn,
 // not summarized.
@@ -65,37 +61,52 @@ type twKill struct {
 	conn   uint64
 }
 
-// signAt is a queued sign's 4-tuple and time, for its expiry.
-type signAt struct {
-	t  tuple
-	at int64
+// twSign is a sign seen at a time (Unix ns) for a TIME_WAIT socket of a
+// 4-tuple (t; h its hash, compared first).
+type twSign struct {
+	at   int64
+	h    uint64
+	t    tuple
+	sign killSign
 }
 
-// killSigns holds the recent signs and the unexplained kills.
+// signSeed seeds the signs' tuple hashes.
+var signSeed = maphash.MakeSeed()
+
+// killSigns holds the recent signs, in the order they came (by time but
+// for the few records out of order), and the unexplained kills. A kill
+// looks its sign up among those within killWindow of it (a binary search,
+// then a short scan): signs are many (every SYN), kills few, so no index
+// is kept per sign (a map's churn cost more than the signs' own work).
 type killSigns struct {
-	signs map[tuple]twSign // the latest, by the 4-tuple of the socket it would kill
-	q     []signAt         // signs by time, for expiry: q[head:] are queued
+	q     []twSign // q[head:] are kept
 	head  int
 	kills map[tuple]twKill
-	peak  int // of signs (tracer.ShrinkMap)
 }
 
-func newKillSigns() killSigns {
-	return killSigns{signs: map[tuple]twSign{}, kills: map[tuple]twKill{}}
-}
+func newKillSigns() killSigns { return killSigns{kills: map[tuple]twKill{}} }
 
 // note records sign s at time at for a TIME_WAIT socket of 4-tuple t.
 func (k *killSigns) note(t tuple, at int64, s killSign) {
-	k.signs[t] = twSign{at: at, sign: s}
-	k.peak = max(k.peak, len(k.signs))
-	k.q = append(k.q, signAt{t: t, at: at})
+	k.q = append(k.q, twSign{at: at, h: maphash.Comparable(signSeed, t), t: t, sign: s})
 }
 
+// signSlack: how far out of time order a sign may come (the reorder
+// stage's window, with room): the search for a kill's signs reaches
+// that much further.
+const signSlack = 10 * time.Millisecond
+
 // of returns the sign of a kill at time at of a TIME_WAIT socket of t:
-// the latest sign on t, when within killWindow.
+// the latest sign on t within killWindow of it.
 func (k *killSigns) of(t tuple, at int64) killSign {
-	if s, ok := k.signs[t]; ok && withinKillWindow(s.at, at) {
-		return s.sign
+	q := k.q[k.head:]
+	// The first sign after the window (give or take the slack).
+	end := sort.Search(len(q), func(i int) bool { return q[i].at > at+int64(killWindow+signSlack) })
+	h := maphash.Comparable(signSeed, t)
+	for i := end - 1; i >= 0 && q[i].at >= at-int64(killWindow+signSlack); i-- {
+		if e := &q[i]; e.h == h && e.t == t && withinKillWindow(e.at, at) {
+			return e.sign
+		}
 	}
 	return noSign
 }
@@ -104,10 +115,6 @@ func (k *killSigns) of(t tuple, at int64) killSign {
 // record time) and the kills older than killWindow.
 func (k *killSigns) expire(now int64) {
 	for k.head < len(k.q) && k.q[k.head].at < now-int64(signKeep) {
-		e := k.q[k.head]
-		if s, ok := k.signs[e.t]; ok && s.at == e.at {
-			delete(k.signs, e.t) // not replaced by a later one
-		}
 		k.head++
 	}
 	switch {
