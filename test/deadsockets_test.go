@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"regexp"
 	"strconv"
@@ -87,15 +85,13 @@ func TestDeadSocketsEndedAfterLoss(t *testing.T) {
 // socket event (state, retransmit, reset) in it.
 func stormSummaries(t *testing.T, out []byte, port int) (summaries map[uint64]int, lost uint64, withSocket map[uint64]bool) {
 	t.Helper()
+	recs, err := harness.ParseRecords(out)
+	if err != nil {
+		t.Fatalf("tcpscope output: %v", err)
+	}
 	summaries, withSocket = map[uint64]int{}, map[uint64]bool{}
 	suffix := ":" + strconv.Itoa(port)
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var r harness.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("bad output line %q: %v", sc.Text(), err)
-		}
+	for _, r := range recs {
 		switch {
 		case r.Type == "lost":
 			lost += r.Count

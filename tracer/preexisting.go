@@ -127,11 +127,9 @@ func closeAll(spaces []*Netns) {
 // its connection longer). A namespace that cannot be listed is left out (Listed
 // is false for it); an error is returned only when none could be.
 func (t *Tracer) listLiveSockets() (*LiveSockets, error) {
-	at := time.Now()
+	live := NewLiveSockets(time.Now(), time.Time{}, nil, nil, nil)
 	spaces, others, _ := t.tracedNamespaces()
 	defer closeAll(others)
-	var listed []uint32
-	var cookies, listeners []uint64
 	var firstErr error
 	for _, ns := range spaces {
 		socks, err := diagTCP(ns)
@@ -141,23 +139,24 @@ func (t *Tracer) listLiveSockets() (*LiveSockets, error) {
 			}
 			continue
 		}
-		listed = append(listed, ns.Inode)
+		live.netns[ns.Inode] = struct{}{}
 		for _, s := range socks {
 			cookie := uint64(s.ID.Cookie[0]) | uint64(s.ID.Cookie[1])<<32
 			switch TCPState(s.State) {
 			case StateTimeWait:
 			case StateListen:
-				listeners = append(listeners, cookie)
-				cookies = append(cookies, cookie)
+				live.listeners[cookie] = struct{}{}
+				live.cookies[cookie] = struct{}{}
 			default:
-				cookies = append(cookies, cookie)
+				live.cookies[cookie] = struct{}{}
 			}
 		}
 	}
-	if len(listed) == 0 {
+	if len(live.netns) == 0 {
 		return nil, firstErr
 	}
-	return NewLiveSockets(at, time.Now(), listed, cookies, listeners), nil
+	live.End = time.Now()
+	return live, nil
 }
 
 // diagTCP dumps the TCP sockets (IPv4 and IPv6) of one namespace.
