@@ -33,6 +33,37 @@ const (
 // RST), and a storm's connections then take 60 s of table, not 90.
 const TimeWaitLinger = 5 * time.Second
 
+// compactAfter is how long a closed connection stays quiet before the
+// correlator keeps only its compactConn for the rest of its linger (a
+// variable: tests compact at once).
+var compactAfter = 5 * time.Second
+
+// compactConn is what the correlator keeps of a closed, quiet connection
+// for the rest of its linger (through TIME_WAIT): its id, and what tells
+// its late records (the end of its TIME_WAIT, a retransmitted FIN, the RST
+// that answers it) from a new connection on its 4-tuple. 48 bytes by
+// value in a map keyed by the key's hash, where a connEntry takes 128 and
+// a pointer; the key itself is not kept, check (connKeyCheck) tells keys
+// of one hash apart. A record that needs more revives the full entry.
+type compactConn struct {
+	id       uint64
+	lastSeen int64     // Unix ns of the latest record
+	cookies  [2]uint64 // connEntry.cookies
+	isn      [2]uint32 // connEntry.isn: a retransmitted SYN joins
+	check    uint32    // connKeyCheck of the key
+	tw       int8      // connEntry.tw
+	twDone   bool      // connEntry.twDone
+	isnKnown [2]bool   // connEntry.isnKnown
+}
+
+// lingerOver is connEntry.lingerOver of a closed connection.
+func (cc *compactConn) lingerOver(t int64) bool {
+	if cc.twDone {
+		return t-cc.lastSeen > int64(TimeWaitLinger)
+	}
+	return t-cc.lastSeen > int64(closedLinger)
+}
+
 // IdleLinger is how long the correlator keeps the id of a connection that
 // is not closed after its last record, given the analyzer's idle timeout:
 // longer than that timeout by ClosedLinger, so that the analyzer has
@@ -110,13 +141,16 @@ func (e *connEntry) lingerOver(t int64) bool {
 	return t-e.lastSeen > int64(closedLinger)
 }
 
-// end returns which end of e's key addr is.
-func (e *connEntry) end(addr netip.AddrPort) int {
-	if addr.Port() == e.key.pa && addr.Addr().As16() == e.key.a {
+// end returns which end of k addr is: 0 for a, 1 for b.
+func (k *connKey) end(addr netip.AddrPort) int {
+	if addr.Port() == k.pa && addr.Addr().As16() == k.a {
 		return 0
 	}
 	return 1
 }
+
+// end returns which end of e's key addr is.
+func (e *connEntry) end(addr netip.AddrPort) int { return e.key.end(addr) }
 
 func (e *connEntry) close(t int64) {
 	if !e.closed {
@@ -137,8 +171,12 @@ type correlator struct {
 	// key holds is in collided instead (lookup compares keys).
 	conns    map[uint64]*connEntry
 	collided map[connKey]*connEntry
-	max      int
-	evicted  uint64
+	// compact: closed connections quiet for compactAfter, by the key's
+	// hash, for the rest of their linger. A key is current in conns (or
+	// collided) or here, never both. At most max*maxCompactPerEntry.
+	compact map[uint64]compactConn
+	max     int
+	evicted uint64
 	// lru is a sentinel: lru.next is the most recently seen entry,
 	// lru.prev the least.
 	lru connEntry
@@ -160,7 +198,7 @@ type correlator struct {
 	// record (idleLinger unless setIdleTimeout).
 	idle time.Duration
 	// Peak sizes of the maps (ShrinkMap).
-	connsPeak, replacedPeak, pendingPeak int
+	connsPeak, replacedPeak, pendingPeak, compactPeak int
 	// twDone: entries whose TIME_WAITs all ended, in that order, for the
 	// sweep (TimeWaitLinger); an entry touched since is looked at again.
 	twDone []*connEntry
@@ -179,7 +217,7 @@ func newCorrelator(max int) *correlator {
 		max = DefaultMaxConns
 	}
 	c := &correlator{conns: make(map[uint64]*connEntry), collided: make(map[connKey]*connEntry), max: max, pending: make(map[uint64]*Record),
-		replaced: make(map[connKey][]*connEntry), idle: idleLinger}
+		replaced: make(map[connKey][]*connEntry), compact: make(map[uint64]compactConn), idle: idleLinger}
 	c.lru.next, c.lru.prev = &c.lru, &c.lru
 	return c
 }
@@ -323,6 +361,19 @@ func (c *correlator) assign(r *Record) {
 	cookie := socketCookie(r)
 	birth := births(r)
 	t := r.Time.UnixNano()
+	if e == nil && len(c.compact) > 0 {
+		if cc, ok := c.compact[h]; ok && cc.check == connKeyCheck(key) {
+			switch {
+			case cc.lingerOver(t):
+				delete(c.compact, h) // r starts a new connection
+			case c.compactRecord(&cc, key, h, r, cookie, t):
+				r.Conn = cc.id
+				return
+			default:
+				e = c.revive(key, h, &cc)
+			}
+		}
+	}
 	// known: e is this socket's connection already: the common case.
 	known := cookie != 0 && e != nil && e.cookies[e.end(r.Local)] == cookie
 	if known {
@@ -481,6 +532,86 @@ var connKeySeed = maphash.MakeSeed()
 // every key collide).
 var connKeyHash = func(k connKey) uint64 { return maphash.Comparable(connKeySeed, k) }
 
+// connKeyCheckSeed seeds connKeyCheck.
+var connKeyCheckSeed = maphash.MakeSeed()
+
+// connKeyCheck is a second hash of k, independent of connKeyHash: a
+// compact entry keeps it instead of its 40-byte key. Two keys are taken
+// for one when both hashes agree (96 bits), about once in 10^19 lookups
+// of a table of a million keys.
+func connKeyCheck(k connKey) uint32 { return uint32(maphash.Comparable(connKeyCheckSeed, k)) }
+
+// compactRecord gives r, a record of the compact entry cc of key (hash
+// h), cc's id in place when r is the start or end of a TIME_WAIT of the
+// socket cc knows at that end, the one record every storm connection has
+// after it went quiet; false when r needs the full entry (revive).
+func (c *correlator) compactRecord(cc *compactConn, key connKey, h uint64, r *Record, cookie uint64, t int64) bool {
+	if !r.TimeWait || cookie == 0 || cc.cookies[key.end(r.Local)] != cookie {
+		return false
+	}
+	// connEntry.observe of a TIME_WAIT record, e closed already.
+	if r.State == StateTimeWait {
+		cc.tw++
+		cc.twDone = false
+	} else if r.State == StateClose && cc.tw > 0 {
+		if cc.tw--; cc.tw == 0 {
+			cc.twDone = true
+		}
+	}
+	cc.lastSeen = max(cc.lastSeen, t)
+	c.compact[h] = *cc
+	return true
+}
+
+// revive makes cc, the compact entry of key (hash h), its key's current
+// entry again: closed, each end past its handshake, its first record and
+// close taken as its last record (a SYN or a new socket after it is a new
+// connection, as it would have been).
+func (c *correlator) revive(key connKey, h uint64, cc *compactConn) *connEntry {
+	delete(c.compact, h)
+	if c.size >= c.max {
+		c.evict(c.lru.prev)
+	}
+	e := c.newEntry()
+	*e = connEntry{key: key, id: cc.id, lastSeen: cc.lastSeen, first: cc.lastSeen, closedAt: cc.lastSeen,
+		tw: cc.tw, twDone: cc.twDone, synced: [2]bool{true, true}, closed: true, cookies: cc.cookies,
+		isn: cc.isn, isnKnown: cc.isnKnown}
+	c.setCurrent(e, h)
+	c.pushFront(e)
+	c.size++
+	if e.twDone {
+		c.twDone = append(c.twDone, e)
+	}
+	return e
+}
+
+// maxCompactPerEntry bounds the compact entries: at most this many per
+// entry the table holds (max).
+const maxCompactPerEntry = 4
+
+// compactEntry replaces e, closed, quiet and current, by its compact
+// entry; false when e stays as it is (not current, or its hash holds
+// another key's compact entry). When the compact entries are at their
+// bound, e is forgotten (evicted).
+func (c *correlator) compactEntry(e *connEntry) bool {
+	h := connKeyHash(e.key)
+	if c.current(e.key, h) != e {
+		return false
+	}
+	if _, taken := c.compact[h]; taken {
+		return false
+	}
+	if len(c.compact) >= c.max*maxCompactPerEntry {
+		c.evict(e)
+		return true
+	}
+	c.compact[h] = compactConn{id: e.id, lastSeen: e.lastSeen, cookies: e.cookies, check: connKeyCheck(e.key),
+		tw: e.tw, twDone: e.twDone, isn: e.isn, isnKnown: e.isnKnown}
+	c.compactPeak = max(c.compactPeak, len(c.compact))
+	c.remove(e)
+	return true
+}
+
 // current returns the current entry of key, whose hash is h; nil when
 // none.
 func (c *correlator) current(key connKey, h uint64) *connEntry {
@@ -494,7 +625,7 @@ func (c *correlator) current(key connKey, h uint64) *connEntry {
 }
 
 // keys reports how many keys have a current entry.
-func (c *correlator) keys() int { return len(c.conns) + len(c.collided) }
+func (c *correlator) keys() int { return len(c.conns) + len(c.collided) + len(c.compact) }
 
 // setCurrent makes e the current entry of its key, whose hash is h.
 func (c *correlator) setCurrent(e *connEntry, h uint64) {
@@ -544,17 +675,22 @@ func (c *correlator) insert(key connKey, h uint64) *connEntry {
 		c.replacedPeak = max(c.replacedPeak, len(c.replaced))
 	}
 	c.next++
-	var e *connEntry
-	if n := len(c.free); n > 0 {
-		e, c.free = c.free[n-1], c.free[:n-1]
-	} else {
-		e = new(connEntry)
-	}
+	e := c.newEntry()
 	*e = connEntry{key: key, id: c.next}
 	c.setCurrent(e, h)
 	c.pushFront(e)
 	c.size++
 	return e
+}
+
+// newEntry returns storage for an entry: a removed one when there is.
+func (c *correlator) newEntry() *connEntry {
+	if n := len(c.free); n > 0 {
+		e := c.free[n-1]
+		c.free = c.free[:n-1]
+		return e
+	}
+	return new(connEntry)
 }
 
 // evict forgets the least recently seen connection to make room.
@@ -622,20 +758,30 @@ func (c *correlator) touch(e *connEntry) {
 	c.pushFront(e)
 }
 
-// sweep forgets closed connections after closedLinger and idle ones after
-// c.idle. Only the least recently seen end of the list is visited.
+// sweep forgets closed connections after their linger and idle ones
+// after c.idle, and keeps only the compact entry of closed ones quiet for
+// compactAfter. Only the least recently seen end of the list is visited;
+// every compact entry is.
 func (c *correlator) sweep(now time.Time) {
 	nowNs := now.UnixNano()
 	for e := c.lru.prev; e != &c.lru; {
 		prev := e.prev
 		idle := time.Duration(nowNs - e.lastSeen)
-		if idle <= closedLinger {
+		if idle <= compactAfter {
 			break // everything further is more recent
 		}
-		if e.closed || idle > c.idle {
+		switch {
+		case e.closed && e.lingerOver(nowNs), idle > c.idle:
 			c.remove(e)
+		case e.closed:
+			c.compactEntry(e)
 		}
 		e = prev
+	}
+	for h, cc := range c.compact {
+		if cc.lingerOver(nowNs) {
+			delete(c.compact, h)
+		}
 	}
 	// Connections whose TIME_WAITs ended, oldest end first.
 	n := 0
@@ -658,6 +804,7 @@ func (c *correlator) sweep(now time.Time) {
 	c.conns = ShrinkMap(c.conns, &c.connsPeak)
 	c.replaced = ShrinkMap(c.replaced, &c.replacedPeak)
 	c.pending = ShrinkMap(c.pending, &c.pendingPeak)
+	c.compact = ShrinkMap(c.compact, &c.compactPeak)
 }
 
 // ShrinkMap returns m, or a copy of it sized for what it holds once it

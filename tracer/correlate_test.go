@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"runtime"
@@ -30,6 +31,10 @@ func state(ms int, local, remote string, old, new TCPState, cookie uint64, netns
 		Local: ap(local), Remote: ap(remote), OldState: old, State: new, HasState: true, Cookie: cookie}
 }
 
+// sweepBeforeEachRecord makes run sweep the correlator at each record's
+// time before the record (TestCorrelatorCompacted).
+var sweepBeforeEachRecord bool
+
 // run feeds records through a correlator and returns what it emitted.
 func run(t *testing.T, c *correlator, in []Record) []Record {
 	t.Helper()
@@ -37,6 +42,9 @@ func run(t *testing.T, c *correlator, in []Record) []Record {
 	emit := func(r *Record) error { out = append(out, *r); return nil }
 	for i := range in {
 		r := in[i]
+		if sweepBeforeEachRecord {
+			c.sweep(r.Time)
+		}
 		if err := c.process(&r, emit); err != nil {
 			t.Fatal(err)
 		}
@@ -696,14 +704,122 @@ func TestCorrelatorKeyCollisions(t *testing.T) {
 	hash := connKeyHash
 	connKeyHash = func(connKey) uint64 { return 7 }
 	t.Cleanup(func() { connKeyHash = hash })
-	for name, test := range map[string]func(*testing.T){
-		"OneConnForBothEnds": TestOneConnForBothEnds, "ReusedTupleGetsNewConn": TestReusedTupleGetsNewConn,
-		"NetnsInKeyOnlyForLoopback": TestNetnsInKeyOnlyForLoopback, "TableIsBounded": TestTableIsBounded,
-		"SweepForgetsClosedAfterLinger": TestSweepForgetsClosedAfterLinger, "PacketsAloneCloseAConnection": TestPacketsAloneCloseAConnection,
-		"ListenersPerNetns": TestListenersPerNetns, "EvictionIsLeastRecentlySeen": TestEvictionIsLeastRecentlySeen,
-		"LateEventAfterTupleReuse": TestLateEventAfterTupleReuse, "ReplacedEntriesBounded": TestReplacedEntriesBounded,
-		"TupleReuse": TestTupleReuse, "TimeWaitEndShortensLinger": TestTimeWaitEndShortensLinger,
-	} {
+	for name, test := range correlatorBehaviour {
 		t.Run(name, test)
+	}
+}
+
+// correlatorBehaviour are the correlator's tests of which record gets
+// which id (TestCorrelatorKeyCollisions, TestCorrelatorCompacted).
+var correlatorBehaviour = map[string]func(*testing.T){
+	"OneConnForBothEnds": TestOneConnForBothEnds, "ReusedTupleGetsNewConn": TestReusedTupleGetsNewConn,
+	"NetnsInKeyOnlyForLoopback": TestNetnsInKeyOnlyForLoopback, "TableIsBounded": TestTableIsBounded,
+	"SweepForgetsClosedAfterLinger": TestSweepForgetsClosedAfterLinger, "PacketsAloneCloseAConnection": TestPacketsAloneCloseAConnection,
+	"ListenersPerNetns": TestListenersPerNetns, "EvictionIsLeastRecentlySeen": TestEvictionIsLeastRecentlySeen,
+	"LateEventAfterTupleReuse": TestLateEventAfterTupleReuse, "ReplacedEntriesBounded": TestReplacedEntriesBounded,
+	"TupleReuse": TestTupleReuse, "TimeWaitEndShortensLinger": TestTimeWaitEndShortensLinger,
+}
+
+// TestCorrelatorCompacted runs the correlator's tests again with a sweep
+// before every record that keeps only the compact entry of every closed
+// connection: a compact entry must give each record the id the full one
+// gives (in place, or by reviving it). With every key's hash the same
+// too, compact entries must tell keys apart by their check.
+func TestCorrelatorCompacted(t *testing.T) {
+	after := compactAfter
+	compactAfter, sweepBeforeEachRecord = 0, true
+	t.Cleanup(func() { compactAfter, sweepBeforeEachRecord = after, false })
+	for name, test := range correlatorBehaviour {
+		t.Run(name, test)
+	}
+	hash := connKeyHash
+	connKeyHash = func(connKey) uint64 { return 7 }
+	t.Cleanup(func() { connKeyHash = hash })
+	for name, test := range correlatorBehaviour {
+		t.Run("collisions/"+name, test)
+	}
+}
+
+// TestCompactEntry follows a connection through its compact entry: a
+// closed connection quiet for compactAfter keeps only that; the end of its
+// TIME_WAIT gets its id in place; a TIME_WAIT record of another socket on
+// its 4-tuple is another connection; a late FIN revives the full entry;
+// the sweep forgets it TimeWaitLinger after its TIME_WAIT ended. The
+// compact entries are bounded.
+func TestCompactEntry(t *testing.T) {
+	tw := func(ms int, local, remote string, old, new TCPState, cookie uint64) Record {
+		r := state(ms, local, remote, old, new, cookie, 1)
+		r.TimeWait = true
+		return r
+	}
+	const cli, srv = "10.0.0.1:40000", "10.0.0.2:80"
+	c := newCorrelator(0)
+	out := run(t, c, []Record{
+		state(0, cli, srv, StateClose, StateSynSent, 1, 1),
+		pkt(0, cli, srv, FlagSYN, 100, 0),
+		state(1, cli, srv, StateSynSent, StateEstablished, 1, 1),
+		state(2, cli, srv, StateEstablished, StateFinWait1, 1, 1),
+		state(3, cli, srv, StateFinWait1, StateFinWait2, 1, 1),
+		tw(4, cli, srv, StateFinWait2, StateTimeWait, 1),
+		state(4, cli, srv, StateFinWait2, StateClose, 1, 1),
+	})
+	id := out[0].Conn
+	c.sweep(base.Add(compactAfter + time.Second))
+	if c.size != 0 || len(c.compact) != 1 || c.keys() != 1 {
+		t.Fatalf("after the sweep: %d full entries, %d compact, want 0 and 1", c.size, len(c.compact))
+	}
+	if out = run(t, c, []Record{tw(60004, cli, srv, StateTimeWait, StateClose, 1)}); out[0].Conn != id || c.size != 0 {
+		t.Errorf("TIME_WAIT end: id %d (want %d), %d full entries (want 0: in place)", out[0].Conn, id, c.size)
+	}
+	if cc := c.compact[connKeyHash(makeConnKey(ap(cli), ap(srv), 1))]; !cc.twDone || cc.tw != 0 || cc.lastSeen != base.Add(60004*time.Millisecond).UnixNano() {
+		t.Errorf("compact entry after the TIME_WAIT end: %+v", cc)
+	}
+	if out = run(t, c, []Record{tw(60005, cli, srv, StateTimeWait, StateClose, 9)}); out[0].Conn == id {
+		t.Error("a TIME_WAIT record of another socket on the 4-tuple got the compact entry's id")
+	}
+
+	c = newCorrelator(0)
+	out = run(t, c, []Record{
+		pkt(0, cli, srv, FlagSYN, 100, 0),
+		state(1, cli, srv, StateSynSent, StateEstablished, 1, 1),
+		tw(4, cli, srv, StateFinWait2, StateTimeWait, 1),
+		state(4, cli, srv, StateFinWait2, StateClose, 1, 1),
+	})
+	id = out[0].Conn
+	c.sweep(base.Add(compactAfter + time.Second))
+	out = run(t, c, []Record{data(30000, srv, cli, FlagACK|FlagFIN, 5000, 1001)})
+	if out[0].Conn != id || c.size != 1 || len(c.compact) != 0 {
+		t.Errorf("late FIN: id %d (want %d), %d full entries, %d compact (want it revived)", out[0].Conn, id, c.size, len(c.compact))
+	}
+	c.sweep(base.Add(30*time.Second + compactAfter + time.Second))
+	if c.size != 0 || len(c.compact) != 1 {
+		t.Errorf("compacted again: %d full entries, %d compact", c.size, len(c.compact))
+	}
+	if out = run(t, c, []Record{tw(60004, cli, srv, StateTimeWait, StateClose, 1)}); out[0].Conn != id {
+		t.Errorf("TIME_WAIT end: id %d, want %d", out[0].Conn, id)
+	}
+	c.sweep(base.Add(60004*time.Millisecond + TimeWaitLinger - time.Second))
+	if c.keys() != 1 {
+		t.Errorf("%d keys within TimeWaitLinger after the TIME_WAIT ended, want 1", c.keys())
+	}
+	c.sweep(base.Add(60004*time.Millisecond + TimeWaitLinger + time.Second))
+	if c.keys() != 0 {
+		t.Errorf("%d keys TimeWaitLinger after the TIME_WAIT ended", c.keys())
+	}
+
+	// Bounded: at most maxCompactPerEntry per entry of the table.
+	c = newCorrelator(4)
+	var in []Record
+	for i := range 40 {
+		a := fmt.Sprintf("10.0.0.1:%d", 1000+i)
+		in = append(in, pkt(i, a, srv, FlagRST, 0, 0))
+		if i%4 == 3 {
+			run(t, c, in)
+			in = in[:0]
+			c.sweep(base.Add(time.Duration(i)*time.Millisecond + compactAfter + time.Second))
+		}
+	}
+	if len(c.compact) > 4*maxCompactPerEntry || c.evicted == 0 {
+		t.Errorf("%d compact entries (bound %d), %d evicted", len(c.compact), 4*maxCompactPerEntry, c.evicted)
 	}
 }

@@ -140,3 +140,20 @@ func (p *StormPath) Idle() error {
 	}
 	return nil
 }
+
+// Quiet lets d of record time pass without records, with its ticks and
+// the correlator's sweeps (every 10 s, and one at the end).
+func (p *StormPath) Quiet(d time.Duration) error {
+	for end := p.now.Add(d); p.now.Before(end); {
+		if err := p.Idle(); err != nil {
+			return err
+		}
+		if p.now.Sub(p.sweep) > 10*time.Second {
+			p.corr.sweep(p.now)
+			p.sweep = p.now
+		}
+	}
+	p.corr.sweep(p.now)
+	p.sweep = p.now
+	return nil
+}
