@@ -33,37 +33,6 @@ const (
 // RST), and a storm's connections then take 60 s of table, not 90.
 const TimeWaitLinger = 5 * time.Second
 
-// compactAfter is how long a closed connection stays quiet before the
-// correlator keeps only its compactConn for the rest of its linger (a
-// variable: tests compact at once).
-var compactAfter = 5 * time.Second
-
-// compactConn is what the correlator keeps of a closed, quiet connection
-// for the rest of its linger (through TIME_WAIT): its id, and what tells
-// its late records (the end of its TIME_WAIT, a retransmitted FIN, the RST
-// that answers it) from a new connection on its 4-tuple. 48 bytes by
-// value in a map keyed by the key's hash, where a connEntry takes 128 and
-// a pointer; the key itself is not kept, check (connKeyCheck) tells keys
-// of one hash apart. A record that needs more revives the full entry.
-type compactConn struct {
-	id       uint64
-	lastSeen int64     // Unix ns of the latest record
-	cookies  [2]uint64 // connEntry.cookies
-	isn      [2]uint32 // connEntry.isn: a retransmitted SYN joins
-	check    uint32    // connKeyCheck of the key
-	tw       int8      // connEntry.tw
-	twDone   bool      // connEntry.twDone
-	isnKnown [2]bool   // connEntry.isnKnown
-}
-
-// lingerOver is connEntry.lingerOver of a closed connection.
-func (cc *compactConn) lingerOver(t int64) bool {
-	if cc.twDone {
-		return t-cc.lastSeen > int64(TimeWaitLinger)
-	}
-	return t-cc.lastSeen > int64(closedLinger)
-}
-
 // IdleLinger is how long the correlator keeps the id of a connection that
 // is not closed after its last record, given the analyzer's idle timeout:
 // longer than that timeout by ClosedLinger, so that the analyzer has
@@ -115,6 +84,7 @@ type connEntry struct {
 	// did not end yet; twDone: one ended and none goes on (TimeWaitLinger).
 	tw       int8
 	twDone   bool
+	twEnd    uint8 // 1 + the end whose socket went into TIME_WAIT last; 0 none
 	isnKnown [2]bool
 	// synced: the end is past its handshake (it sent an ACK without SYN,
 	// or its socket reached ESTABLISHED or a later state): it sends no
@@ -175,8 +145,10 @@ type correlator struct {
 	// hash, for the rest of their linger. A key is current in conns (or
 	// collided) or here, never both. At most max*maxCompactPerEntry.
 	compact map[uint64]compactConn
-	max     int
-	evicted uint64
+	// cookieRef is the latest socket cookie seen (compactCookie).
+	cookieRef uint64
+	max       int
+	evicted   uint64
 	// lru is a sentinel: lru.next is the most recently seen entry,
 	// lru.prev the least.
 	lru connEntry
@@ -361,16 +333,18 @@ func (c *correlator) assign(r *Record) {
 	cookie := socketCookie(r)
 	birth := births(r)
 	t := r.Time.UnixNano()
+	if cookie != 0 {
+		c.cookieRef = cookie
+	}
 	if e == nil && len(c.compact) > 0 {
-		if cc, ok := c.compact[h]; ok && cc.check == connKeyCheck(key) {
+		if cc, ok := c.compactLookup(key, h); ok {
 			switch {
 			case cc.lingerOver(t):
 				delete(c.compact, h) // r starts a new connection
 			case c.compactRecord(&cc, key, h, r, cookie, t):
-				r.Conn = cc.id
 				return
 			default:
-				e = c.revive(key, h, &cc)
+				e = c.revive(key, h, &cc, t, cookie)
 			}
 		}
 	}
@@ -503,6 +477,7 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 			if r.State == StateTimeWait {
 				e.tw++
 				e.twDone = false
+				e.twEnd = uint8(s) + 1
 			} else if r.State == StateClose && e.tw > 0 {
 				if e.tw--; e.tw == 0 && !e.twDone {
 					e.twDone = true
@@ -531,86 +506,6 @@ var connKeySeed = maphash.MakeSeed()
 // connKeyHash is k's key in the correlator's table (a variable: tests make
 // every key collide).
 var connKeyHash = func(k connKey) uint64 { return maphash.Comparable(connKeySeed, k) }
-
-// connKeyCheckSeed seeds connKeyCheck.
-var connKeyCheckSeed = maphash.MakeSeed()
-
-// connKeyCheck is a second hash of k, independent of connKeyHash: a
-// compact entry keeps it instead of its 40-byte key. Two keys are taken
-// for one when both hashes agree (96 bits), about once in 10^19 lookups
-// of a table of a million keys.
-func connKeyCheck(k connKey) uint32 { return uint32(maphash.Comparable(connKeyCheckSeed, k)) }
-
-// compactRecord gives r, a record of the compact entry cc of key (hash
-// h), cc's id in place when r is the start or end of a TIME_WAIT of the
-// socket cc knows at that end, the one record every storm connection has
-// after it went quiet; false when r needs the full entry (revive).
-func (c *correlator) compactRecord(cc *compactConn, key connKey, h uint64, r *Record, cookie uint64, t int64) bool {
-	if !r.TimeWait || cookie == 0 || cc.cookies[key.end(r.Local)] != cookie {
-		return false
-	}
-	// connEntry.observe of a TIME_WAIT record, e closed already.
-	if r.State == StateTimeWait {
-		cc.tw++
-		cc.twDone = false
-	} else if r.State == StateClose && cc.tw > 0 {
-		if cc.tw--; cc.tw == 0 {
-			cc.twDone = true
-		}
-	}
-	cc.lastSeen = max(cc.lastSeen, t)
-	c.compact[h] = *cc
-	return true
-}
-
-// revive makes cc, the compact entry of key (hash h), its key's current
-// entry again: closed, each end past its handshake, its first record and
-// close taken as its last record (a SYN or a new socket after it is a new
-// connection, as it would have been).
-func (c *correlator) revive(key connKey, h uint64, cc *compactConn) *connEntry {
-	delete(c.compact, h)
-	if c.size >= c.max {
-		c.evict(c.lru.prev)
-	}
-	e := c.newEntry()
-	*e = connEntry{key: key, id: cc.id, lastSeen: cc.lastSeen, first: cc.lastSeen, closedAt: cc.lastSeen,
-		tw: cc.tw, twDone: cc.twDone, synced: [2]bool{true, true}, closed: true, cookies: cc.cookies,
-		isn: cc.isn, isnKnown: cc.isnKnown}
-	c.setCurrent(e, h)
-	c.pushFront(e)
-	c.size++
-	if e.twDone {
-		c.twDone = append(c.twDone, e)
-	}
-	return e
-}
-
-// maxCompactPerEntry bounds the compact entries: at most this many per
-// entry the table holds (max).
-const maxCompactPerEntry = 4
-
-// compactEntry replaces e, closed, quiet and current, by its compact
-// entry; false when e stays as it is (not current, or its hash holds
-// another key's compact entry). When the compact entries are at their
-// bound, e is forgotten (evicted).
-func (c *correlator) compactEntry(e *connEntry) bool {
-	h := connKeyHash(e.key)
-	if c.current(e.key, h) != e {
-		return false
-	}
-	if _, taken := c.compact[h]; taken {
-		return false
-	}
-	if len(c.compact) >= c.max*maxCompactPerEntry {
-		c.evict(e)
-		return true
-	}
-	c.compact[h] = compactConn{id: e.id, lastSeen: e.lastSeen, cookies: e.cookies, check: connKeyCheck(e.key),
-		tw: e.tw, twDone: e.twDone, isn: e.isn, isnKnown: e.isnKnown}
-	c.compactPeak = max(c.compactPeak, len(c.compact))
-	c.remove(e)
-	return true
-}
 
 // current returns the current entry of key, whose hash is h; nil when
 // none.
@@ -778,11 +673,7 @@ func (c *correlator) sweep(now time.Time) {
 		}
 		e = prev
 	}
-	for h, cc := range c.compact {
-		if cc.lingerOver(nowNs) {
-			delete(c.compact, h)
-		}
-	}
+	c.sweepCompact(nowNs)
 	// Connections whose TIME_WAITs ended, oldest end first.
 	n := 0
 	for _, e := range c.twDone {

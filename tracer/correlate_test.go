@@ -771,7 +771,7 @@ func TestCompactEntry(t *testing.T) {
 	if out = run(t, c, []Record{tw(60004, cli, srv, StateTimeWait, StateClose, 1)}); out[0].Conn != id || c.size != 0 {
 		t.Errorf("TIME_WAIT end: id %d (want %d), %d full entries (want 0: in place)", out[0].Conn, id, c.size)
 	}
-	if cc := c.compact[connKeyHash(makeConnKey(ap(cli), ap(srv), 1))]; !cc.twDone || cc.tw != 0 || cc.lastSeen != base.Add(60004*time.Millisecond).UnixNano() {
+	if cc := c.compact[connKeyHash(makeConnKey(ap(cli), ap(srv), 1))]; cc.flags&ccTWDone == 0 || cc.tw != 0 || cc.lastSeen(base.UnixNano()) != base.Add(60004*time.Millisecond).UnixNano() {
 		t.Errorf("compact entry after the TIME_WAIT end: %+v", cc)
 	}
 	if out = run(t, c, []Record{tw(60005, cli, srv, StateTimeWait, StateClose, 9)}); out[0].Conn == id {
@@ -807,6 +807,38 @@ func TestCompactEntry(t *testing.T) {
 		t.Errorf("%d keys TimeWaitLinger after the TIME_WAIT ended", c.keys())
 	}
 
+	// Both ends local: the tag is the cookie of the socket in TIME_WAIT
+	// (end b here), whose end is handled in place. A revived entry knows
+	// the tagged socket: an event of another socket at that end is
+	// another connection, one of the same socket is not.
+	const a, b = "10.0.0.1:40000", "10.0.0.9:80"
+	c = newCorrelator(0)
+	out = run(t, c, []Record{
+		state(0, a, b, StateSynSent, StateEstablished, 5, 1),
+		state(0, b, a, StateSynRecv, StateEstablished, 6, 1),
+		state(2, a, b, StateLastAck, StateClose, 5, 1),
+		tw(3, b, a, StateFinWait2, StateTimeWait, 6),
+		state(3, b, a, StateFinWait2, StateClose, 6, 1),
+	})
+	id = out[0].Conn
+	c.sweep(base.Add(compactAfter + time.Second))
+	if out = run(t, c, []Record{tw(60003, b, a, StateTimeWait, StateClose, 6)}); out[0].Conn != id || c.size != 0 {
+		t.Errorf("TIME_WAIT end of the second end: id %d (want %d), %d full entries (want 0: in place)", out[0].Conn, id, c.size)
+	}
+	c = newCorrelator(0)
+	id = run(t, c, []Record{
+		state(0, a, b, StateSynSent, StateEstablished, 5, 1),
+		state(2, a, b, StateLastAck, StateClose, 5, 1),
+	})[0].Conn
+	c.sweep(base.Add(compactAfter + time.Second))
+	late := Record{Type: TypeReset, Time: base.Add(10002 * time.Millisecond), Netns: 1, Local: ap(a), Remote: ap(b),
+		State: StateClose, HasState: true, Cookie: 5}
+	other := state(10001, a, b, StateEstablished, StateFinWait1, 7, 1)
+	if out = run(t, c, []Record{other, late}); out[1].Conn != id || out[0].Conn == id {
+		t.Errorf("an event of another socket at the tagged end (conn %d), then a late one of the socket (conn %d): want a new id, then %d",
+			out[0].Conn, out[1].Conn, id)
+	}
+
 	// Bounded: at most maxCompactPerEntry per entry of the table.
 	c = newCorrelator(4)
 	var in []Record
@@ -821,5 +853,36 @@ func TestCompactEntry(t *testing.T) {
 	}
 	if len(c.compact) > 4*maxCompactPerEntry || c.evicted == 0 {
 		t.Errorf("%d compact entries (bound %d), %d evicted", len(c.compact), 4*maxCompactPerEntry, c.evicted)
+	}
+}
+
+// TestCompactNumbers: a compact entry's 32-bit id, time and cookie are
+// completed to the full numbers near a reference, across a wrap of their
+// low 32 bits, also when the reference is a little before the number.
+func TestCompactNumbers(t *testing.T) {
+	if n := unsafe.Sizeof(compactConn{}); n != 16 {
+		t.Errorf("compactConn is %d bytes, want 16", n)
+	}
+	for _, id := range []uint64{1, 1<<32 - 1, 1 << 32, 1<<32 + 5, 7<<40 + 3} {
+		for _, later := range []uint64{1, 1000, 1 << 20} {
+			if got := compactID(uint32(id), id+later); got != id {
+				t.Errorf("id %d, %d ids later: %d", id, later, got)
+			}
+		}
+	}
+	ms := int64(time.Millisecond)
+	for _, at := range []int64{base.UnixNano(), (1<<32 - 2) * ms, (1<<32 + 3) * ms, (5<<32 - 1) * ms} {
+		for _, d := range []time.Duration{-time.Second, 0, time.Millisecond, 90 * time.Second, 20 * 24 * time.Hour} {
+			if got := compactTime(uint32(at/ms), at+int64(d)); got != at {
+				t.Errorf("time %d seen from %v later: %d", at, d, got)
+			}
+		}
+	}
+	for _, cookie := range []uint64{1, 1<<32 - 1, 1 << 32, 9<<32 + 17} {
+		for _, d := range []int64{-5000, 0, 1, 1 << 30} {
+			if got := compactCookie(uint32(cookie), uint64(int64(cookie)+d)); got != cookie {
+				t.Errorf("cookie %d from a cookie %d away: %d", cookie, d, got)
+			}
+		}
 	}
 }
