@@ -10,36 +10,62 @@ import (
 	"github.com/tcpscope/tcpscope/tracer/analysis/result"
 )
 
-type jsonObj struct{ b []byte }
+// The JSON is written by append functions on the buffer (a slice kept
+// in registers, not behind a pointer). A field's key is one constant
+// that begins with the comma separating the field from the one before:
+// `,"seq":`; no test of the byte before for whether a comma is due. An
+// object's first field is written the same way, and endObject turns its
+// comma into the opening brace.
 
-func (o *jsonObj) key(k string) {
-	if len(o.b) > 0 && o.b[len(o.b)-1] != '{' {
-		o.b = append(o.b, ',')
+// appendKey appends the key of a field named at run time (with its
+// comma, as the constant keys).
+func appendKey(b []byte, name string) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	return append(b, '"', ':')
+}
+
+// endObject closes a nested object whose fields were appended from
+// start on (the value of the key before start): the comma before its
+// first field becomes '{', or "{}" is written for no fields.
+func endObject(b []byte, start int) []byte {
+	if len(b) == start {
+		return append(b, '{', '}')
 	}
-	o.b = append(o.b, '"')
-	o.b = append(o.b, k...)
-	o.b = append(o.b, '"', ':')
+	b[start] = '{'
+	return append(b, '}')
 }
 
-// str appends a string the tracer chose itself (names, enum values): it
-// holds no character that needs JSON escaping.
-func (o *jsonObj) str(k, v string) {
-	o.key(k)
-	o.b = append(o.b, '"')
-	o.b = append(o.b, v...)
-	o.b = append(o.b, '"')
+// appendStrField appends a string field of a value the tracer chose
+// itself (names, enum values): it holds no character that needs JSON
+// escaping.
+func appendStrField(b []byte, key, v string) []byte {
+	b = append(b, key...)
+	b = append(b, '"')
+	b = append(b, v...)
+	return append(b, '"')
 }
 
-func (o *jsonObj) uint(k string, v uint64) {
-	o.key(k)
-	o.b = strconv.AppendUint(o.b, v, 10)
+// appendFlagsField appends TCP flags as a string field ("SA").
+func appendFlagsField(b []byte, key string, flags uint8) []byte {
+	b = append(b, key...)
+	b = append(b, '"')
+	b = tracer.AppendFlags(b, flags)
+	return append(b, '"')
 }
 
-func (o *jsonObj) addr(k string, ap netip.AddrPort) {
-	o.key(k)
-	o.b = append(o.b, '"')
-	o.b = ap.AppendTo(o.b)
-	o.b = append(o.b, '"')
+// appendUintField appends a number field.
+func appendUintField(b []byte, key string, v uint64) []byte {
+	b = append(b, key...)
+	return appendUint(b, v)
+}
+
+// appendAddrField appends an address and port field ("10.0.0.1:80").
+func appendAddrField(b []byte, key string, ap netip.AddrPort) []byte {
+	b = append(b, key...)
+	b = append(b, '"')
+	b = appendAddrPort(b, ap)
+	return append(b, '"')
 }
 
 // AppendJSON appends r as one JSON object (no newline). The field order is
@@ -55,138 +81,130 @@ const jsonTimeKey = `{"ts":"`
 
 // appendJSONAfterTime appends the rest of r's JSON object after
 // jsonTimeKey and the timestamp.
-func appendJSONAfterTime(dst []byte, r *tracer.Record, c *jsonCache) []byte {
-	o := jsonObj{b: append(dst, '"')}
-	o.str("type", r.Type.String())
-	o.uint("conn", r.Conn)
+func appendJSONAfterTime(b []byte, r *tracer.Record, c *jsonCache) []byte {
+	b = append(b, '"') // the timestamp's closing quote
+	b = appendStrField(b, `,"type":`, r.Type.String())
+	b = appendUintField(b, `,"conn":`, r.Conn)
 	if c != nil {
-		o.b = c.netnsFields(o.b, r.Netns, r.NetnsName)
+		b = c.netnsFields(b, r.Netns, r.NetnsName)
 	} else {
-		o.b = appendJSONNetns(o.b, r.Netns, r.NetnsName)
+		b = appendJSONNetns(b, r.Netns, r.NetnsName)
 	}
 	switch r.Type {
 	case tracer.TypePacket:
 		if c != nil {
-			o.b = c.ifnameField(o.b, r.Ifname)
+			b = c.ifnameField(b, r.Ifname)
 		} else {
-			o.b = appendJSONIfname(o.b, r.Ifname)
+			b = appendJSONIfname(b, r.Ifname)
 		}
-		o.str("dir", r.Dir.String())
-		o.addr("src", r.Src)
-		o.addr("dst", r.Dst)
-		o.key("flags")
-		o.b = append(o.b, '"')
-		o.b = tracer.AppendFlags(o.b, r.Flags)
-		o.b = append(o.b, '"')
-		o.uint("seq", uint64(r.Seq))
+		b = appendStrField(b, `,"dir":`, r.Dir.String())
+		b = appendAddrField(b, `,"src":`, r.Src)
+		b = appendAddrField(b, `,"dst":`, r.Dst)
+		b = appendFlagsField(b, `,"flags":`, r.Flags)
+		b = appendUintField(b, `,"seq":`, uint64(r.Seq))
 		if r.HasAck() {
-			o.uint("ack", uint64(r.Ack))
+			b = appendUintField(b, `,"ack":`, uint64(r.Ack))
 		}
-		o.uint("win", uint64(r.Win))
-		o.uint("len", uint64(r.Len))
+		b = appendUintField(b, `,"win":`, uint64(r.Win))
+		b = appendUintField(b, `,"len":`, uint64(r.Len))
 		if r.Options.Present != 0 {
-			o.key("options")
-			o.b = appendJSONOptions(o.b, &r.Options)
+			b = append(b, `,"options":`...)
+			b = appendJSONOptions(b, &r.Options)
 		}
 		if r.Analyzed {
-			appendJSONAnalysis(&o, r)
+			b = appendJSONAnalysis(b, r)
 		}
 	case tracer.TypeState:
-		o.addr("local", r.Local)
-		o.addr("remote", r.Remote)
-		o.str("old", r.OldState.String())
-		o.str("new", r.State.String())
+		b = appendAddrField(b, `,"local":`, r.Local)
+		b = appendAddrField(b, `,"remote":`, r.Remote)
+		b = appendStrField(b, `,"old":`, r.OldState.String())
+		b = appendStrField(b, `,"new":`, r.State.String())
 		if r.HasTCPInfo {
-			o.uint("srtt_us", uint64(r.SRTTMicros))
-			o.uint("cwnd", uint64(r.Cwnd))
+			b = appendUintField(b, `,"srtt_us":`, uint64(r.SRTTMicros))
+			b = appendUintField(b, `,"cwnd":`, uint64(r.Cwnd))
 		}
 		if r.HasCounters {
-			appendJSONKernel(&o, &r.Counters)
+			b = appendJSONKernel(b, &r.Counters)
 		}
 		if r.HasPktCounts {
 			// The connection's counted packets, taken at this CLOSE.
-			o.key("counts")
-			sub := jsonObj{b: append(o.b, '{')}
-			appendJSONPktCounts(&sub, &r.PktCounts)
-			o.b = append(sub.b, '}')
+			b = append(b, `,"counts":`...)
+			nested := len(b)
+			b = appendJSONPktCounts(b, &r.PktCounts)
+			b = endObject(b, nested)
 		}
 		if r.TimeWait {
-			o.bool("timewait", true)
+			b = appendBoolField(b, `,"timewait":`, true)
 		}
 		if r.TimeWaitEnd != "" {
-			o.str("time_wait_end", r.TimeWaitEnd)
+			b = appendStrField(b, `,"time_wait_end":`, r.TimeWaitEnd)
 			if r.TimeWaitDur > 0 {
-				o.ms("time_wait_ms", r.TimeWaitDur)
+				b = appendMillisField(b, `,"time_wait_ms":`, r.TimeWaitDur)
 			}
 			if r.TimeWaitKill != "" {
-				o.str("time_wait_kill", r.TimeWaitKill)
+				b = appendStrField(b, `,"time_wait_kill":`, r.TimeWaitKill)
 			}
 		}
-		appendJSONSocket(&o, r)
+		b = appendJSONSocket(b, r)
 	case tracer.TypeRetransmit:
-		o.addr("local", r.Local)
-		o.addr("remote", r.Remote)
-		o.str("state", r.State.String())
-		o.uint("seq", uint64(r.Seq))
-		o.uint("len", uint64(r.Len))
+		b = appendAddrField(b, `,"local":`, r.Local)
+		b = appendAddrField(b, `,"remote":`, r.Remote)
+		b = appendStrField(b, `,"state":`, r.State.String())
+		b = appendUintField(b, `,"seq":`, uint64(r.Seq))
+		b = appendUintField(b, `,"len":`, uint64(r.Len))
 		if r.Segs > 0 {
-			o.uint("segs", uint64(r.Segs))
+			b = appendUintField(b, `,"segs":`, uint64(r.Segs))
 		}
-		o.key("flags")
-		o.b = append(o.b, '"')
-		o.b = tracer.AppendFlags(o.b, r.Flags)
-		o.b = append(o.b, '"')
-		appendJSONSocket(&o, r)
+		b = appendFlagsField(b, `,"flags":`, r.Flags)
+		b = appendJSONSocket(b, r)
 	case tracer.TypeReset:
-		o.addr("local", r.Local)
-		o.addr("remote", r.Remote)
-		o.str("dir", r.ResetDir.String())
+		b = appendAddrField(b, `,"local":`, r.Local)
+		b = appendAddrField(b, `,"remote":`, r.Remote)
+		b = appendStrField(b, `,"dir":`, r.ResetDir.String())
 		if r.Reason != "" {
-			o.str("reason", r.Reason)
+			b = appendStrField(b, `,"reason":`, r.Reason)
 		}
 		if r.HasState {
-			o.str("state", r.State.String())
+			b = appendStrField(b, `,"state":`, r.State.String())
 		}
-		appendJSONSocket(&o, r)
+		b = appendJSONSocket(b, r)
 	case tracer.TypeLost:
-		o.uint("count", r.LostCount)
-		o.str("kind", r.LostKind)
+		b = appendUintField(b, `,"count":`, r.LostCount)
+		b = appendStrField(b, `,"kind":`, r.LostKind)
 		if r.LostWhere != "" {
-			o.str("where", r.LostWhere)
+			b = appendStrField(b, `,"where":`, r.LostWhere)
 		}
 	case tracer.TypeConn:
-		appendJSONSummary(&o, r.Summary)
+		b = appendJSONSummary(b, r.Summary)
 	case tracer.TypeCounts:
-		o.addr("local", r.Local)
-		o.addr("remote", r.Remote)
-		appendJSONPktCounts(&o, &r.PktCounts)
+		b = appendAddrField(b, `,"local":`, r.Local)
+		b = appendAddrField(b, `,"remote":`, r.Remote)
+		b = appendJSONPktCounts(b, &r.PktCounts)
 	case tracer.TypeSocket:
-		o.addr("local", r.Local)
-		o.addr("remote", r.Remote)
-		o.str("state", r.State.String())
-		o.bool("preexisting", r.Preexisting)
-		appendJSONSocket(&o, r)
+		b = appendAddrField(b, `,"local":`, r.Local)
+		b = appendAddrField(b, `,"remote":`, r.Remote)
+		b = appendStrField(b, `,"state":`, r.State.String())
+		b = appendBoolField(b, `,"preexisting":`, r.Preexisting)
+		b = appendJSONSocket(b, r)
 	}
-	return append(o.b, '}')
+	return append(b, '}')
 }
 
 // appendJSONNetns appends the netns and netns_name fields (after another
 // field).
-func appendJSONNetns(dst []byte, netns uint32, name string) []byte {
-	o := jsonObj{b: dst}
-	o.uint("netns", uint64(netns))
+func appendJSONNetns(b []byte, netns uint32, name string) []byte {
+	b = appendUintField(b, `,"netns":`, uint64(netns))
 	if name != "" {
-		o.key("netns_name")
-		o.b = appendJSONEscaped(o.b, []byte(name))
+		b = append(b, `,"netns_name":`...)
+		b = appendJSONEscaped(b, []byte(name))
 	}
-	return o.b
+	return b
 }
 
 // appendJSONIfname appends the ifname field (after another field).
-func appendJSONIfname(dst []byte, ifname string) []byte {
-	o := jsonObj{b: dst}
-	o.key("ifname")
-	return appendJSONEscaped(o.b, []byte(ifname))
+func appendJSONIfname(b []byte, ifname string) []byte {
+	b = append(b, `,"ifname":`...)
+	return appendJSONEscaped(b, []byte(ifname))
 }
 
 // jsonCache keeps the JSON of fields that repeat from record to record,
@@ -215,54 +233,55 @@ type ifnameFragment struct {
 func (c *jsonCache) netnsFields(dst []byte, netns uint32, name string) []byte {
 	for i := range c.netns {
 		if f := &c.netns[i]; f.json != nil && f.netns == netns && f.name == name {
-			return append(dst, f.json[1:]...)
+			return append(dst, f.json...)
 		}
 	}
-	// Formatted after a ',' of its own (what key expects before a
-	// field), which is not copied.
 	f := &c.netns[c.nextNS]
 	c.nextNS ^= 1
 	f.netns, f.name = netns, name
-	f.json = appendJSONNetns(append(f.json[:0], ','), netns, name)
-	return append(dst, f.json[1:]...)
+	f.json = appendJSONNetns(f.json[:0], netns, name)
+	return append(dst, f.json...)
 }
 
 // ifnameField appends the ifname field as appendJSONIfname.
 func (c *jsonCache) ifnameField(dst []byte, ifname string) []byte {
 	for i := range c.ifnames {
 		if f := &c.ifnames[i]; f.json != nil && f.name == ifname {
-			return append(dst, f.json[1:]...)
+			return append(dst, f.json...)
 		}
 	}
 	f := &c.ifnames[c.nextIf]
 	c.nextIf ^= 1
 	f.name = ifname
-	f.json = appendJSONIfname(append(f.json[:0], ','), ifname)
-	return append(dst, f.json[1:]...)
+	f.json = appendJSONIfname(f.json[:0], ifname)
+	return append(dst, f.json...)
 }
 
 // appendJSONPktCounts appends the "out" and "in" objects of packets
 // counted in the kernel (--packets control).
-func appendJSONPktCounts(o *jsonObj, counts *[2]tracer.PacketCounts) {
-	for i, k := range [2]string{"out", "in"} {
+func appendJSONPktCounts(b []byte, counts *[2]tracer.PacketCounts) []byte {
+	for i, k := range [2]string{`,"out":`, `,"in":`} {
 		pc := &counts[i]
-		o.key(k)
-		sub := jsonObj{b: append(o.b, '{')}
-		sub.uint("segs", pc.Segs)
-		sub.uint("bytes", pc.Bytes)
-		o.b = append(sub.b, '}')
+		b = append(b, k...)
+		nested := len(b)
+		b = appendUintField(b, `,"segs":`, pc.Segs)
+		b = appendUintField(b, `,"bytes":`, pc.Bytes)
+		b = endObject(b, nested)
 	}
+	return b
 }
 
-func (o *jsonObj) bool(k string, v bool) {
-	o.key(k)
-	o.b = strconv.AppendBool(o.b, v)
+// appendBoolField appends a true or false field.
+func appendBoolField(b []byte, key string, v bool) []byte {
+	b = append(b, key...)
+	return strconv.AppendBool(b, v)
 }
 
-// ms appends a duration in milliseconds with microsecond precision.
-func (o *jsonObj) ms(k string, d time.Duration) {
-	o.key(k)
-	o.b = appendMillis(o.b, d)
+// appendMillisField appends a duration field in milliseconds with
+// microsecond precision.
+func appendMillisField(b []byte, key string, d time.Duration) []byte {
+	b = append(b, key...)
+	return appendMillis(b, d)
 }
 
 // appendMillis appends d in milliseconds with microsecond precision, as
@@ -292,261 +311,268 @@ func appendMillis(b []byte, d time.Duration) []byte {
 	return append(append(b, '.'), digits[:n]...)
 }
 
-func (o *jsonObj) time(k string, t time.Time) {
-	o.key(k)
-	o.b = append(o.b, '"')
-	o.b = appendTime(o.b, t)
-	o.b = append(o.b, '"')
+// appendTimeField appends a timestamp field in TimeLayout.
+func appendTimeField(b []byte, key string, t time.Time) []byte {
+	b = append(b, key...)
+	b = append(b, '"')
+	b = appendTime(b, t)
+	return append(b, '"')
 }
 
 // appendJSONAnalysis appends rel_seq, rel_ack and the verdicts of a packet.
-func appendJSONAnalysis(o *jsonObj, r *tracer.Record) {
-	o.uint("rel_seq", uint64(r.RelSeq))
+func appendJSONAnalysis(b []byte, r *tracer.Record) []byte {
+	b = appendUintField(b, `,"rel_seq":`, uint64(r.RelSeq))
 	if r.HasAck() && r.RelAckValid {
-		o.uint("rel_ack", uint64(r.RelAck))
+		b = appendUintField(b, `,"rel_ack":`, uint64(r.RelAck))
 	}
 	if r.Verdicts == 0 {
-		return
+		return b
 	}
-	o.key("analysis")
-	o.b = append(o.b, '[')
+	b = append(b, `,"analysis":`...)
+	b = append(b, '[')
 	first := true
 	for _, v := range result.VerdictNames {
 		if r.Verdicts&v.Verdict == 0 {
 			continue
 		}
 		if !first {
-			o.b = append(o.b, ',')
+			b = append(b, ',')
 		}
 		first = false
-		o.b = append(o.b, '"')
-		o.b = append(o.b, v.JSON...)
-		o.b = append(o.b, '"')
+		b = append(b, '"')
+		b = append(b, v.JSON...)
+		b = append(b, '"')
 	}
-	o.b = append(o.b, ']')
+	b = append(b, ']')
 	if r.Verdicts&result.VerdictDuplicateACK != 0 {
-		o.uint("dup_ack_count", uint64(r.DupAckCount))
+		b = appendUintField(b, `,"dup_ack_count":`, uint64(r.DupAckCount))
 	}
 	if r.KernelConfirmed != 0 {
-		o.bool("kernel_confirmed", r.KernelConfirmed > 0)
+		b = appendBoolField(b, `,"kernel_confirmed":`, r.KernelConfirmed > 0)
 	}
+	return b
 }
 
 // appendJSONSummary appends the fields of a conn record (docs/schema.md).
-func appendJSONSummary(o *jsonObj, s *result.ConnSummary) {
+func appendJSONSummary(b []byte, s *result.ConnSummary) []byte {
 	if s.Local.IsValid() {
-		o.addr("local", s.Local)
-		o.addr("remote", s.Remote)
+		b = appendAddrField(b, `,"local":`, s.Local)
+		b = appendAddrField(b, `,"remote":`, s.Remote)
 	}
 	if s.Role != "" {
-		o.str("role", s.Role)
+		b = appendStrField(b, `,"role":`, s.Role)
 	}
 	if s.Owner.Known {
-		o.uint("pid", uint64(s.Owner.PID))
-		o.key("comm")
-		o.b = appendJSONEscaped(o.b, s.Owner.CommBytes())
+		b = appendUintField(b, `,"pid":`, uint64(s.Owner.PID))
+		b = append(b, `,"comm":`...)
+		b = appendJSONEscaped(b, s.Owner.CommBytes())
 	}
 	if s.Outcome != "" {
-		o.str("outcome", s.Outcome)
+		b = appendStrField(b, `,"outcome":`, s.Outcome)
 	}
 	if s.HasISN {
-		o.uint("isn_local", uint64(s.ISNLocal))
-		o.uint("isn_remote", uint64(s.ISNRemote))
+		b = appendUintField(b, `,"isn_local":`, uint64(s.ISNLocal))
+		b = appendUintField(b, `,"isn_remote":`, uint64(s.ISNRemote))
 	}
 	if s.HandshakeRTT > 0 {
-		o.ms("handshake_rtt_ms", s.HandshakeRTT)
+		b = appendMillisField(b, `,"handshake_rtt_ms":`, s.HandshakeRTT)
 	}
 	if s.SynAckToAck > 0 {
-		o.ms("synack_to_ack_ms", s.SynAckToAck)
+		b = appendMillisField(b, `,"synack_to_ack_ms":`, s.SynAckToAck)
 	}
 	if s.SynRetrans > 0 {
-		o.uint("syn_retransmits", uint64(s.SynRetrans))
+		b = appendUintField(b, `,"syn_retransmits":`, uint64(s.SynRetrans))
 	}
 	if s.HandshakeCheck != "" {
-		o.str("handshake_check", s.HandshakeCheck)
+		b = appendStrField(b, `,"handshake_check":`, s.HandshakeCheck)
 	}
 	// Times of the connection itself, when seen (not its TIME_WAIT).
 	if !s.Start.IsZero() {
-		o.time("start", s.Start)
+		b = appendTimeField(b, `,"start":`, s.Start)
 	}
 	if !s.End.IsZero() {
-		o.time("end", s.End)
+		b = appendTimeField(b, `,"end":`, s.End)
 	}
 	if !s.Start.IsZero() && !s.End.IsZero() {
-		o.ms("duration_ms", s.End.Sub(s.Start))
+		b = appendMillisField(b, `,"duration_ms":`, s.End.Sub(s.Start))
 	}
 	if slices.ContainsFunc(s.StateTime[:], func(d time.Duration) bool { return d > 0 }) {
-		o.key("state_ms")
-		sub := jsonObj{b: append(o.b, '{')}
+		b = append(b, `,"state_ms":`...)
+		nested := len(b)
 		for st, d := range s.StateTime {
 			if d > 0 {
-				sub.ms(tracer.TCPState(st).String(), d)
+				b = appendKey(b, tracer.TCPState(st).String())
+				b = appendMillis(b, d)
 			}
 		}
-		o.b = append(sub.b, '}')
+		b = endObject(b, nested)
 	}
 	if s.PacketsSeen {
-		o.uint("bytes_out", s.BytesOut)
-		o.uint("bytes_in", s.BytesIn)
-		o.uint("segs_out", s.SegsOut)
-		o.uint("segs_in", s.SegsIn)
+		b = appendUintField(b, `,"bytes_out":`, s.BytesOut)
+		b = appendUintField(b, `,"bytes_in":`, s.BytesIn)
+		b = appendUintField(b, `,"segs_out":`, s.SegsOut)
+		b = appendUintField(b, `,"segs_in":`, s.SegsIn)
 		if s.PacketsCounted {
-			o.bool("packets_counted", true)
+			b = appendBoolField(b, `,"packets_counted":`, true)
 		}
 	}
 	if s.HasKernel {
-		appendJSONKernel(o, &s.Kernel)
+		b = appendJSONKernel(b, &s.Kernel)
 	}
 	if s.KernelCounted || s.PacketsSeen {
-		o.key("retransmits")
-		sub := jsonObj{b: append(o.b, '{')}
+		b = append(b, `,"retransmits":`...)
+		nested := len(b)
 		if s.KernelCounted {
-			sub.uint("kernel", s.RetransKernel)
-			sub.uint("kernel_segs", s.RetransSegs)
-			sub.uint("kernel_bytes", s.RetransBytes)
+			b = appendUintField(b, `,"kernel":`, s.RetransKernel)
+			b = appendUintField(b, `,"kernel_segs":`, s.RetransSegs)
+			b = appendUintField(b, `,"kernel_bytes":`, s.RetransBytes)
 		}
 		if s.PacketsSeen {
-			sub.uint("seen", s.RetransSeen)
-			sub.uint("fast", s.FastRetrans)
-			sub.uint("spurious", s.Spurious)
+			b = appendUintField(b, `,"seen":`, s.RetransSeen)
+			b = appendUintField(b, `,"fast":`, s.FastRetrans)
+			b = appendUintField(b, `,"spurious":`, s.Spurious)
 		}
-		o.b = append(sub.b, '}')
+		b = endObject(b, nested)
 	}
 	if s.ResetsCounted {
-		o.key("resets")
-		sub := jsonObj{b: append(o.b, '{')}
-		sub.uint("sent", s.ResetsSent)
-		sub.uint("received", s.ResetsRecv)
-		o.b = append(sub.b, '}')
+		b = append(b, `,"resets":`...)
+		nested := len(b)
+		b = appendUintField(b, `,"sent":`, s.ResetsSent)
+		b = appendUintField(b, `,"received":`, s.ResetsRecv)
+		b = endObject(b, nested)
 	}
 	if s.PacketsSeen {
-		o.uint("zero_windows", s.ZeroWindows)
+		b = appendUintField(b, `,"zero_windows":`, s.ZeroWindows)
 	}
 	if s.SRTT > 0 {
-		o.ms("srtt_ms", s.SRTT)
+		b = appendMillisField(b, `,"srtt_ms":`, s.SRTT)
 	}
 	if s.Cwnd > 0 {
-		o.uint("cwnd", uint64(s.Cwnd))
+		b = appendUintField(b, `,"cwnd":`, uint64(s.Cwnd))
 	}
 	if s.ClosedBy != "" {
-		o.str("closed_by", s.ClosedBy)
+		b = appendStrField(b, `,"closed_by":`, s.ClosedBy)
 	}
 	if s.CloseKind != "" {
-		o.str("close_kind", s.CloseKind)
+		b = appendStrField(b, `,"close_kind":`, s.CloseKind)
 	}
 	if s.HalfClose > 0 {
-		o.ms("half_close_ms", s.HalfClose)
+		b = appendMillisField(b, `,"half_close_ms":`, s.HalfClose)
 	}
 	if s.FinSeen[0] || s.FinSeen[1] {
-		o.key("fin_acked")
-		sub := jsonObj{b: append(o.b, '{')}
-		for i, side := range [2]string{"local", "remote"} {
+		b = append(b, `,"fin_acked":`...)
+		nested := len(b)
+		for i, side := range [2]string{`,"local":`, `,"remote":`} {
 			if s.FinSeen[i] {
-				sub.bool(side, s.FinAcked[i])
+				b = appendBoolField(b, side, s.FinAcked[i])
 			}
 		}
-		o.b = append(sub.b, '}')
+		b = endObject(b, nested)
 	}
 	if s.ResetReason != "" {
-		o.str("reset_reason", s.ResetReason)
+		b = appendStrField(b, `,"reset_reason":`, s.ResetReason)
 	}
 	if s.TimeWaitSide != "" {
-		o.str("time_wait_side", s.TimeWaitSide)
+		b = appendStrField(b, `,"time_wait_side":`, s.TimeWaitSide)
 	}
 	if s.TimeWait > 0 {
-		o.ms("time_wait_ms", s.TimeWait)
+		b = appendMillisField(b, `,"time_wait_ms":`, s.TimeWait)
 	}
 	if s.TimeWaitEnd != "" {
-		o.str("time_wait_end", s.TimeWaitEnd)
+		b = appendStrField(b, `,"time_wait_end":`, s.TimeWaitEnd)
 	}
 	if s.TimeWaitKill != "" {
-		o.str("time_wait_kill", s.TimeWaitKill)
+		b = appendStrField(b, `,"time_wait_kill":`, s.TimeWaitKill)
 	}
-	o.bool("complete", s.Complete)
+	b = appendBoolField(b, `,"complete":`, s.Complete)
 	if s.Progress {
-		o.bool("progress", true)
+		b = appendBoolField(b, `,"progress":`, true)
 	}
 	if s.Evicted {
-		o.bool("evicted", true)
+		b = appendBoolField(b, `,"evicted":`, true)
 	}
 	if s.Preexisting {
-		o.bool("preexisting", true)
+		b = appendBoolField(b, `,"preexisting":`, true)
 	}
 	if s.Incomplete != "" {
-		o.bool("incomplete", true)
-		o.str("incomplete_reason", s.Incomplete)
+		b = appendBoolField(b, `,"incomplete":`, true)
+		b = appendStrField(b, `,"incomplete_reason":`, s.Incomplete)
 	}
+	return b
 }
 
 // appendJSONKernel appends the kernel's own counters of a socket at its
 // close (the conn summary's, and the CLOSE state record's).
-func appendJSONKernel(o *jsonObj, k *result.KernelCounters) {
-	o.uint("kernel_bytes_out", k.BytesAcked)
-	o.uint("kernel_bytes_in", k.BytesReceived)
-	o.uint("kernel_segs_out", uint64(k.SegsOut))
-	o.uint("kernel_segs_in", uint64(k.SegsIn))
-	o.uint("kernel_data_segs_out", uint64(k.DataSegsOut))
-	o.uint("kernel_data_segs_in", uint64(k.DataSegsIn))
-	o.uint("kernel_retrans_total", uint64(k.TotalRetrans))
+func appendJSONKernel(b []byte, k *result.KernelCounters) []byte {
+	b = appendUintField(b, `,"kernel_bytes_out":`, k.BytesAcked)
+	b = appendUintField(b, `,"kernel_bytes_in":`, k.BytesReceived)
+	b = appendUintField(b, `,"kernel_segs_out":`, uint64(k.SegsOut))
+	b = appendUintField(b, `,"kernel_segs_in":`, uint64(k.SegsIn))
+	b = appendUintField(b, `,"kernel_data_segs_out":`, uint64(k.DataSegsOut))
+	b = appendUintField(b, `,"kernel_data_segs_in":`, uint64(k.DataSegsIn))
+	b = appendUintField(b, `,"kernel_retrans_total":`, uint64(k.TotalRetrans))
 	if k.HasBytesSent {
-		o.uint("kernel_bytes_sent", k.BytesSent)
+		b = appendUintField(b, `,"kernel_bytes_sent":`, k.BytesSent)
 	}
 	if k.HasBytesRetrans {
-		o.uint("kernel_bytes_retrans", k.BytesRetrans)
+		b = appendUintField(b, `,"kernel_bytes_retrans":`, k.BytesRetrans)
 	}
+	return b
 }
 
 // appendJSONSocket appends the owner and cookie of a socket event; absent
 // when the kernel could not tell.
-func appendJSONSocket(o *jsonObj, r *tracer.Record) {
+func appendJSONSocket(b []byte, r *tracer.Record) []byte {
 	if r.Owner.Known {
-		o.uint("pid", uint64(r.Owner.PID))
+		b = appendUintField(b, `,"pid":`, uint64(r.Owner.PID))
 		if !r.Owner.NoTID {
-			o.uint("tid", uint64(r.Owner.TID))
+			b = appendUintField(b, `,"tid":`, uint64(r.Owner.TID))
 		}
-		o.uint("uid", uint64(r.Owner.UID))
+		b = appendUintField(b, `,"uid":`, uint64(r.Owner.UID))
 		if !r.Owner.NoCgroup {
-			o.uint("cgroup_id", r.Owner.CgroupID)
+			b = appendUintField(b, `,"cgroup_id":`, r.Owner.CgroupID)
 		}
-		o.key("comm")
-		o.b = appendJSONEscaped(o.b, r.Owner.CommBytes())
+		b = append(b, `,"comm":`...)
+		b = appendJSONEscaped(b, r.Owner.CommBytes())
 	}
 	if r.Cookie != 0 {
-		o.uint("cookie", r.Cookie)
+		b = appendUintField(b, `,"cookie":`, r.Cookie)
 	}
+	return b
 }
 
-func appendJSONOptions(dst []byte, opt *tracer.TCPOptions) []byte {
-	o := jsonObj{b: append(dst, '{')}
+// appendJSONOptions appends the TCP options of a packet as an object.
+func appendJSONOptions(b []byte, opt *tracer.TCPOptions) []byte {
+	nested := len(b)
 	if opt.Present&tracer.OptMSS != 0 {
-		o.uint("mss", uint64(opt.MSS))
+		b = appendUintField(b, `,"mss":`, uint64(opt.MSS))
 	}
 	if opt.Present&tracer.OptWScale != 0 {
-		o.uint("wscale", uint64(opt.WScale))
+		b = appendUintField(b, `,"wscale":`, uint64(opt.WScale))
 	}
 	if opt.Present&tracer.OptSackOK != 0 {
-		o.key("sack_ok")
-		o.b = append(o.b, "true"...)
+		b = append(b, `,"sack_ok":`...)
+		b = append(b, "true"...)
 	}
 	if opt.Present&tracer.OptTimestamp != 0 {
-		o.uint("ts_val", uint64(opt.TSVal))
-		o.uint("ts_ecr", uint64(opt.TSEcr))
+		b = appendUintField(b, `,"ts_val":`, uint64(opt.TSVal))
+		b = appendUintField(b, `,"ts_ecr":`, uint64(opt.TSEcr))
 	}
 	if opt.Present&tracer.OptSack != 0 {
-		o.uint("sack_blocks", uint64(opt.SackBlocks))
-		o.key("sack")
-		o.b = append(o.b, '[')
-		for i, b := range opt.Sack[:opt.SackKept()] {
+		b = appendUintField(b, `,"sack_blocks":`, uint64(opt.SackBlocks))
+		b = append(b, `,"sack":`...)
+		b = append(b, '[')
+		for i, block := range opt.Sack[:opt.SackKept()] {
 			if i > 0 {
-				o.b = append(o.b, ',')
+				b = append(b, ',')
 			}
-			o.b = append(o.b, '[')
-			o.b = strconv.AppendUint(o.b, uint64(b[0]), 10)
-			o.b = append(o.b, ',')
-			o.b = strconv.AppendUint(o.b, uint64(b[1]), 10)
-			o.b = append(o.b, ']')
+			b = append(b, '[')
+			b = appendUint(b, uint64(block[0]))
+			b = append(b, ',')
+			b = appendUint(b, uint64(block[1]))
+			b = append(b, ']')
 		}
-		o.b = append(o.b, ']')
+		b = append(b, ']')
 	}
-	return append(o.b, '}')
+	return endObject(b, nested)
 }
