@@ -155,6 +155,7 @@ func (c *correlator) revive(key connKey, h uint64, cc *compactConn, t int64, coo
 	if e.twDone {
 		c.twDone = append(c.twDone, e)
 	}
+	c.closing = append(c.closing, e)
 	return e
 }
 

@@ -122,9 +122,11 @@ func (k *connKey) end(addr netip.AddrPort) int {
 // end returns which end of e's key addr is.
 func (e *connEntry) end(addr netip.AddrPort) int { return e.key.end(addr) }
 
-func (e *connEntry) close(t int64) {
+// close notes the first sign of e's end, at t (Unix ns).
+func (c *correlator) close(e *connEntry, t int64) {
 	if !e.closed {
 		e.closed, e.closedAt = true, t
+		c.closing = append(c.closing, e)
 	}
 }
 
@@ -174,6 +176,9 @@ type correlator struct {
 	// twDone: entries whose TIME_WAITs all ended, in that order, for the
 	// sweep (TimeWaitLinger); an entry touched since is looked at again.
 	twDone []*connEntry
+	// closing: entries that closed, in that order, for settle (compact
+	// entries); an entry touched since is looked at again.
+	closing []*connEntry
 	// free: removed entries for reuse, at most maxFreeEntries.
 	free []*connEntry
 	// heldFree: storage of released pending records, for reuse.
@@ -458,7 +463,7 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 				e.isn[o], e.isnKnown[o] = r.Ack-1, true
 			}
 		case r.Flags&FlagRST != 0:
-			e.close(t)
+			c.close(e, t)
 		default:
 			if r.Flags&FlagACK != 0 {
 				e.synced[s] = true
@@ -466,7 +471,7 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 			if r.Flags&FlagFIN != 0 {
 				e.fin[s] = true
 				if e.fin[1-s] {
-					e.close(t)
+					c.close(e, t)
 				}
 			}
 		}
@@ -489,7 +494,7 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 		case StateClose, StateTimeWait:
 			// A TIME_WAIT socket listed at start-up: its connection is over.
 			if r.State == StateClose || r.Type == TypeSocket {
-				e.close(t)
+				c.close(e, t)
 			}
 			if r.State == StateTimeWait {
 				e.synced[s] = true
@@ -603,9 +608,9 @@ func (c *correlator) remove(e *connEntry) {
 	if !c.dropCurrent(e) {
 		c.unreplace(e)
 	}
-	// Nothing points to e now but the sweep's twDone list, which skips
-	// an entry that is unlinked or not done (a reused one is a live
-	// connection of its own).
+	// Nothing points to e now but the twDone and closing lists, which
+	// skip an entry that is unlinked, or not done or not closed (a
+	// reused one is a connection of its own).
 	if len(c.free) < maxFreeEntries {
 		*e = connEntry{}
 		c.free = append(c.free, e)
@@ -654,22 +659,19 @@ func (c *correlator) touch(e *connEntry) {
 }
 
 // sweep forgets closed connections after their linger and idle ones
-// after c.idle, and keeps only the compact entry of closed ones quiet for
-// compactAfter. Only the least recently seen end of the list is visited;
-// every compact entry is.
+// after c.idle (settle first). Only the least recently seen end of the
+// list is visited; every compact entry is. Call it every few seconds.
 func (c *correlator) sweep(now time.Time) {
+	c.settle(now)
 	nowNs := now.UnixNano()
 	for e := c.lru.prev; e != &c.lru; {
 		prev := e.prev
 		idle := time.Duration(nowNs - e.lastSeen)
-		if idle <= compactAfter {
+		if idle <= closedLinger {
 			break // everything further is more recent
 		}
-		switch {
-		case e.closed && e.lingerOver(nowNs), idle > c.idle:
+		if e.closed || idle > c.idle {
 			c.remove(e)
-		case e.closed:
-			c.compactEntry(e)
 		}
 		e = prev
 	}
@@ -696,6 +698,34 @@ func (c *correlator) sweep(now time.Time) {
 	c.replaced = ShrinkMap(c.replaced, &c.replacedPeak)
 	c.pending = ShrinkMap(c.pending, &c.pendingPeak)
 	c.compact = ShrinkMap(c.compact, &c.compactPeak)
+}
+
+// settle keeps only the compact entry of the closed connections quiet
+// for compactAfter at now. It visits the connections closed since the
+// last call and those not quiet then: call it every second, so that the
+// full entries it frees are reused by the next second's connections.
+func (c *correlator) settle(now time.Time) {
+	nowNs := now.UnixNano()
+	n := 0
+	for _, e := range c.closing {
+		switch {
+		case e.prev == nil || !e.closed: // removed since (or reused, open)
+		case time.Duration(nowNs-e.lastSeen) > compactAfter:
+			if e.lingerOver(nowNs) {
+				c.remove(e)
+			} else {
+				c.compactEntry(e) // or it stays, until its linger ends
+			}
+		default:
+			c.closing[n] = e
+			n++
+		}
+	}
+	clear(c.closing[n:])
+	c.closing = c.closing[:n]
+	if n == 0 && cap(c.closing) > 4096 {
+		c.closing = nil
+	}
 }
 
 // ShrinkMap returns m, or a copy of it sized for what it holds once it

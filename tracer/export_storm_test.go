@@ -18,6 +18,7 @@ type StormPath struct {
 	now     time.Time
 	tick    time.Time
 	sweep   time.Time
+	settle  time.Time
 	Records int // records fed so far (timer events included)
 	flush   func(now time.Time) error
 }
@@ -35,7 +36,7 @@ func NewStormPath(sink Sink, flush func(now time.Time) error) *StormPath {
 	corr := newCorrelator(DefaultMaxConns)
 	start := time.Unix(1_700_000_000, 0)
 	return &StormPath{st: newStages(corr, newTWTracker(), sink, reorderWindow), corr: corr, now: start,
-		tick: start, sweep: start, flush: flush}
+		tick: start, sweep: start, settle: start, flush: flush}
 }
 
 // Conn feeds the records of the i-th connection of the storm, as traced
@@ -102,7 +103,10 @@ func (p *StormPath) Conn(i int) error {
 		}
 		if p.now.Sub(p.sweep) > 10*time.Second {
 			p.corr.sweep(p.now)
-			p.sweep = p.now
+			p.sweep, p.settle = p.now, p.now
+		} else if p.now.Sub(p.settle) >= time.Second {
+			p.corr.settle(p.now)
+			p.settle = p.now
 		}
 		return p.flush(p.now)
 	}

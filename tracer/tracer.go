@@ -495,12 +495,13 @@ func (t *Tracer) detach() error {
 // queued is left unread. After ErrStop nothing more is written.
 func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	var (
-		rec       Record
-		interval  = t.cfg.FlushInterval
-		lastTick  = time.Now()
-		lastSweep = lastTick
-		idle      bool // the last batch was read up to an empty ring
-		short     bool // the timer runs a short interval (held records)
+		rec        Record
+		interval   = t.cfg.FlushInterval
+		lastTick   = time.Now()
+		lastSweep  = lastTick
+		lastSettle = lastTick
+		idle       bool // the last batch was read up to an empty ring
+		short      bool // the timer runs a short interval (held records)
 	)
 	st := newStages(t.corr, t.tw, sink, reorderWindow)
 	if t.queue == nil {
@@ -551,7 +552,10 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		timer.Reset(next)
 		if now.Sub(lastSweep) > 10*time.Second {
 			t.corr.sweep(now)
-			lastSweep = now
+			lastSweep, lastSettle = now, now
+		} else if now.Sub(lastSettle) >= time.Second {
+			t.corr.settle(now)
+			lastSettle = now
 		}
 		return sink.Flush()
 	}
