@@ -31,11 +31,29 @@ const (
 )
 
 // twSocket is a socket in TIME_WAIT: kept for the 60 s of TIME_WAIT, so
-// compact (16 bytes, by value in the map): the owner is interned, the
-// records held for a moment are apart (twHeldRecs).
+// compact (8 bytes, by value in the map): the start is the low 32 bits
+// of its Unix µs (twStartOf), the owner is interned, the records held for
+// a moment are apart (twHeldRecs).
 type twSocket struct {
-	start int64  // Unix ns; zero when TIME_WAIT began before tracing
-	owner uint32 // of the socket it replaced, in owners; 0 none yet
+	startUs uint32 // zero when TIME_WAIT began before tracing
+	owner   uint32 // of the socket it replaced, in owners; 0 none yet
+}
+
+// twStartOf is twSocket.startUs of a TIME_WAIT that began at t (never
+// zero: one µs later then).
+func twStartOf(t time.Time) uint32 {
+	if us := uint32(t.UnixMicro()); us != 0 {
+		return us
+	}
+	return 1
+}
+
+// twDuration is how long a TIME_WAIT that began at startUs (twStartOf)
+// lasted when it ended at end: exact to the µs for a TIME_WAIT shorter
+// than 71 minutes (2^32 µs; Linux's lasts 60 s, longer only when
+// re-armed by the peer's retransmissions).
+func twDuration(startUs uint32, end time.Time) time.Duration {
+	return time.Duration(uint32(end.UnixMicro())-startUs) * time.Microsecond
 }
 
 // twHeldRecs are the records held back for a socket in TIME_WAIT.
@@ -123,7 +141,7 @@ func (t *twTracker) handle(r *Record, emit func(*Record) error) error {
 		start.twEvent = 0
 		start.TimeWait = true
 		start.OldState, start.State = StateFinWait2, StateTimeWait
-		t.socks[r.Cookie] = twSocket{start: r.Time.UnixNano()}
+		t.socks[r.Cookie] = twSocket{startUs: twStartOf(r.Time)}
 		t.peak = max(t.peak, len(t.socks))
 		t.holding[r.Cookie] = twHeldRecs{start: start}
 		t.holdingPeak = max(t.holdingPeak, len(t.holding))
@@ -189,8 +207,8 @@ func (t *twTracker) end(r *Record, st twSocket, ok bool, how string, emit func(*
 	end.TimeWait = true
 	end.OldState, end.State = StateTimeWait, StateClose
 	end.TimeWaitEnd = how
-	if ok && st.start != 0 {
-		end.TimeWaitDur = time.Duration(end.Time.UnixNano() - st.start)
+	if ok && st.startUs != 0 {
+		end.TimeWaitDur = twDuration(st.startUs, end.Time)
 	}
 	if ok {
 		end.Owner = t.owners.get(st.owner)
