@@ -395,7 +395,7 @@ func BenchmarkCorrelatorMemoryPerConnection(b *testing.B) {
 			recs := []Record{
 				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateClose, State: StateSynSent, HasState: true, Cookie: cookie},
 				{Type: TypePacket, Time: base, Netns: 1, Src: cli, Dst: srv, Flags: FlagSYN, Cookie: cookie},
-				{Type: TypePacket, Time: base, Netns: 1, Src: srv, Dst: cli, Flags: FlagSYN | FlagACK},
+				{Type: TypePacket, Time: base, Netns: 1, Src: srv, Dst: cli, Flags: FlagSYN | FlagACK, Ack: 1},
 				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateSynSent, State: StateEstablished, HasState: true, Cookie: cookie},
 			}
 			for j := range recs {
@@ -884,5 +884,49 @@ func TestCompactNumbers(t *testing.T) {
 				t.Errorf("cookie %d from a cookie %d away: %d", cookie, d, got)
 			}
 		}
+	}
+}
+
+// BenchmarkCorrelatorMemoryCompact reports the live heap per closed
+// connection once the correlator keeps only its compact entry (B/conn):
+// N client connections opened and closed (the client's socket in
+// TIME_WAIT), then swept compactAfter later.
+func BenchmarkCorrelatorMemoryCompact(b *testing.B) {
+	const n = 20000
+	discard := func(*Record) error { return nil }
+	for b.Loop() {
+		c := newCorrelator(n)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := range n {
+			cli := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 40000)
+			srv := netip.MustParseAddrPort("10.0.0.2:80")
+			cookie := uint64(2*i + 1)
+			recs := []Record{
+				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateClose, State: StateSynSent, HasState: true, Cookie: cookie},
+				{Type: TypePacket, Time: base, Netns: 1, Src: cli, Dst: srv, Flags: FlagSYN, Cookie: cookie},
+				{Type: TypePacket, Time: base, Netns: 1, Src: srv, Dst: cli, Flags: FlagSYN | FlagACK, Ack: 1},
+				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateSynSent, State: StateEstablished, HasState: true, Cookie: cookie},
+				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateEstablished, State: StateFinWait1, HasState: true, Cookie: cookie},
+				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateFinWait1, State: StateFinWait2, HasState: true, Cookie: cookie},
+				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateFinWait2, State: StateTimeWait, HasState: true, Cookie: cookie, TimeWait: true},
+				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateFinWait2, State: StateClose, HasState: true, Cookie: cookie},
+			}
+			for j := range recs {
+				if err := c.process(&recs[j], discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		c.sweep(base.Add(compactAfter + time.Second)) // also gives the emptied table's memory back
+		c.free = nil                                  // the free list's entries are reused by the next connections
+		if len(c.compact) != n {
+			b.Fatalf("%d compact entries, want %d", len(c.compact), n)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/n, "B/conn")
+		runtime.KeepAlive(c)
 	}
 }
