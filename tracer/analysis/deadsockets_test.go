@@ -159,3 +159,31 @@ func TestKillSignsLookup(t *testing.T) {
 		t.Errorf("%d signs kept signKeep after the last", n)
 	}
 }
+
+// TestKillSignsStorageKept: in a storm whose signs all expire between two
+// ticks (records behind the clock), the signs' storage is kept from tick
+// to tick, not given back and regrown; once the storm is over it is given
+// back.
+func TestKillSignsStorageKept(t *testing.T) {
+	k := newKillSigns()
+	var at int64
+	for tick := range 10 {
+		for i := range 10000 {
+			k.note(tuple{lport: uint16(i)}, at, signSYN)
+			at += int64(time.Microsecond)
+		}
+		before := cap(k.q)
+		k.expire(at + int64(signKeep) + 1)
+		if len(k.q)-k.head != 0 {
+			t.Fatalf("tick %d: %d signs kept, want 0", tick, len(k.q)-k.head)
+		}
+		if cap(k.q) != before {
+			t.Fatalf("tick %d of a storm: storage %d signs, was %d: given back", tick, cap(k.q), before)
+		}
+	}
+	k.expire(at + 2*int64(signKeep))
+	k.expire(at + 3*int64(signKeep))
+	if cap(k.q) != 0 {
+		t.Errorf("after the storm: storage for %d signs kept", cap(k.q))
+	}
+}

@@ -79,8 +79,12 @@ var signSeed = maphash.MakeSeed()
 // then a short scan): signs are many (every SYN), kills few, so no index
 // is kept per sign (a map's churn cost more than the signs' own work).
 type killSigns struct {
-	q     []twSign // q[head:] are kept
-	head  int
+	q    []twSign // q[head:] are kept
+	head int
+	// most is the most signs kept at once since the last expire: q's
+	// storage is given back only when it is far larger (a storm is over),
+	// not regrown every tick of a storm.
+	most  int
 	kills map[tuple]twKill
 }
 
@@ -89,6 +93,7 @@ func newKillSigns() killSigns { return killSigns{kills: map[tuple]twKill{}} }
 // note records sign s at time at for a TIME_WAIT socket of 4-tuple t.
 func (k *killSigns) note(t tuple, at int64, s killSign) {
 	k.q = append(k.q, twSign{at: at, h: maphash.Comparable(signSeed, t), t: t, sign: s})
+	k.most = max(k.most, len(k.q)-k.head)
 }
 
 // signSlack: how far out of time order a sign may come (the reorder
@@ -118,7 +123,7 @@ func (k *killSigns) expire(now int64) {
 		k.head++
 	}
 	switch {
-	case k.head == len(k.q) && cap(k.q) > 4096:
+	case k.head == len(k.q) && cap(k.q) > 4096 && k.most < cap(k.q)/8:
 		k.q, k.head = nil, 0 // give a storm's backlog back
 	case k.head == len(k.q):
 		k.q, k.head = k.q[:0], 0
@@ -126,6 +131,7 @@ func (k *killSigns) expire(now int64) {
 		n := copy(k.q, k.q[k.head:])
 		k.q, k.head = k.q[:n], 0
 	}
+	k.most = len(k.q) - k.head
 	for t, kl := range k.kills {
 		if kl.at < now-int64(killWindow) {
 			delete(k.kills, t)
