@@ -23,10 +23,11 @@ var compactAfter = 5 * time.Second
 //
 // A record that needs more than the id revives the full entry, which
 // then knows one socket cookie or one ISN, the tag: the cookie of the
-// socket that went into TIME_WAIT (or of a local end), or, when neither
-// end got past its handshake, the ISN of one that sent a SYN (a SYN
-// retransmitted after an ignored RST keeps the id). The other end's socket
-// is taken on trust: its next event names it again.
+// socket in TIME_WAIT (or of a local end), or, when neither end got past
+// its handshake, the ISN of the end that opened (a SYN retransmitted
+// after an ignored RST keeps the id). The other end's socket is taken on
+// trust: its next event names it again. A connection whose two sockets
+// are both in TIME_WAIT keeps its full entry while they are.
 type compactConn struct {
 	id     uint32 // low 32 bits of the id
 	seenMs uint32 // low 32 bits of the latest record's Unix ms
@@ -54,8 +55,8 @@ func (f compactFlags) tagEnd() int {
 	return 0
 }
 
-// lastSeen is the Unix ns of cc's latest record (to the millisecond),
-// given a time t within 24 days of it.
+// lastSeen is the Unix ns of cc's latest record (rounded up to the
+// millisecond), given a time t within 24 days of it.
 func (cc *compactConn) lastSeen(t int64) int64 { return compactTime(cc.seenMs, t) }
 
 // lingerOver is connEntry.lingerOver of a closed connection.
@@ -64,6 +65,12 @@ func (cc *compactConn) lingerOver(t int64) bool {
 		return t-cc.lastSeen(t) > int64(TimeWaitLinger)
 	}
 	return t-cc.lastSeen(t) > int64(closedLinger)
+}
+
+// compactMs is compactConn.seenMs of t (Unix ns): the low 32 bits of its
+// Unix ms, rounded up (a linger ends no sooner than the full entry's).
+func compactMs(t int64) uint32 {
+	return uint32((t + int64(time.Millisecond) - 1) / int64(time.Millisecond))
 }
 
 // compactTime completes ms, the low 32 bits of a Unix time in
@@ -116,7 +123,7 @@ func (c *correlator) compactRecord(cc *compactConn, key connKey, h uint64, r *Re
 		}
 	}
 	if t > cc.lastSeen(t) {
-		cc.seenMs = uint32(t / int64(time.Millisecond))
+		cc.seenMs = compactMs(t)
 	}
 	c.compact[h] = *cc
 	r.Conn = compactID(cc.id, c.next)
@@ -146,8 +153,12 @@ func (c *correlator) revive(key connKey, h uint64, cc *compactConn, t int64, coo
 			ref = cookie
 		}
 		e.cookies[end] = compactCookie(cc.tag, ref)
+		if cc.tw > 0 {
+			e.twEnd = uint8(end) + 1 // the tagged socket is the one in TIME_WAIT
+		}
 	case cc.flags&tagISN != 0:
-		e.isn[end], e.isnKnown[end], e.synced[end] = cc.tag, true, false
+		e.isn[end], e.isnKnown[end], e.synced = cc.tag, true, [2]bool{} // neither end got past its handshake
+		e.synEnd = uint8(end) + 1
 	}
 	c.setCurrent(e, h)
 	c.pushFront(e)
@@ -164,22 +175,37 @@ func (c *correlator) revive(key connKey, h uint64, cc *compactConn, t int64, coo
 const maxCompactPerEntry = 4
 
 // compactEntry replaces e, closed, quiet and current, by its compact
-// entry. e stays as it is when it is not current or its hash holds
-// another key's compact entry. When the compact entries are at their
-// bound, e is forgotten (evicted).
-func (c *correlator) compactEntry(e *connEntry) {
+// entry. e stays as it is when it is not current, its hash holds another
+// key's compact entry, or 32 bits of it could not be completed later (an
+// id older than 2^31 ids, a cookie 2^30 from the latest: ids and cookies
+// date from the connection's start, not its end); again: it stays for
+// now, while both ends' sockets are in TIME_WAIT (one tag cannot name
+// both). When the compact entries are at their bound, e is forgotten
+// (evicted).
+func (c *correlator) compactEntry(e *connEntry) (again bool) {
+	if e.tw > 1 {
+		return true
+	}
 	h := connKeyHash(e.key)
 	if c.current(e.key, h) != e {
-		return
+		return false
 	}
 	if _, taken := c.compact[h]; taken {
-		return
+		return false
+	}
+	if c.next-e.id >= 1<<31 {
+		return false
+	}
+	for _, ck := range e.cookies {
+		if d := int64(ck - c.cookieRef); ck != 0 && (d > 1<<30 || d < -(1<<30)) {
+			return false
+		}
 	}
 	if len(c.compact) >= c.max*maxCompactPerEntry {
 		c.evict(e)
-		return
+		return false
 	}
-	cc := compactConn{id: uint32(e.id), seenMs: uint32(e.lastSeen / int64(time.Millisecond)),
+	cc := compactConn{id: uint32(e.id), seenMs: compactMs(e.lastSeen),
 		check: connKeyCheck(e.key), tw: e.tw}
 	if e.twDone {
 		cc.flags |= ccTWDone
@@ -190,6 +216,8 @@ func (c *correlator) compactEntry(e *connEntry) {
 	end, kind := 0, compactFlags(0)
 	unsynced := !e.synced[0] && !e.synced[1]
 	switch {
+	case unsynced && e.synEnd != 0 && e.isnKnown[e.synEnd-1]:
+		end, kind = int(e.synEnd)-1, tagISN
 	case unsynced && e.isnKnown[0]:
 		end, kind = 0, tagISN
 	case unsynced && e.isnKnown[1]:
@@ -214,6 +242,7 @@ func (c *correlator) compactEntry(e *connEntry) {
 	c.compact[h] = cc
 	c.compactPeak = max(c.compactPeak, len(c.compact))
 	c.remove(e)
+	return false
 }
 
 // sweepCompact forgets the compact entries past their linger at now

@@ -85,6 +85,7 @@ type connEntry struct {
 	tw       int8
 	twDone   bool
 	twEnd    uint8 // 1 + the end whose socket went into TIME_WAIT last; 0 none
+	synEnd   uint8 // 1 + the end that sent a SYN without ACK (the opener); 0 none
 	isnKnown [2]bool
 	// synced: the end is past its handshake (it sent an ACK without SYN,
 	// or its socket reached ESTABLISHED or a later state): it sends no
@@ -456,6 +457,12 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 		s := e.end(r.Src)
 		switch {
 		case r.Flags&FlagSYN != 0:
+			if r.Flags&FlagACK == 0 && e.synEnd == 0 {
+				e.synEnd = uint8(s) + 1
+			}
+			if o := 1 - s; r.Flags&FlagACK != 0 && e.synEnd == 0 {
+				e.synEnd = uint8(o) + 1
+			}
 			if !e.isnKnown[s] {
 				e.isn[s], e.isnKnown[s] = r.Seq, true
 			}
@@ -484,6 +491,9 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 				e.twDone = false
 				e.twEnd = uint8(s) + 1
 			} else if r.State == StateClose && e.tw > 0 {
+				if e.tw > 1 {
+					e.twEnd = uint8(1-s) + 1 // the other end's TIME_WAIT goes on
+				}
 				if e.tw--; e.tw == 0 && !e.twDone {
 					e.twDone = true
 					c.twDone = append(c.twDone, e)
@@ -659,10 +669,10 @@ func (c *correlator) touch(e *connEntry) {
 }
 
 // sweep forgets closed connections after their linger and idle ones
-// after c.idle (settle first). Only the least recently seen end of the
-// list is visited; every compact entry is. Call it every few seconds.
+// after c.idle. Only the least recently seen end of the list is visited;
+// every compact entry is. Call it every few seconds (settle every
+// second).
 func (c *correlator) sweep(now time.Time) {
-	c.settle(now)
 	nowNs := now.UnixNano()
 	for e := c.lru.prev; e != &c.lru; {
 		prev := e.prev
@@ -710,12 +720,10 @@ func (c *correlator) settle(now time.Time) {
 	for _, e := range c.closing {
 		switch {
 		case e.prev == nil || !e.closed: // removed since (or reused, open)
-		case time.Duration(nowNs-e.lastSeen) > compactAfter:
-			if e.lingerOver(nowNs) {
-				c.remove(e)
-			} else {
-				c.compactEntry(e) // or it stays, until its linger ends
-			}
+		case time.Duration(nowNs-e.lastSeen) > compactAfter && e.lingerOver(nowNs):
+			c.remove(e)
+		case time.Duration(nowNs-e.lastSeen) > compactAfter && !c.compactEntry(e):
+			// compacted, or it stays full until its linger ends
 		default:
 			c.closing[n] = e
 			n++

@@ -43,6 +43,7 @@ func run(t *testing.T, c *correlator, in []Record) []Record {
 	for i := range in {
 		r := in[i]
 		if sweepBeforeEachRecord {
+			c.settle(r.Time)
 			c.sweep(r.Time)
 		}
 		if err := c.process(&r, emit); err != nil {
@@ -764,7 +765,7 @@ func TestCompactEntry(t *testing.T) {
 		state(4, cli, srv, StateFinWait2, StateClose, 1, 1),
 	})
 	id := out[0].Conn
-	c.sweep(base.Add(compactAfter + time.Second))
+	settleSweep(c, base.Add(compactAfter+time.Second))
 	if c.size != 0 || len(c.compact) != 1 || c.keys() != 1 {
 		t.Fatalf("after the sweep: %d full entries, %d compact, want 0 and 1", c.size, len(c.compact))
 	}
@@ -786,23 +787,23 @@ func TestCompactEntry(t *testing.T) {
 		state(4, cli, srv, StateFinWait2, StateClose, 1, 1),
 	})
 	id = out[0].Conn
-	c.sweep(base.Add(compactAfter + time.Second))
+	settleSweep(c, base.Add(compactAfter+time.Second))
 	out = run(t, c, []Record{data(30000, srv, cli, FlagACK|FlagFIN, 5000, 1001)})
 	if out[0].Conn != id || c.size != 1 || len(c.compact) != 0 {
 		t.Errorf("late FIN: id %d (want %d), %d full entries, %d compact (want it revived)", out[0].Conn, id, c.size, len(c.compact))
 	}
-	c.sweep(base.Add(30*time.Second + compactAfter + time.Second))
+	settleSweep(c, base.Add(30*time.Second+compactAfter+time.Second))
 	if c.size != 0 || len(c.compact) != 1 {
 		t.Errorf("compacted again: %d full entries, %d compact", c.size, len(c.compact))
 	}
 	if out = run(t, c, []Record{tw(60004, cli, srv, StateTimeWait, StateClose, 1)}); out[0].Conn != id {
 		t.Errorf("TIME_WAIT end: id %d, want %d", out[0].Conn, id)
 	}
-	c.sweep(base.Add(60004*time.Millisecond + TimeWaitLinger - time.Second))
+	settleSweep(c, base.Add(60004*time.Millisecond+TimeWaitLinger-time.Second))
 	if c.keys() != 1 {
 		t.Errorf("%d keys within TimeWaitLinger after the TIME_WAIT ended, want 1", c.keys())
 	}
-	c.sweep(base.Add(60004*time.Millisecond + TimeWaitLinger + time.Second))
+	settleSweep(c, base.Add(60004*time.Millisecond+TimeWaitLinger+time.Second))
 	if c.keys() != 0 {
 		t.Errorf("%d keys TimeWaitLinger after the TIME_WAIT ended", c.keys())
 	}
@@ -821,7 +822,7 @@ func TestCompactEntry(t *testing.T) {
 		state(3, b, a, StateFinWait2, StateClose, 6, 1),
 	})
 	id = out[0].Conn
-	c.sweep(base.Add(compactAfter + time.Second))
+	settleSweep(c, base.Add(compactAfter+time.Second))
 	if out = run(t, c, []Record{tw(60003, b, a, StateTimeWait, StateClose, 6)}); out[0].Conn != id || c.size != 0 {
 		t.Errorf("TIME_WAIT end of the second end: id %d (want %d), %d full entries (want 0: in place)", out[0].Conn, id, c.size)
 	}
@@ -830,7 +831,7 @@ func TestCompactEntry(t *testing.T) {
 		state(0, a, b, StateSynSent, StateEstablished, 5, 1),
 		state(2, a, b, StateLastAck, StateClose, 5, 1),
 	})[0].Conn
-	c.sweep(base.Add(compactAfter + time.Second))
+	settleSweep(c, base.Add(compactAfter+time.Second))
 	late := Record{Type: TypeReset, Time: base.Add(10002 * time.Millisecond), Netns: 1, Local: ap(a), Remote: ap(b),
 		State: StateClose, HasState: true, Cookie: 5}
 	other := state(10001, a, b, StateEstablished, StateFinWait1, 7, 1)
@@ -848,7 +849,7 @@ func TestCompactEntry(t *testing.T) {
 		if i%4 == 3 {
 			run(t, c, in)
 			in = in[:0]
-			c.sweep(base.Add(time.Duration(i)*time.Millisecond + compactAfter + time.Second))
+			settleSweep(c, base.Add(time.Duration(i)*time.Millisecond+compactAfter+time.Second))
 		}
 	}
 	if len(c.compact) > 4*maxCompactPerEntry || c.evicted == 0 {
@@ -919,8 +920,8 @@ func BenchmarkCorrelatorMemoryCompact(b *testing.B) {
 				}
 			}
 		}
-		c.sweep(base.Add(compactAfter + time.Second)) // also gives the emptied table's memory back
-		c.free = nil                                  // the free list's entries are reused by the next connections
+		settleSweep(c, base.Add(compactAfter+time.Second)) // the sweep gives the emptied table's memory back
+		c.free = nil                                       // the free list's entries are reused by the next connections
 		if len(c.compact) != n {
 			b.Fatalf("%d compact entries, want %d", len(c.compact), n)
 		}
@@ -929,4 +930,10 @@ func BenchmarkCorrelatorMemoryCompact(b *testing.B) {
 		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/n, "B/conn")
 		runtime.KeepAlive(c)
 	}
+}
+
+// settleSweep settles and sweeps c at now, as the tracer does every 10 s.
+func settleSweep(c *correlator, now time.Time) {
+	c.settle(now)
+	c.sweep(now)
 }

@@ -101,12 +101,13 @@ func (p *StormPath) Conn(i int) error {
 		if err := p.st.tick(p.now, true); err != nil {
 			return err
 		}
-		if p.now.Sub(p.sweep) > 10*time.Second {
-			p.corr.sweep(p.now)
-			p.sweep, p.settle = p.now, p.now
-		} else if p.now.Sub(p.settle) >= time.Second {
+		if p.now.Sub(p.settle) >= time.Second {
 			p.corr.settle(p.now)
 			p.settle = p.now
+		}
+		if p.now.Sub(p.sweep) > 10*time.Second {
+			p.corr.sweep(p.now)
+			p.sweep = p.now
 		}
 		return p.flush(p.now)
 	}
@@ -153,10 +154,12 @@ func (p *StormPath) Quiet(d time.Duration) error {
 			return err
 		}
 		if p.now.Sub(p.sweep) > 10*time.Second {
+			p.corr.settle(p.now)
 			p.corr.sweep(p.now)
 			p.sweep = p.now
 		}
 	}
+	p.corr.settle(p.now)
 	p.corr.sweep(p.now)
 	p.sweep = p.now
 	return nil

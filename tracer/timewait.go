@@ -50,10 +50,15 @@ func twStartOf(t time.Time) uint32 {
 
 // twDuration is how long a TIME_WAIT that began at startUs (twStartOf)
 // lasted when it ended at end: exact to the µs for a TIME_WAIT shorter
-// than 71 minutes (2^32 µs; Linux's lasts 60 s, longer only when
-// re-armed by the peer's retransmissions).
+// than 35 minutes (2^31 µs; Linux's lasts 60 s, longer only when
+// re-armed by the peer's retransmissions); 0, not a negative duration,
+// when the clock stepped back past its start.
 func twDuration(startUs uint32, end time.Time) time.Duration {
-	return time.Duration(uint32(end.UnixMicro())-startUs) * time.Microsecond
+	d := int32(uint32(end.UnixMicro()) - startUs)
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(d) * time.Microsecond
 }
 
 // twHeldRecs are the records held back for a socket in TIME_WAIT.

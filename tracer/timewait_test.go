@@ -230,15 +230,16 @@ func BenchmarkTimeWaitMemory(b *testing.B) {
 
 // TestTimeWaitStartCompact: a TIME_WAIT socket is 8 bytes, and its
 // duration comes out exact to the µs from the low 32 bits of its start,
-// also across their wrap; a start whose low bits are 0 is not taken for
-// "began before tracing".
+// also across their wrap, and 0 when the clock stepped back past its
+// start; a start whose low bits are 0 is not taken for "began before
+// tracing".
 func TestTimeWaitStartCompact(t *testing.T) {
 	if n := unsafe.Sizeof(twSocket{}); n != 8 {
 		t.Errorf("twSocket is %d bytes, want 8", n)
 	}
 	for _, startUs := range []int64{1_700_000_000_123_456, 1<<32 - 10, 5<<32 - 1, 5 << 32} {
 		start := time.UnixMicro(startUs).Add(700 * time.Nanosecond)
-		for _, d := range []time.Duration{time.Millisecond, 60*time.Second + 1234*time.Microsecond, 70 * time.Minute} {
+		for _, d := range []time.Duration{time.Millisecond, 60*time.Second + 1234*time.Microsecond, 35 * time.Minute} {
 			s := twStartOf(start)
 			if s == 0 {
 				t.Fatalf("start %d µs: 0, the mark of a TIME_WAIT that began before tracing", startUs)
@@ -250,6 +251,9 @@ func TestTimeWaitStartCompact(t *testing.T) {
 			if got := twDuration(s, start.Add(d)); got != want {
 				t.Errorf("start %d µs, %v later: %v", startUs, d, got)
 			}
+		}
+		if got := twDuration(twStartOf(start), start.Add(-3*time.Microsecond)); got != 0 {
+			t.Errorf("start %d µs, ended 3 µs before it (clock stepped back): %v, want 0", startUs, got)
 		}
 	}
 }
