@@ -762,14 +762,3 @@ func (t *Tracer) reportLost(sink Sink, rec *Record) error {
 	}
 	return nil
 }
-
-// settleTime is the time the correlator settles at (correlator.settle):
-// now, unless the reader is behind the ring (not idle), when it is the
-// newest record's (Unix ns; 0 none yet): a connection is quiet when its
-// records say so, not while they wait in the ring.
-func settleTime(now time.Time, newest int64, idle bool) time.Time {
-	if idle || newest == 0 || newest >= now.UnixNano() {
-		return now
-	}
-	return time.Unix(0, newest)
-}
