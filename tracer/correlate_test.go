@@ -390,15 +390,7 @@ func BenchmarkCorrelatorMemoryPerConnection(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		c := newCorrelator(n)
 		for i := range n {
-			cli := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 40000)
-			srv := netip.MustParseAddrPort("10.0.0.2:80")
-			cookie := uint64(2*i + 1)
-			recs := []Record{
-				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateClose, State: StateSynSent, HasState: true, Cookie: cookie},
-				{Type: TypePacket, Time: base, Netns: 1, Src: cli, Dst: srv, Flags: FlagSYN, Cookie: cookie},
-				{Type: TypePacket, Time: base, Netns: 1, Src: srv, Dst: cli, Flags: FlagSYN | FlagACK, Ack: 1},
-				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateSynSent, State: StateEstablished, HasState: true, Cookie: cookie},
-			}
+			recs := clientConnRecords(i, false)
 			for j := range recs {
 				if err := c.process(&recs[j], discard); err != nil {
 					b.Fatal(err)
@@ -596,11 +588,7 @@ func TestShrinkMapAfterStorm(t *testing.T) {
 // new id even before a sweep, and the sweep forgets the entry. A
 // connection with one of two TIME_WAITs still going keeps the long linger.
 func TestTimeWaitEndShortensLinger(t *testing.T) {
-	tw := func(ms int, local, remote string, old, new TCPState, cookie uint64) Record {
-		r := state(ms, local, remote, old, new, cookie, 1)
-		r.TimeWait = true
-		return r
-	}
+	tw := timeWaitRec
 	const cli, srv = "10.0.0.1:40000", "10.0.0.2:80"
 	open := []Record{
 		state(0, cli, srv, StateClose, StateSynSent, 1, 1),
@@ -748,11 +736,7 @@ func TestCorrelatorCompacted(t *testing.T) {
 // the sweep forgets it TimeWaitLinger after its TIME_WAIT ended. The
 // compact entries are bounded.
 func TestCompactEntry(t *testing.T) {
-	tw := func(ms int, local, remote string, old, new TCPState, cookie uint64) Record {
-		r := state(ms, local, remote, old, new, cookie, 1)
-		r.TimeWait = true
-		return r
-	}
+	tw := timeWaitRec
 	const cli, srv = "10.0.0.1:40000", "10.0.0.2:80"
 	c := newCorrelator(0)
 	out := run(t, c, []Record{
@@ -901,19 +885,7 @@ func BenchmarkCorrelatorMemoryCompact(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		for i := range n {
-			cli := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 40000)
-			srv := netip.MustParseAddrPort("10.0.0.2:80")
-			cookie := uint64(2*i + 1)
-			recs := []Record{
-				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateClose, State: StateSynSent, HasState: true, Cookie: cookie},
-				{Type: TypePacket, Time: base, Netns: 1, Src: cli, Dst: srv, Flags: FlagSYN, Cookie: cookie},
-				{Type: TypePacket, Time: base, Netns: 1, Src: srv, Dst: cli, Flags: FlagSYN | FlagACK, Ack: 1},
-				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateSynSent, State: StateEstablished, HasState: true, Cookie: cookie},
-				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateEstablished, State: StateFinWait1, HasState: true, Cookie: cookie},
-				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateFinWait1, State: StateFinWait2, HasState: true, Cookie: cookie},
-				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateFinWait2, State: StateTimeWait, HasState: true, Cookie: cookie, TimeWait: true},
-				{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: StateFinWait2, State: StateClose, HasState: true, Cookie: cookie},
-			}
+			recs := clientConnRecords(i, true)
 			for j := range recs {
 				if err := c.process(&recs[j], discard); err != nil {
 					b.Fatal(err)
@@ -936,4 +908,28 @@ func BenchmarkCorrelatorMemoryCompact(b *testing.B) {
 func settleSweep(c *correlator, now time.Time) {
 	c.settle(now)
 	c.sweep(now)
+}
+
+// clientConnRecords are the records of the i-th client connection of a
+// memory benchmark: connect(), SYN, SYN-ACK, ESTABLISHED, and, when
+// closed, its active close into TIME_WAIT.
+func clientConnRecords(i int, closed bool) []Record {
+	cli := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 40000)
+	srv := netip.MustParseAddrPort("10.0.0.2:80")
+	cookie := uint64(2*i + 1)
+	st := func(old, new TCPState) Record {
+		return Record{Type: TypeState, Time: base, Netns: 1, Local: cli, Remote: srv, OldState: old, State: new, HasState: true, Cookie: cookie}
+	}
+	recs := []Record{
+		st(StateClose, StateSynSent),
+		{Type: TypePacket, Time: base, Netns: 1, Src: cli, Dst: srv, Flags: FlagSYN, Cookie: cookie},
+		{Type: TypePacket, Time: base, Netns: 1, Src: srv, Dst: cli, Flags: FlagSYN | FlagACK, Ack: 1},
+		st(StateSynSent, StateEstablished),
+	}
+	if closed {
+		tw := st(StateFinWait2, StateTimeWait)
+		tw.TimeWait = true
+		recs = append(recs, st(StateEstablished, StateFinWait1), st(StateFinWait1, StateFinWait2), tw, st(StateFinWait2, StateClose))
+	}
+	return recs
 }
