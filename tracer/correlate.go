@@ -180,6 +180,8 @@ type correlator struct {
 	// closing: entries that closed, in that order, for settle (compact
 	// entries); an entry touched since is looked at again.
 	closing []*connEntry
+	// lastSettle, lastSweep: when upkeep last settled and swept.
+	lastSettle, lastSweep time.Time
 	// free: removed entries for reuse, at most maxFreeEntries.
 	free []*connEntry
 	// heldFree: storage of released pending records, for reuse.
@@ -457,11 +459,12 @@ func (c *correlator) observe(e *connEntry, r *Record) {
 		s := e.end(r.Src)
 		switch {
 		case r.Flags&FlagSYN != 0:
-			if r.Flags&FlagACK == 0 && e.synEnd == 0 {
-				e.synEnd = uint8(s) + 1
-			}
-			if o := 1 - s; r.Flags&FlagACK != 0 && e.synEnd == 0 {
-				e.synEnd = uint8(o) + 1
+			if e.synEnd == 0 { // the opener: a SYN's sender, a SYN-ACK's peer
+				opener := s
+				if r.Flags&FlagACK != 0 {
+					opener = 1 - s
+				}
+				e.synEnd = uint8(opener) + 1
 			}
 			if !e.isnKnown[s] {
 				e.isn[s], e.isnKnown[s] = r.Seq, true
@@ -708,6 +711,22 @@ func (c *correlator) sweep(now time.Time) {
 	c.replaced = ShrinkMap(c.replaced, &c.replacedPeak)
 	c.pending = ShrinkMap(c.pending, &c.pendingPeak)
 	c.compact = ShrinkMap(c.compact, &c.compactPeak)
+}
+
+// upkeep settles c every second, at settleAt (settleTime), and sweeps it
+// every 10 s, at now: call it on every tick.
+func (c *correlator) upkeep(now, settleAt time.Time) {
+	if c.lastSweep.IsZero() {
+		c.lastSettle, c.lastSweep = now, now
+	}
+	if now.Sub(c.lastSettle) >= time.Second {
+		c.settle(settleAt)
+		c.lastSettle = now
+	}
+	if now.Sub(c.lastSweep) > 10*time.Second {
+		c.sweep(now)
+		c.lastSweep = now
+	}
 }
 
 // settle keeps only the compact entry of the closed connections quiet

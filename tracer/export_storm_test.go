@@ -17,8 +17,6 @@ type StormPath struct {
 	rec     Record
 	now     time.Time
 	tick    time.Time
-	sweep   time.Time
-	settle  time.Time
 	Records int // records fed so far (timer events included)
 	flush   func(now time.Time) error
 }
@@ -36,7 +34,7 @@ func NewStormPath(sink Sink, flush func(now time.Time) error) *StormPath {
 	corr := newCorrelator(DefaultMaxConns)
 	start := time.Unix(1_700_000_000, 0)
 	return &StormPath{st: newStages(corr, newTWTracker(), sink, reorderWindow), corr: corr, now: start,
-		tick: start, sweep: start, settle: start, flush: flush}
+		tick: start, flush: flush}
 }
 
 // Conn feeds the records of the i-th connection of the storm, as traced
@@ -101,14 +99,7 @@ func (p *StormPath) Conn(i int) error {
 		if err := p.st.tick(p.now, true); err != nil {
 			return err
 		}
-		if p.now.Sub(p.settle) >= time.Second {
-			p.corr.settle(p.now)
-			p.settle = p.now
-		}
-		if p.now.Sub(p.sweep) > 10*time.Second {
-			p.corr.sweep(p.now)
-			p.sweep = p.now
-		}
+		p.corr.upkeep(p.now, p.now)
 		return p.flush(p.now)
 	}
 	return nil
@@ -147,20 +138,15 @@ func (p *StormPath) Idle() error {
 }
 
 // Quiet lets d of record time pass without records, with its ticks and
-// the correlator's sweeps (every 10 s, and one at the end).
+// the correlator's upkeep, and settles and sweeps it at the end.
 func (p *StormPath) Quiet(d time.Duration) error {
 	for end := p.now.Add(d); p.now.Before(end); {
 		if err := p.Idle(); err != nil {
 			return err
 		}
-		if p.now.Sub(p.sweep) > 10*time.Second {
-			p.corr.settle(p.now)
-			p.corr.sweep(p.now)
-			p.sweep = p.now
-		}
+		p.corr.upkeep(p.now, p.now)
 	}
 	p.corr.settle(p.now)
 	p.corr.sweep(p.now)
-	p.sweep = p.now
 	return nil
 }

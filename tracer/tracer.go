@@ -495,13 +495,11 @@ func (t *Tracer) detach() error {
 // queued is left unread. After ErrStop nothing more is written.
 func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	var (
-		rec        Record
-		interval   = t.cfg.FlushInterval
-		lastTick   = time.Now()
-		lastSweep  = lastTick
-		lastSettle = lastTick
-		idle       bool // the last batch was read up to an empty ring
-		short      bool // the timer runs a short interval (held records)
+		rec      Record
+		interval = t.cfg.FlushInterval
+		lastTick = time.Now()
+		idle     bool // the last batch was read up to an empty ring
+		short    bool // the timer runs a short interval (held records)
 	)
 	st := newStages(t.corr, t.tw, sink, reorderWindow)
 	if t.queue == nil {
@@ -550,14 +548,7 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 			next = min(interval, reorderWindow)
 		}
 		timer.Reset(next)
-		if now.Sub(lastSettle) >= time.Second {
-			t.corr.settle(settleTime(now, st.out.newest, idle))
-			lastSettle = now
-		}
-		if now.Sub(lastSweep) > 10*time.Second {
-			t.corr.sweep(now)
-			lastSweep = now
-		}
+		t.corr.upkeep(now, settleTime(now, st.out.newest, idle))
 		return sink.Flush()
 	}
 	// consume decodes and handles one batch; last: the reader ended.
