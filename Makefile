@@ -19,7 +19,7 @@ BENCH_ARGS ?=
 GENERATED := tracer/tcpscope_bpfel.go tracer/tcpscope_bpfel.o
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test test-unit test-e2e test-kernels check-kernels-doc bench bench-go bench-storm bench-bulk generate vmlinux check-generate vet deps-test deps-gen deps-vm clean
+.PHONY: help build run test test-unit test-e2e test-kernels check-kernels-doc bench bench-go bench-storm bench-bulk bench-replay generate vmlinux check-generate vet deps-test deps-gen deps-vm clean
 
 help: ## list targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z0-9-]+:.*## /{printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,6 +66,10 @@ bench-storm: build ## connection storm, 5 rounds x 100k connections: no tracer, 
 
 bench-bulk: build ## one bulk transfer, 5 rounds x 5 s, same configurations (root, about 4 min); bin/bench-bulk.md and .json
 	$(GO) run ./test/bench -mode bulk -tcpscope $(BIN) -md bin/bench-bulk.md -json bin/bench-bulk.json $(BENCH_ARGS)
+
+bench-replay: build ## capture one storm's raw records (30k connections, --record-dump bin/storm.rec), then replay them on one core in each mode: ns per record of the real mix without the storm's noise (root, about 1 min)
+	$(GO) run ./test/bench -mode storm -n 30000 -rounds 1 -only capture -config capture=--record-dump=$(CURDIR)/bin/storm.rec -tcpscope $(BIN) -md bin/bench-replay-capture.md $(BENCH_ARGS)
+	TCPSCOPE_REPLAY=$(CURDIR)/bin/storm.rec $(GO) test -run '^$$' -bench Replay -benchtime 5x ./tracer/
 
 generate: deps-gen ## regenerate the BPF objects from bpf/ (bpf2go + clang-19, vendored libbpf headers)
 	cd tracer && BPF2GO_CC=$(CLANG) $(GO) generate ./...

@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -324,6 +325,10 @@ type Config struct {
 	// a packet that would be counted is reported in full instead, and a
 	// warning says how many.
 	MaxPacketConns int
+	// RecordDump, when set, receives every raw ring record the consumer
+	// reads, as a record dump (--record-dump, a debug aid: ReadRecordDump
+	// reads it back). Run flushes it when it ends; nothing closes it.
+	RecordDump io.Writer
 	// IdleTimeout is the analysis' --idle-timeout: the correlator keeps an
 	// idle connection's id at least this long (plus its closed linger), so
 	// a connection summarized as idle never gets a second id. 0: 30 min.

@@ -58,6 +58,7 @@ type Tracer struct {
 	overflowSeen uint64
 	lossWarn     lossWarnings // rate limit of the loss warnings (reportLost)
 	finishing    bool         // the last reportLost: warn what is left
+	dump         *recordDump  // Config.RecordDump, written by Run
 	closed       bool
 	counts       countsState // count map sweep, progress ticks (sweep.go)
 }
@@ -492,8 +493,21 @@ func (t *Tracer) detach() error {
 // they are decoded and go through the stages (stages.go) to sink. At the
 // end Run detaches, drains the ring and the queue, ends the stages and
 // the sink (End, when sink is an Ender) and flushes, so nothing the kernel
-// queued is left unread. After ErrStop nothing more is written.
+// queued is left unread. After ErrStop nothing more is written. With
+// Config.RecordDump set, every raw record read is also written there.
 func (t *Tracer) Run(ctx context.Context, sink Sink) error {
+	if t.cfg.RecordDump == nil {
+		return t.run(ctx, sink)
+	}
+	t.dump = newRecordDump(t.cfg.RecordDump)
+	err := t.run(ctx, sink)
+	if derr := t.dump.close(); derr != nil {
+		err = errors.Join(err, fmt.Errorf("write record dump: %w", derr))
+	}
+	return err
+}
+
+func (t *Tracer) run(ctx context.Context, sink Sink) error {
 	var (
 		rec      Record
 		interval = t.cfg.FlushInterval
@@ -555,6 +569,9 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	consume := func(b *batch) (last bool, err error) {
 		defer q.put(b)
 		for i := range b.len() {
+			if t.dump != nil {
+				t.dump.add(b.record(i))
+			}
 			if err := t.dec.decode(b.record(i), &rec); err != nil {
 				t.malformed++
 				t.log.Debug("malformed record", "err", err)

@@ -12,8 +12,8 @@ import (
 	"testing"
 )
 
-// TestProfileFlagsValidated: --cpu-profile and --mem-profile reject an
-// empty value and a file that cannot be created, with exit status 2
+// TestProfileFlagsValidated: --cpu-profile, --mem-profile and
+// --record-dump reject an empty value and a file that cannot be created, with exit status 2
 // before anything is loaded.
 func TestProfileFlagsValidated(t *testing.T) {
 	cases := map[string]struct {
@@ -25,6 +25,9 @@ func TestProfileFlagsValidated(t *testing.T) {
 		"cpu profile bad path": {[]string{"--cpu-profile", "/nonexistent-tcpscope-dir/cpu.pprof"}, "create --cpu-profile file"},
 		"mem profile bad path": {[]string{"--mem-profile", "/nonexistent-tcpscope-dir/mem.pprof"}, "create --mem-profile file"},
 		"cpu profile is a dir": {[]string{"trace", "--cpu-profile", t.TempDir()}, "is a directory"},
+		"empty record dump":    {[]string{"--record-dump", ""}, `bad --record-dump "": empty value`},
+		"record dump bad path": {[]string{"trace", "--record-dump", "/nonexistent-tcpscope-dir/storm.rec"}, "create --record-dump file"},
+		"record dump is a dir": {[]string{"--record-dump", t.TempDir()}, "is a directory"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

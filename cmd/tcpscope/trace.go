@@ -47,6 +47,7 @@ type traceOptions struct {
 	debug         bool
 	cpuProfile    string
 	memProfile    string
+	recordDump    string
 	onOverflow    string
 	queueSize     int
 }
@@ -103,6 +104,7 @@ func newTraceCmdWith(a *app, opts *traceOptions) *cobra.Command {
 	f.BoolVar(&opts.debug, "debug", false, "debug logging, with the full verifier log if a program is rejected")
 	f.Var(newStringValue(&opts.cpuProfile, ""), "cpu-profile", "debug: write a CPU profile of the whole run to FILE (go tool pprof)")
 	f.Var(newStringValue(&opts.memProfile, ""), "mem-profile", "debug: write a heap profile (allocations of the run, live memory at its end) to FILE at exit")
+	f.Var(newStringValue(&opts.recordDump, ""), "record-dump", "debug: write every raw kernel record read to FILE, for replay (make bench-replay) or a bug report")
 	return cmd
 }
 
@@ -279,6 +281,20 @@ func runTrace(cmd *cobra.Command, o *traceOptions, a *app) (err error) {
 				err = perr
 			}
 		}()
+	}
+
+	if o.recordDump != "" {
+		name := "--record-dump file " + tracer.QuoteArg(o.recordDump)
+		dump, err := os.Create(o.recordDump)
+		if err != nil {
+			return usageError{fmt.Errorf("create %s: %w", name, pathErrno(err))}
+		}
+		defer func() {
+			if cerr := dump.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("write %s: %w", name, pathErrno(cerr))
+			}
+		}()
+		cfg.RecordDump = dump
 	}
 
 	t, err := tracer.Open(cfg)
