@@ -98,6 +98,7 @@ type connEntry struct {
 	// socket's own connection by them, replacedOf its late events.
 	cookies    [2]uint64
 	prev, next *connEntry
+	slot       ConnSlot // for the later stages (Record.Slot)
 }
 
 // lingerOver reports whether e, closed, is past its linger at t (Unix ns):
@@ -326,6 +327,7 @@ func births(r *Record) bool {
 
 // assign sets r.Conn.
 func (c *correlator) assign(r *Record) {
+	r.Slot = nil
 	var key connKey
 	switch r.Type {
 	case TypePacket:
@@ -371,7 +373,7 @@ func (c *correlator) assign(r *Record) {
 	c.observe(e, r)
 	e.lastSeen = max(e.lastSeen, t)
 	c.touch(e)
-	r.Conn = e.id
+	r.Conn, r.Slot = e.id, &e.slot
 	if cookie != 0 && !known {
 		if end := e.end(r.Local); e.cookies[end] == 0 {
 			e.cookies[end] = cookie

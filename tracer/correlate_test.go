@@ -625,11 +625,11 @@ func TestTimeWaitEndShortensLinger(t *testing.T) {
 }
 
 // TestCorrelatorEntryCompact: a connection's entry is 40 bytes of key and
-// at most 128 in all, and the entries the sweep removed are reused: a
-// storm in steady state allocates none.
+// at most 144 in all (16 of them the later stages' slot), and the entries
+// the sweep removed are reused: a storm in steady state allocates none.
 func TestCorrelatorEntryCompact(t *testing.T) {
-	if k, e := unsafe.Sizeof(connKey{}), unsafe.Sizeof(connEntry{}); k != 40 || e > 128 {
-		t.Errorf("key %d bytes, entry %d, want 40 and at most 128", k, e)
+	if k, e := unsafe.Sizeof(connKey{}), unsafe.Sizeof(connEntry{}); k != 40 || e > 144 {
+		t.Errorf("key %d bytes, entry %d, want 40 and at most 144", k, e)
 	}
 	c := newCorrelator(0)
 	insert := func(port int) {
@@ -932,4 +932,49 @@ func clientConnRecords(i int, closed bool) []Record {
 		recs = append(recs, st(StateEstablished, StateFinWait1), st(StateFinWait1, StateFinWait2), tw, st(StateFinWait2, StateClose))
 	}
 	return recs
+}
+
+// TestCorrelatorSlot: every record of a connection whose full entry the
+// correlator keeps carries that entry's slot (Record.Slot), one per
+// connection; a record handled by a compact entry carries none, and a
+// reused entry comes with an empty slot.
+func TestCorrelatorSlot(t *testing.T) {
+	c := newCorrelator(0)
+	a, b := run(t, c, clientConnRecords(1, false)), run(t, c, clientConnRecords(2, false))
+	for _, out := range [][]Record{a, b} {
+		for _, r := range out {
+			if r.Slot == nil || r.Slot != out[0].Slot {
+				t.Fatalf("conn %d: records with slots %p and %p", r.Conn, out[0].Slot, r.Slot)
+			}
+		}
+	}
+	if a[0].Slot == b[0].Slot {
+		t.Fatal("two connections share a slot")
+	}
+	a[0].Slot.Analysis = "state of a later stage"
+	late := Record{Type: TypeState, Time: base, Netns: 1, Local: a[0].Local, Remote: a[0].Remote,
+		OldState: StateEstablished, State: StateFinWait1, HasState: true, Cookie: a[0].Cookie}
+	if out := run(t, c, []Record{late}); out[0].Slot != a[0].Slot || out[0].Slot.Analysis != "state of a later stage" {
+		t.Fatal("a later record of the connection lost its slot or what it held")
+	}
+
+	// Closed, then compacted: the end of its TIME_WAIT is handled by the
+	// compact entry, without a slot.
+	saved := compactAfter
+	compactAfter = 0
+	t.Cleanup(func() { compactAfter = saved })
+	closed := run(t, c, clientConnRecords(3, true))
+	c.settle(base.Add(time.Second))
+	if len(c.compact) == 0 {
+		t.Fatal("nothing compacted")
+	}
+	end := timeWaitRec(2000, closed[0].Local.String(), closed[0].Remote.String(), StateTimeWait, StateClose, closed[0].Cookie)
+	end.Slot = a[0].Slot // the tracer reuses its Record: a stale slot
+	if out := run(t, c, []Record{end}); out[0].Conn != closed[0].Conn || out[0].Slot != nil {
+		t.Fatalf("TIME_WAIT end: conn %d slot %p, want conn %d and no slot", out[0].Conn, out[0].Slot, closed[0].Conn)
+	}
+	// Entries are reused: the next connection's slot starts empty.
+	if next := run(t, c, clientConnRecords(4, false)); next[0].Slot == nil || next[0].Slot.Analysis != nil {
+		t.Fatal("a new connection's slot is not empty")
+	}
 }

@@ -208,13 +208,28 @@ func (o *TCPOptions) Codes() []uint8 {
 // SackKept is the number of SACK blocks held in Sack.
 func (o *TCPOptions) SackKept() int { return min(int(o.SackBlocks), len(o.Sack)) }
 
+// ConnSlot is storage that lives with a connection's entry in the
+// correlator, for the stages after it: one keeps its own state of the
+// connection there and finds it again from the next record (Record.Slot)
+// without a lookup of its own. The correlator clears it when the entry
+// goes (a closed connection compacted, forgotten, evicted) and reuses the
+// entry for other connections, so a stage checks that what it finds is
+// its live state of Record.Conn, and falls back to its own table.
+type ConnSlot struct {
+	// Analysis is the analyzer's state of the connection.
+	Analysis any
+}
+
 // Record is one output record. The tracer reuses one Record for every
 // event, so a sink must not keep a pointer to it after Write returns.
 // Fields that do not belong to Type are zero.
 type Record struct {
-	Time  time.Time
-	Type  RecordType
-	Conn  uint64
+	Time time.Time
+	Type RecordType
+	Conn uint64
+	// Slot is the correlator's storage for connection Conn, while it
+	// keeps the connection's full entry; nil otherwise (ConnSlot).
+	Slot  *ConnSlot
 	Netns uint32
 	// NetnsName is the name user space gave the namespace (ip netns,
 	// Docker), "" when it has none; set by NetnsNamer.

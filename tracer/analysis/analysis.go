@@ -320,6 +320,25 @@ func (a *Analyzer) addConn(r *tracer.Record) (*conn, error) {
 	return c, nil
 }
 
+// connOf returns the live state of r's connection, nil when there is
+// none: from the correlator's slot when it holds it (no lookup), else
+// from the table, and then the slot keeps it for the next record. A conn
+// in the slot is this connection's only while it is in the table (drop
+// unlinks it: prev is nil) under the same id (a recycled conn is zeroed
+// and reused for others).
+func (a *Analyzer) connOf(r *tracer.Record) *conn {
+	if r.Slot != nil {
+		if c, ok := r.Slot.Analysis.(*conn); ok && c.id == r.Conn && c.prev != nil {
+			return c
+		}
+	}
+	c := a.conns[r.Conn]
+	if c != nil && r.Slot != nil {
+		r.Slot.Analysis = c
+	}
+	return c
+}
+
 // newConn returns a zero conn, a summarized one reused when there is one:
 // a storm then allocates no connection state.
 func (a *Analyzer) newConn() *conn {
@@ -403,7 +422,7 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 	if t := r.Time.UnixNano(); t > a.latest {
 		a.latest = t
 	}
-	c := a.conns[r.Conn]
+	c := a.connOf(r)
 	if c != nil {
 		a.toFront(c)
 	} else {
@@ -420,6 +439,9 @@ func (a *Analyzer) Write(r *tracer.Record) error {
 		var err error
 		if c, err = a.addConn(r); err != nil {
 			return err
+		}
+		if r.Slot != nil {
+			r.Slot.Analysis = c
 		}
 	}
 	if r.Time.Before(c.last) && a.ended[c.id] != nil {

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ type collect struct{ recs []tracer.Record }
 // Write keeps a copy of r and of its summary (both reused after Write).
 func (c *collect) Write(r *tracer.Record) error {
 	c.recs = append(c.recs, *r)
+	c.recs[len(c.recs)-1].Slot = nil
 	if r.Summary != nil {
 		sum := *r.Summary
 		c.recs[len(c.recs)-1].Summary = &sum
@@ -110,12 +112,40 @@ func handshake() []tracer.Record {
 	}
 }
 
+// run analyses recs and returns the output. It does so three times, the
+// records carrying no correlator slot (Record.Slot), a slot per
+// connection (as the correlator gives), and one slot shared by every
+// record (always another connection's state, or a summarized one's): the
+// output must not differ.
 func run(t *testing.T, cfg Config, recs []tracer.Record) *collect {
+	t.Helper()
+	out := runSlots(t, cfg, recs, func(*tracer.Record) *tracer.ConnSlot { return nil })
+	perConn := map[uint64]*tracer.ConnSlot{}
+	withSlots := runSlots(t, cfg, recs, func(r *tracer.Record) *tracer.ConnSlot {
+		if perConn[r.Conn] == nil {
+			perConn[r.Conn] = &tracer.ConnSlot{}
+		}
+		return perConn[r.Conn]
+	})
+	shared := &tracer.ConnSlot{}
+	withShared := runSlots(t, cfg, recs, func(*tracer.Record) *tracer.ConnSlot { return shared })
+	for name, got := range map[string]*collect{"a slot per connection": withSlots, "one shared slot": withShared} {
+		if !reflect.DeepEqual(got.recs, out.recs) {
+			t.Fatalf("with %s the output differs from the output without slots", name)
+		}
+	}
+	return out
+}
+
+func runSlots(t *testing.T, cfg Config, recs []tracer.Record, slot func(*tracer.Record) *tracer.ConnSlot) *collect {
 	t.Helper()
 	out := &collect{}
 	a := New(out, cfg)
 	for i := range recs {
 		r := recs[i]
+		if r.Conn != 0 && r.Type != tracer.TypeConn {
+			r.Slot = slot(&r)
+		}
 		if err := a.Write(&r); err != nil {
 			t.Fatal(err)
 		}
@@ -942,5 +972,46 @@ func TestTimeWaitKillCause(t *testing.T) {
 				t.Errorf("time_wait_end %q kill %q, want killed %q", s.TimeWaitEnd, s.TimeWaitKill, c.want)
 			}
 		})
+	}
+}
+
+// TestConnOfSlot: the analyzer keeps a connection's state in the
+// correlator's slot and takes it from there only while it is that
+// connection's live state.
+func TestConnOfSlot(t *testing.T) {
+	a := New(&collect{}, Config{})
+	slot := &tracer.ConnSlot{}
+	r := seg(0, cli, srv, S, 1000, 0, 0, 64240)
+	r.Slot = slot
+	if err := a.Write(&r); err != nil {
+		t.Fatal(err)
+	}
+	c, ok := slot.Analysis.(*conn)
+	if !ok || c != a.conns[1] {
+		t.Fatalf("slot holds %v, want the state of conn 1", slot.Analysis)
+	}
+	if got := a.connOf(&r); got != c {
+		t.Fatalf("connOf: %p, want %p", got, c)
+	}
+	other := r
+	other.Conn = 2 // the slot's state is conn 1's, not 2's
+	if got := a.connOf(&other); got != nil {
+		t.Errorf("connOf of conn 2 gave conn %d's state", got.id)
+	}
+	// Dropped from the table but not zeroed (a summarized conn that
+	// still holds records is left to the garbage collector as it is).
+	if err := a.drop(c); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.connOf(&r); got != nil {
+		t.Error("connOf gave the state of a connection no longer in the table")
+	}
+	// Without a slot: the table.
+	r.Slot = nil
+	if err := a.Write(&r); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.connOf(&r); got == nil || got != a.conns[1] {
+		t.Error("connOf without a slot did not find the table's state")
 	}
 }
