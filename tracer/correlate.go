@@ -1,7 +1,7 @@
 package tracer
 
 import (
-	"bytes"
+	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
 	"time"
@@ -63,10 +63,25 @@ func makeConnKey(x, y netip.AddrPort, netns uint32) connKey {
 	}
 	xa, ya := x.Addr().As16(), y.Addr().As16()
 	xp, yp := x.Port(), y.Port()
-	if c := bytes.Compare(xa[:], ya[:]); c > 0 || c == 0 && xp > yp {
+	if addrPortAfter(&xa, &ya, xp, yp) {
 		xa, ya, xp, yp = ya, xa, yp, xp
 	}
 	return connKey{a: xa, b: ya, pa: xp, pb: yp, netns: netns}
+}
+
+// addrPortAfter reports whether address x and port xp sort after y and
+// yp: the bytes of the addresses in order (as bytes.Compare), then the
+// ports. Compared as two big-endian words each, without a call.
+func addrPortAfter(x, y *[16]byte, xp, yp uint16) bool {
+	xh, yh := binary.BigEndian.Uint64(x[:8]), binary.BigEndian.Uint64(y[:8])
+	if xh != yh {
+		return xh > yh
+	}
+	xl, yl := binary.BigEndian.Uint64(x[8:]), binary.BigEndian.Uint64(y[8:])
+	if xl != yl {
+		return xl > yl
+	}
+	return xp > yp
 }
 
 // connEntry is one connection of the table, also a node of its

@@ -1,7 +1,9 @@
 package tracer
 
 import (
+	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"runtime"
@@ -976,5 +978,26 @@ func TestCorrelatorSlot(t *testing.T) {
 	// Entries are reused: the next connection's slot starts empty.
 	if next := run(t, c, clientConnRecords(4, false)); next[0].Slot == nil || next[0].Slot.Analysis != nil {
 		t.Fatal("a new connection's slot is not empty")
+	}
+}
+
+// addrPortAfter orders as bytes.Compare of the addresses, then the ports.
+func TestAddrPortAfter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	addr := func() [16]byte {
+		var a [16]byte
+		for i := range a {
+			// Few distinct bytes: equal prefixes of every length.
+			a[i] = byte(rng.IntN(3)) * 127
+		}
+		return a
+	}
+	for range 200000 {
+		x, y := addr(), addr()
+		xp, yp := uint16(rng.IntN(3)), uint16(rng.IntN(3))
+		c := bytes.Compare(x[:], y[:])
+		if want := c > 0 || c == 0 && xp > yp; addrPortAfter(&x, &y, xp, yp) != want {
+			t.Fatalf("addrPortAfter(%x:%d, %x:%d) = %v, want %v", x, xp, y, yp, !want, want)
+		}
 	}
 }
