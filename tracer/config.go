@@ -326,8 +326,9 @@ type Config struct {
 	// warning says how many.
 	MaxPacketConns int
 	// RecordDump, when set, receives every raw ring record the consumer
-	// reads, as a record dump (--record-dump, a debug aid: ReadRecordDump
-	// reads it back). Run flushes it when it ends; nothing closes it.
+	// reads (not those the queue dropped), as a record dump
+	// (--record-dump, a debug aid: ReadRecordDump reads it back). Run
+	// flushes it when it ends; nothing closes it.
 	RecordDump io.Writer
 	// IdleTimeout is the analysis' --idle-timeout: the correlator keeps an
 	// idle connection's id at least this long (plus its closed linger), so
