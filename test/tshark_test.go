@@ -171,7 +171,7 @@ func TestAnalysisAgainstTshark(t *testing.T) {
 			if len(theirs) < 50 {
 				t.Errorf("tshark decoded only %d packets", len(theirs))
 			}
-			t.Logf("%d packets compared, %d differ, %d timing-window swaps", cmp.compared, cmp.differ, cmp.swaps)
+			t.Logf("%d packets compared, %d differ, %d timing-window swaps (and %d at tshark's out-of-order window)", cmp.compared, cmp.differ, cmp.swaps, cmp.nearWindow)
 			checkSummaries(t, "all", cases, tp, recs, theirs)
 			checkKernelConfirmation(t, netip.AddrPortFrom(tp.clientIP, cases[1].sc.clientPort), recs)
 			checkControlPackets(t, theirs, ctlRecs, v.A, harness.VethA)
@@ -400,6 +400,10 @@ type tsharkPacket struct {
 	base          string
 	seq, length   uint32
 	syn, fin, rst bool
+	// at is the packet's time in the capture, irtt the connection's
+	// initial RTT as tshark measured it (0 before the handshake ends):
+	// tshark's out-of-order window (ooo3ms before it).
+	at, irtt time.Duration
 }
 
 type orderedPacket struct {
@@ -425,7 +429,8 @@ func tsharkPackets(ctx context.Context, t *testing.T, pcap string) []tsharkPacke
 	t.Helper()
 	args := []string{"-r", pcap, "-o", "tcp.relative_sequence_numbers:FALSE", "-T", "fields", "-E", "separator=|",
 		"-e", "tcp.srcport", "-e", "tcp.seq", "-e", "tcp.ack", "-e", "tcp.len", "-e", "tcp.flags.ack", "-e", "tcp.dstport",
-		"-e", "tcp.flags.syn", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset", "-e", "tcp.window_size_value"}
+		"-e", "tcp.flags.syn", "-e", "tcp.flags.fin", "-e", "tcp.flags.reset", "-e", "tcp.window_size_value",
+		"-e", "frame.time_relative", "-e", "tcp.analysis.initial_rtt"}
 	for _, v := range tsharkVerdicts {
 		args = append(args, "-e", v.field)
 	}
@@ -437,7 +442,7 @@ func tsharkPackets(ctx context.Context, t *testing.T, pcap string) []tsharkPacke
 	seen := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Split(line, "|")
-		const fields = 10 // before the verdicts
+		const fields = 12 // before the verdicts
 		if len(f) != fields+len(tsharkVerdicts) {
 			t.Fatalf("tshark line %q", line)
 		}
@@ -457,6 +462,7 @@ func tsharkPackets(ctx context.Context, t *testing.T, pcap string) []tsharkPacke
 		var win uint32
 		fmt.Sscan(f[9], &win)
 		p.base = controlKey(port, seq, ackp, length, win, p.syn, p.fin, p.rst)
+		p.at, p.irtt = tsharkSeconds(f[10]), tsharkSeconds(f[11])
 		for i, v := range tsharkVerdicts {
 			if f[fields+i] != "" {
 				p.verdicts = append(p.verdicts, v.name)
@@ -466,6 +472,16 @@ func tsharkPackets(ctx context.Context, t *testing.T, pcap string) []tsharkPacke
 		pkts = append(pkts, p)
 	}
 	return pkts
+}
+
+// tsharkSeconds reads a time field of tshark in seconds ("0.000123456");
+// 0 when empty.
+func tsharkSeconds(f string) time.Duration {
+	var sec float64
+	if _, err := fmt.Sscan(f, &sec); err != nil {
+		return 0
+	}
+	return time.Duration(sec * float64(time.Second))
 }
 
 // tsharkFlag reads a TCP flag field of tshark (1 or True when set).
