@@ -28,7 +28,7 @@ type Side struct {
 // Attach adds a side consumer with a queue of n records and starts its
 // goroutine. Call it before the first Write. The consumer gets copies of
 // the records (pointed-to data, such as a conn Summary, is shared and must
-// not change after it is written); it is flushed whenever its queue runs
+// not change after it is written), without their Slot; it is flushed whenever its queue runs
 // empty and ended (when an Ender) by Fanout.End.
 func (f *Fanout) Attach(c Sink, n int) *Side {
 	s := &Side{c: c, q: make(chan Record, max(n, 1)), done: make(chan struct{})}
@@ -58,9 +58,14 @@ func (s *Side) Dropped() uint64 { return s.dropped.Load() }
 // consumer that has room (else counts it dropped). It never waits on a
 // side consumer.
 func (f *Fanout) Write(r *Record) error {
+	if len(f.sides) == 0 {
+		return f.Next.Write(r)
+	}
+	c := *r
+	c.Slot = nil // the main path's per-connection state: not for other goroutines
 	for _, s := range f.sides {
 		select {
-		case s.q <- *r:
+		case s.q <- c:
 		default:
 			s.dropped.Add(1)
 		}

@@ -49,3 +49,25 @@ func TestFanoutSlowSideNeverStalls(t *testing.T) {
 		t.Error("End did not reach every consumer")
 	}
 }
+
+// Side consumers run in goroutines of their own: they get the records
+// without the main path's per-connection slot, and the main path keeps it.
+func TestFanoutCopiesWithoutSlot(t *testing.T) {
+	main, side := &collectSink{}, &collectSink{}
+	f := &Fanout{Next: main}
+	f.Attach(side, 16)
+	slot := &ConnSlot{Analysis: "main path state"}
+	r := Record{Type: TypePacket, Conn: 1, Slot: slot}
+	if err := f.Write(&r); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.End(); err != nil {
+		t.Fatal(err)
+	}
+	if len(side.recs) != 1 || side.recs[0].Slot != nil || side.recs[0].Conn != 1 {
+		t.Fatalf("side consumer got %+v, want conn 1 without a slot", side.recs)
+	}
+	if main.recs[0].Slot != slot || r.Slot != slot {
+		t.Error("the main path lost its slot")
+	}
+}

@@ -228,7 +228,9 @@ type Record struct {
 	Type RecordType
 	Conn uint64
 	// Slot is the correlator's storage for connection Conn, while it
-	// keeps the connection's full entry; nil otherwise (ConnSlot).
+	// keeps the connection's full entry; nil otherwise (ConnSlot). Only
+	// the stages of the record path's goroutine use it: Fanout's copies
+	// for side consumers have none.
 	Slot  *ConnSlot
 	Netns uint32
 	// NetnsName is the name user space gave the namespace (ip netns,
