@@ -48,11 +48,7 @@ func (p *ReplayPath) Feed(raw []byte) error {
 		return nil
 	}
 	p.tick = now
-	if err := p.st.tick(now, true); err != nil {
-		return err
-	}
-	p.corr.upkeep(now, now)
-	return p.flush(now)
+	return recordTimeTick(p.st, p.corr, now, p.flush)
 }
 
 // End releases what the stages hold.

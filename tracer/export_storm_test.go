@@ -96,13 +96,19 @@ func (p *StormPath) Conn(i int) error {
 	p.now = p.now.Add(stormGap)
 	if p.now.Sub(p.tick) >= 100*time.Millisecond {
 		p.tick = p.now
-		if err := p.st.tick(p.now, true); err != nil {
-			return err
-		}
-		p.corr.upkeep(p.now, p.now)
-		return p.flush(p.now)
+		return recordTimeTick(p.st, p.corr, p.now, p.flush)
 	}
 	return nil
+}
+
+// recordTimeTick is Run's tick on record time, for the benchmark paths:
+// held records, the correlator's upkeep, the sink's flush as of now.
+func recordTimeTick(st *stages, corr *correlator, now time.Time, flush func(time.Time) error) error {
+	if err := st.tick(now, true); err != nil {
+		return err
+	}
+	corr.upkeep(now, now)
+	return flush(now)
 }
 
 func (p *StormPath) feed(r Record) error {
