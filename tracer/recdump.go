@@ -25,6 +25,10 @@ const maxDumpRecord = 1 << 16
 // differs from this one.
 var ErrRecordDumpABI = errors.New("record dump written by a build with another event ABI")
 
+// ErrRecordDumpTruncated: the dump ends within a record, as the dump of
+// a run that was killed does; every whole record before was read.
+var ErrRecordDumpTruncated = errors.New("record dump truncated")
+
 // recordABIFingerprint hashes what the decoder assumes of the raw
 // events: each kind's id and sizes.
 func recordABIFingerprint() uint32 {
@@ -77,8 +81,9 @@ func (d *recordDump) close() error {
 
 // ReadRecordDump calls fn with each raw record of the dump r, in order
 // (raw is valid only during the call). It fails on a file that is not a
-// record dump, on one of another event ABI (ErrRecordDumpABI) and on a
-// truncated or oversized record.
+// record dump, on one of another event ABI (ErrRecordDumpABI), on a
+// truncated record (ErrRecordDumpTruncated, after the whole ones) and on an
+// oversized one.
 func ReadRecordDump(r io.Reader, fn func(raw []byte) error) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var h [16]byte
@@ -94,14 +99,14 @@ func ReadRecordDump(r io.Reader, fn func(raw []byte) error) error {
 		if _, err := io.ReadFull(br, n[:]); err == io.EOF {
 			return nil
 		} else if err != nil {
-			return fmt.Errorf("record %d: truncated length: %w", i, err)
+			return fmt.Errorf("record %d: %w (in its length: %v)", i, ErrRecordDumpTruncated, err)
 		}
 		size := binary.LittleEndian.Uint32(n[:])
 		if size > maxDumpRecord {
 			return fmt.Errorf("record %d: %d bytes, more than any event", i, size)
 		}
 		if _, err := io.ReadFull(br, buf[:size]); err != nil {
-			return fmt.Errorf("record %d: truncated: %w", i, err)
+			return fmt.Errorf("record %d: %w (%v)", i, ErrRecordDumpTruncated, err)
 		}
 		if err := fn(buf[:size]); err != nil {
 			return err

@@ -72,8 +72,8 @@ func TestReadRecordDumpRejects(t *testing.T) {
 		{"empty", nil, "not a tcpscope record dump"},
 		{"other file", []byte("{\"type\":\"packet\"}\n{}\n"), "not a tcpscope record dump"},
 		{"other ABI", otherABI, "another event ABI"},
-		{"truncated length", append(slices.Clone(header), 1, 0), "record 0: truncated length"},
-		{"truncated record", good.Bytes()[:good.Len()-1], "record 0: truncated"},
+		{"truncated length", append(slices.Clone(header), 1, 0), "record 0: record dump truncated (in its length"},
+		{"truncated record", good.Bytes()[:good.Len()-1], "record 0: record dump truncated"},
 		{"oversized", oversized, "more than any event"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -85,6 +85,9 @@ func TestReadRecordDumpRejects(t *testing.T) {
 			if c.name == "other ABI" && !errors.Is(err, ErrRecordDumpABI) {
 				t.Errorf("err %v is not ErrRecordDumpABI", err)
 			}
+			if strings.HasPrefix(c.name, "truncated") != errors.Is(err, ErrRecordDumpTruncated) {
+				t.Errorf("err %v: ErrRecordDumpTruncated %v", err, errors.Is(err, ErrRecordDumpTruncated))
+			}
 			if n != 0 {
 				t.Errorf("%d records passed on before the error", n)
 			}
@@ -93,5 +96,22 @@ func TestReadRecordDumpRejects(t *testing.T) {
 	n := 0
 	if err := ReadRecordDump(bytes.NewReader(good.Bytes()), func([]byte) error { n++; return nil }); err != nil || n != 1 {
 		t.Fatalf("good dump: %d records, err %v", n, err)
+	}
+}
+
+// A dump cut within a record (its run was killed) gives every whole record
+// before the cut, then ErrRecordDumpTruncated.
+func TestReadRecordDumpKilledRun(t *testing.T) {
+	var buf bytes.Buffer
+	d := newRecordDump(&buf)
+	d.add(packetEvent(1, 1))
+	d.add(packetEvent(2, 2))
+	if err := d.close(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err := ReadRecordDump(bytes.NewReader(buf.Bytes()[:buf.Len()-5]), func([]byte) error { n++; return nil })
+	if !errors.Is(err, ErrRecordDumpTruncated) || n != 1 {
+		t.Fatalf("%d records, err %v; want 1 and ErrRecordDumpTruncated", n, err)
 	}
 }
